@@ -1,0 +1,30 @@
+//! Command-line interface: one subcommand per job.
+
+mod mof;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// cimvirtd: a WBEM server (CIM-XML and WS-Management) for Linux KVM hosts, with its own
+/// integrated KVM hypervisor.
+#[derive(Debug, Parser)]
+#[command(name = "cimvirtd", version, about, long_about = None)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile and inspect MOF (DSP0221) schemas.
+    #[command(subcommand)]
+    Mof(mof::MofCommand),
+}
+
+/// Runs the chosen subcommand.
+pub fn run(args: Args) -> ExitCode {
+    match args.command {
+        Command::Mof(cmd) => mof::run(cmd),
+    }
+}
