@@ -58,6 +58,17 @@ pub fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
 /// Feeds the lowercase UTF-8 bytes of `s` to `state`, in chunks so that hashing stays cheap.
 fn hash_ignore_case<H: Hasher>(s: &str, state: &mut H) {
     let mut buf = [0u8; 64];
+    if s.is_ascii() {
+        // The common case: lowercase whole chunks without decoding characters.
+        for chunk in s.as_bytes().chunks(buf.len()) {
+            let lower = &mut buf[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            state.write(lower);
+        }
+        state.write_u8(0xff);
+        return;
+    }
     let mut len = 0;
     for c in s.chars().flat_map(char::to_lowercase) {
         if len + 4 > buf.len() {

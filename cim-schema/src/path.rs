@@ -667,7 +667,7 @@ mod tests {
     #[test]
     fn deep_reference_nesting_is_an_error_not_a_stack_overflow() {
         let mut uri = "/ns:C.K=1".to_string();
-        for _ in 0..40 {
+        for _ in 0..18 {
             let mut q = String::new();
             write_quoted(&mut q, &uri, '"');
             uri = format!("/ns:C.R={q}");

@@ -333,7 +333,7 @@ impl<'r> Compiler<'r> {
     }
 
     /// Gives a qualifier its declared type and flavor.
-    fn qualifier(&mut self, file: usize, q: &QualifierUse) -> Option<Qualifier> {
+    fn qualifier(&mut self, file: usize, q: &mut QualifierUse) -> Option<Qualifier> {
         let Some(decl) = self
             .repo
             .namespace(&self.namespace)
@@ -355,7 +355,7 @@ impl<'r> Compiler<'r> {
             k.apply(&mut flavor);
         }
         let (name, ty, is_array) = (decl.name.clone(), decl.ty, decl.array.is_some());
-        let value = match &q.value {
+        let value = match &mut q.value {
             None if ty == CimType::Boolean && !is_array => Some(Value::Boolean(true)),
             None => {
                 self.error(
@@ -368,10 +368,11 @@ impl<'r> Compiler<'r> {
                 );
                 return None;
             }
-            Some((lit, span)) => match self.literal(lit, ty, is_array) {
+            Some((lit, span)) => match self.take_literal(lit, ty, is_array) {
                 Ok(v) => v,
                 Err(msg) => {
-                    self.error(file, *span, format!("qualifier '{name}': {msg}"));
+                    let span = *span;
+                    self.error(file, span, format!("qualifier '{name}': {msg}"));
                     return None;
                 }
             },
@@ -385,7 +386,7 @@ impl<'r> Compiler<'r> {
         })
     }
 
-    fn qualifiers(&mut self, file: usize, uses: &[QualifierUse]) -> Option<QualifierSet> {
+    fn qualifiers(&mut self, file: usize, uses: &mut [QualifierUse]) -> Option<QualifierSet> {
         let mut set = QualifierSet::new();
         let mut ok = true;
         for q in uses {
@@ -407,7 +408,8 @@ impl<'r> Compiler<'r> {
     }
 
     fn class(&mut self, file: usize, c: ClassDecl) {
-        let Some(declared) = self.declared_class(file, &c) else {
+        let mut c = c;
+        let Some(declared) = self.declared_class(file, &mut c) else {
             return;
         };
         let ns = self.namespace.clone();
@@ -422,26 +424,26 @@ impl<'r> Compiler<'r> {
     }
 
     /// The class as declared: its own qualifiers and features, typed.
-    fn declared_class(&mut self, file: usize, c: &ClassDecl) -> Option<Class> {
+    fn declared_class(&mut self, file: usize, c: &mut ClassDecl) -> Option<Class> {
         let class_name = Name::new(&c.name.name);
         let mut class = Class::new(
             class_name.clone(),
             c.superclass.as_ref().map(|s| Name::new(&s.name)),
         );
-        class.qualifiers = self.qualifiers(file, &c.qualifiers)?;
+        class.qualifiers = self.qualifiers(file, &mut c.qualifiers)?;
         let mut ok = true;
-        for f in &c.features {
+        for f in &mut c.features {
             match f {
                 Feature::Property(p) => {
-                    let Some(qualifiers) = self.qualifiers(file, &p.qualifiers) else {
+                    let Some(qualifiers) = self.qualifiers(file, &mut p.qualifiers) else {
                         ok = false;
                         continue;
                     };
                     let (ty, reference_class) = split_type(&p.ty);
                     let array = p.array.map(|a| with_kind(array_of(a), &qualifiers));
-                    let default = match &p.default {
+                    let default = match &mut p.default {
                         None => None,
-                        Some((lit, span)) => match self.literal(lit, ty, array.is_some()) {
+                        Some((lit, span)) => match self.take_literal(lit, ty, array.is_some()) {
                             Ok(v) => v,
                             Err(msg) => {
                                 self.error(
@@ -478,13 +480,13 @@ impl<'r> Compiler<'r> {
                     }
                 }
                 Feature::Method(m) => {
-                    let Some(qualifiers) = self.qualifiers(file, &m.qualifiers) else {
+                    let Some(qualifiers) = self.qualifiers(file, &mut m.qualifiers) else {
                         ok = false;
                         continue;
                     };
                     let mut parameters = NameMap::new();
-                    for param in &m.parameters {
-                        let Some(qualifiers) = self.qualifiers(file, &param.qualifiers) else {
+                    for param in &mut m.parameters {
+                        let Some(qualifiers) = self.qualifiers(file, &mut param.qualifiers) else {
                             ok = false;
                             continue;
                         };
@@ -546,6 +548,38 @@ impl<'r> Compiler<'r> {
             depth: 0,
         }
         .convert(lit, ty, is_array, None)
+    }
+
+    /// Like [`Self::literal`], moving strings out of the syntax tree rather than copying
+    /// them: schema text is mostly long Description strings.
+    fn take_literal(
+        &self,
+        lit: &mut Literal,
+        ty: CimType,
+        is_array: bool,
+    ) -> Result<Option<Value>, String> {
+        let all_strings = |items: &[(Literal, Span)]| {
+            items
+                .iter()
+                .all(|(l, _)| matches!(l, Literal::String(_) | Literal::Null))
+        };
+        match (lit, ty, is_array) {
+            (Literal::String(s), CimType::String, false) => {
+                Ok(Some(Value::String(std::mem::take(s))))
+            }
+            (Literal::Array(items), CimType::String, true) if all_strings(items) => {
+                Ok(Some(Value::Array(
+                    items
+                        .iter_mut()
+                        .map(|(l, _)| match l {
+                            Literal::String(s) => Some(Value::String(std::mem::take(s))),
+                            _ => None,
+                        })
+                        .collect(),
+                )))
+            }
+            (lit, ty, is_array) => self.literal(lit, ty, is_array),
+        }
     }
 
     /// Creates the instances collected from every file, resolving aliases first.

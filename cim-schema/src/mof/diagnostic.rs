@@ -122,7 +122,7 @@ mod tests {
             Severity::Error,
             "a.mof".into(),
             src,
-            18,
+            19,
             "expected ';'".into(),
         );
         assert_eq!((d.line, d.column), (2, 10));

@@ -120,13 +120,12 @@ impl<'s> Lexer<'s> {
             match self.peek(0) {
                 b' ' | b'\t' | b'\r' | b'\n' | 0x0c => self.pos += 1,
                 b'/' if self.peek(1) == b'/' => {
-                    while self.pos < self.src.len() && self.src[self.pos] != b'\n' {
-                        self.pos += 1;
-                    }
+                    let rest = &self.src[self.pos..];
+                    self.pos += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
                 }
                 b'/' if self.peek(1) == b'*' => {
                     let start = self.pos;
-                    match find(&self.src[self.pos + 2..], b"*/") {
+                    match find_comment_end(&self.src[self.pos + 2..]) {
                         Some(i) => self.pos += 2 + i + 2,
                         None => {
                             self.pos = self.src.len();
@@ -197,18 +196,27 @@ impl<'s> Lexer<'s> {
         let start = self.pos;
         self.pos += 1;
         loop {
-            match self.src.get(self.pos) {
-                None | Some(b'\n') => return self.error(start, unterminated),
-                Some(b'\\') => self.pos += 2,
-                Some(&c) if c == quote => {
+            // Jump to the next byte that matters; string bodies are most of a schema's bytes.
+            let rest = &self.src[self.pos..];
+            let Some(i) = rest
+                .iter()
+                .position(|&b| b == quote || b == b'\\' || b == b'\n')
+            else {
+                self.pos = self.src.len();
+                return self.error(start, unterminated);
+            };
+            self.pos += i;
+            match self.src[self.pos] {
+                b'\n' => return self.error(start, unterminated),
+                b'\\' if self.pos + 1 < self.src.len() => self.pos += 2,
+                b'\\' => {
+                    self.pos = self.src.len();
+                    return self.error(start, unterminated);
+                }
+                _ => {
                     self.pos += 1;
                     return self.token(kind, start);
                 }
-                Some(_) => self.pos += 1,
-            }
-            if self.pos > self.src.len() {
-                self.pos = self.src.len();
-                return self.error(start, unterminated);
             }
         }
     }
@@ -263,8 +271,17 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Offset of the first `*/` in `haystack`.
+fn find_comment_end(haystack: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = haystack[from..].iter().position(|&b| b == b'*') {
+        let at = from + i;
+        if haystack.get(at + 1) == Some(&b'/') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -32,11 +32,12 @@ pub fn parse(source: &str) -> (Vec<Production>, Vec<SyntaxError>) {
     };
     let mut out = Vec::new();
     while p.peek().kind != TokenKind::Eof {
+        let start = p.pos;
         match p.production() {
             Ok(prod) => out.push(prod),
             Err(e) => {
                 p.errors.push(e);
-                p.recover();
+                p.recover(start);
             }
         }
     }
@@ -129,28 +130,37 @@ impl<'s> Parser<'s> {
         })
     }
 
-    /// Skips to just past the next `;` outside braces, or to a token that can only start a
-    /// statement, so parsing can go on.
-    fn recover(&mut self) {
+    /// Skips the statement that failed: from its first token to the `;` that ends it at
+    /// brace depth 0, so that parsing goes on with the next statement. A `#pragma`, or a
+    /// `class` keyword that follows the end of a feature, also ends the skip, in case the
+    /// statement lost a closing brace.
+    fn recover(&mut self, statement_start: usize) {
+        self.pos = statement_start;
         let mut depth = 0usize;
-        let start = self.pos;
         loop {
             let t = self.peek();
+            let starts_statement = self.pos > statement_start
+                && (t.kind == TokenKind::Hash
+                    || (self.is_keyword(&t, "class")
+                        && matches!(
+                            self.tokens[self.pos - 1].kind,
+                            TokenKind::Semicolon | TokenKind::RBrace
+                        )
+                        && self
+                            .tokens
+                            .get(self.pos + 1)
+                            .is_some_and(|n| n.kind == TokenKind::Identifier)
+                        && self.tokens.get(self.pos + 2).is_some_and(|n| {
+                            matches!(n.kind, TokenKind::Colon | TokenKind::LBrace)
+                        })));
             match t.kind {
                 TokenKind::Eof => return,
+                _ if starts_statement => return,
                 TokenKind::LBrace => depth += 1,
                 TokenKind::RBrace => depth = depth.saturating_sub(1),
                 TokenKind::Semicolon if depth == 0 => {
                     self.bump();
                     return;
-                }
-                TokenKind::Hash if self.pos > start => return,
-                TokenKind::Identifier
-                    if depth == 0
-                        && self.pos > start
-                        && (self.is_keyword(&t, "class") || self.is_keyword(&t, "qualifier")) =>
-                {
-                    return
                 }
                 _ => {}
             }
