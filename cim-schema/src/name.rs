@@ -162,12 +162,19 @@ impl Equivalent<Name> for NameKey<'_> {
 ///
 /// Declaration order matters in CIM (properties are returned and printed in the order they
 /// were declared), so this keeps it.
-#[derive(Clone, PartialEq)]
-pub struct NameMap<V>(IndexMap<Name, V>);
+#[derive(Clone)]
+pub struct NameMap<V>(IndexMap<Name, V, foldhash::fast::RandomState>);
 
 impl<V> Default for NameMap<V> {
     fn default() -> Self {
-        NameMap(IndexMap::new())
+        NameMap(IndexMap::default())
+    }
+}
+
+impl<V: PartialEq> PartialEq for NameMap<V> {
+    /// Same entries in the same order.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
     }
 }
 

@@ -478,14 +478,14 @@ impl Parser<'_> {
         start: usize,
     ) -> Result<Value, PathError> {
         match ty {
-            Some(CimType::String) => Ok(Value::String(text)),
+            Some(CimType::String) => Ok(Value::String(text.into())),
             Some(CimType::DateTime) => DateTime::parse(&text).map(Value::DateTime).or_else(|e| {
                 self.pos = start;
                 self.err(e.to_string())
             }),
             Some(CimType::Reference) => self.nested(&text, start),
             None if looks_like_instance_path(&text) => self.nested(&text, start),
-            None => Ok(Value::String(text)),
+            None => Ok(Value::String(text.into())),
             Some(t) => {
                 self.pos = start;
                 self.err(format!("a {t} key value is not quoted"))

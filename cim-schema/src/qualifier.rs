@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::name::{Name, NameMap};
+use crate::name::Name;
 use crate::types::{Array, CimType};
 use crate::value::Value;
 
@@ -227,22 +227,23 @@ impl Qualifier {
     }
 }
 
-/// The qualifiers of one element, in the order they were given.
+/// The qualifiers of one element, in the order they were given. Elements carry a handful
+/// of qualifiers, so this is a small vector searched by name.
 #[derive(Clone, Debug, PartialEq, Default)]
-pub struct QualifierSet(pub NameMap<Qualifier>);
+pub struct QualifierSet(Vec<Qualifier>);
 
 impl QualifierSet {
     /// An empty set.
     pub fn new() -> Self {
         Self::default()
     }
-    /// The qualifier named `name`.
+    /// The qualifier named `name`, ignoring case.
     pub fn get(&self, name: &str) -> Option<&Qualifier> {
-        self.0.get(name)
+        self.0.iter().find(|q| q.name.matches(name))
     }
     /// The value of the qualifier named `name`, if present and not NULL.
     pub fn value(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).and_then(|q| q.value.as_ref())
+        self.get(name).and_then(|q| q.value.as_ref())
     }
     /// Whether a boolean qualifier is present and true (`[Key]`, `[Abstract]`).
     pub fn is_true(&self, name: &str) -> bool {
@@ -252,17 +253,25 @@ impl QualifierSet {
     pub fn str(&self, name: &str) -> Option<&str> {
         self.value(name).and_then(Value::as_str)
     }
-    /// Adds or replaces a qualifier.
+    /// Adds a qualifier, or replaces the one of the same name in its position.
     pub fn insert(&mut self, q: Qualifier) {
-        self.0.insert(q.name.clone(), q);
+        match self.0.iter_mut().find(|e| e.name == q.name) {
+            Some(existing) => *existing = q,
+            None => self.0.push(q),
+        }
+    }
+    /// Removes the qualifier named `name`.
+    pub fn remove(&mut self, name: &str) -> Option<Qualifier> {
+        let i = self.0.iter().position(|q| q.name.matches(name))?;
+        Some(self.0.remove(i))
     }
     /// Iterates in order.
     pub fn iter(&self) -> impl Iterator<Item = &Qualifier> {
-        self.0.values()
+        self.0.iter()
     }
     /// The qualifiers given on this element, not inherited.
     pub fn local(&self) -> impl Iterator<Item = &Qualifier> {
-        self.0.values().filter(|q| !q.propagated)
+        self.0.iter().filter(|q| !q.propagated)
     }
     /// Number of qualifiers.
     pub fn len(&self) -> usize {
@@ -271,6 +280,14 @@ impl QualifierSet {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl IntoIterator for QualifierSet {
+    type Item = Qualifier;
+    type IntoIter = std::vec::IntoIter<Qualifier>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -688,7 +688,7 @@ impl Resolver<'_> {
                 ..q.clone()
             });
         }
-        for q in local.0.into_values() {
+        for q in local {
             if let Some(p) = merged.get(q.name.as_str()) {
                 if !p.flavor.overridable && p.value != q.value {
                     return Err(Error::QualifierOverride {

@@ -1,5 +1,7 @@
 //! CIM values: what a property, qualifier, parameter or key holds.
 
+use std::sync::Arc;
+
 use crate::datetime::DateTime;
 use crate::instance::Instance;
 use crate::path::ObjectPath;
@@ -11,8 +13,8 @@ use crate::types::CimType;
 pub enum Value {
     /// boolean
     Boolean(bool),
-    /// string
-    String(String),
+    /// string. Shared, so that copying a value (inheritance, responses) does not copy text.
+    String(Arc<str>),
     /// char16
     Char16(char),
     /// uint8
@@ -56,7 +58,7 @@ impl Value {
     pub fn string_array<I, S>(items: I) -> Value
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: Into<Arc<str>>,
     {
         Value::array(items.into_iter().map(|s| Value::String(s.into())))
     }
@@ -155,11 +157,16 @@ impl From<bool> for Value {
 }
 impl From<&str> for Value {
     fn from(v: &str) -> Self {
-        Value::String(v.to_string())
+        Value::String(v.into())
     }
 }
 impl From<String> for Value {
     fn from(v: String) -> Self {
+        Value::String(v.into())
+    }
+}
+impl From<Arc<str>> for Value {
+    fn from(v: Arc<str>) -> Self {
         Value::String(v)
     }
 }

@@ -29,7 +29,7 @@ pub enum Literal {
     /// A real.
     Real(f64),
     /// A string, escapes decoded and concatenations joined.
-    String(String),
+    String(std::sync::Arc<str>),
     /// A char16.
     Char(char),
     /// TRUE or FALSE.

@@ -74,6 +74,8 @@ pub struct Compiler<'r> {
     pending: Vec<PendingInstance>,
     diagnostics: Vec<Diagnostic>,
     summary: Summary,
+    /// Qualifier declarations of one namespace; see `qualifier_decls`.
+    decl_cache: Option<(String, NameMap<QualifierDecl>)>,
 }
 
 impl<'r> Compiler<'r> {
@@ -89,6 +91,7 @@ impl<'r> Compiler<'r> {
             pending: Vec::new(),
             diagnostics: Vec::new(),
             summary: Summary::default(),
+            decl_cache: None,
         }
     }
 
@@ -326,20 +329,39 @@ impl<'r> Compiler<'r> {
             flavor,
         };
         let ns = self.namespace.clone();
+        self.decl_cache = None;
         match self.repo.set_qualifier(&ns, decl) {
             Ok(()) => self.summary.qualifiers += 1,
             Err(e) => self.error(file, q.name.span, e.to_string()),
         }
     }
 
+    /// The qualifier declarations of the current namespace. Every qualifier use needs one,
+    /// so they are copied once per namespace change instead of looked up through the
+    /// repository each time.
+    fn qualifier_decls(&mut self) -> &NameMap<QualifierDecl> {
+        let stale = self
+            .decl_cache
+            .as_ref()
+            .is_none_or(|(ns, _)| *ns != self.namespace);
+        if stale {
+            let decls = self
+                .repo
+                .namespace(&self.namespace)
+                .map(|ns| {
+                    ns.qualifiers()
+                        .map(|d| (d.name.clone(), d.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.decl_cache = Some((self.namespace.clone(), decls));
+        }
+        &self.decl_cache.as_ref().expect("filled above").1
+    }
+
     /// Gives a qualifier its declared type and flavor.
-    fn qualifier(&mut self, file: usize, q: &mut QualifierUse) -> Option<Qualifier> {
-        let Some(decl) = self
-            .repo
-            .namespace(&self.namespace)
-            .ok()
-            .and_then(|ns| ns.qualifier(&q.name.name))
-        else {
+    fn qualifier(&mut self, file: usize, q: &QualifierUse) -> Option<Qualifier> {
+        let Some(decl) = self.qualifier_decls().get(&q.name.name) else {
             self.error(
                 file,
                 q.name.span,
@@ -355,7 +377,7 @@ impl<'r> Compiler<'r> {
             k.apply(&mut flavor);
         }
         let (name, ty, is_array) = (decl.name.clone(), decl.ty, decl.array.is_some());
-        let value = match &mut q.value {
+        let value = match &q.value {
             None if ty == CimType::Boolean && !is_array => Some(Value::Boolean(true)),
             None => {
                 self.error(
@@ -368,11 +390,10 @@ impl<'r> Compiler<'r> {
                 );
                 return None;
             }
-            Some((lit, span)) => match self.take_literal(lit, ty, is_array) {
+            Some((lit, span)) => match self.literal(lit, ty, is_array) {
                 Ok(v) => v,
                 Err(msg) => {
-                    let span = *span;
-                    self.error(file, span, format!("qualifier '{name}': {msg}"));
+                    self.error(file, *span, format!("qualifier '{name}': {msg}"));
                     return None;
                 }
             },
@@ -386,7 +407,7 @@ impl<'r> Compiler<'r> {
         })
     }
 
-    fn qualifiers(&mut self, file: usize, uses: &mut [QualifierUse]) -> Option<QualifierSet> {
+    fn qualifiers(&mut self, file: usize, uses: &[QualifierUse]) -> Option<QualifierSet> {
         let mut set = QualifierSet::new();
         let mut ok = true;
         for q in uses {
@@ -408,8 +429,7 @@ impl<'r> Compiler<'r> {
     }
 
     fn class(&mut self, file: usize, c: ClassDecl) {
-        let mut c = c;
-        let Some(declared) = self.declared_class(file, &mut c) else {
+        let Some(declared) = self.declared_class(file, &c) else {
             return;
         };
         let ns = self.namespace.clone();
@@ -424,26 +444,26 @@ impl<'r> Compiler<'r> {
     }
 
     /// The class as declared: its own qualifiers and features, typed.
-    fn declared_class(&mut self, file: usize, c: &mut ClassDecl) -> Option<Class> {
+    fn declared_class(&mut self, file: usize, c: &ClassDecl) -> Option<Class> {
         let class_name = Name::new(&c.name.name);
         let mut class = Class::new(
             class_name.clone(),
             c.superclass.as_ref().map(|s| Name::new(&s.name)),
         );
-        class.qualifiers = self.qualifiers(file, &mut c.qualifiers)?;
+        class.qualifiers = self.qualifiers(file, &c.qualifiers)?;
         let mut ok = true;
-        for f in &mut c.features {
+        for f in &c.features {
             match f {
                 Feature::Property(p) => {
-                    let Some(qualifiers) = self.qualifiers(file, &mut p.qualifiers) else {
+                    let Some(qualifiers) = self.qualifiers(file, &p.qualifiers) else {
                         ok = false;
                         continue;
                     };
                     let (ty, reference_class) = split_type(&p.ty);
                     let array = p.array.map(|a| with_kind(array_of(a), &qualifiers));
-                    let default = match &mut p.default {
+                    let default = match &p.default {
                         None => None,
-                        Some((lit, span)) => match self.take_literal(lit, ty, array.is_some()) {
+                        Some((lit, span)) => match self.literal(lit, ty, array.is_some()) {
                             Ok(v) => v,
                             Err(msg) => {
                                 self.error(
@@ -480,13 +500,13 @@ impl<'r> Compiler<'r> {
                     }
                 }
                 Feature::Method(m) => {
-                    let Some(qualifiers) = self.qualifiers(file, &mut m.qualifiers) else {
+                    let Some(qualifiers) = self.qualifiers(file, &m.qualifiers) else {
                         ok = false;
                         continue;
                     };
                     let mut parameters = NameMap::new();
-                    for param in &mut m.parameters {
-                        let Some(qualifiers) = self.qualifiers(file, &mut param.qualifiers) else {
+                    for param in &m.parameters {
+                        let Some(qualifiers) = self.qualifiers(file, &param.qualifiers) else {
                             ok = false;
                             continue;
                         };
@@ -548,38 +568,6 @@ impl<'r> Compiler<'r> {
             depth: 0,
         }
         .convert(lit, ty, is_array, None)
-    }
-
-    /// Like [`Self::literal`], moving strings out of the syntax tree rather than copying
-    /// them: schema text is mostly long Description strings.
-    fn take_literal(
-        &self,
-        lit: &mut Literal,
-        ty: CimType,
-        is_array: bool,
-    ) -> Result<Option<Value>, String> {
-        let all_strings = |items: &[(Literal, Span)]| {
-            items
-                .iter()
-                .all(|(l, _)| matches!(l, Literal::String(_) | Literal::Null))
-        };
-        match (lit, ty, is_array) {
-            (Literal::String(s), CimType::String, false) => {
-                Ok(Some(Value::String(std::mem::take(s))))
-            }
-            (Literal::Array(items), CimType::String, true) if all_strings(items) => {
-                Ok(Some(Value::Array(
-                    items
-                        .iter_mut()
-                        .map(|(l, _)| match l {
-                            Literal::String(s) => Some(Value::String(std::mem::take(s))),
-                            _ => None,
-                        })
-                        .collect(),
-                )))
-            }
-            (lit, ty, is_array) => self.literal(lit, ty, is_array),
-        }
     }
 
     /// Creates the instances collected from every file, resolving aliases first.

@@ -522,7 +522,7 @@ impl<'s> Parser<'s> {
                     end = next.end;
                 }
                 return Ok((
-                    Literal::String(s),
+                    Literal::String(s.into()),
                     Span {
                         start: t.start,
                         end,

@@ -48,8 +48,11 @@ pub struct Input {
 pub fn run(cmd: MofCommand) -> ExitCode {
     match cmd {
         MofCommand::Compile { input } => match compile(&input) {
-            Ok((_, line)) => {
+            Ok((repo, line)) => {
                 println!("{line}");
+                // The process ends here: freeing a large schema piece by piece would only
+                // add time.
+                std::mem::forget(repo);
                 ExitCode::SUCCESS
             }
             Err(code) => code,
