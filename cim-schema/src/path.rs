@@ -326,12 +326,13 @@ impl Parser<'_> {
             Some(c) => c,
             None => return self.err("expected ':' before the class name"),
         };
-        let ns = self.rest()[..colon].trim_end_matches('/');
-        if ns
-            .split('/')
-            .any(|seg| !seg.is_empty() && !is_identifier(seg))
-        {
-            return self.err(format!("'{ns}' is not a namespace name"));
+        let ns = &self.rest()[..colon];
+        // DSP0207: identifiers joined by single slashes; an empty segment would print as
+        // something that parses differently ("//ns" reads as an authority).
+        if !ns.is_empty() && !ns.split('/').all(is_identifier) {
+            return self.err(format!(
+                "'{ns}' is not a namespace name (identifiers separated by '/')"
+            ));
         }
         let namespace = (!ns.is_empty()).then(|| ns.to_string());
         self.pos += colon + 1;
@@ -447,12 +448,14 @@ impl Parser<'_> {
                 .and_then(|i| Value::integer(t, i))
                 .ok_or(())
                 .or_else(|_| self.err(format!("'{token}' is not a {t} value")))?,
-            Some(CimType::Real32) => {
-                Value::Real32(token.parse().or_else(|_| self.err("bad real32"))?)
-            }
-            Some(CimType::Real64) => {
-                Value::Real64(token.parse().or_else(|_| self.err("bad real64"))?)
-            }
+            Some(CimType::Real32) => match finite_real(token).map(|r| r as f32) {
+                Some(r) if r.is_finite() => Value::Real32(r),
+                _ => return self.err(format!("'{token}' is not a finite real32")),
+            },
+            Some(CimType::Real64) => match finite_real(token) {
+                Some(r) => Value::Real64(r),
+                None => return self.err(format!("'{token}' is not a finite real64")),
+            },
             None => match parse_integer(token) {
                 Some(i) if i >= 0 => Value::integer(CimType::UInt64, i)
                     .ok_or(())
@@ -460,8 +463,8 @@ impl Parser<'_> {
                 Some(i) => Value::integer(CimType::SInt64, i)
                     .ok_or(())
                     .or_else(|_| self.err("integer key out of range"))?,
-                None => match token.parse::<f64>() {
-                    Ok(r) if token.contains('.') || token.contains(['e', 'E']) => Value::Real64(r),
+                None => match finite_real(token) {
+                    Some(r) if token.contains(['.', 'e', 'E']) => Value::Real64(r),
                     _ => return self.err(format!("'{token}' is not a key value")),
                 },
             },
@@ -484,7 +487,15 @@ impl Parser<'_> {
                 self.err(e.to_string())
             }),
             Some(CimType::Reference) => self.nested(&text, start),
-            None if looks_like_instance_path(&text) => self.nested(&text, start),
+            // Untyped URIs cannot tell a string that looks like a path from a reference;
+            // read it as a reference when it is one, and as a string otherwise.
+            None if looks_like_instance_path(&text) => {
+                let pos = self.pos;
+                self.nested(&text, start).or_else(|_| {
+                    self.pos = pos;
+                    Ok(Value::String(text.into()))
+                })
+            }
             None => Ok(Value::String(text.into())),
             Some(t) => {
                 self.pos = start;
@@ -536,6 +547,11 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// A real number that is finite: URIs have no spelling for infinities or NaN.
+fn finite_real(token: &str) -> Option<f64> {
+    token.parse::<f64>().ok().filter(|r| r.is_finite())
 }
 
 /// Decimal, `0x` hex or `b`-suffixed binary, with an optional sign.
@@ -665,15 +681,42 @@ mod tests {
     }
 
     #[test]
-    fn deep_reference_nesting_is_an_error_not_a_stack_overflow() {
-        let mut uri = "/ns:C.K=1".to_string();
-        for _ in 0..18 {
-            let mut q = String::new();
-            write_quoted(&mut q, &uri, '"');
-            uri = format!("/ns:C.R={q}");
-        }
-        let err = ObjectPath::parse(&uri).unwrap_err();
+    fn deep_reference_nesting_is_bounded_not_a_stack_overflow() {
+        let nest = |typed: bool| {
+            let mut uri = "/ns:C.K=1".to_string();
+            for _ in 0..18 {
+                let mut q = String::new();
+                write_quoted(&mut q, &uri, '"');
+                uri = if typed {
+                    format!("/ns:C.R=(reference){q}")
+                } else {
+                    format!("/ns:C.R={q}")
+                };
+            }
+            uri
+        };
+        // Typed: the nesting is explicit, so going too deep is an error.
+        let err = ObjectPath::parse(&nest(true)).unwrap_err();
         assert!(err.message.contains("nested too deeply"), "{err}");
+        // Untyped: past the limit the innermost value stays a string.
+        let mut p = ObjectPath::parse(&nest(false)).unwrap();
+        let mut depth = 0;
+        while let Some(Value::Reference(inner)) = p.key("R").cloned() {
+            p = inner;
+            depth += 1;
+        }
+        assert_eq!(depth, MAX_REFERENCE_DEPTH);
+        assert!(matches!(p.key("R"), Some(Value::String(_))));
+    }
+
+    #[test]
+    fn a_string_that_only_looks_like_a_path_stays_a_string() {
+        // Found by fuzzing.
+        let p = ObjectPath::parse(r#"/ns:C.B="/ns:D.N=\":KMMKVMa.e=0Xx\"""#).unwrap();
+        let Some(Value::Reference(d)) = p.key("B") else {
+            panic!("{p:?}")
+        };
+        assert_eq!(d.key("N"), Some(&Value::String(":KMMKVMa.e=0Xx".into())));
     }
 
     #[test]
