@@ -1,1 +1,93 @@
+//! Helpers for cimvirt's end-to-end tests: where the shared inputs are, the `cimvirtd`
+//! binary under test, and the DMTF schema unpacked for a test.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The directory beside the repository that holds the DMTF schema and the references.
+pub fn shared_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: it is checked out beside the repository",
+        dir.display()
+    );
+    dir
+}
+
+/// The repository root.
+pub fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `cimvirtd` binary built by `cargo build` with the same profile as the tests. The
+/// tests run the real binary, built once, rather than rebuilding it themselves.
+pub fn cimvirtd() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/cimvirtd
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("cimvirtd");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build --release` (the README's test command does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `cimvirtd` with `args`.
+pub fn run_cimvirtd<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(cimvirtd())
+        .args(args)
+        .output()
+        .expect("cimvirtd runs")
+}
+
+/// The DMTF CIM Schema 2.49 Final, unpacked into a temporary directory that lives as long
+/// as the returned guard.
+pub struct Dmtf {
+    dir: tempfile::TempDir,
+}
+
+impl Dmtf {
+    /// Unpacks the schema.
+    pub fn unpack() -> Self {
+        let zip_path = shared_dir().join("dmtf/cim_schema_2.49.0Final-MOFs.zip");
+        let file = std::fs::File::open(&zip_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", zip_path.display()));
+        let dir = tempfile::tempdir().expect("temporary directory");
+        zip::ZipArchive::new(file)
+            .and_then(|mut z| z.extract(dir.path()))
+            .expect("unzip the DMTF schema");
+        Dmtf { dir }
+    }
+
+    /// The root file that includes the whole schema.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("cim_schema_2.49.0.mof")
+    }
+
+    /// The unpacked directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The experimental 2.41 migration classes that 2.49 Final lacks.
+pub fn experimental_migration_files() -> Vec<PathBuf> {
+    let dir = shared_dir().join("dmtf/experimental-2.41");
+    [
+        "CIM_VirtualSystemMigrationCapabilities.mof",
+        "CIM_VirtualSystemMigrationService.mof",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .collect()
+}

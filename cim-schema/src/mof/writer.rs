@@ -228,22 +228,53 @@ pub fn write_value(out: &mut String, v: &Value, indent: usize) {
             out.push_str(text.trim_end().trim_end_matches(';'));
         }
         Value::Array(items) => {
-            out.push_str("{ ");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                match item {
-                    Some(v) => write_value(out, v, indent),
-                    None => out.push_str("null"),
-                }
-            }
-            out.push_str(" }");
+            let rendered: Vec<String> = items
+                .iter()
+                .map(|item| {
+                    let mut s = String::new();
+                    match item {
+                        Some(v) => write_value(&mut s, v, indent + 2),
+                        None => s.push_str("null"),
+                    }
+                    s
+                })
+                .collect();
+            write_array(out, &rendered, indent);
         }
         other => {
             let _ = write!(out, "{}", other.as_i128().unwrap_or_default());
         }
     }
+}
+
+/// `{ a, b, c }`, filled greedily to about 80 columns with continuation lines indented to
+/// `indent`.
+fn write_array(out: &mut String, items: &[String], indent: usize) {
+    const WIDTH: usize = 80;
+    out.push_str("{ ");
+    let mut column = out.len() - out.rfind('\n').map_or(0, |i| i + 1);
+    for (i, item) in items.iter().enumerate() {
+        let last = i + 1 == items.len();
+        let needed = item.len() + if last { 2 } else { 1 };
+        if i > 0 && column + 1 + needed > WIDTH && !item.contains('\n') {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', indent + 2));
+            column = indent + 2;
+        } else if i > 0 {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(item);
+        column = match item.rfind('\n') {
+            Some(nl) => item.len() - nl - 1,
+            None => column + item.len(),
+        };
+        if !last {
+            out.push(',');
+            column += 1;
+        }
+    }
+    out.push_str(" }");
 }
 
 /// Reals always get a decimal point, as the MOF grammar requires.
