@@ -456,3 +456,23 @@ fn huge_and_deep_inputs_are_refused_cleanly() {
     assert!(errors.len() <= 102, "{}", errors.len());
     assert!(errors.last().unwrap().message.contains("too many errors"));
 }
+
+/// Inputs that fuzzing once made misbehave (tests/fuzz-regressions/): each must compile or
+/// fail with diagnostics, and finish.
+#[test]
+fn fuzz_regressions_end_with_diagnostics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let mut count = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
+        let result = Compiler::new(&mut Repository::new(), NS).compile_str("regression.mof", &text);
+        assert!(
+            result.is_err(),
+            "{} compiled, but it is not valid MOF",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count > 0);
+}

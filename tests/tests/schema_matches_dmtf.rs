@@ -96,28 +96,27 @@ fn every_served_cim_class_matches_dmtf() {
 fn every_kvm_class_derives_from_a_served_dmtf_class() {
     let served = schema::load().expect("the embedded schema compiles");
     let ns = served.namespace(VIRT_NAMESPACE).unwrap();
+    let mut count = 0;
     for class in ns.classes().filter(|c| c.name.as_str().starts_with("KVM_")) {
-        // The nearest ancestor that is not cimvirt's own is a DMTF class.
+        // The nearest ancestor that is not cimvirt's own is one of the DMTF classes compared
+        // with the standard above.
         let mut ancestor = class.clone();
         while !ancestor.name.as_str().starts_with("CIM_") {
             let sup = ancestor
                 .superclass
                 .as_ref()
                 .unwrap_or_else(|| panic!("{} has no DMTF ancestor", class.name));
-            ancestor = ns.class(sup.as_str()).unwrap().clone();
+            ancestor = ns
+                .class(sup.as_str())
+                .unwrap_or_else(|| panic!("{sup} is not served"))
+                .clone();
         }
-        assert!(
-            ns.is_subclass_of(ancestor.name.as_str(), "CIM_ManagedElement")
-                || ns.is_subclass_of(ancestor.name.as_str(), "CIM_Dependency")
-                || ns.is_subclass_of(ancestor.name.as_str(), "CIM_Component")
-                || ns.is_subclass_of(ancestor.name.as_str(), "CIM_Indication"),
-            "{}",
-            class.name
-        );
         assert!(
             class.qualifiers.str("Description").is_some(),
             "{} has no description",
             class.name
         );
+        count += 1;
     }
+    assert_eq!(count, 81);
 }

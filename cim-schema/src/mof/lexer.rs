@@ -84,7 +84,14 @@ impl<'s> Lexer<'s> {
     pub fn tokenize(mut self) -> Vec<Token> {
         let mut out = Vec::with_capacity(self.src.len() / 6);
         loop {
-            let t = self.next_token();
+            let before = self.pos;
+            let mut t = self.next_token();
+            // Every token consumes input, so lexing ends. An error that stopped on its
+            // first byte is stretched over one whole character.
+            if t.kind == TokenKind::Error && self.pos <= before {
+                self.pos = before + utf8_len(self.src[before]);
+                t.end = self.pos as u32;
+            }
             out.push(t);
             if t.kind == TokenKind::Eof {
                 return out;
@@ -323,5 +330,15 @@ mod tests {
         let t = Lexer::new("\"ends with backslash\\").tokenize();
         assert_eq!(t[0].kind, TokenKind::Error);
         assert_eq!(Lexer::new("@").tokenize()[0].kind, TokenKind::Error);
+    }
+
+    #[test]
+    fn every_error_consumes_input() {
+        // Found by fuzzing: a lone '.' or sign produced error tokens without advancing.
+        for src in [".", "-.", "+x", "-", "..", "$", "$1", "\u{e9}@", "é"] {
+            let tokens = Lexer::new(src).tokenize();
+            assert!(tokens.len() <= src.len() + 1, "{src:?}: {tokens:?}");
+            assert_eq!(tokens.last().unwrap().kind, TokenKind::Eof);
+        }
     }
 }
