@@ -514,13 +514,10 @@ impl Parser<'_> {
             pos: 0,
             depth: self.depth + 1,
         };
-        inner
-            .path()
-            .map(|p| Value::Reference(p))
-            .map_err(|e| PathError {
-                position: start,
-                message: format!("in reference key: {}", e.message),
-            })
+        inner.path().map(Value::Reference).map_err(|e| PathError {
+            position: start,
+            message: format!("in reference key: {}", e.message),
+        })
     }
 }
 

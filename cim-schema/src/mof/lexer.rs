@@ -233,9 +233,9 @@ impl<'s> Lexer<'s> {
         if matches!(self.peek(0), b'+' | b'-') {
             self.pos += 1;
         }
-        if !self.peek(0).is_ascii_digit()
-            && !(self.peek(0) == b'.' && self.peek(1).is_ascii_digit())
-        {
+        let starts_number = self.peek(0).is_ascii_digit()
+            || (self.peek(0) == b'.' && self.peek(1).is_ascii_digit());
+        if !starts_number {
             return self.error(start, "expected a number");
         }
         // Take the whole run of alphanumerics so `0x1F`, `101b` and `1.5e-3` are one token;
