@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use cim_schema::mof::{writer, Compiler};
-use cim_schema::{Class, Name, Namespace, Qualifier, QualifierSet, Repository, Value};
+use cim_schema::{Class, Name, Namespace, Qualifier, Repository, Value};
 
 const NS: &str = "root/cimv2";
 /// The experimental classes that 2.49 Final lacks.
@@ -146,7 +146,7 @@ fn closure<'a>(ns: &Namespace, listed: impl Iterator<Item = &'a str>) -> Vec<Nam
 /// class described in cimvirt's own words.
 fn rewrite(class: &Arc<Class>, description: &str) -> Class {
     let mut c = (**class).clone();
-    strip(&mut c.qualifiers);
+    c.remove_qualifier_everywhere("Description");
     c.qualifiers.insert(Qualifier {
         name: Name::new("Description"),
         value: Some(Value::from(description)),
@@ -157,19 +157,5 @@ fn rewrite(class: &Arc<Class>, description: &str) -> Class {
         },
         propagated: false,
     });
-    for p in c.properties.values_mut() {
-        strip(&mut Arc::make_mut(p).qualifiers);
-    }
-    for m in c.methods.values_mut() {
-        let m = Arc::make_mut(m);
-        strip(&mut m.qualifiers);
-        for param in m.parameters.values_mut() {
-            strip(&mut param.qualifiers);
-        }
-    }
     c
-}
-
-fn strip(qs: &mut QualifierSet) {
-    qs.remove("Description");
 }

@@ -181,6 +181,31 @@ impl Class {
             .filter(|p| !p.propagated)
     }
 
+    /// Removes the qualifier `name` from the class and from every property, method and
+    /// parameter (to leave out prose, or to answer a request with IncludeQualifiers=false
+    /// one qualifier at a time). Shared features are copied only where they change.
+    pub fn remove_qualifier_everywhere(&mut self, name: &str) {
+        self.qualifiers.remove(name);
+        for p in self.properties.values_mut() {
+            if p.qualifiers.get(name).is_some() {
+                Arc::make_mut(p).qualifiers.remove(name);
+            }
+        }
+        for m in self.methods.values_mut() {
+            let has = m.qualifiers.get(name).is_some()
+                || m.parameters
+                    .values()
+                    .any(|p| p.qualifiers.get(name).is_some());
+            if has {
+                let m = Arc::make_mut(m);
+                m.qualifiers.remove(name);
+                for p in m.parameters.values_mut() {
+                    p.qualifiers.remove(name);
+                }
+            }
+        }
+    }
+
     /// Methods declared or overridden by this class.
     pub fn local_methods(&self) -> impl Iterator<Item = &Method> {
         self.methods

@@ -476,3 +476,42 @@ fn fuzz_regressions_end_with_diagnostics() {
     }
     assert!(count > 0);
 }
+
+#[test]
+fn removing_a_qualifier_everywhere_leaves_shared_features_alone() {
+    let repo = compile(BASE).unwrap();
+    let mut thing = (**repo.class(NS, "T_Thing").unwrap()).clone();
+    assert!(thing
+        .property("Size")
+        .unwrap()
+        .qualifiers
+        .get("Description")
+        .is_some());
+    thing.remove_qualifier_everywhere("description");
+    assert!(thing
+        .properties
+        .values()
+        .all(|p| p.qualifiers.get("Description").is_none()));
+    assert!(thing
+        .property("Size")
+        .unwrap()
+        .qualifiers
+        .get("Units")
+        .is_some());
+    // The repository's classes share these features and are unchanged.
+    let base = repo.class(NS, "T_Base").unwrap();
+    assert!(base
+        .property("Size")
+        .unwrap()
+        .qualifiers
+        .get("Description")
+        .is_some());
+    assert!(repo
+        .class(NS, "T_Thing")
+        .unwrap()
+        .property("Size")
+        .unwrap()
+        .qualifiers
+        .get("Description")
+        .is_some());
+}

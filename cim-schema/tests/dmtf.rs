@@ -39,11 +39,9 @@ fn compile_dmtf() -> (tempfile::TempDir, Repository) {
         .compile_files(&[root])
         .unwrap_or_else(|d| {
             panic!(
-                "DMTF 2.49 failed to compile:\n{}",
-                d.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                "DMTF 2.49 failed to compile:
+{}",
+                cim_schema::mof::render(&d)
             )
         });
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -244,15 +242,7 @@ fn experimental_migration_classes_compile_on_top() {
     .collect();
     let (summary, _) = Compiler::new(&mut repo, NS)
         .compile_files(&files)
-        .unwrap_or_else(|d| {
-            panic!(
-                "{}",
-                d.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        .unwrap_or_else(|d| panic!("{}", cim_schema::mof::render(&d)));
     assert_eq!(summary.classes, 2);
     let svc = repo.class(NS, "CIM_VirtualSystemMigrationService").unwrap();
     assert!(svc.method("MigrateVirtualSystemToHost").is_some());
@@ -286,12 +276,9 @@ fn writer_output_recompiles_to_an_identical_repository() {
         .compile_str("written.mof", &text)
         .unwrap_or_else(|d| {
             panic!(
-                "writer output does not compile:\n{}",
-                d.iter()
-                    .take(5)
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                "writer output does not compile:
+{}",
+                cim_schema::mof::render(&d[..d.len().min(5)])
             )
         });
     assert_eq!(summary.classes, 1631);

@@ -36,15 +36,7 @@ mod tests {
 
     #[test]
     fn the_embedded_schema_compiles_into_both_namespaces() {
-        let repo = load().unwrap_or_else(|d| {
-            panic!(
-                "{}",
-                d.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        let repo = load().unwrap_or_else(|d| panic!("{}", cim_schema::mof::render(&d)));
         let virt = repo.namespace(VIRT_NAMESPACE).unwrap();
         let interop = repo.namespace(INTEROP_NAMESPACE).unwrap();
         let kvm = |ns: &cim_schema::Namespace| {

@@ -2,30 +2,15 @@
 //! properties, types, keys, defaults, qualifiers (ValueMap, Values, EmbeddedInstance, ...),
 //! methods and parameters. Only the prose differs: mof/ has its own Description qualifiers.
 
-use std::sync::Arc;
-
 use cim_schema::mof::Compiler;
-use cim_schema::{Class, QualifierSet, Repository};
+use cim_schema::{Class, Repository};
 use cimvirt_tests::{experimental_migration_files, Dmtf};
 use provider::schema::{self, INTEROP_NAMESPACE, VIRT_NAMESPACE};
 
 /// The class with every Description qualifier removed, at every level.
 fn without_descriptions(class: &Class) -> Class {
-    fn strip(qs: &mut QualifierSet) {
-        qs.remove("Description");
-    }
     let mut c = class.clone();
-    strip(&mut c.qualifiers);
-    for p in c.properties.values_mut() {
-        strip(&mut Arc::make_mut(p).qualifiers);
-    }
-    for m in c.methods.values_mut() {
-        let m = Arc::make_mut(m);
-        strip(&mut m.qualifiers);
-        for p in m.parameters.values_mut() {
-            strip(&mut p.qualifiers);
-        }
-    }
+    c.remove_qualifier_everywhere("Description");
     c
 }
 

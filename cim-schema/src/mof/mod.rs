@@ -23,5 +23,5 @@ mod source;
 pub mod writer;
 
 pub use compiler::{Compiler, Summary};
-pub use diagnostic::{Diagnostic, Severity};
+pub use diagnostic::{render, Diagnostic, Severity};
 pub use source::{Embedded, FileSystem, SourceProvider};

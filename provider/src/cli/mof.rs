@@ -85,8 +85,8 @@ pub fn run(cmd: MofCommand) -> ExitCode {
 }
 
 fn print_diagnostics(diagnostics: &[Diagnostic]) {
-    for d in diagnostics {
-        eprintln!("{d}");
+    if !diagnostics.is_empty() {
+        eprintln!("{}", cim_schema::mof::render(diagnostics));
     }
 }
 
