@@ -52,14 +52,16 @@ fn compile_errors_name_the_place_and_exit_1() {
     assert!(stdout(&out).is_empty());
     let err = stderr(&out);
     let path = bad.display();
-    assert!(
-        err.contains(&format!(
-            "{path}:3:3: error: 'strng' is not a CIM data type"
-        )),
-        "{err}"
-    );
+    let range =
+        format!("{path}:2:13: error: default of A.X: 999 is out of range for uint8 (0 to 255)");
+    let syntax = format!("{path}:3:3: error: 'strng' is not a CIM data type");
+    assert!(err.contains(&range), "{err}");
     assert!(err.contains("      strng Y;\n      ^"), "{err}");
-    assert!(err.contains("1 error found"), "{err}");
+    assert!(
+        err.find(&range) < err.find(&syntax),
+        "in source order: {err}"
+    );
+    assert!(err.ends_with("2 errors found\n"), "{err}");
 }
 
 #[test]

@@ -131,6 +131,19 @@ impl<'r> Compiler<'r> {
 
     fn finish(mut self) -> Result<(Summary, Vec<Diagnostic>), Vec<Diagnostic>> {
         self.create_instances();
+        // Syntax errors are found before the semantic ones of the same file; report them
+        // in source order, files in the order they first had something to say.
+        let mut file_order: Vec<PathBuf> = Vec::new();
+        for d in &self.diagnostics {
+            if !file_order.contains(&d.file) {
+                file_order.push(d.file.clone());
+            }
+        }
+        let rank = |d: &Diagnostic| file_order.iter().position(|f| *f == d.file);
+        // Messages about a file as a whole (line 0, "too many errors") close its list.
+        let line = |d: &Diagnostic| if d.line == 0 { usize::MAX } else { d.line };
+        self.diagnostics
+            .sort_by_key(|d| (rank(d), line(d), d.column));
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             Err(self.diagnostics)
         } else {

@@ -372,7 +372,16 @@ impl<'s> Parser<'s> {
             if self.peek().kind == TokenKind::Eof {
                 return self.error_at(&self.peek(), "'}' to close the class body");
             }
-            features.push(self.feature()?);
+            // A bad feature costs only itself: the rest of the class is still parsed and
+            // checked, so one run reports the errors of every feature.
+            let start = self.pos;
+            match self.feature() {
+                Ok(f) => features.push(f),
+                Err(e) => {
+                    self.errors.push(e);
+                    self.skip_feature(start);
+                }
+            }
         }
         self.bump();
         self.expect(TokenKind::Semicolon, "';' after the class body")?;
@@ -382,6 +391,27 @@ impl<'s> Parser<'s> {
             superclass,
             features,
         })
+    }
+
+    /// Skips a feature that failed to parse: from its first token to its `;`, or to the `}`
+    /// that closes the class body.
+    fn skip_feature(&mut self, start: usize) {
+        self.pos = start;
+        let mut depth = 0usize;
+        loop {
+            match self.peek().kind {
+                TokenKind::Eof => return,
+                TokenKind::RBrace if depth == 0 => return,
+                TokenKind::Semicolon if depth == 0 => {
+                    self.bump();
+                    return;
+                }
+                TokenKind::LBrace => depth += 1,
+                TokenKind::RBrace => depth -= 1,
+                _ => {}
+            }
+            self.bump();
+        }
     }
 
     fn feature(&mut self) -> PResult<Feature> {
@@ -779,7 +809,8 @@ mod tests {
             "{}",
             e[1].message
         );
-        assert_eq!(p.len(), 2);
+        // Each class survives the loss of its bad feature.
+        assert_eq!(p.len(), 4);
     }
 
     #[test]
