@@ -395,15 +395,25 @@ fn include_problems_are_errors_not_crashes() {
 
 #[test]
 fn truncated_input_gives_errors_at_every_cut() {
-    let text = format!(
-        "{QUALIFIERS}\n{BASE}\ninstance of T_Thing as $t {{ Id = \"a\\\"b\"; Size = 0x10; }};"
-    );
+    let last = "instance of T_Thing as $t { Id = \"a\\\"b\"; Size = 0x10; };";
+    let text = format!("{QUALIFIERS}\n{BASE}\n{last}");
+    let last_start = text.len() - last.len();
+    let mut unterminated = 0;
     for cut in 0..text.len() {
         if !text.is_char_boundary(cut) {
             continue;
         }
-        let _ = Compiler::new(&mut Repository::new(), NS).compile_str("cut.mof", &text[..cut]);
+        let result = Compiler::new(&mut Repository::new(), NS).compile_str("cut.mof", &text[..cut]);
+        // Every cut inside the last statement leaves it incomplete: an error, never a panic
+        // or a silently accepted half instance.
+        if cut > last_start {
+            let errors = result.expect_err(&format!("cut at {cut} accepted: {:?}", &text[last_start..cut]));
+            if errors.iter().any(|e| e.message.contains("unterminated string")) {
+                unterminated += 1;
+            }
+        }
     }
+    assert!(unterminated > 0, "cuts inside the string literal report it as unterminated");
 }
 
 #[test]
