@@ -111,9 +111,6 @@ pub enum Error {
         /// Its superclass.
         superclass: String,
     },
-    /// The class declares the same feature twice.
-    #[error("{0} is declared twice")]
-    Duplicate(String),
     /// A reference names a class that does not exist.
     #[error("{element} refers to class '{class}', which does not exist")]
     ReferenceClassNotFound {

@@ -203,6 +203,10 @@ impl<V> NameMap<V> {
     pub fn insert(&mut self, name: Name, value: V) -> Option<V> {
         self.0.insert(name, value)
     }
+    /// The value named `name`, inserting `make()` first if there is none.
+    pub fn get_or_insert_with(&mut self, name: &Name, make: impl FnOnce() -> V) -> &mut V {
+        self.0.entry(name.clone()).or_insert_with(make)
+    }
     /// Removes `name`, keeping the order of the others.
     pub fn remove(&mut self, name: &str) -> Option<V> {
         self.0.shift_remove(&NameKey(name))

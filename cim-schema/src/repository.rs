@@ -229,16 +229,7 @@ impl Repository {
         let resolved = Arc::new(Resolver { ns: namespace }.resolve(declared)?);
         let namespace = self.namespace_mut(ns)?;
         if let Some(sup) = &resolved.superclass {
-            let subs = match namespace.subclasses.get_mut(sup.as_str()) {
-                Some(subs) => subs,
-                None => {
-                    namespace.subclasses.insert(sup.clone(), Vec::new());
-                    namespace
-                        .subclasses
-                        .get_mut(sup.as_str())
-                        .expect("just inserted")
-                }
-            };
+            let subs = namespace.subclasses.get_or_insert_with(sup, Vec::new);
             subs.push(resolved.name.clone());
         }
         if resolved.is_association() {
@@ -251,12 +242,10 @@ impl Repository {
                     association: resolved.name.clone(),
                     role: r.name.clone(),
                 };
-                match namespace.roles.get_mut(target.as_str()) {
-                    Some(v) => v.push(role),
-                    None => {
-                        namespace.roles.insert(target, vec![role]);
-                    }
-                }
+                namespace
+                    .roles
+                    .get_or_insert_with(&target, Vec::new)
+                    .push(role);
             }
         }
         namespace
@@ -472,27 +461,16 @@ impl Resolver<'_> {
         }
         let superclass_has_keys = superclass.is_some_and(|s| s.keys().next().is_some());
 
-        let mut seen = NameMap::new();
         for p in declared.properties.into_values() {
             let p = Arc::try_unwrap(p).unwrap_or_else(|p| (*p).clone());
             let element = format!("{class_name}.{}", p.name);
-            if seen.insert(p.name.clone(), ()).is_some() {
-                return Err(Error::Duplicate(format!("property {element}")));
-            }
             let kind = if p.is_reference() {
                 ElementKind::Reference
             } else {
                 ElementKind::Property
             };
             self.check_qualifiers(&p.qualifiers, &element, kind)?;
-            if let Some(rc) = &p.reference_class {
-                if !rc.matches(class_name.as_str()) && self.ns.class(rc.as_str()).is_none() {
-                    return Err(Error::ReferenceClassNotFound {
-                        element,
-                        class: rc.to_string(),
-                    });
-                }
-            }
+            self.check_reference_class(&class_name, p.reference_class.as_ref(), &element)?;
             let overridden =
                 self.overridden(&class.properties, &p.name, &p.qualifiers, &element)?;
             let resolved = match overridden {
@@ -554,27 +532,16 @@ impl Resolver<'_> {
                 .insert(resolved.name.clone(), Arc::new(resolved));
         }
 
-        let mut seen = NameMap::new();
         for m in declared.methods.into_values() {
             let m = Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone());
             let element = format!("{class_name}.{}()", m.name);
-            if seen.insert(m.name.clone(), ()).is_some() {
-                return Err(Error::Duplicate(format!("method {element}")));
-            }
             self.check_qualifiers(&m.qualifiers, &element, ElementKind::Method)?;
             for param in m.parameters.values() {
                 let element = format!("{class_name}.{}({})", m.name, param.name);
                 self.check_qualifiers(&param.qualifiers, &element, ElementKind::Parameter)?;
-                if let Some(rc) = &param.reference_class {
-                    if !rc.matches(class_name.as_str()) && self.ns.class(rc.as_str()).is_none() {
-                        return Err(Error::ReferenceClassNotFound {
-                            element,
-                            class: rc.to_string(),
-                        });
-                    }
-                }
+                self.check_reference_class(&class_name, param.reference_class.as_ref(), &element)?;
             }
-            let overridden = self.overridden_method(&class.methods, &m, &element)?;
+            let overridden = self.overridden(&class.methods, &m.name, &m.qualifiers, &element)?;
             let resolved = match overridden {
                 Some(parent) => {
                     if parent.return_type != m.return_type {
@@ -681,13 +648,7 @@ impl Resolver<'_> {
         let Some((parent, parent_class)) = inherited else {
             return Ok(local);
         };
-        let mut merged = QualifierSet::new();
-        for q in parent.iter().filter(|q| q.flavor.to_subclass) {
-            merged.insert(Qualifier {
-                propagated: true,
-                ..q.clone()
-            });
-        }
+        let mut merged = inherit_qualifiers(parent);
         for q in local {
             if let Some(p) = merged.get(q.name.as_str()) {
                 if !p.flavor.overridable && p.value != q.value {
@@ -703,15 +664,15 @@ impl Resolver<'_> {
         Ok(merged)
     }
 
-    /// The inherited property a local one overrides: by name, or as named in its Override
-    /// qualifier (which must then exist and be the same name, as DSP0004 requires).
-    fn overridden<'p>(
+    /// The inherited feature (property or method) that a local one overrides: the one of
+    /// the same name. An Override qualifier must name it, as DSP0004 requires.
+    fn overridden<'f, T>(
         &self,
-        inherited: &'p NameMap<Arc<Property>>,
+        inherited: &'f NameMap<Arc<T>>,
         name: &Name,
         qualifiers: &QualifierSet,
         element: &str,
-    ) -> Result<Option<&'p Property>> {
+    ) -> Result<Option<&'f T>> {
         if let Some(named) = qualifiers.str("Override") {
             if !name.matches(named) || !inherited.contains(named) {
                 return Err(Error::OverrideNotFound {
@@ -720,24 +681,25 @@ impl Resolver<'_> {
                 });
             }
         }
-        Ok(inherited.get(name.as_str()).map(|p| &**p))
+        Ok(inherited.get(name.as_str()).map(|f| &**f))
     }
 
-    fn overridden_method<'m>(
+    /// A reference's class must exist (or be the class being defined).
+    fn check_reference_class(
         &self,
-        inherited: &'m NameMap<Arc<Method>>,
-        m: &Method,
+        class: &Name,
+        reference_class: Option<&Name>,
         element: &str,
-    ) -> Result<Option<&'m Method>> {
-        if let Some(named) = m.qualifiers.str("Override") {
-            if !m.name.matches(named) || !inherited.contains(named) {
-                return Err(Error::OverrideNotFound {
+    ) -> Result<()> {
+        match reference_class {
+            Some(rc) if !rc.matches(class.as_str()) && self.ns.class(rc.as_str()).is_none() => {
+                Err(Error::ReferenceClassNotFound {
                     element: element.to_string(),
-                    named: named.to_string(),
-                });
+                    class: rc.to_string(),
+                })
             }
+            _ => Ok(()),
         }
-        Ok(inherited.get(m.name.as_str()).map(|m| &**m))
     }
 }
 

@@ -407,13 +407,22 @@ fn truncated_input_gives_errors_at_every_cut() {
         // Every cut inside the last statement leaves it incomplete: an error, never a panic
         // or a silently accepted half instance.
         if cut > last_start {
-            let errors = result.expect_err(&format!("cut at {cut} accepted: {:?}", &text[last_start..cut]));
-            if errors.iter().any(|e| e.message.contains("unterminated string")) {
+            let errors = result.expect_err(&format!(
+                "cut at {cut} accepted: {:?}",
+                &text[last_start..cut]
+            ));
+            if errors
+                .iter()
+                .any(|e| e.message.contains("unterminated string"))
+            {
                 unterminated += 1;
             }
         }
     }
-    assert!(unterminated > 0, "cuts inside the string literal report it as unterminated");
+    assert!(
+        unterminated > 0,
+        "cuts inside the string literal report it as unterminated"
+    );
 }
 
 #[test]

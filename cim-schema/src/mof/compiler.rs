@@ -573,7 +573,12 @@ impl<'r> Compiler<'r> {
     }
 
     /// Converts a literal with no aliases or instances allowed (class and qualifier values).
-    fn literal(&self, lit: &Literal, ty: CimType, is_array: bool) -> Result<Option<Value>, String> {
+    fn literal(
+        &self,
+        lit: &Literal,
+        ty: CimType,
+        is_array: bool,
+    ) -> Result<Option<Value>, ValueError> {
         Converter {
             repo: self.repo,
             namespace: &self.namespace,
@@ -611,7 +616,7 @@ impl<'r> Compiler<'r> {
                     aliases: &aliases,
                     paths: &paths,
                 };
-                if let Ok(Some(path)) = self.instance_path(&pending[i], &table) {
+                if let PathState::Ready(path) = self.instance_path(&pending[i], &table) {
                     paths[i] = Some(path);
                     progress = true;
                 }
@@ -642,16 +647,11 @@ impl<'r> Compiler<'r> {
         }
     }
 
-    /// The path of a pending instance, or `None` while a key refers to an unresolved alias.
-    fn instance_path(
-        &self,
-        p: &PendingInstance,
-        table: &AliasTable,
-    ) -> Result<Option<ObjectPath>, ()> {
-        let class = self
-            .repo
-            .class(&p.namespace, &p.decl.class.name)
-            .map_err(|_| ())?;
+    /// The path of a pending instance, once the aliases its keys refer to have paths.
+    fn instance_path(&self, p: &PendingInstance, table: &AliasTable) -> PathState {
+        let Ok(class) = self.repo.class(&p.namespace, &p.decl.class.name) else {
+            return PathState::Broken;
+        };
         let converter = Converter {
             repo: self.repo,
             namespace: &p.namespace,
@@ -669,8 +669,9 @@ impl<'r> Compiler<'r> {
                 Some(v) => {
                     match converter.convert(&v.value.0, key.ty, key.array.is_some(), Some(key)) {
                         Ok(v) => v,
-                        Err(msg) if msg.starts_with(UNRESOLVED) => return Ok(None),
-                        Err(_) => return Err(()),
+                        Err(ValueError::Unresolved(_)) => return PathState::Waiting,
+                        // Reported when the instance itself is converted.
+                        Err(ValueError::Invalid(_)) => return PathState::Broken,
                     }
                 }
                 None => key.default.clone(),
@@ -682,15 +683,50 @@ impl<'r> Compiler<'r> {
                 });
             }
         }
-        Ok(Some(ObjectPath::new(
+        PathState::Ready(ObjectPath::new(
             Some(p.namespace.clone()),
             class.name.clone(),
             keys,
-        )))
+        ))
     }
 }
 
-const UNRESOLVED: &str = "unresolved alias";
+/// Where the path of a pending instance stands while aliases are resolved.
+enum PathState {
+    /// Known.
+    Ready(ObjectPath),
+    /// A key refers to an instance whose path is not known yet.
+    Waiting,
+    /// Never: the class is missing or a key is invalid.
+    Broken,
+}
+
+/// Why a literal cannot become a value of the type it initialises.
+enum ValueError {
+    /// A key refers to an aliased instance whose own path is not known yet (or never will
+    /// be: a cycle of reference keys, or an error in that instance).
+    Unresolved(String),
+    /// The literal does not fit.
+    Invalid(String),
+}
+
+impl From<String> for ValueError {
+    fn from(message: String) -> Self {
+        ValueError::Invalid(message)
+    }
+}
+
+impl std::fmt::Display for ValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueError::Unresolved(alias) => write!(
+                f,
+                "the instance of alias ${alias} has no path (a cycle of reference keys, or an error in that instance)"
+            ),
+            ValueError::Invalid(message) => f.write_str(message),
+        }
+    }
+}
 
 struct AliasTable<'a> {
     pending: &'a [PendingInstance],
@@ -699,6 +735,7 @@ struct AliasTable<'a> {
 }
 
 /// Gives literals their types.
+#[derive(Clone, Copy)]
 struct Converter<'a> {
     repo: &'a Repository,
     namespace: &'a str,
@@ -757,7 +794,7 @@ impl Converter<'_> {
         ty: CimType,
         is_array: bool,
         prop: Option<&Property>,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>, ValueError> {
         match lit {
             Literal::Null => Ok(None),
             Literal::Array(items) if is_array => {
@@ -767,15 +804,20 @@ impl Converter<'_> {
                 }
                 Ok(Some(Value::Array(out)))
             }
-            Literal::Array(_) => Err(format!("expected a single {ty}, found an array")),
-            _ if is_array => Err(format!(
-                "expected an array of {ty} in braces, found a single value"
-            )),
+            Literal::Array(_) => Err(format!("expected a single {ty}, found an array").into()),
+            _ if is_array => {
+                Err(format!("expected an array of {ty} in braces, found a single value").into())
+            }
             _ => self.scalar(lit, ty, prop).map(Some),
         }
     }
 
-    fn scalar(&self, lit: &Literal, ty: CimType, prop: Option<&Property>) -> Result<Value, String> {
+    fn scalar(
+        &self,
+        lit: &Literal,
+        ty: CimType,
+        prop: Option<&Property>,
+    ) -> Result<Value, ValueError> {
         let embeds = prop.is_some_and(|p| {
             p.qualifiers.get("EmbeddedInstance").is_some() || p.qualifiers.is_true("EmbeddedObject")
         });
@@ -783,7 +825,7 @@ impl Converter<'_> {
             (Literal::Boolean(b), CimType::Boolean) => Ok(Value::Boolean(*b)),
             (Literal::Integer(i), t) if t.is_integer() => Value::integer(t, *i).ok_or_else(|| {
                 let (lo, hi) = t.integer_range().unwrap_or_default();
-                format!("{i} is out of range for {t} ({lo} to {hi})")
+                ValueError::Invalid(format!("{i} is out of range for {t} ({lo} to {hi})"))
             }),
             (Literal::Integer(i), CimType::Real32) => Ok(Value::Real32(*i as f32)),
             (Literal::Integer(i), CimType::Real64) => Ok(Value::Real64(*i as f64)),
@@ -792,49 +834,50 @@ impl Converter<'_> {
             (Literal::String(s), CimType::String) => Ok(Value::String(s.clone())),
             (Literal::String(s), CimType::DateTime) => DateTime::parse(s)
                 .map(Value::DateTime)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| ValueError::Invalid(e.to_string())),
             (Literal::String(s), CimType::Reference) => ObjectPath::parse(s)
                 .map(Value::Reference)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| ValueError::Invalid(e.to_string())),
             (Literal::Char(c), CimType::Char16) => Ok(Value::Char16(*c)),
             (Literal::Alias(a), CimType::Reference) => self.alias_path(a).map(Value::Reference),
             (Literal::Alias(a), CimType::String) if embeds => self.alias_instance(a),
             (Literal::Instance(decl), CimType::String) if embeds => self.embedded(decl),
-            (lit, t) => Err(format!("expected a {t} value, found {}", describe(lit))),
+            (lit, t) => Err(format!("expected a {t} value, found {}", describe(lit)).into()),
         }
     }
 
-    fn table(&self) -> Result<&AliasTable<'_>, String> {
-        self.aliases
-            .ok_or_else(|| "aliases can only be used in instance values".to_string())
+    fn table(&self) -> Result<&AliasTable<'_>, ValueError> {
+        self.aliases.ok_or_else(|| {
+            ValueError::Invalid("aliases can only be used in instance values".into())
+        })
     }
 
-    fn alias_index(&self, alias: &str) -> Result<usize, String> {
+    fn alias_index(&self, alias: &str) -> Result<usize, ValueError> {
         self.table()?
             .aliases
             .get(&alias.to_ascii_lowercase())
             .copied()
-            .ok_or_else(|| format!("alias ${alias} is not defined"))
+            .ok_or_else(|| format!("alias ${alias} is not defined").into())
     }
 
-    fn alias_path(&self, alias: &str) -> Result<ObjectPath, String> {
+    fn alias_path(&self, alias: &str) -> Result<ObjectPath, ValueError> {
         let i = self.alias_index(alias)?;
         self.table()?.paths[i]
             .clone()
-            .ok_or_else(|| format!("{UNRESOLVED} ${alias}: its instance has no path (a cycle of reference keys, or an error in it)"))
+            .ok_or_else(|| ValueError::Unresolved(alias.to_string()))
     }
 
-    fn alias_instance(&self, alias: &str) -> Result<Value, String> {
+    fn alias_instance(&self, alias: &str) -> Result<Value, ValueError> {
         let i = self.alias_index(alias)?;
         let p = &self.table()?.pending[i];
         self.embedded(&p.decl)
     }
 
-    fn embedded(&self, decl: &InstanceDecl) -> Result<Value, String> {
+    fn embedded(&self, decl: &InstanceDecl) -> Result<Value, ValueError> {
         if self.depth >= MAX_EMBED_DEPTH {
-            return Err(
+            return Err(ValueError::Invalid(
                 "embedded instances nested too deeply (an alias that embeds itself?)".into(),
-            );
+            ));
         }
         let inner = Converter {
             depth: self.depth + 1,
@@ -843,16 +886,9 @@ impl Converter<'_> {
         inner
             .instance(decl)
             .map(|i| Value::Instance(Box::new(i)))
-            .map_err(|(_, m)| m)
+            .map_err(|(_, m)| ValueError::Invalid(m))
     }
 }
-
-impl Clone for Converter<'_> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl Copy for Converter<'_> {}
 
 fn describe(lit: &Literal) -> &'static str {
     match lit {
