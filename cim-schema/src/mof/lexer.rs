@@ -236,7 +236,12 @@ impl<'s> Lexer<'s> {
         let starts_number = self.peek(0).is_ascii_digit()
             || (self.peek(0) == b'.' && self.peek(1).is_ascii_digit());
         if !starts_number {
-            return self.error(start, "expected a number");
+            let message = if self.pos > start {
+                "a sign must be followed by a number"
+            } else {
+                "unexpected '.' (a real number needs a digit after the point)"
+            };
+            return self.error(start, message);
         }
         // Take the whole run of alphanumerics so `0x1F`, `101b` and `1.5e-3` are one token;
         // the parser validates the form.
