@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use std::hash::{Hash, Hasher};
 
 use crate::datetime::DateTime;
-use crate::name::{eq_ignore_case, Name};
+use crate::name::Name;
 use crate::types::CimType;
 use crate::value::Value;
 
@@ -163,20 +163,7 @@ impl ObjectPath {
             out.push(',');
             out.push_str(&key.name.as_str().to_lowercase());
             out.push('=');
-            match &key.value {
-                Value::Reference(p) => {
-                    out.push('<');
-                    out.push_str(&p.canonical());
-                    out.push('>');
-                }
-                v if v.as_i128().is_some() => {
-                    let _ = write!(out, "#{}", v.as_i128().unwrap_or_default());
-                }
-                Value::DateTime(dt) => {
-                    let _ = write!(out, "\"{dt}\"");
-                }
-                v => write_key_value(&mut out, v, true),
-            }
+            write_canonical_value(&mut out, &key.value);
         }
         out
     }
@@ -573,21 +560,31 @@ fn parse_integer(token: &str) -> Option<i128> {
     Some(if neg { -magnitude } else { magnitude })
 }
 
-/// Compares two key values the way paths do (integers by value).
-pub fn key_values_equal(a: &Value, b: &Value) -> bool {
-    match (a.as_i128(), b.as_i128()) {
-        (Some(x), Some(y)) => x == y,
-        _ => match (a, b) {
-            (Value::Reference(x), Value::Reference(y)) => x == y,
-            (Value::String(x), Value::String(y)) => x == y,
-            _ => a == b,
-        },
+/// A key value in the form paths compare by: integers by value whatever their width,
+/// datetimes by their string form, references by their own canonical form.
+fn write_canonical_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Reference(p) => {
+            out.push('<');
+            out.push_str(&p.canonical());
+            out.push('>');
+        }
+        v if v.as_i128().is_some() => {
+            let _ = write!(out, "#{}", v.as_i128().unwrap_or_default());
+        }
+        Value::DateTime(dt) => {
+            let _ = write!(out, "\"{dt}\"");
+        }
+        v => write_key_value(out, v, true),
     }
 }
 
-/// Whether two namespace names are the same (case and surrounding slashes ignored).
-pub fn same_namespace(a: &str, b: &str) -> bool {
-    eq_ignore_case(a.trim_matches('/'), b.trim_matches('/'))
+/// Whether two key values are the same key, by the rule paths compare with.
+pub fn key_values_equal(a: &Value, b: &Value) -> bool {
+    let (mut x, mut y) = (String::new(), String::new());
+    write_canonical_value(&mut x, a);
+    write_canonical_value(&mut y, b);
+    x == y
 }
 
 #[cfg(test)]
@@ -722,5 +719,16 @@ mod tests {
         let b = ObjectPath::class(None, "c").with_key("k", Value::UInt64(5));
         assert_eq!(a, b);
         assert!(key_values_equal(&Value::UInt8(5), &Value::SInt32(5)));
+        assert!(!key_values_equal(&Value::UInt8(5), &Value::from("5")));
+        // A datetime key and its string spelling are the same key, in paths and here.
+        let dt = DateTime::parse("20231012143000.000000+000").unwrap();
+        assert!(key_values_equal(
+            &Value::DateTime(dt),
+            &Value::from("20231012143000.000000+000")
+        ));
+        assert_eq!(
+            ObjectPath::class(None, "C").with_key("T", Value::DateTime(dt)),
+            ObjectPath::class(None, "C").with_key("T", "20231012143000.000000+000")
+        );
     }
 }

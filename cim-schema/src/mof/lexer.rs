@@ -84,12 +84,12 @@ impl<'s> Lexer<'s> {
     pub fn tokenize(mut self) -> Vec<Token> {
         let mut out = Vec::with_capacity(self.src.len() / 6);
         loop {
-            let before = self.pos;
             let mut t = self.next_token();
             // Every token consumes input, so lexing ends. An error that stopped on its
             // first byte is stretched over one whole character.
-            if t.kind == TokenKind::Error && self.pos <= before {
-                self.pos = before + utf8_len(self.src[before]);
+            let start = t.start as usize;
+            if t.kind == TokenKind::Error && self.pos <= start {
+                self.pos = start + utf8_len(self.src[start]);
                 t.end = self.pos as u32;
             }
             out.push(t);
@@ -116,7 +116,8 @@ impl<'s> Lexer<'s> {
         Token {
             kind: TokenKind::Error,
             start: start as u32,
-            end: self.pos.max(start + 1).min(self.src.len()) as u32,
+            // `tokenize` stretches an error that consumed nothing over one character.
+            end: self.pos as u32,
             error: Some(message),
         }
     }
@@ -340,10 +341,21 @@ mod tests {
     #[test]
     fn every_error_consumes_input() {
         // Found by fuzzing: a lone '.' or sign produced error tokens without advancing.
-        for src in [".", "-.", "+x", "-", "..", "$", "$1", "\u{e9}@", "é"] {
+        for src in [
+            ".", "-.", "+x", "-", "..", "$", "$1", "\u{e9}@", "é", " .", "\n .",
+        ] {
             let tokens = Lexer::new(src).tokenize();
             assert!(tokens.len() <= src.len() + 1, "{src:?}: {tokens:?}");
             assert_eq!(tokens.last().unwrap().kind, TokenKind::Eof);
+            // No token is empty: each covers at least one character.
+            assert!(
+                tokens
+                    .iter()
+                    .all(|t| t.kind == TokenKind::Eof || t.end > t.start),
+                "{src:?}: {tokens:?}"
+            );
         }
+        // One error token for one stray '.', even after whitespace.
+        assert_eq!(Lexer::new(" .").tokenize().len(), 2);
     }
 }
