@@ -254,10 +254,35 @@ impl Repository {
         Ok(resolved)
     }
 
-    /// Adds a static instance after checking it against its class: the class exists and is
-    /// concrete, every property exists and has the declared type, every key has a value.
-    /// Properties not given take the class defaults. Returns the instance's path.
-    pub fn create_instance(&mut self, ns: &str, mut instance: Instance) -> Result<ObjectPath> {
+    /// Removes a qualifier declaration; returns it, if it existed. Classes that use it
+    /// keep their qualifier values.
+    pub fn remove_qualifier(&mut self, ns: &str, name: &str) -> Result<Option<QualifierDecl>> {
+        Ok(self.namespace_mut(ns)?.qualifiers.remove(name))
+    }
+
+    /// Removes a class that has no subclasses, with its index entries. Returns the
+    /// removed class.
+    pub fn remove_class(&mut self, ns: &str, name: &str) -> Result<Arc<Class>> {
+        let namespace = self.namespace_mut(ns)?;
+        let class = namespace
+            .classes
+            .remove(name)
+            .ok_or_else(|| Error::ClassNotFound(name.to_string()))?;
+        if let Some(sup) = &class.superclass {
+            if let Some(subs) = namespace.subclasses.get_mut(sup.as_str()) {
+                subs.retain(|s| s != &class.name);
+            }
+        }
+        namespace.subclasses.remove(name);
+        for roles in namespace.roles.values_mut() {
+            roles.retain(|r| r.association != class.name);
+        }
+        Ok(class)
+    }
+
+    /// Checks an instance against its class as [`Repository::create_instance`] does and
+    /// returns it completed with class defaults, with its path, without storing it.
+    pub fn complete_instance(&self, ns: &str, instance: Instance) -> Result<(ObjectPath, Instance)> {
         let namespace = self.namespace(ns)?;
         let class = namespace
             .class(instance.class_name.as_str())
@@ -294,8 +319,15 @@ impl Repository {
                 });
             }
         }
-        instance.properties = complete.properties;
-        let path = instance.path(&class, None);
+        let path = complete.path(&class, None);
+        Ok((path, complete))
+    }
+
+    /// Adds a static instance after checking it against its class: the class exists and is
+    /// concrete, every property exists and has the declared type, every key has a value.
+    /// Properties not given take the class defaults. Returns the instance's path.
+    pub fn create_instance(&mut self, ns: &str, instance: Instance) -> Result<ObjectPath> {
+        let (path, instance) = self.complete_instance(ns, instance)?;
         let namespace = self.namespace_mut(ns)?;
         if namespace.instances.contains_key(&path) {
             return Err(Error::InstanceAlreadyExists(path.to_string()));

@@ -1,8 +1,19 @@
-//! cimvirtd: the cimvirt WBEM server for KVM hosts and its virtualization providers.
+//! cimvirtd: the cimvirt WBEM server for KVM hosts.
 //!
-//! So far: the schema it serves ([`schema`]). The HTTP server, the CIM-XML and WS-Man
-//! front ends and the KVM_ providers build on it.
+//! - [`schema`]: the MOF the server serves, embedded and compiled at start-up.
+//! - [`http`]: listeners, TLS, authentication, limits; the CIM-XML endpoint.
+//! - [`cimxml`]: DSP0201 decoding and encoding.
+//! - [`cimom`]: the object manager: operations, providers, queries, pull enumerations,
+//!   the interop namespace.
+//! - [`store`]: durable state in redb. [`auth`]: users and rights. [`config`]: settings.
 
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod cimom;
+pub mod cimxml;
+pub mod config;
+pub mod error;
+pub mod http;
 pub mod schema;
+pub mod store;

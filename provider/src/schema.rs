@@ -1,5 +1,6 @@
 //! The schema cimvirtd serves: the MOF under `mof/`, embedded in the binary and compiled at
-//! start-up into the namespaces `root/virt` and `root/interop`.
+//! start-up into the namespaces `root/virt` and `interop` (also reachable as
+//! `root/interop`).
 
 use cim_schema::mof::{Compiler, Diagnostic, Embedded};
 use cim_schema::Repository;
@@ -7,7 +8,7 @@ use cim_schema::Repository;
 /// Namespace of the virtualization classes and their instances.
 pub const VIRT_NAMESPACE: &str = "root/virt";
 /// Namespace of profile registration and the object manager.
-pub const INTEROP_NAMESPACE: &str = "root/interop";
+pub const INTEROP_NAMESPACE: &str = "interop";
 
 /// The embedded MOF files, by their path under `mof/`.
 pub const FILES: &[(&str, &str)] = &[

@@ -1,6 +1,8 @@
 //! Command-line interface: one subcommand per job.
 
 mod mof;
+mod serve;
+mod user;
 
 use std::process::ExitCode;
 
@@ -20,11 +22,18 @@ enum Command {
     /// Compile and inspect MOF (DSP0221) schemas.
     #[command(subcommand)]
     Mof(mof::MofCommand),
+    /// Run the WBEM server (CIM-XML over HTTP and HTTPS).
+    Serve(serve::ServeArgs),
+    /// Manage the users of a data directory (while the server is stopped).
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// Runs the chosen subcommand.
 pub fn run(args: Args) -> ExitCode {
     match args.command {
         Command::Mof(cmd) => mof::run(cmd),
+        Command::Serve(args) => serve::run(args),
+        Command::User(cmd) => user::run(cmd),
     }
 }

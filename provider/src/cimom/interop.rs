@@ -1,0 +1,228 @@
+//! The interop namespace (DSP1033 Profile Registration): the object manager, its
+//! namespaces and the registered profiles, served by a provider like any other.
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use cim_schema::{Class, Instance, Name, ObjectPath, Value};
+
+use super::provider::{InstanceProvider, InstanceSink, ProviderContext, Registry};
+use crate::error::CimResult;
+use crate::schema::INTEROP_NAMESPACE;
+
+/// A management profile the server implements.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// The class its instance has (CIM_RegisteredProfile or a subclass).
+    pub class: Name,
+    /// InstanceID, e.g. `CIM:DSP1033-ProfileRegistration-1.0.0`.
+    pub instance_id: String,
+    /// RegisteredOrganization (2 = DMTF).
+    pub organization: u16,
+    /// RegisteredName.
+    pub name: String,
+    /// RegisteredVersion.
+    pub version: String,
+    /// The central elements that conform to it (with their namespaces), and the class of
+    /// the ElementConformsToProfile associations that say so.
+    pub conformance: Vec<(Name, ObjectPath)>,
+}
+
+/// Who the server is.
+#[derive(Clone, Debug)]
+pub struct ServerIdentity {
+    /// The host name.
+    pub hostname: String,
+    /// The product version.
+    pub version: String,
+}
+
+impl ServerIdentity {
+    /// This host and this build.
+    pub fn current() -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        ServerIdentity {
+            hostname,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// The interop provider.
+pub struct Interop {
+    identity: ServerIdentity,
+    profiles: RwLock<Vec<Profile>>,
+}
+
+const OBJECT_MANAGER: &str = "CIM_ObjectManager";
+const NAMESPACE: &str = "CIM_Namespace";
+const NAMESPACE_IN_MANAGER: &str = "CIM_NamespaceInManager";
+const PROFILE_CLASSES: &[&str] = &["CIM_RegisteredProfile", "KVM_RegisteredProfile"];
+const CONFORMS_CLASSES: &[&str] = &["CIM_ElementConformsToProfile", "KVM_ElementConformsToProfile"];
+
+impl Interop {
+    /// A provider advertising Profile Registration 1.0.0 with the object manager as its
+    /// central element.
+    pub fn new(identity: ServerIdentity) -> Arc<Self> {
+        let interop = Arc::new(Interop {
+            identity,
+            profiles: RwLock::new(Vec::new()),
+        });
+        let om = interop.object_manager_path();
+        interop.register_profile(Profile {
+            class: Name::new("CIM_RegisteredProfile"),
+            instance_id: "CIM:DSP1033-ProfileRegistration-1.0.0".into(),
+            organization: 2,
+            name: "Profile Registration".into(),
+            version: "1.0.0".into(),
+            conformance: vec![(Name::new("CIM_ElementConformsToProfile"), om)],
+        });
+        interop
+    }
+
+    /// Adds a profile (later issues register theirs here).
+    pub fn register_profile(&self, profile: Profile) {
+        self.profiles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(profile);
+    }
+
+    /// Registers this provider for its classes in the interop namespace.
+    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
+        let classes = [OBJECT_MANAGER, NAMESPACE, NAMESPACE_IN_MANAGER]
+            .into_iter()
+            .chain(PROFILE_CLASSES.iter().copied())
+            .chain(CONFORMS_CLASSES.iter().copied());
+        for class in classes {
+            registry.register_instances(INTEROP_NAMESPACE, class, self.clone());
+        }
+    }
+
+    fn object_manager_name(&self) -> String {
+        format!("cimvirt:{}", self.identity.hostname)
+    }
+
+    /// The path of the one CIM_ObjectManager instance.
+    pub fn object_manager_path(&self) -> ObjectPath {
+        ObjectPath::class(Some(INTEROP_NAMESPACE.to_string()), OBJECT_MANAGER)
+            .with_key("SystemCreationClassName", "CIM_ComputerSystem")
+            .with_key("SystemName", self.identity.hostname.as_str())
+            .with_key("CreationClassName", OBJECT_MANAGER)
+            .with_key("Name", self.object_manager_name().as_str())
+    }
+
+    fn namespace_path(&self, ns: &str) -> ObjectPath {
+        ObjectPath::class(Some(INTEROP_NAMESPACE.to_string()), NAMESPACE)
+            .with_key("SystemCreationClassName", "CIM_ComputerSystem")
+            .with_key("SystemName", self.identity.hostname.as_str())
+            .with_key("ObjectManagerCreationClassName", OBJECT_MANAGER)
+            .with_key("ObjectManagerName", self.object_manager_name().as_str())
+            .with_key("CreationClassName", NAMESPACE)
+            .with_key("Name", ns)
+    }
+
+    fn profile_path(p: &Profile) -> ObjectPath {
+        ObjectPath::class(Some(INTEROP_NAMESPACE.to_string()), p.class.clone())
+            .with_key("InstanceID", p.instance_id.as_str())
+    }
+}
+
+/// An instance of `class` with its defaults and the given values for the properties the
+/// class has (a value for a property it lacks is a bug caught by tests).
+fn build(class: &Class, values: Vec<(&str, Value)>) -> Instance {
+    let mut inst = Instance::from_class_defaults(class);
+    for (name, value) in values {
+        debug_assert!(class.property(name).is_some(), "{} has no {name}", class.name);
+        if class.property(name).is_some() {
+            inst.set(name, value);
+        }
+    }
+    inst
+}
+
+fn keys_of(path: &ObjectPath) -> Vec<(&str, Value)> {
+    path.keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.value.clone()))
+        .collect()
+}
+
+#[async_trait]
+impl InstanceProvider for Interop {
+    async fn enumerate_instances(&self, ctx: &ProviderContext, class: &Arc<Class>, sink: &InstanceSink) -> CimResult<()> {
+        let name = class.name.as_str();
+        let mut out = Vec::new();
+        if class.name == *OBJECT_MANAGER {
+            let path = self.object_manager_path();
+            let mut values = keys_of(&path);
+            values.extend([
+                ("ElementName", Value::from("cimvirt")),
+                (
+                    "Description",
+                    Value::from(format!("cimvirt WBEM server version {}", self.identity.version).as_str()),
+                ),
+                ("Started", Value::Boolean(true)),
+                ("EnabledState", Value::UInt16(2)),
+            ]);
+            out.push(build(class, values));
+        } else if class.name == *NAMESPACE || class.name == *NAMESPACE_IN_MANAGER {
+            for ns in ctx.schema.namespaces() {
+                let path = self.namespace_path(ns.name.as_str());
+                if class.name == *NAMESPACE {
+                    let mut values = keys_of(&path);
+                    values.push(("ClassInfo", Value::UInt16(0)));
+                    out.push(build(class, values));
+                } else {
+                    out.push(build(
+                        class,
+                        vec![
+                            ("Antecedent", Value::Reference(self.object_manager_path())),
+                            ("Dependent", Value::Reference(path)),
+                        ],
+                    ));
+                }
+            }
+        } else if PROFILE_CLASSES.iter().any(|c| class.name == **c) {
+            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner()).clone();
+            for p in profiles.iter().filter(|p| p.class == class.name) {
+                out.push(build(
+                    class,
+                    vec![
+                        ("InstanceID", Value::from(p.instance_id.as_str())),
+                        ("RegisteredOrganization", Value::UInt16(p.organization)),
+                        ("RegisteredName", Value::from(p.name.as_str())),
+                        ("RegisteredVersion", Value::from(p.version.as_str())),
+                        ("AdvertiseTypes", Value::array([Value::UInt16(3)])),
+                    ],
+                ));
+            }
+        } else if CONFORMS_CLASSES.iter().any(|c| class.name == **c) {
+            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner()).clone();
+            for p in &profiles {
+                for (assoc, element) in p.conformance.iter().filter(|(a, _)| *a == class.name) {
+                    let _ = assoc;
+                    out.push(build(
+                        class,
+                        vec![
+                            ("ConformantStandard", Value::Reference(Self::profile_path(p))),
+                            ("ManagedElement", Value::Reference(element.clone())),
+                        ],
+                    ));
+                }
+            }
+        } else {
+            tracing::debug!(class = name, "interop provider asked for a class it does not serve");
+        }
+        for inst in out {
+            if !sink.send(inst).await {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

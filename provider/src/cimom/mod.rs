@@ -1,0 +1,372 @@
+//! The CIM object manager: executes operations against the schema, the static instance
+//! store and the registered providers.
+//!
+//! Classes and qualifier declarations live in an immutable [`Repository`] snapshot that
+//! writers replace (readers never wait on a writer). Static instances live in an
+//! [`InstanceTable`] mirrored in the store. Results that can be large are streamed: a task
+//! produces items into a bounded channel that the protocol encoder drains, so memory stays
+//! flat however many instances an enumeration returns.
+
+mod associations;
+mod classes;
+pub mod convert;
+mod instances;
+pub mod interop;
+pub mod operation;
+pub mod provider;
+pub mod pull;
+pub mod query;
+pub mod result;
+mod table;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use cim_schema::{eq_ignore_case, Name, Repository};
+use tracing::warn;
+
+use crate::cimxml::dom::{self, XmlLimits};
+use crate::cimxml::{decode, encode};
+use crate::error::{CimError, CimResult};
+use crate::store::{Store, StoreError};
+use operation::Operation;
+use provider::{ProviderContext, Registry};
+use pull::{PullContexts, PullLimits};
+use result::Outcome;
+use table::InstanceTable;
+
+/// The namespace names accepted for the interop namespace besides its own name.
+const INTEROP_ALIASES: &[&str] = &["root/interop"];
+
+/// Tunables of the object manager.
+#[derive(Clone, Debug)]
+pub struct CimomConfig {
+    /// Pull operation limits.
+    pub pull: PullLimits,
+    /// Items buffered between a result producer and the encoder.
+    pub stream_buffer: usize,
+    /// Limits for XML read back from the store and embedded objects.
+    pub xml: XmlLimits,
+}
+
+/// Who sent a request.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The authenticated user.
+    pub user: Arc<str>,
+}
+
+/// Why the object manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The built-in schema failed to compile (a build defect).
+    #[error("the built-in schema does not compile:\n{0}")]
+    Schema(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The object manager.
+pub struct Cimom {
+    schema: RwLock<Arc<Repository>>,
+    builtin_classes: HashSet<(String, Name)>,
+    builtin_qualifiers: HashSet<(String, Name)>,
+    instances: RwLock<InstanceTable>,
+    store: Arc<Store>,
+    providers: Registry,
+    pulls: PullContexts,
+    config: CimomConfig,
+    /// Serializes writers of the schema and the store, and numbers created classes.
+    writes: tokio::sync::Mutex<u64>,
+}
+
+impl Cimom {
+    /// Loads the built-in schema, then what clients stored: namespaces, qualifier
+    /// declarations, classes and static instances.
+    pub fn open(store: Arc<Store>, providers: Registry, config: CimomConfig) -> Result<Self, StartError> {
+        let mut repo = crate::schema::load().map_err(|d| StartError::Schema(cim_schema::mof::render(&d)))?;
+        let mut builtin_classes = HashSet::new();
+        let mut builtin_qualifiers = HashSet::new();
+        for ns in repo.namespaces() {
+            let key = ns.name.as_str().to_lowercase();
+            builtin_classes.extend(ns.classes().map(|c| (key.clone(), c.name.clone())));
+            builtin_qualifiers.extend(ns.qualifiers().map(|q| (key.clone(), q.name.clone())));
+        }
+        for ns in store.namespaces()? {
+            repo.create_namespace(&ns);
+        }
+        let limits = config.xml;
+        let mut sequence = 0;
+        for (ns, name, xml) in store.qualifiers()? {
+            let decl = dom::parse(&xml, &limits)
+                .map_err(|e| CimError::failed(e.to_string()))
+                .and_then(|e| {
+                    decode::Decoder {
+                        limits: &limits,
+                        namespace: None,
+                    }
+                    .qualifier_declaration(&e)
+                });
+            match decl {
+                Ok(d) => {
+                    let _ = repo.remove_qualifier(&ns, d.name.as_str());
+                    if let Err(e) = repo.set_qualifier(&ns, d) {
+                        warn!(namespace = ns, qualifier = name, error = %e, "stored qualifier declaration not loaded");
+                    }
+                }
+                Err(e) => warn!(namespace = ns, qualifier = name, error = %e, "stored qualifier declaration is unreadable"),
+            }
+        }
+        for (ns, name, xml) in store.classes()? {
+            sequence += 1;
+            let class = dom::parse(&xml, &limits)
+                .map_err(|e| CimError::failed(e.to_string()))
+                .and_then(|e| {
+                    decode::Decoder {
+                        limits: &limits,
+                        namespace: repo.namespace(&ns).ok(),
+                    }
+                    .class(&e)
+                });
+            match class.and_then(|c| repo.add_class(&ns, c).map_err(CimError::from)) {
+                Ok(_) => {}
+                Err(e) => warn!(namespace = ns, class = name, error = %e, "stored class not loaded"),
+            }
+        }
+        let mut table = InstanceTable::default();
+        let mut loaded = 0usize;
+        for (ns, key, xml) in store.instances()? {
+            let decoder = decode::Decoder {
+                limits: &limits,
+                namespace: None,
+            };
+            let instance = dom::parse(&xml, &limits)
+                .map_err(|e| CimError::failed(e.to_string()))
+                .and_then(|e| decoder.instance(&e))
+                .and_then(|i| repo.complete_instance(&ns, i).map_err(CimError::from));
+            match instance {
+                Ok((path, instance)) => {
+                    table.insert(&ns, provider::with_path(path, instance));
+                    loaded += 1;
+                }
+                Err(e) => warn!(namespace = ns, instance = key, error = %e, "stored instance not loaded"),
+            }
+        }
+        tracing::info!(
+            namespaces = repo.namespaces().count(),
+            classes = repo.namespaces().map(|n| n.classes().len()).sum::<usize>(),
+            instances = loaded,
+            "repository loaded"
+        );
+        Ok(Cimom {
+            schema: RwLock::new(Arc::new(repo)),
+            builtin_classes,
+            builtin_qualifiers,
+            instances: RwLock::new(table),
+            store,
+            providers,
+            pulls: PullContexts::new(config.pull.clone()),
+            config,
+            writes: tokio::sync::Mutex::new(sequence),
+        })
+    }
+
+    /// The current schema snapshot.
+    pub fn schema(&self) -> Arc<Repository> {
+        self.schema.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace_schema(&self, repo: Repository) {
+        *self.schema.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(repo);
+    }
+
+    /// The XML limits requests and stored objects are parsed under.
+    pub fn xml_limits(&self) -> XmlLimits {
+        self.config.xml
+    }
+
+    /// The open pull enumerations (for the expiry sweeper).
+    pub fn pulls(&self) -> &PullContexts {
+        &self.pulls
+    }
+
+    /// The canonical name of namespace `ns` (aliases resolved), or INVALID_NAMESPACE.
+    pub fn resolve_namespace(&self, ns: &str) -> CimResult<String> {
+        let ns = ns.trim_matches('/');
+        let ns = if INTEROP_ALIASES.iter().any(|a| eq_ignore_case(a, ns)) {
+            crate::schema::INTEROP_NAMESPACE
+        } else {
+            ns
+        };
+        self.schema()
+            .namespace(ns)
+            .map(|n| n.name.to_string())
+            .map_err(|_| CimError::invalid_namespace(ns))
+    }
+
+    fn provider_context(&self, ctx: &RequestContext, ns: &str) -> ProviderContext {
+        ProviderContext {
+            namespace: ns.to_string(),
+            schema: self.schema(),
+            user: ctx.user.clone(),
+        }
+    }
+
+    fn store_failed(e: StoreError) -> CimError {
+        CimError::failed(format!("the repository database failed: {e}"))
+    }
+
+    /// Executes `op` in namespace `ns`.
+    pub async fn execute(self: &Arc<Self>, ctx: &RequestContext, ns: &str, op: Operation) -> CimResult<Outcome> {
+        let ns = self.resolve_namespace(ns)?;
+        use Operation as O;
+        match op {
+            O::GetClass {
+                class,
+                local_only,
+                include_qualifiers,
+                include_class_origin,
+                property_list,
+            } => self.get_class(&ns, &class, local_only, include_qualifiers, include_class_origin, property_list),
+            O::EnumerateClasses {
+                class,
+                deep_inheritance,
+                local_only,
+                include_qualifiers,
+                include_class_origin,
+            } => self.enumerate_classes(
+                &ns,
+                class.as_ref(),
+                deep_inheritance,
+                encode::ClassFilter {
+                    local_only,
+                    include_qualifiers,
+                    include_class_origin,
+                    properties: None,
+                },
+            ),
+            O::EnumerateClassNames {
+                class,
+                deep_inheritance,
+            } => self.enumerate_class_names(&ns, class.as_ref(), deep_inheritance),
+            O::CreateClass { class } => self.create_class(&ns, class).await,
+            O::ModifyClass { class } => self.modify_class(&ns, class).await,
+            O::DeleteClass { class } => self.delete_class(&ns, &class).await,
+            O::GetQualifier { name } => self.get_qualifier(&ns, &name),
+            O::SetQualifier { declaration } => self.set_qualifier(&ns, declaration).await,
+            O::DeleteQualifier { name } => self.delete_qualifier(&ns, &name).await,
+            O::EnumerateQualifiers => self.enumerate_qualifiers(&ns),
+            O::GetInstance { path, options } => self.get_instance_op(ctx, &ns, &path, &options).await,
+            O::EnumerateInstances { class, options } => {
+                self.enumerate_instances_op(ctx, &ns, &class, options, false)
+            }
+            O::EnumerateInstanceNames { class } => {
+                self.enumerate_instances_op(ctx, &ns, &class, Default::default(), true)
+            }
+            O::CreateInstance { instance } => self.create_instance(ctx, &ns, instance).await,
+            O::ModifyInstance {
+                path,
+                instance,
+                property_list,
+            } => self.modify_instance(ctx, &ns, &path, instance, property_list).await,
+            O::DeleteInstance { path } => self.delete_instance(ctx, &ns, &path).await,
+            O::GetProperty { path, property } => self.get_property(ctx, &ns, &path, &property).await,
+            O::SetProperty {
+                path,
+                property,
+                value,
+            } => self.set_property(ctx, &ns, &path, &property, value).await,
+            O::Associators {
+                object,
+                filter,
+                options,
+                include_qualifiers,
+            } => self.associators_op(ctx, &ns, object, filter, options, include_qualifiers, false),
+            O::AssociatorNames { object, filter } => {
+                self.associators_op(ctx, &ns, object, filter, Default::default(), false, true)
+            }
+            O::References {
+                object,
+                filter,
+                options,
+                include_qualifiers,
+            } => self.references_op(ctx, &ns, object, filter, options, include_qualifiers, false),
+            O::ReferenceNames { object, filter } => {
+                self.references_op(ctx, &ns, object, filter, Default::default(), false, true)
+            }
+            O::ExecQuery { language, query } => self.exec_query(ctx, &ns, &language, &query),
+            O::OpenEnumerateInstances {
+                class,
+                options,
+                open,
+            } => self.open_enumerate(ctx, &ns, &class, options, open, false).await,
+            O::OpenEnumerateInstancePaths { class, open } => {
+                self.open_enumerate(ctx, &ns, &class, Default::default(), open, true)
+                    .await
+            }
+            O::OpenReferenceInstances {
+                object,
+                filter,
+                options,
+                open,
+            } => self.open_references(ctx, &ns, object, filter, options, open, false).await,
+            O::OpenReferenceInstancePaths {
+                object,
+                filter,
+                open,
+            } => {
+                self.open_references(ctx, &ns, object, filter, Default::default(), open, true)
+                    .await
+            }
+            O::OpenAssociatorInstances {
+                object,
+                filter,
+                options,
+                open,
+            } => self.open_associators(ctx, &ns, object, filter, options, open, false).await,
+            O::OpenAssociatorInstancePaths {
+                object,
+                filter,
+                open,
+            } => {
+                self.open_associators(ctx, &ns, object, filter, Default::default(), open, true)
+                    .await
+            }
+            O::OpenQueryInstances {
+                language,
+                query,
+                return_query_result_class,
+                open,
+            } => {
+                self.open_query(ctx, &ns, &language, &query, return_query_result_class, open)
+                    .await
+            }
+            O::PullInstancesWithPath {
+                context,
+                max_object_count,
+            } => self.pull(ctx, &ns, &context, max_object_count, result::ResultForm::InstanceWithPath).await,
+            O::PullInstancePaths {
+                context,
+                max_object_count,
+            } => self.pull(ctx, &ns, &context, max_object_count, result::ResultForm::InstancePath).await,
+            O::PullInstances {
+                context,
+                max_object_count,
+            } => self.pull(ctx, &ns, &context, max_object_count, result::ResultForm::Instance).await,
+            O::EnumerationCount { context } => self
+                .pulls
+                .count(&context, &ctx.user, &ns)
+                .map(Outcome::Count),
+            O::CloseEnumeration { context } => {
+                self.pulls.close(&context, &ctx.user, &ns)?;
+                Ok(Outcome::Empty)
+            }
+            O::InvokeMethod {
+                target,
+                method,
+                parameters,
+            } => self.invoke_method(ctx, &ns, target, &method, parameters).await,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! A small element tree for CIM-XML documents, read with quick-xml under limits.
+//!
+//! Requests are bounded by the body size limit, so a tree is the simplest faithful model.
+//! There is no DTD processing: a DOCTYPE is refused outright, and the only entity references
+//! resolved are XML's five predefined ones and character references.
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+/// An element: name, attributes in document order, child elements and text content.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Element {
+    /// The element name (CIM-XML uses no XML namespaces).
+    pub name: String,
+    /// Attributes as (name, unescaped value).
+    pub attrs: Vec<(String, String)>,
+    /// Child elements.
+    pub children: Vec<Element>,
+    /// Concatenated character data directly inside this element.
+    pub text: String,
+}
+
+/// Limits on the shape of a document.
+#[derive(Clone, Copy, Debug)]
+pub struct XmlLimits {
+    /// Deepest element nesting allowed.
+    pub max_depth: usize,
+    /// Most elements allowed in one document.
+    pub max_elements: usize,
+}
+
+/// Why a document was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    /// Not well-formed XML.
+    #[error("XML is not well-formed at byte {position}: {message}")]
+    Malformed {
+        /// Byte offset where the fault was found.
+        position: u64,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// A document type declaration: DTDs are not processed, so they are refused.
+    #[error("a DOCTYPE declaration is not allowed in a CIM-XML message")]
+    Doctype,
+    /// Nesting deeper than the limit.
+    #[error("XML elements are nested deeper than the limit of {0}")]
+    TooDeep(usize),
+    /// More elements than the limit.
+    #[error("the XML document has more elements than the limit of {0}")]
+    TooManyElements(usize),
+}
+
+impl Element {
+    /// The attribute `name`. Exact match first, then ignoring ASCII case (old clients spell
+    /// `EmbeddedObject` as `EMBEDDEDOBJECT`).
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .or_else(|| self.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first child named `name`.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// All children named `name`.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+}
+
+/// Parses a whole document into its root element.
+pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
+    let mut reader = Reader::from_reader(input);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.expand_empty_elements = false;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    let malformed = |reader: &Reader<&[u8]>, message: String| XmlError::Malformed {
+        position: reader.buffer_position(),
+        message,
+    };
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| malformed(&reader, e.to_string()))?;
+        match event {
+            Event::Start(start) | Event::Empty(start) if root.is_some() => {
+                let _ = start;
+                return Err(malformed(&reader, "content after the root element".into()));
+            }
+            Event::Start(start) => {
+                count += 1;
+                if count > limits.max_elements {
+                    return Err(XmlError::TooManyElements(limits.max_elements));
+                }
+                if stack.len() >= limits.max_depth {
+                    return Err(XmlError::TooDeep(limits.max_depth));
+                }
+                stack.push(element(&start).map_err(|m| malformed(&reader, m))?);
+            }
+            Event::Empty(start) => {
+                count += 1;
+                if count > limits.max_elements {
+                    return Err(XmlError::TooManyElements(limits.max_elements));
+                }
+                if stack.len() >= limits.max_depth {
+                    return Err(XmlError::TooDeep(limits.max_depth));
+                }
+                let e = element(&start).map_err(|m| malformed(&reader, m))?;
+                attach(&mut stack, &mut root, e);
+            }
+            Event::End(_) => {
+                let e = stack
+                    .pop()
+                    .ok_or_else(|| malformed(&reader, "unexpected end tag".into()))?;
+                attach(&mut stack, &mut root, e);
+            }
+            Event::Text(text) => {
+                let s = text.decode().map_err(|e| malformed(&reader, e.to_string()))?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&s),
+                    None if s.trim().is_empty() => {}
+                    None => return Err(malformed(&reader, "text outside the root element".into())),
+                }
+            }
+            Event::CData(data) => {
+                let s = data.decode().map_err(|e| malformed(&reader, e.to_string()))?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&s),
+                    None => return Err(malformed(&reader, "CDATA outside the root element".into())),
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r
+                    .resolve_char_ref()
+                    .map_err(|e| malformed(&reader, e.to_string()))?
+                {
+                    Some(c) => c.to_string(),
+                    None => {
+                        let name = r.decode().map_err(|e| malformed(&reader, e.to_string()))?;
+                        quick_xml::escape::resolve_predefined_entity(&name)
+                            .ok_or_else(|| {
+                                malformed(&reader, format!("undefined entity '&{name};'"))
+                            })?
+                            .to_string()
+                    }
+                };
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&resolved),
+                    None => return Err(malformed(&reader, "reference outside the root element".into())),
+                }
+            }
+            Event::DocType(_) => return Err(XmlError::Doctype),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(malformed(&reader, format!("element <{}> is not closed", stack[stack.len() - 1].name)));
+    }
+    root.ok_or_else(|| malformed(&reader, "the document has no root element".into()))
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, e: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(e),
+        None => *root = Some(e),
+    }
+}
+
+fn element(start: &BytesStart<'_>) -> Result<Element, String> {
+    let name = std::str::from_utf8(start.name().as_ref())
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let mut attrs = Vec::new();
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(|e| e.to_string())?;
+        let key = std::str::from_utf8(attr.key.as_ref())
+            .map_err(|e| e.to_string())?
+            .to_string();
+        let value = attr.unescape_value().map_err(|e| e.to_string())?.into_owned();
+        attrs.push((key, value));
+    }
+    Ok(Element {
+        name,
+        attrs,
+        children: Vec::new(),
+        text: String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: XmlLimits = XmlLimits {
+        max_depth: 8,
+        max_elements: 20,
+    };
+
+    #[test]
+    fn reads_elements_attributes_text_and_references() {
+        let doc = br#"<?xml version="1.0"?><A x="1 &amp; 2"><B>a&lt;b&#x41;</B><C/></A>"#;
+        let root = parse(doc, &LIMITS).unwrap();
+        assert_eq!(root.name, "A");
+        assert_eq!(root.attr("x"), Some("1 & 2"));
+        assert_eq!(root.child("B").unwrap().text, "a<bA");
+        assert!(root.child("C").is_some());
+    }
+
+    #[test]
+    fn refuses_doctype_entities_depth_and_count() {
+        let dtd = br#"<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>"#;
+        assert_eq!(parse(dtd, &LIMITS), Err(XmlError::Doctype));
+        assert!(matches!(parse(b"<a>&x;</a>", &LIMITS), Err(XmlError::Malformed { .. })));
+        let deep = "<a>".repeat(9) + &"</a>".repeat(9);
+        assert_eq!(parse(deep.as_bytes(), &LIMITS), Err(XmlError::TooDeep(8)));
+        let wide = format!("<a>{}</a>", "<b/>".repeat(20));
+        assert_eq!(parse(wide.as_bytes(), &LIMITS), Err(XmlError::TooManyElements(20)));
+        assert!(matches!(parse(b"<a><b></a>", &LIMITS), Err(XmlError::Malformed { .. })));
+        assert!(matches!(parse(b"", &LIMITS), Err(XmlError::Malformed { .. })));
+        assert!(matches!(parse(b"<a/><b/>", &LIMITS), Err(XmlError::Malformed { .. })));
+    }
+}

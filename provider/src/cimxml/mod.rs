@@ -1,0 +1,8 @@
+//! CIM-XML (DSP0200/DSP0201): request decoding into protocol-neutral operations and
+//! response encoding.
+
+pub mod decode;
+pub mod dom;
+pub mod encode;
+pub mod request;
+pub mod response;

@@ -1,0 +1,276 @@
+//! `cimvirtd serve`: the WBEM server.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use provider::auth::{self, Access, Authenticator, Right};
+use provider::cimom::interop::{Interop, ServerIdentity};
+use provider::cimom::provider::Registry;
+use provider::cimom::Cimom;
+use provider::config::{default_data_dir, Config};
+use provider::http::{self, tls, Listener, Scheme};
+use provider::store::Store;
+
+/// Options of `serve`; each overrides the configuration file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML; see README.md for every key).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: /var/lib/cimvirt as root, else ~/.local/share/cimvirt].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// An HTTP listener (repeatable) [default: 127.0.0.1:5988].
+    #[arg(long = "http", value_name = "ADDR:PORT")]
+    pub http: Vec<SocketAddr>,
+    /// An HTTPS listener (repeatable) [default: 0.0.0.0:5989].
+    #[arg(long = "https", value_name = "ADDR:PORT")]
+    pub https: Vec<SocketAddr>,
+    /// Serve no HTTP (HTTPS only).
+    #[arg(long, conflicts_with = "http")]
+    pub no_http: bool,
+    /// The TLS certificate chain (PEM) [default: generated into DATA_DIR/tls/].
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The settings after flags, file and defaults are merged.
+struct Settings {
+    data_dir: PathBuf,
+    http: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    config: Config,
+}
+
+fn settings(args: ServeArgs) -> Result<Settings, String> {
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(default_data_dir);
+    let http = if args.no_http {
+        Vec::new()
+    } else if !args.http.is_empty() {
+        args.http
+    } else {
+        config
+            .http
+            .clone()
+            .unwrap_or_else(|| vec!["127.0.0.1:5988".parse().expect("valid address")])
+    };
+    let https = if !args.https.is_empty() {
+        args.https
+    } else {
+        config
+            .https
+            .clone()
+            .unwrap_or_else(|| vec!["0.0.0.0:5989".parse().expect("valid address")])
+    };
+    if http.is_empty() && https.is_empty() {
+        return Err("no listener configured: give --http or --https".into());
+    }
+    let mut config = config;
+    if let Some(f) = args.log_format {
+        config.log.format = Some(f);
+    }
+    Ok(Settings {
+        data_dir,
+        http,
+        https,
+        tls_cert: args.tls_cert.or_else(|| config.tls.cert.clone()),
+        tls_key: args.tls_key.or_else(|| config.tls.key.clone()),
+        config,
+    })
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(config.log.level.as_deref().unwrap_or("info")))
+        .map_err(|e| format!("invalid log level: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format.as_deref().unwrap_or("text") {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => return Err(format!("log format must be text or json, not '{other}'")),
+    }
+    Ok(())
+}
+
+/// Creates the first user, `admin`, with a random password written to the data directory.
+fn create_initial_admin(store: &Store, data_dir: &Path) -> Result<(), String> {
+    let password = auth::random_password();
+    let path = data_dir.join("initial-admin-password");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    auth::put_user(
+        store,
+        "admin",
+        &password,
+        vec![Right {
+            namespace: "*".into(),
+            access: Access::ReadWrite,
+        }],
+    )
+    .map_err(|e| e.to_string())?;
+    warn!(file = %path.display(), "created user 'admin' with a random password; it is in the file named here");
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let settings = match settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cimvirtd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&settings.config) {
+        eprintln!("cimvirtd: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addrs: &[SocketAddr], scheme: Scheme) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        out.push(Listener { scheme, socket });
+    }
+    Ok(out)
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let data_dir = &settings.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let db_path = data_dir.join("cimvirt.redb");
+    let store = Arc::new(Store::open(&db_path).map_err(|e| {
+        format!(
+            "cannot open the database {}: {e} (is another cimvirtd using this data directory?)",
+            db_path.display()
+        )
+    })?);
+    if auth::list_users(&store).map_err(|e| e.to_string())?.is_empty() {
+        create_initial_admin(&store, data_dir)?;
+    }
+    let limits = settings.config.limits.clone();
+    let authenticator = Arc::new(
+        Authenticator::new(&store, Duration::from_secs(limits.auth_cache_secs)).map_err(|e| e.to_string())?,
+    );
+    let identity = ServerIdentity::current();
+    let tls = if settings.https.is_empty() {
+        None
+    } else {
+        let (cert, key, generate) = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone(), false),
+            _ => (data_dir.join("tls/cert.pem"), data_dir.join("tls/key.pem"), true),
+        };
+        let certificate = tls::load(&cert, &key, &identity.hostname, generate).map_err(|e| e.to_string())?;
+        if certificate.generated {
+            let _ = std::fs::set_permissions(data_dir.join("tls"), std::fs::Permissions::from_mode(0o700));
+            info!(cert = %certificate.cert_path.display(), "generated a self-signed TLS certificate");
+        }
+        info!(sha256 = certificate.fingerprint, "TLS certificate fingerprint");
+        Some(certificate.config)
+    };
+    let mut registry = Registry::default();
+    let interop = Interop::new(identity);
+    interop.register(&mut registry);
+    let cimom = Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
+
+    let mut listeners = bind(&settings.http, Scheme::Http).await?;
+    listeners.extend(bind(&settings.https, Scheme::Https).await?);
+    for l in &listeners {
+        let addr = l.socket.local_addr().map_err(|e| e.to_string())?;
+        info!(scheme = ?l.scheme, %addr, "listening (CIM-XML at /cimom)");
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper_cimom = cimom.clone();
+    let mut sweeper_stop = stop_rx.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let expired = sweeper_cimom.pulls().sweep();
+                    if expired > 0 {
+                        info!(expired, "closed expired enumeration contexts");
+                    }
+                }
+                _ = sweeper_stop.changed() => break,
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        }
+        let _ = stop_tx.send(true);
+    });
+    info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "cimvirtd ready");
+    http::serve(listeners, tls, cimom.clone(), authenticator, limits.http(), stop_rx)
+        .await
+        .map_err(|e| e.to_string())?;
+    sweeper.abort();
+    drop(cimom);
+    match Arc::try_unwrap(store) {
+        Ok(store) => drop(store),
+        Err(_) => warn!("the database is still referenced at exit; redb will close it with the process"),
+    }
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `cimvirtd user`: managing the users of a data directory (while the server is stopped:
+//! the database admits one process at a time).
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use provider::auth::{self, Access, Right};
+use provider::config::default_data_dir;
+use provider::store::Store;
+
+/// `user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or replace one; the password is read from the first line of stdin.
+    Add(AddArgs),
+    /// Delete a user.
+    Del {
+        /// The user name.
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List users and their rights.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+/// The data directory option.
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// The data directory [default: /var/lib/cimvirt as root, else ~/.local/share/cimvirt].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Access levels on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AccessArg {
+    /// Read operations only.
+    ReadOnly,
+    /// Everything.
+    ReadWrite,
+}
+
+/// Options of `user add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The user name.
+    name: String,
+    /// The access granted.
+    #[arg(long, value_enum, default_value = "read-write")]
+    access: AccessArg,
+    /// Limit the access to these namespaces (repeatable) [default: all].
+    #[arg(long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    #[command(flatten)]
+    dir: DataDir,
+}
+
+fn open(dir: &DataDir) -> Result<Store, String> {
+    let dir = dir.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("cimvirt.redb");
+    Store::open(&path).map_err(|e| format!("cannot open {}: {e} (stop cimvirtd first)", path.display()))
+}
+
+/// Runs a `user` subcommand.
+pub fn run(cmd: UserCommand) -> ExitCode {
+    match execute(cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cimvirtd user: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cmd: UserCommand) -> Result<(), String> {
+    match cmd {
+        UserCommand::Add(args) => {
+            let store = open(&args.dir)?;
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .map_err(|e| format!("reading the password from stdin: {e}"))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let access = match args.access {
+                AccessArg::ReadOnly => Access::ReadOnly,
+                AccessArg::ReadWrite => Access::ReadWrite,
+            };
+            let namespaces = if args.namespaces.is_empty() {
+                vec!["*".to_string()]
+            } else {
+                args.namespaces
+            };
+            let rights = namespaces
+                .into_iter()
+                .map(|namespace| Right { namespace, access })
+                .collect();
+            auth::put_user(&store, &args.name, password, rights).map_err(|e| e.to_string())?;
+            println!("user {} saved", args.name);
+        }
+        UserCommand::Del { name, dir } => {
+            let store = open(&dir)?;
+            if !store.delete_user(&name).map_err(|e| e.to_string())? {
+                return Err(format!("no user named {name}"));
+            }
+            println!("user {name} deleted");
+        }
+        UserCommand::List { dir } => {
+            let store = open(&dir)?;
+            for u in auth::list_users(&store).map_err(|e| e.to_string())? {
+                let rights: Vec<String> = u
+                    .rights
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}={}",
+                            r.namespace,
+                            match r.access {
+                                Access::ReadOnly => "read-only",
+                                Access::ReadWrite => "read-write",
+                            }
+                        )
+                    })
+                    .collect();
+                println!("{}\t{}", u.name, rights.join(","));
+            }
+        }
+    }
+    Ok(())
+}

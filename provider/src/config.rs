@@ -1,0 +1,194 @@
+//! Server configuration: defaults, overridden by a TOML file, overridden by flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cimom::pull::PullLimits;
+use crate::cimom::CimomConfig;
+use crate::cimxml::dom::XmlLimits;
+use crate::http::HttpLimits;
+
+/// The configuration file (every key optional).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The data directory (database, certificate, initial password).
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listeners; empty disables HTTP.
+    pub http: Option<Vec<SocketAddr>>,
+    /// HTTPS listeners; empty disables HTTPS.
+    pub https: Option<Vec<SocketAddr>>,
+    /// The TLS certificate.
+    pub tls: TlsConfig,
+    /// Limits.
+    pub limits: Limits,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[tls]`: a PEM certificate chain and private key. Without them, a self-signed
+/// certificate is generated into the data directory on first start.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `cimvirt=debug` (default `info`; `RUST_LOG`
+    /// overrides).
+    pub level: Option<String>,
+}
+
+/// `[limits]`, with their defaults.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body, bytes (HTTP 413 above).
+    pub max_request_bytes: u64,
+    /// Deepest XML element nesting (HTTP 400 request-not-valid above).
+    pub max_xml_depth: usize,
+    /// Most XML elements in one request (HTTP 400 request-not-valid above).
+    pub max_xml_elements: usize,
+    /// Most concurrent connections (HTTP 503 above).
+    pub max_connections: usize,
+    /// Seconds to receive a request's headers, and for the TLS handshake.
+    pub header_read_timeout_secs: u64,
+    /// Seconds to receive a request's body (HTTP 408 after).
+    pub body_read_timeout_secs: u64,
+    /// Seconds an operation may take, streaming included (CIM_ERR_FAILED after).
+    pub request_timeout_secs: u64,
+    /// OperationTimeout of pull enumerations when the client gives none.
+    pub pull_default_timeout_secs: u64,
+    /// Largest OperationTimeout accepted (CIM_ERR_INVALID_OPERATION_TIMEOUT above).
+    pub pull_max_timeout_secs: u64,
+    /// Largest MaxObjectCount accepted (CIM_ERR_INVALID_PARAMETER above).
+    pub pull_max_object_count: u32,
+    /// Most open pull enumerations (CIM_ERR_SERVER_LIMITS_EXCEEDED above).
+    pub max_enumeration_contexts: usize,
+    /// Seconds verified credentials are remembered (argon2 is deliberately slow).
+    pub auth_cache_secs: u64,
+    /// Seconds a stopping server waits for running requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 16 * 1024 * 1024,
+            max_xml_depth: 64,
+            max_xml_elements: 1_000_000,
+            max_connections: 1024,
+            header_read_timeout_secs: 30,
+            body_read_timeout_secs: 60,
+            request_timeout_secs: 600,
+            pull_default_timeout_secs: 30,
+            pull_max_timeout_secs: 600,
+            pull_max_object_count: 10_000,
+            max_enumeration_contexts: 1000,
+            auth_cache_secs: 60,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML for this schema.
+    #[error("{0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))
+    }
+}
+
+impl Limits {
+    /// The XML limits.
+    pub fn xml(&self) -> XmlLimits {
+        XmlLimits {
+            max_depth: self.max_xml_depth,
+            max_elements: self.max_xml_elements,
+        }
+    }
+
+    /// The HTTP limits.
+    pub fn http(&self) -> HttpLimits {
+        HttpLimits {
+            max_request_bytes: self.max_request_bytes,
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
+    /// The object manager's configuration.
+    pub fn cimom(&self) -> CimomConfig {
+        CimomConfig {
+            pull: PullLimits {
+                default_timeout: Duration::from_secs(self.pull_default_timeout_secs.max(1)),
+                max_timeout: Duration::from_secs(self.pull_max_timeout_secs.max(1)),
+                max_object_count: self.pull_max_object_count,
+                max_contexts: self.max_enumeration_contexts.max(1),
+            },
+            stream_buffer: 256,
+            xml: self.xml(),
+        }
+    }
+}
+
+/// The default data directory: `/var/lib/cimvirt` for root, else
+/// `$XDG_DATA_HOME/cimvirt` or `~/.local/share/cimvirt`.
+pub fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt as _;
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if is_root {
+        return PathBuf::from("/var/lib/cimvirt");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("cimvirt");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/cimvirt"),
+        None => PathBuf::from("cimvirt-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c: Config = toml::from_str(
+            "data_dir = \"/tmp/x\"\nhttp = [\"127.0.0.1:1\"]\nhttps = []\n[limits]\nmax_request_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!(c.https, Some(vec![]));
+        assert_eq!(c.limits.max_request_bytes, 10);
+        assert_eq!(c.limits.max_xml_depth, Limits::default().max_xml_depth);
+        assert!(toml::from_str::<Config>("[limits]\nmax_bytes = 1\n").is_err());
+    }
+}

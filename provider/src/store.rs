@@ -1,0 +1,233 @@
+//! Durable state in an embedded redb database: users, static instances, and the classes,
+//! qualifier declarations and namespaces that clients add. Every write is one transaction,
+//! committed before the operation is acknowledged.
+
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+/// Database failures.
+pub type StoreError = redb::Error;
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Key `namespace\0canonical-path`, value the instance as CIM-XML.
+const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+/// Key `namespace\0class`, value `sequence\0CIM-XML` of the declared class.
+const CLASSES: TableDefinition<&str, &[u8]> = TableDefinition::new("classes");
+/// Key `namespace\0qualifier`, value the QUALIFIER.DECLARATION as CIM-XML.
+const QUALIFIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("qualifiers");
+/// Key: the namespace name.
+const NAMESPACES: TableDefinition<&str, ()> = TableDefinition::new("namespaces");
+
+/// A record loaded from the store: the namespace, the lower-cased name within it, and
+/// the serialized object.
+pub type Record = (String, String, Vec<u8>);
+
+/// The database.
+pub struct Store {
+    db: Database,
+}
+
+fn split_key(key: &str) -> (String, String) {
+    match key.split_once('\0') {
+        Some((ns, rest)) => (ns.to_string(), rest.to_string()),
+        None => (String::new(), key.to_string()),
+    }
+}
+
+fn join_key(namespace: &str, name: &str) -> String {
+    format!("{}\0{}", namespace.to_lowercase(), name.to_lowercase())
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`. Fails if another process (a
+    /// running server) has it open.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(USERS)?;
+        txn.open_table(INSTANCES)?;
+        txn.open_table(CLASSES)?;
+        txn.open_table(QUALIFIERS)?;
+        txn.open_table(NAMESPACES)?;
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    fn put(&self, table: TableDefinition<&str, &[u8]>, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(table)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn remove(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(table)?.remove(key)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    fn all(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Stores a user record (serialized by the caller) under `name`.
+    pub fn put_user(&self, name: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.put(USERS, name, record)
+    }
+
+    /// Removes a user; false if there was none.
+    pub fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove(USERS, name)
+    }
+
+    /// All users as (name, record).
+    pub fn users(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all(USERS)
+    }
+
+    /// Stores a static instance.
+    pub fn put_instance(&self, namespace: &str, path_key: &str, xml: &[u8]) -> Result<(), StoreError> {
+        self.put(INSTANCES, &join_key(namespace, path_key), xml)
+    }
+
+    /// Stores many static instances in one transaction.
+    pub fn put_instances<'a>(
+        &self,
+        namespace: &str,
+        rows: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(INSTANCES)?;
+            for (key, xml) in rows {
+                t.insert(join_key(namespace, key).as_str(), xml)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes a static instance.
+    pub fn delete_instance(&self, namespace: &str, path_key: &str) -> Result<bool, StoreError> {
+        self.remove(INSTANCES, &join_key(namespace, path_key))
+    }
+
+    /// All static instances.
+    pub fn instances(&self) -> Result<Vec<Record>, StoreError> {
+        Ok(self
+            .all(INSTANCES)?
+            .into_iter()
+            .map(|(k, v)| {
+                let (ns, key) = split_key(&k);
+                (ns, key, v)
+            })
+            .collect())
+    }
+
+    /// Stores a class; `sequence` orders classes so superclasses load first.
+    pub fn put_class(&self, namespace: &str, class: &str, sequence: u64, xml: &[u8]) -> Result<(), StoreError> {
+        let mut value = format!("{sequence}\0").into_bytes();
+        value.extend_from_slice(xml);
+        self.put(CLASSES, &join_key(namespace, class), &value)
+    }
+
+    /// Removes a class.
+    pub fn delete_class(&self, namespace: &str, class: &str) -> Result<bool, StoreError> {
+        self.remove(CLASSES, &join_key(namespace, class))
+    }
+
+    /// All stored classes in the order they were created, as (namespace, class, xml).
+    pub fn classes(&self) -> Result<Vec<Record>, StoreError> {
+        let mut rows: Vec<(u64, Record)> = self
+            .all(CLASSES)?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let split = v.iter().position(|&b| b == 0)?;
+                let seq = std::str::from_utf8(&v[..split]).ok()?.parse().ok()?;
+                let (ns, name) = split_key(&k);
+                Some((seq, (ns, name, v[split + 1..].to_vec())))
+            })
+            .collect();
+        rows.sort_by_key(|(seq, _)| *seq);
+        Ok(rows.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Stores a qualifier declaration.
+    pub fn put_qualifier(&self, namespace: &str, name: &str, xml: &[u8]) -> Result<(), StoreError> {
+        self.put(QUALIFIERS, &join_key(namespace, name), xml)
+    }
+
+    /// Removes a qualifier declaration.
+    pub fn delete_qualifier(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        self.remove(QUALIFIERS, &join_key(namespace, name))
+    }
+
+    /// All stored qualifier declarations.
+    pub fn qualifiers(&self) -> Result<Vec<Record>, StoreError> {
+        Ok(self
+            .all(QUALIFIERS)?
+            .into_iter()
+            .map(|(k, v)| {
+                let (ns, name) = split_key(&k);
+                (ns, name, v)
+            })
+            .collect())
+    }
+
+    /// Records a namespace created by a client.
+    pub fn put_namespace(&self, name: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(NAMESPACES)?.insert(name, ())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Namespaces created by clients.
+    pub fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(NAMESPACES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(row?.0.value().to_string());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            s.put_user("admin", b"{}").unwrap();
+            s.put_instance("root/virt", "/:a.k=1", b"<INSTANCE/>").unwrap();
+            s.put_class("root/virt", "B", 2, b"<CLASS NAME=\"B\"/>").unwrap();
+            s.put_class("root/virt", "A", 1, b"<CLASS NAME=\"A\"/>").unwrap();
+            s.put_qualifier("root/virt", "Q", b"<QUALIFIER.DECLARATION/>").unwrap();
+            assert!(s.delete_user("nobody").is_ok_and(|existed| !existed));
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.users().unwrap().len(), 1);
+        assert_eq!(s.instances().unwrap()[0].0, "root/virt");
+        let classes = s.classes().unwrap();
+        assert_eq!((classes[0].1.as_str(), classes[1].1.as_str()), ("a", "b"));
+        assert_eq!(classes[0].2, b"<CLASS NAME=\"A\"/>");
+        assert_eq!(s.qualifiers().unwrap().len(), 1);
+        assert!(s.delete_instance("root/virt", "/:a.k=1").unwrap());
+        assert!(s.instances().unwrap().is_empty());
+    }
+}
