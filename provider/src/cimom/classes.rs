@@ -53,7 +53,13 @@ impl Cimom {
             }
         }
         Ok(match (class, deep) {
-            (Some(c), true) => namespace.descendants(c.as_str()).into_iter().cloned().collect(),
+            // descendants() starts with the class itself, which is not its own subclass.
+            (Some(c), true) => namespace
+                .descendants(c.as_str())
+                .into_iter()
+                .skip(1)
+                .cloned()
+                .collect(),
             (None, true) => namespace.classes().cloned().collect(),
             (c, false) => namespace
                 .subclasses(c.map(Name::as_str))

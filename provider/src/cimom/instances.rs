@@ -197,14 +197,12 @@ impl Cimom {
         let ns = pctx.namespace.as_str();
         let schema = pctx.schema.clone();
         // Enumerations are always polymorphic; DeepInheritance only selects properties.
-        let mut classes = vec![requested.clone()];
-        classes.extend(
-            schema
-                .namespace(ns)?
-                .descendants(requested.name.as_str())
-                .into_iter()
-                .cloned(),
-        );
+        let classes: Vec<Arc<Class>> = schema
+            .namespace(ns)?
+            .descendants(requested.name.as_str())
+            .into_iter()
+            .cloned()
+            .collect();
         for class in classes {
             let shaper = Shaper::new(schema.clone(), ns, requested, &class, options, names_only, query.clone());
             if let Some(p) = self.providers.instances(ns, class.name.as_str()) {

@@ -297,8 +297,17 @@ impl<'e> Params<'e> {
             .ok_or_else(|| CimError::invalid_parameter(format!("{method} requires parameter {name}")))
     }
 
+    /// An INSTANCENAME; the longer path forms are accepted too (their namespace and host
+    /// are ignored, as the request's namespace applies).
     fn instance_name(&mut self, name: &str) -> CimResult<ObjectPath> {
-        decode::instance_name(self.required(name)?)
+        let path = decode::object_path(self.required(name)?)?.local();
+        if path.keys.is_empty() {
+            return Err(CimError::invalid_parameter(format!(
+                "parameter {name} must be an instance path, not the class {}",
+                path.class_name
+            )));
+        }
+        Ok(path)
     }
 
     fn object_name(&mut self, name: &str) -> CimResult<ObjectPath> {

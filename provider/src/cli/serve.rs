@@ -106,7 +106,10 @@ fn init_logging(config: &Config) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(config.log.level.as_deref().unwrap_or("info")))
         .map_err(|e| format!("invalid log level: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match config.log.format.as_deref().unwrap_or("text") {
         "text" => builder.init(),
         "json" => builder.json().init(),

@@ -1,0 +1,110 @@
+"""Fixtures: a real cimvirtd on free loopback ports in a temporary data directory.
+
+The binary is the release build (`cargo build --release`); CIMVIRTD overrides its path.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import pywbem
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("CIMVIRTD", REPO / "target" / "release" / "cimvirtd"))
+
+ADMIN = ("admin", "admin-pass-1")
+READER = ("reader", "reader-pass-2")
+
+# requests lets these variables override an explicit CA bundle; the tests verify the
+# server's own certificate, so they must not be inherited.
+for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(var, None)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cimvirtd(*args, stdin=None, check=True):
+    """Runs a cimvirtd subcommand to completion."""
+    return subprocess.run([str(BINARY), *args], input=stdin, capture_output=True,
+                          text=True, check=check, timeout=60)
+
+
+class Server:
+    """A running cimvirtd."""
+
+    def __init__(self, data_dir, extra_args=(), users=True):
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if users:
+            for name, password, access in (ADMIN + ("read-write",), READER + ("read-only",)):
+                cimvirtd("user", "add", name, "--access", access, "--data-dir", str(self.data_dir),
+                         stdin=password + "\n")
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.log_path = self.data_dir / "server.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "serve", "--data-dir", str(self.data_dir),
+             "--http", f"127.0.0.1:{self.http_port}", "--https", f"127.0.0.1:{self.https_port}",
+             *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cimvirtd exited: {self.log_path.read_text()}")
+            if "cimvirtd ready" in self.log_path.read_text():
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"cimvirtd did not start: {self.log_path.read_text()}")
+        self.cert = str(self.data_dir / "tls" / "cert.pem")
+
+    def url(self, scheme="http"):
+        port = self.http_port if scheme == "http" else self.https_port
+        return f"{scheme}://127.0.0.1:{port}"
+
+    def conn(self, scheme="http", creds=ADMIN, namespace="root/virt", **kw):
+        return pywbem.WBEMConnection(self.url(scheme), creds, default_namespace=namespace,
+                                     ca_certs=self.cert if scheme == "https" else None,
+                                     timeout=60, **kw)
+
+    def stop(self):
+        """SIGTERM, then the exit status and the log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode, self.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("cimvirtd"))
+    yield srv
+    code, log = srv.stop()
+    assert code == 0, log
+    assert "stopped" in log
+    assert "panicked" not in log, log
+
+
+@pytest.fixture(params=["http", "https"])
+def conn(request, server):
+    """An admin connection over HTTP and over HTTPS (tests using it run twice)."""
+    return server.conn(request.param)
+
+
+@pytest.fixture
+def http_conn(server):
+    return server.conn("http")
