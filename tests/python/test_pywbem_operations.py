@@ -7,44 +7,6 @@ from pywbem import (CIMClass, CIMError, CIMInstance, CIMInstanceName, CIMPropert
 
 NS = "root/virt"
 
-TEST_MOF = """
-[Description ("A person, for the cimvirt tests.")]
-class Test_Person {
-    [Key, Description ("The name.")] string Name;
-    uint32 Age;
-    string Tags[];
-    datetime Born;
-};
-
-class Test_Employee : Test_Person {
-    string Company;
-};
-
-[Association, Description ("Who knows whom.")]
-class Test_Knows {
-    [Key] Test_Person REF Knower;
-    [Key] Test_Person REF Known;
-    uint16 Since;
-};
-
-instance of Test_Person as $alice { Name = "alice"; Age = 30; Tags = {"a", "b"};
-    Born = "19950101000000.000000+000"; };
-instance of Test_Employee as $bob { Name = "bob"; Age = 40; Company = "acme"; };
-instance of Test_Person as $carol { Name = "carol"; Age = 25; };
-instance of Test_Knows { Knower = $alice; Known = $bob; Since = 2020; };
-instance of Test_Knows { Knower = $alice; Known = $carol; Since = 2021; };
-instance of Test_Knows { Knower = $bob; Known = $carol; Since = 2022; };
-"""
-
-
-@pytest.fixture(scope="module")
-def model(server):
-    """Test classes and instances, created through pywbem's MOF compiler over CIM-XML."""
-    conn = server.conn("http")
-    pywbem.MOFCompiler(conn).compile_string(TEST_MOF, NS)
-    return conn
-
-
 def person(name, cls="Test_Person"):
     return CIMInstanceName(cls, {"Name": name}, namespace=NS)
 

@@ -1,0 +1,299 @@
+"""DSP0200 protocol error paths with raw HTTP requests, and the configured limits."""
+
+import base64
+import os
+import socket
+import ssl
+import time
+
+import pytest
+
+from conftest import ADMIN, Server
+
+AUTH = "Basic " + base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()
+
+ENUM_CLASS_NAMES = (
+    '<?xml version="1.0" encoding="utf-8" ?>'
+    '<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1001" PROTOCOLVERSION="1.0">'
+    '<SIMPLEREQ><IMETHODCALL NAME="EnumerateClassNames"><LOCALNAMESPACEPATH>'
+    '<NAMESPACE NAME="root"/><NAMESPACE NAME="virt"/></LOCALNAMESPACEPATH>'
+    '</IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>')
+
+
+def headers_for(body, **over):
+    h = {
+        "Host": "127.0.0.1",
+        "Content-Type": 'application/xml; charset="utf-8"',
+        "Content-Length": str(len(body.encode())),
+        "CIMOperation": "MethodCall",
+        "CIMMethod": "EnumerateClassNames",
+        "CIMObject": "root%2Fvirt",
+        "Authorization": AUTH,
+    }
+    for k, v in over.items():
+        k = k.replace("_", "-")
+        if v is None:
+            h.pop(k, None)
+        else:
+            h[k] = v
+    return h
+
+
+class Reply:
+    def __init__(self, raw):
+        head, _, self.body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+
+
+def connect(port, tls=None):
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    if tls:
+        ctx = ssl.create_default_context(cafile=tls)
+        s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+    return s
+
+
+def read_reply(s):
+    """Reads one response (Content-Length or chunked) from a socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            return Reply(data) if data else None
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    reply = Reply(head + b"\r\n\r\n")
+    if "content-length" in reply.headers:
+        n = int(reply.headers["content-length"])
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        reply.body = rest[:n]
+    elif reply.headers.get("transfer-encoding") == "chunked":
+        body, trailers = b"", {}
+        while True:
+            while b"\r\n" not in rest:
+                rest += s.recv(65536)
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                while not rest.endswith(b"\r\n") or (rest != b"\r\n" and not rest.endswith(b"\r\n\r\n")):
+                    rest += s.recv(65536)
+                for line in rest.decode().split("\r\n"):
+                    if ":" in line:
+                        k, _, v = line.partition(":")
+                        trailers[k.strip().lower()] = v.strip()
+                break
+            while len(rest) < size + 2:
+                rest += s.recv(65536)
+            body += rest[:size]
+            rest = rest[size + 2:]
+        reply.body = body
+        reply.trailers = trailers
+    return reply
+
+
+def request(port, body=ENUM_CLASS_NAMES, method="POST", path="/cimom", tls=None, **over):
+    s = connect(port, tls)
+    try:
+        h = headers_for(body, **over)
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        s.sendall(head.encode() + b"\r\n" + body.encode())
+        return read_reply(s)
+    finally:
+        s.close()
+
+
+def test_a_valid_request_works_over_both_schemes(server):
+    r = request(server.http_port)
+    assert r.status == 200 and r.headers["cimoperation"] == "MethodResponse"
+    assert b'<CLASSNAME NAME="CIM_ManagedElement"/>' in r.body
+    r = request(server.https_port, tls=server.cert)
+    assert r.status == 200 and b"CIM_ManagedElement" in r.body
+
+
+def test_authentication_is_required(server):
+    r = request(server.http_port, Authorization=None)
+    assert r.status == 401 and r.headers["www-authenticate"] == 'Basic realm="cimvirt"'
+    r = request(server.http_port, Authorization="Basic " + base64.b64encode(b"admin:x").decode())
+    assert r.status == 401
+
+
+@pytest.mark.parametrize("over,status,cimerror", [
+    ({"Content_Type": "application/json"}, 400, "request-not-valid"),
+    ({"Content_Type": "text/xml; charset=latin1"}, 400, "request-not-valid"),
+    ({"CIMOperation": "Bogus"}, 400, "unsupported-operation"),
+    ({"CIMOperation": None}, 400, "unsupported-operation"),
+    ({"CIMMethod": "GetClass"}, 400, "header-mismatch"),
+    ({"CIMMethod": None}, 400, "header-mismatch"),
+    ({"CIMObject": "root/cimv2"}, 400, "header-mismatch"),
+    ({"CIMProtocolVersion": "2.0"}, 501, "unsupported-protocol-version"),
+    ({"CIMProtocolVersion": "1.1"}, 400, "header-mismatch"),
+    ({"CIMBatch": "CIMBatch"}, 501, "multiple-requests-unsupported"),
+])
+def test_header_faults(server, over, status, cimerror):
+    r = request(server.http_port, **over)
+    assert (r.status, r.headers.get("cimerror")) == (status, cimerror)
+    assert "pgerrordetail" in r.headers
+
+
+@pytest.mark.parametrize("body,status,cimerror", [
+    ("<CIM><MESSAGE>", 400, "request-not-well-formed"),
+    ("not xml at all", 400, "request-not-well-formed"),
+    (ENUM_CLASS_NAMES.replace('CIMVERSION="2.0"', 'CIMVERSION="3.0"'), 501, "unsupported-cim-version"),
+    (ENUM_CLASS_NAMES.replace('DTDVERSION="2.0"', 'DTDVERSION="9.1"'), 501, "unsupported-dtd-version"),
+    (ENUM_CLASS_NAMES.replace('PROTOCOLVERSION="1.0"', 'PROTOCOLVERSION="2.0"'), 501, "unsupported-protocol-version"),
+    (ENUM_CLASS_NAMES.replace("SIMPLEREQ", "MULTIREQ"), 501, "multiple-requests-unsupported"),
+    (ENUM_CLASS_NAMES.replace("<CIM ", "<XIM ").replace("</CIM>", "</XIM>"), 400, "request-not-valid"),
+    # The "billion laughs": refused at the DOCTYPE, before any entity is expanded.
+    ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
+     '<CIM CIMVERSION="2.0" DTDVERSION="2.0">&lol2;</CIM>', 400, "request-not-valid"),
+])
+def test_body_faults(server, body, status, cimerror):
+    r = request(server.http_port, body=body)
+    assert (r.status, r.headers.get("cimerror")) == (status, cimerror), r.body
+
+
+def test_parameter_faults_are_cim_errors(server):
+    body = ENUM_CLASS_NAMES.replace(
+        "</LOCALNAMESPACEPATH>", '</LOCALNAMESPACEPATH><IPARAMVALUE NAME="Bogus"><VALUE>x</VALUE></IPARAMVALUE>')
+    r = request(server.http_port, body=body)
+    assert r.status == 200 and b'<ERROR CODE="4"' in r.body and b"Bogus" in r.body
+    body = ENUM_CLASS_NAMES.replace('NAME="virt"', 'NAME="nowhere"')
+    r = request(server.http_port, body=body, CIMObject="root/nowhere")
+    assert r.status == 200 and b'<ERROR CODE="3"' in r.body
+    body = ENUM_CLASS_NAMES.replace("EnumerateClassNames", "FrobnicateClasses")
+    r = request(server.http_port, body=body, CIMMethod="FrobnicateClasses")
+    assert r.status == 200 and b'<ERROR CODE="7"' in r.body
+
+
+def test_methods_and_paths(server):
+    r = request(server.http_port, method="GET")
+    assert r.status == 405 and "POST" in r.headers["allow"]
+    r = request(server.http_port, path="/elsewhere")
+    assert r.status == 404
+
+
+def test_mpost_with_man_header(server):
+    r = request(server.http_port, method="M-POST", CIMOperation=None, CIMMethod=None, CIMObject=None,
+                Man="http://www.dmtf.org/cim/mapping/http/v1.0; ns=73",
+                **{"73-CIMOperation": "MethodCall", "73-CIMMethod": "EnumerateClassNames",
+                   "73-CIMObject": "root/virt"})
+    assert r.status == 200 and r.headers["73-cimoperation"] == "MethodResponse" and "ext" in r.headers
+    r = request(server.http_port, method="M-POST")
+    assert r.status == 400
+
+
+def test_keep_alive_serves_several_requests(server):
+    s = connect(server.http_port)
+    try:
+        for _ in range(3):
+            h = headers_for(ENUM_CLASS_NAMES)
+            s.sendall(("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+                       + "\r\n" + ENUM_CLASS_NAMES).encode())
+            assert read_reply(s).status == 200
+    finally:
+        s.close()
+
+
+def test_large_results_stream_in_chunks(server):
+    conn = server.conn()
+    for i in range(400):
+        conn.CreateInstance(__import__("pywbem").CIMInstance(
+            "CIM_RegisteredProfile", {"InstanceID": f"stream-{i:04}", "RegisteredName": "x" * 100}))
+    body = ENUM_CLASS_NAMES.replace("EnumerateClassNames", "EnumerateInstances").replace(
+        "</LOCALNAMESPACEPATH>",
+        '</LOCALNAMESPACEPATH><IPARAMVALUE NAME="ClassName"><CLASSNAME NAME="CIM_RegisteredProfile"/></IPARAMVALUE>')
+    r = request(server.http_port, body=body, CIMMethod="EnumerateInstances", TE="trailers")
+    assert r.status == 200 and r.headers.get("transfer-encoding") == "chunked"
+    assert r.headers.get("trailer") == "CIMStatusCode, CIMStatusCodeDescription"
+    assert r.body.count(b"<VALUE.NAMEDINSTANCE>") == 400 and r.body.endswith(b"</CIM>\n")
+    assert len(conn.EnumerateInstances("CIM_RegisteredProfile")) == 400
+
+
+# --- limits, with a server configured by a TOML file -----------------------------------
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    data = tmp_path_factory.mktemp("limited")
+    config = data / "cimvirtd.toml"
+    config.write_text(
+        "[limits]\nmax_request_bytes = 20000\nmax_xml_depth = 20\nmax_connections = 4\n"
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n"
+        "[log]\nformat = \"json\"\n")
+    srv = Server(data, extra_args=["--config", str(config)])
+    yield srv
+    code, log = srv.stop()
+    assert code == 0, log
+    assert '"message":"stopped"' in log.replace(" ", "")
+
+
+def test_oversize_bodies_get_413(limited):
+    big = ENUM_CLASS_NAMES.replace("</CIM>", "<!--" + "x" * 30000 + "--></CIM>")
+    r = request(limited.http_port, body=big)
+    assert r.status == 413
+    # Chunked, so the size is only known while reading.
+    s = connect(limited.http_port)
+    try:
+        h = headers_for("", Content_Length=None, Transfer_Encoding="chunked")
+        s.sendall(("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode())
+        for _ in range(4):
+            s.sendall(b"2000\r\n" + b"x" * 0x2000 + b"\r\n")
+        assert read_reply(s).status == 413
+    finally:
+        s.close()
+
+
+def test_deep_xml_is_refused(limited):
+    deep = ENUM_CLASS_NAMES.replace("</IMETHODCALL>", "<X>" * 30 + "</X>" * 30 + "</IMETHODCALL>")
+    r = request(limited.http_port, body=deep)
+    assert r.status == 400 and r.headers["cimerror"] == "request-not-valid"
+    assert "nested deeper" in r.body.decode()
+
+
+def test_slow_clients_are_cut_off(limited):
+    s = connect(limited.http_port)
+    try:
+        s.sendall(b"POST /cimom HTTP/1.1\r\nHost: x\r\n")  # headers never finish
+        started = time.monotonic()
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        # Closed after the 1 s header timeout, at most with a 408 first.
+        assert time.monotonic() - started < 10
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
+    finally:
+        s.close()
+    s = connect(limited.http_port)
+    try:
+        h = headers_for(ENUM_CLASS_NAMES)
+        s.sendall(("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode())
+        s.sendall(ENUM_CLASS_NAMES[:50].encode())  # body never finishes
+        r = read_reply(s)
+        assert r.status == 408
+    finally:
+        s.close()
+    assert request(limited.http_port).status == 200
+
+
+def test_connection_limit_answers_503(limited):
+    time.sleep(1.5)  # connections of earlier tests end within the 1 s header timeout
+    held = [connect(limited.http_port) for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        extra = connect(limited.http_port)
+        reply = read_reply(extra)
+        extra.close()
+        assert reply.status == 503
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert request(limited.http_port).status == 200
