@@ -282,7 +282,11 @@ impl Repository {
 
     /// Checks an instance against its class as [`Repository::create_instance`] does and
     /// returns it completed with class defaults, with its path, without storing it.
-    pub fn complete_instance(&self, ns: &str, instance: Instance) -> Result<(ObjectPath, Instance)> {
+    pub fn complete_instance(
+        &self,
+        ns: &str,
+        instance: Instance,
+    ) -> Result<(ObjectPath, Instance)> {
         let namespace = self.namespace(ns)?;
         let class = namespace
             .class(instance.class_name.as_str())

@@ -83,8 +83,11 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
 
 /// Whether `password` matches the PHC `hash`.
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A random password of 24 URL-safe characters (144 bits).
@@ -95,7 +98,11 @@ pub fn random_password() -> String {
 }
 
 fn check_name(name: &str) -> Result<(), UserError> {
-    if name.is_empty() || name.len() > 64 || name.contains(':') || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.len() > 64
+        || name.contains(':')
+        || name.chars().any(char::is_control)
+    {
         return Err(UserError::Invalid(format!(
             "'{name}' is not a valid user name: 1 to 64 characters, no ':' or control characters"
         )));
@@ -104,7 +111,12 @@ fn check_name(name: &str) -> Result<(), UserError> {
 }
 
 /// Adds or replaces a user.
-pub fn put_user(store: &Store, name: &str, password: &str, rights: Vec<Right>) -> Result<User, UserError> {
+pub fn put_user(
+    store: &Store,
+    name: &str,
+    password: &str,
+    rights: Vec<Right>,
+) -> Result<User, UserError> {
     check_name(name)?;
     if password.is_empty() {
         return Err(UserError::Invalid("the password must not be empty".into()));
@@ -130,12 +142,15 @@ pub fn list_users(store: &Store) -> Result<Vec<User>, UserError> {
         .collect()
 }
 
+/// Credentials verified recently: SHA-256 of the Authorization header, user, when.
+type VerifiedCache = HashMap<[u8; 32], (Arc<User>, Instant)>;
+
 /// Checks HTTP Basic credentials. Verified credentials are remembered for a short time
 /// (keyed by a hash of the header), because argon2 is deliberately slow and clients
 /// such as wbemcli send the same credentials on a new connection for every request.
 pub struct Authenticator {
     users: HashMap<String, Arc<User>>,
-    verified: Mutex<HashMap<[u8; 32], (Arc<User>, Instant)>>,
+    verified: Mutex<VerifiedCache>,
     remember: Duration,
 }
 
@@ -245,7 +260,10 @@ mod tests {
         assert_eq!(user.access("root/virt"), Some(Access::ReadOnly));
         let auth = Authenticator::new(&store, Duration::from_secs(60)).unwrap();
         let header = |s: &str| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
         };
         assert!(matches!(
             auth.authenticate(Some(header("ro:s3cret").as_bytes())),
@@ -256,9 +274,18 @@ mod tests {
             auth.authenticate(Some(header("ro:s3cret").as_bytes())),
             AuthOutcome::Authenticated(_)
         ));
-        assert!(matches!(auth.authenticate(Some(header("ro:bad").as_bytes())), AuthOutcome::Rejected));
-        assert!(matches!(auth.authenticate(Some(header("x:y").as_bytes())), AuthOutcome::Rejected));
-        assert!(matches!(auth.authenticate(Some(b"Bearer x")), AuthOutcome::Missing));
+        assert!(matches!(
+            auth.authenticate(Some(header("ro:bad").as_bytes())),
+            AuthOutcome::Rejected
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(header("x:y").as_bytes())),
+            AuthOutcome::Rejected
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(b"Bearer x")),
+            AuthOutcome::Missing
+        ));
         assert!(matches!(auth.authenticate(None), AuthOutcome::Missing));
         assert!(put_user(&store, "a:b", "x", vec![]).is_err());
     }

@@ -117,7 +117,8 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))
     }
 }

@@ -6,8 +6,28 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-/// Database failures.
-pub type StoreError = redb::Error;
+/// A database failure (boxed: redb's error is large and failures are rare).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(Box<redb::Error>);
+
+macro_rules! store_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+store_error_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// Key `namespace\0canonical-path`, value the instance as CIM-XML.
@@ -54,7 +74,12 @@ impl Store {
         Ok(Store { db })
     }
 
-    fn put(&self, table: TableDefinition<&str, &[u8]>, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn put(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(table)?.insert(key, value)?;
         txn.commit()?;
@@ -68,7 +93,10 @@ impl Store {
         Ok(existed)
     }
 
-    fn all(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn all(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(table)?;
         let mut out = Vec::new();
@@ -95,7 +123,12 @@ impl Store {
     }
 
     /// Stores a static instance.
-    pub fn put_instance(&self, namespace: &str, path_key: &str, xml: &[u8]) -> Result<(), StoreError> {
+    pub fn put_instance(
+        &self,
+        namespace: &str,
+        path_key: &str,
+        xml: &[u8],
+    ) -> Result<(), StoreError> {
         self.put(INSTANCES, &join_key(namespace, path_key), xml)
     }
 
@@ -134,7 +167,13 @@ impl Store {
     }
 
     /// Stores a class; `sequence` orders classes so superclasses load first.
-    pub fn put_class(&self, namespace: &str, class: &str, sequence: u64, xml: &[u8]) -> Result<(), StoreError> {
+    pub fn put_class(
+        &self,
+        namespace: &str,
+        class: &str,
+        sequence: u64,
+        xml: &[u8],
+    ) -> Result<(), StoreError> {
         let mut value = format!("{sequence}\0").into_bytes();
         value.extend_from_slice(xml);
         self.put(CLASSES, &join_key(namespace, class), &value)
@@ -214,10 +253,14 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.put_user("admin", b"{}").unwrap();
-            s.put_instance("root/virt", "/:a.k=1", b"<INSTANCE/>").unwrap();
-            s.put_class("root/virt", "B", 2, b"<CLASS NAME=\"B\"/>").unwrap();
-            s.put_class("root/virt", "A", 1, b"<CLASS NAME=\"A\"/>").unwrap();
-            s.put_qualifier("root/virt", "Q", b"<QUALIFIER.DECLARATION/>").unwrap();
+            s.put_instance("root/virt", "/:a.k=1", b"<INSTANCE/>")
+                .unwrap();
+            s.put_class("root/virt", "B", 2, b"<CLASS NAME=\"B\"/>")
+                .unwrap();
+            s.put_class("root/virt", "A", 1, b"<CLASS NAME=\"A\"/>")
+                .unwrap();
+            s.put_qualifier("root/virt", "Q", b"<QUALIFIER.DECLARATION/>")
+                .unwrap();
             assert!(s.delete_user("nobody").is_ok_and(|existed| !existed));
         }
         let s = Store::open(&path).unwrap();

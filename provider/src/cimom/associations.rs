@@ -31,7 +31,11 @@ struct Traversal {
 
 /// The association classes that can reach a class, each with the roles through which
 /// they do, after the AssocClass and Role filters.
-fn candidates(namespace: &Namespace, class: &str, filter: &AssociationFilter) -> Vec<(Arc<Class>, Vec<Name>)> {
+fn candidates(
+    namespace: &Namespace,
+    class: &str,
+    filter: &AssociationFilter,
+) -> Vec<(Arc<Class>, Vec<Name>)> {
     let mut out: IndexMap<Name, (Arc<Class>, Vec<Name>)> = IndexMap::new();
     let mut current = namespace.class(class).cloned();
     while let Some(c) = current {
@@ -66,53 +70,48 @@ fn candidates(namespace: &Namespace, class: &str, filter: &AssociationFilter) ->
 fn refers_to(r: &ObjectPath, ns: &str, object: &ObjectPath, object_ns: &str) -> bool {
     let r_ns = r.namespace.as_deref().unwrap_or(ns).trim_matches('/');
     let same_ns = eq_ignore_case(r_ns, object_ns)
-        || (eq_ignore_case(r_ns, "root/interop") && eq_ignore_case(object_ns, crate::schema::INTEROP_NAMESPACE));
+        || (eq_ignore_case(r_ns, "root/interop")
+            && eq_ignore_case(object_ns, crate::schema::INTEROP_NAMESPACE));
     same_ns && r.local() == *object
 }
 
 impl Cimom {
-    fn traversal(
-        &self,
-        ns: &str,
-        object: ObjectPath,
-        filter: AssociationFilter,
-        options: InstanceOptions,
-        include_qualifiers: bool,
-        names_only: bool,
-        associators: bool,
-    ) -> CimResult<Traversal> {
+    /// Checks a traversal against the schema and normalizes its object path.
+    fn validate(&self, ns: &str, mut t: Traversal) -> CimResult<Traversal> {
         let schema = self.schema();
         let namespace = schema.namespace(ns)?;
-        let class = namespace.class(object.class_name.as_str()).ok_or_else(|| {
-            CimError::invalid_parameter(format!(
-                "ObjectName names class {}, which does not exist in namespace {ns}",
-                object.class_name
-            ))
-        })?;
-        for c in [&filter.assoc_class, &filter.result_class].into_iter().flatten() {
+        let class = namespace
+            .class(t.object.class_name.as_str())
+            .ok_or_else(|| {
+                CimError::invalid_parameter(format!(
+                    "ObjectName names class {}, which does not exist in namespace {ns}",
+                    t.object.class_name
+                ))
+            })?;
+        for c in [&t.filter.assoc_class, &t.filter.result_class]
+            .into_iter()
+            .flatten()
+        {
             if namespace.class(c.as_str()).is_none() {
                 return Err(CimError::invalid_parameter(format!(
                     "filter class {c} does not exist in namespace {ns}"
                 )));
             }
         }
-        let object = if object.keys.is_empty() {
+        t.object = if t.object.keys.is_empty() {
             ObjectPath::class(None, class.name.clone())
         } else {
-            normalize_path(class, &object)?
+            normalize_path(class, &t.object)?
         };
-        Ok(Traversal {
-            object,
-            filter,
-            options,
-            include_qualifiers,
-            names_only,
-            associators,
-            query: None,
-        })
+        Ok(t)
     }
 
-    fn spawn_traversal(self: &Arc<Self>, ctx: &RequestContext, ns: &str, t: Traversal) -> ItemStream {
+    fn spawn_traversal(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        ns: &str,
+        t: Traversal,
+    ) -> ItemStream {
         let (tx, rx) = mpsc::channel(self.config.stream_buffer);
         let this = self.clone();
         let pctx = self.provider_context(ctx, ns);
@@ -140,7 +139,18 @@ impl Cimom {
         include_qualifiers: bool,
         names_only: bool,
     ) -> CimResult<Outcome> {
-        let t = self.traversal(ns, object, filter, options, include_qualifiers, names_only, true)?;
+        let t = self.validate(
+            ns,
+            Traversal {
+                object,
+                filter,
+                options,
+                include_qualifiers,
+                names_only,
+                associators: true,
+                query: None,
+            },
+        )?;
         let form = if names_only {
             ResultForm::ObjectPath
         } else {
@@ -160,7 +170,18 @@ impl Cimom {
         include_qualifiers: bool,
         names_only: bool,
     ) -> CimResult<Outcome> {
-        let t = self.traversal(ns, object, filter, options, include_qualifiers, names_only, false)?;
+        let t = self.validate(
+            ns,
+            Traversal {
+                object,
+                filter,
+                options,
+                include_qualifiers,
+                names_only,
+                associators: false,
+                query: None,
+            },
+        )?;
         let form = if names_only {
             ResultForm::ObjectPath
         } else {
@@ -180,7 +201,8 @@ impl Cimom {
         open: OpenOptions,
         paths: bool,
     ) -> CimResult<Outcome> {
-        self.open_traversal(ctx, ns, object, filter, options, open, paths, true).await
+        self.open_traversal(ctx, ns, object, filter, options, open, paths, true)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -194,7 +216,8 @@ impl Cimom {
         open: OpenOptions,
         paths: bool,
     ) -> CimResult<Outcome> {
-        self.open_traversal(ctx, ns, object, filter, options, open, paths, false).await
+        self.open_traversal(ctx, ns, object, filter, options, open, paths, false)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -215,8 +238,19 @@ impl Cimom {
                 "pull association operations take an instance path, not a class",
             ));
         }
-        let mut t = self.traversal(ns, object, filter, options, false, paths, associators)?;
-        t.query = self.open_filter(ns, &open, None)?;
+        let query = self.open_filter(ns, &open, None)?;
+        let t = self.validate(
+            ns,
+            Traversal {
+                object,
+                filter,
+                options,
+                include_qualifiers: false,
+                names_only: paths,
+                associators,
+                query,
+            },
+        )?;
         let stream = self.spawn_traversal(ctx, ns, t);
         let form = if paths {
             ResultForm::InstancePath
@@ -280,15 +314,30 @@ impl Cimom {
         let ns = pctx.namespace.as_str();
         self.fetch_instance(pctx, ns, &t.object).await?;
         let schema = pctx.schema.clone();
-        let found = candidates(schema.namespace(ns)?, t.object.class_name.as_str(), &t.filter);
+        let found = candidates(
+            schema.namespace(ns)?,
+            t.object.class_name.as_str(),
+            &t.filter,
+        );
         let mut seen = HashSet::new();
         for (assoc, roles) in found {
             if assoc.is_abstract() && self.providers.instances(ns, assoc.name.as_str()).is_none() {
                 continue;
             }
-            for (obj, role) in self.association_instances(pctx, &assoc, &t.object, &roles).await? {
+            for (obj, role) in self
+                .association_instances(pctx, &assoc, &t.object, &roles)
+                .await?
+            {
                 if !t.associators {
-                    let shaper = Shaper::new(schema.clone(), ns, &assoc, &assoc, &t.options, t.names_only, t.query.clone());
+                    let shaper = Shaper::new(
+                        schema.clone(),
+                        ns,
+                        &assoc,
+                        &assoc,
+                        &t.options,
+                        t.names_only,
+                        t.query.clone(),
+                    );
                     let mut path = obj.path.clone();
                     path.namespace = Some(ns.to_string());
                     let obj = provider::with_path(path, obj.instance.clone());
@@ -300,13 +349,20 @@ impl Cimom {
                     continue;
                 }
                 for r in assoc.references() {
-                    if r.name == role || t.filter.result_role.as_ref().is_some_and(|rr| *rr != r.name) {
+                    if r.name == role
+                        || t.filter
+                            .result_role
+                            .as_ref()
+                            .is_some_and(|rr| *rr != r.name)
+                    {
                         continue;
                     }
                     let Some(Value::Reference(target)) = obj.instance.get(r.name.as_str()) else {
                         continue;
                     };
-                    let Ok(target_ns) = self.resolve_namespace(target.namespace.as_deref().unwrap_or(ns)) else {
+                    let Ok(target_ns) =
+                        self.resolve_namespace(target.namespace.as_deref().unwrap_or(ns))
+                    else {
                         continue;
                     };
                     let Ok(target_space) = schema.namespace(&target_ns) else {
@@ -324,7 +380,10 @@ impl Cimom {
                         namespace: target_ns.clone(),
                         ..pctx.clone()
                     };
-                    let (class, object) = match self.fetch_instance(&target_ctx, &target_ns, &target.local()).await {
+                    let (class, object) = match self
+                        .fetch_instance(&target_ctx, &target_ns, &target.local())
+                        .await
+                    {
                         Ok(found) => found,
                         // A dangling reference: the associated object is gone.
                         Err(e) if e.code == StatusCode::NotFound => continue,
@@ -333,7 +392,15 @@ impl Cimom {
                     let mut path = object.path.clone();
                     path.namespace = Some(target_ns.clone());
                     let object = provider::with_path(path, object.instance.clone());
-                    let shaper = Shaper::new(schema.clone(), &target_ns, &class, &class, &t.options, t.names_only, t.query.clone());
+                    let shaper = Shaper::new(
+                        schema.clone(),
+                        &target_ns,
+                        &class,
+                        &class,
+                        &t.options,
+                        t.names_only,
+                        t.query.clone(),
+                    );
                     if let Some(item) = shaper.item(object) {
                         if tx.send(Ok(item)).await.is_err() {
                             return Ok(());
@@ -358,7 +425,11 @@ impl Cimom {
             local_only: false,
             include_qualifiers: t.include_qualifiers,
             include_class_origin: t.options.include_class_origin,
-            properties: t.options.property_list.clone().map(|l| l.into_iter().collect()),
+            properties: t
+                .options
+                .property_list
+                .clone()
+                .map(|l| l.into_iter().collect()),
         });
         let mut results: IndexMap<Name, Arc<Class>> = IndexMap::new();
         for (assoc, roles) in candidates(namespace, t.object.class_name.as_str(), &t.filter) {
@@ -370,10 +441,18 @@ impl Cimom {
                 if roles.contains(&r.name) && roles.len() == 1 {
                     continue;
                 }
-                if t.filter.result_role.as_ref().is_some_and(|rr| *rr != r.name) {
+                if t.filter
+                    .result_role
+                    .as_ref()
+                    .is_some_and(|rr| *rr != r.name)
+                {
                     continue;
                 }
-                let Some(target) = r.reference_class.as_ref().and_then(|c| namespace.class(c.as_str())) else {
+                let Some(target) = r
+                    .reference_class
+                    .as_ref()
+                    .and_then(|c| namespace.class(c.as_str()))
+                else {
                     continue;
                 };
                 if let Some(rc) = &t.filter.result_class {

@@ -34,7 +34,9 @@ impl Cimom {
             .namespace(ns)?
             .class(name.as_str())
             .cloned()
-            .ok_or_else(|| CimError::not_found(format!("class {name} does not exist in namespace {ns}")))?;
+            .ok_or_else(|| {
+                CimError::not_found(format!("class {name} does not exist in namespace {ns}"))
+            })?;
         let filter = ClassFilter {
             local_only,
             include_qualifiers,
@@ -44,7 +46,12 @@ impl Cimom {
         Ok(Outcome::Class(self.class_item(ns, class, Arc::new(filter))))
     }
 
-    fn classes_below(&self, ns: &str, class: Option<&Name>, deep: bool) -> CimResult<Vec<Arc<Class>>> {
+    fn classes_below(
+        &self,
+        ns: &str,
+        class: Option<&Name>,
+        deep: bool,
+    ) -> CimResult<Vec<Arc<Class>>> {
         let schema = self.schema();
         let namespace = schema.namespace(ns)?;
         if let Some(c) = class {
@@ -86,7 +93,12 @@ impl Cimom {
         ))
     }
 
-    pub(super) fn enumerate_class_names(&self, ns: &str, class: Option<&Name>, deep: bool) -> CimResult<Outcome> {
+    pub(super) fn enumerate_class_names(
+        &self,
+        ns: &str,
+        class: Option<&Name>,
+        deep: bool,
+    ) -> CimResult<Outcome> {
         Ok(Outcome::ClassNames(
             self.classes_below(ns, class, deep)?
                 .into_iter()
@@ -141,9 +153,9 @@ impl Cimom {
     fn check_class_removable(&self, ns: &str, class: &str) -> CimResult<()> {
         let schema = self.schema();
         let namespace = schema.namespace(ns)?;
-        let c = namespace
-            .class(class)
-            .ok_or_else(|| CimError::not_found(format!("class {class} does not exist in namespace {ns}")))?;
+        let c = namespace.class(class).ok_or_else(|| {
+            CimError::not_found(format!("class {class} does not exist in namespace {ns}"))
+        })?;
         if self.is_builtin_class(ns, class) {
             return Err(CimError::not_supported(format!(
                 "class {} is part of cimvirt's built-in schema and cannot be changed",
@@ -153,14 +165,24 @@ impl Cimom {
         if let Some(sub) = namespace.subclasses(Some(class)).first() {
             return Err(CimError::new(
                 StatusCode::ClassHasChildren,
-                format!("class {} has subclasses (such as {}); delete them first", c.name, sub.name),
+                format!(
+                    "class {} has subclasses (such as {}); delete them first",
+                    c.name, sub.name
+                ),
             ));
         }
-        let count = self.instances.read().unwrap_or_else(|p| p.into_inner()).count(ns, class);
+        let count = self
+            .instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .count(ns, class);
         if count > 0 {
             return Err(CimError::new(
                 StatusCode::ClassHasInstances,
-                format!("class {} has {count} instance(s); delete them first", c.name),
+                format!(
+                    "class {} has {count} instance(s); delete them first",
+                    c.name
+                ),
             ));
         }
         Ok(())
@@ -200,7 +222,11 @@ impl Cimom {
             .qualifier(name.as_str())
             .cloned()
             .map(Outcome::Qualifier)
-            .ok_or_else(|| CimError::not_found(format!("qualifier {name} is not declared in namespace {ns}")))
+            .ok_or_else(|| {
+                CimError::not_found(format!(
+                    "qualifier {name} is not declared in namespace {ns}"
+                ))
+            })
     }
 
     pub(super) fn enumerate_qualifiers(&self, ns: &str) -> CimResult<Outcome> {
@@ -216,7 +242,10 @@ impl Cimom {
             if *existing == decl {
                 return Ok(Outcome::Empty);
             }
-            if self.builtin_qualifiers.contains(&(ns.to_lowercase(), decl.name.clone())) {
+            if self
+                .builtin_qualifiers
+                .contains(&(ns.to_lowercase(), decl.name.clone()))
+            {
                 return Err(CimError::not_supported(format!(
                     "qualifier {} is part of cimvirt's built-in schema and cannot be changed",
                     decl.name
@@ -241,9 +270,14 @@ impl Cimom {
         let schema = self.schema();
         let namespace = schema.namespace(ns)?;
         if namespace.qualifier(name.as_str()).is_none() {
-            return Err(CimError::not_found(format!("qualifier {name} is not declared in namespace {ns}")));
+            return Err(CimError::not_found(format!(
+                "qualifier {name} is not declared in namespace {ns}"
+            )));
         }
-        if self.builtin_qualifiers.contains(&(ns.to_lowercase(), name.clone())) {
+        if self
+            .builtin_qualifiers
+            .contains(&(ns.to_lowercase(), name.clone()))
+        {
             return Err(CimError::not_supported(format!(
                 "qualifier {name} is part of cimvirt's built-in schema and cannot be deleted"
             )));
@@ -271,6 +305,9 @@ fn uses_qualifier(c: &Class, name: &Name) -> bool {
         sets.push(&m.qualifiers);
         sets.extend(m.parameters.values().map(|p| &p.qualifiers));
     }
-    let seen: HashSet<&Name> = sets.iter().flat_map(|s| s.iter().map(|q| &q.name)).collect();
+    let seen: HashSet<&Name> = sets
+        .iter()
+        .flat_map(|s| s.iter().map(|q| &q.name))
+        .collect();
     seen.contains(name)
 }

@@ -49,7 +49,10 @@ pub fn parse_scalar(text: &str, ty: CimType) -> CimResult<Value> {
             )
         })?),
         CimType::Reference => Value::Reference(ObjectPath::parse(t).map_err(|e| {
-            CimError::new(StatusCode::TypeMismatch, format!("'{text}' is not a reference: {e}"))
+            CimError::new(
+                StatusCode::TypeMismatch,
+                format!("'{text}' is not a reference: {e}"),
+            )
         })?),
         int => {
             let digits = t.strip_prefix('+').unwrap_or(t);

@@ -11,10 +11,12 @@ use super::convert::{self, normalize_path};
 use super::operation::{InstanceOptions, OpenOptions, UntypedValue};
 use super::provider::{self, InstanceSink, ProviderContext};
 use super::query::{Language, Query};
-use super::result::{ClassItem, InstanceWithPath, Item, ItemStream, Outcome, PullResult, ResultForm};
+use super::result::{
+    ClassItem, InstanceWithPath, Item, ItemStream, Outcome, PullResult, ResultForm,
+};
 use super::{Cimom, RequestContext};
-use crate::cimxml::encode::{self, ClassFilter, InstanceFilter};
 use crate::cimxml::decode;
+use crate::cimxml::encode::{self, ClassFilter, InstanceFilter};
 use crate::error::{CimError, CimResult, StatusCode};
 
 /// Shapes the instances of one class into result items: the central place where
@@ -144,7 +146,9 @@ impl Cimom {
             .unwrap_or_else(|p| p.into_inner())
             .get(ns, &path)
             .map(|o| (class, o))
-            .ok_or_else(|| CimError::not_found(format!("instance {path} does not exist in namespace {ns}")))
+            .ok_or_else(|| {
+                CimError::not_found(format!("instance {path} does not exist in namespace {ns}"))
+            })
     }
 
     pub(super) async fn get_instance_op(
@@ -156,7 +160,15 @@ impl Cimom {
     ) -> CimResult<Outcome> {
         let pctx = self.provider_context(ctx, ns);
         let (class, object) = self.fetch_instance(&pctx, ns, path).await?;
-        let shaper = Shaper::new(pctx.schema.clone(), ns, &class, &class, options, false, None);
+        let shaper = Shaper::new(
+            pctx.schema.clone(),
+            ns,
+            &class,
+            &class,
+            options,
+            false,
+            None,
+        );
         shaper
             .item(object)
             .map(Outcome::Instance)
@@ -204,7 +216,15 @@ impl Cimom {
             .cloned()
             .collect();
         for class in classes {
-            let shaper = Shaper::new(schema.clone(), ns, requested, &class, options, names_only, query.clone());
+            let shaper = Shaper::new(
+                schema.clone(),
+                ns,
+                requested,
+                &class,
+                options,
+                names_only,
+                query.clone(),
+            );
             if let Some(p) = self.providers.instances(ns, class.name.as_str()) {
                 let sink_class = class.clone();
                 let sink = InstanceSink::streaming(
@@ -289,11 +309,19 @@ impl Cimom {
         let class = Self::class_of(&pctx.schema, ns, instance.class_name.as_str())?;
         let instance = self.coerce_instance(&class, instance)?;
         if let Some(p) = self.providers.instances(ns, class.name.as_str()) {
-            return Ok(Outcome::InstanceName(p.create_instance(&pctx, &class, instance).await?));
+            return Ok(Outcome::InstanceName(
+                p.create_instance(&pctx, &class, instance).await?,
+            ));
         }
         let _guard = self.writes.lock().await;
         let (path, instance) = pctx.schema.complete_instance(ns, instance)?;
-        if self.instances.read().unwrap_or_else(|p| p.into_inner()).get(ns, &path).is_some() {
+        if self
+            .instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns, &path)
+            .is_some()
+        {
             return Err(CimError::new(
                 StatusCode::AlreadyExists,
                 format!("instance {path} already exists in namespace {ns}"),
@@ -338,7 +366,9 @@ impl Cimom {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(ns, &path)
-            .ok_or_else(|| CimError::not_found(format!("instance {path} does not exist in namespace {ns}")))?;
+            .ok_or_else(|| {
+                CimError::not_found(format!("instance {path} does not exist in namespace {ns}"))
+            })?;
         let mut updated = existing.instance.clone();
         let listed = |name: &Name| property_list.as_ref().is_none_or(|l| l.contains(name));
         for decl in class.properties.values() {
@@ -361,7 +391,12 @@ impl Cimom {
                 continue;
             }
             if let Some(v) = &value {
-                check_value(&format!("{}.{}", class.name, decl.name), decl.ty, decl.array.is_some(), v)?;
+                check_value(
+                    &format!("{}.{}", class.name, decl.name),
+                    decl.ty,
+                    decl.array.is_some(),
+                    v,
+                )?;
             }
             if let Some(p) = updated.properties.get_mut(decl.name.as_str()) {
                 p.value = value;
@@ -385,7 +420,12 @@ impl Cimom {
         Ok(Outcome::Empty)
     }
 
-    pub(super) async fn delete_instance(&self, ctx: &RequestContext, ns: &str, path: &ObjectPath) -> CimResult<Outcome> {
+    pub(super) async fn delete_instance(
+        &self,
+        ctx: &RequestContext,
+        ns: &str,
+        path: &ObjectPath,
+    ) -> CimResult<Outcome> {
         let pctx = self.provider_context(ctx, ns);
         let class = Self::class_of(&pctx.schema, ns, path.class_name.as_str())?;
         let path = normalize_path(&class, path)?;
@@ -394,8 +434,16 @@ impl Cimom {
             return Ok(Outcome::Empty);
         }
         let _guard = self.writes.lock().await;
-        if self.instances.read().unwrap_or_else(|p| p.into_inner()).get(ns, &path).is_none() {
-            return Err(CimError::not_found(format!("instance {path} does not exist in namespace {ns}")));
+        if self
+            .instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns, &path)
+            .is_none()
+        {
+            return Err(CimError::not_found(format!(
+                "instance {path} does not exist in namespace {ns}"
+            )));
         }
         self.store
             .delete_instance(ns, &path.to_uri())
@@ -422,7 +470,9 @@ impl Cimom {
                 format!("class {} has no property {property}", class.name),
             ));
         }
-        Ok(Outcome::Value(object.instance.get(property.as_str()).cloned()))
+        Ok(Outcome::Value(
+            object.instance.get(property.as_str()).cloned(),
+        ))
     }
 
     pub(super) async fn set_property(
@@ -442,7 +492,14 @@ impl Cimom {
             )
         })?;
         let value = value
-            .map(|v| convert::typed(v, decl.ty, decl.array.is_some(), &format!("{}.{}", class.name, decl.name)))
+            .map(|v| {
+                convert::typed(
+                    v,
+                    decl.ty,
+                    decl.array.is_some(),
+                    &format!("{}.{}", class.name, decl.name),
+                )
+            })
             .transpose()?;
         let mut modified = Instance::new(class.name.clone());
         modified.set(decl.name.clone(), Value::Boolean(false));
@@ -457,7 +514,13 @@ impl Cimom {
 
     /// Parses a query and checks it against the schema: the FROM class exists and has
     /// every property named.
-    fn prepare_query(&self, ns: &str, language: Language, text: &str, class: Option<&Class>) -> CimResult<(Arc<Query>, Option<Arc<Class>>)> {
+    fn prepare_query(
+        &self,
+        ns: &str,
+        language: Language,
+        text: &str,
+        class: Option<&Class>,
+    ) -> CimResult<(Arc<Query>, Option<Arc<Class>>)> {
         let query = Query::parse(language, text)?;
         let schema = self.schema();
         let from = match &query.from {
@@ -470,7 +533,11 @@ impl Cimom {
             None => None,
         };
         if let Some(c) = from.as_deref().or(class) {
-            if let Some(p) = query.properties().into_iter().find(|p| c.property(p.as_str()).is_none()) {
+            if let Some(p) = query
+                .properties()
+                .into_iter()
+                .find(|p| c.property(p.as_str()).is_none())
+            {
                 return Err(CimError::new(
                     StatusCode::InvalidQuery,
                     format!("invalid query: class {} has no property {p}", c.name),
@@ -480,7 +547,13 @@ impl Cimom {
         Ok((Arc::new(query), from))
     }
 
-    pub(super) fn exec_query(self: &Arc<Self>, ctx: &RequestContext, ns: &str, language: &str, text: &str) -> CimResult<Outcome> {
+    pub(super) fn exec_query(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        ns: &str,
+        language: &str,
+        text: &str,
+    ) -> CimResult<Outcome> {
         if Language::parse(language)? != Language::Wql {
             return Err(CimError::new(
                 StatusCode::QueryLanguageNotSupported,
@@ -499,7 +572,12 @@ impl Cimom {
     }
 
     /// Parses the filter of an Open... operation.
-    pub(super) fn open_filter(&self, ns: &str, open: &OpenOptions, class: Option<&Class>) -> CimResult<Option<Arc<Query>>> {
+    pub(super) fn open_filter(
+        &self,
+        ns: &str,
+        open: &OpenOptions,
+        class: Option<&Class>,
+    ) -> CimResult<Option<Arc<Query>>> {
         match &open.filter {
             None => Ok(None),
             Some(f) => {
@@ -602,8 +680,18 @@ impl Cimom {
         });
         let pctx = self.provider_context(ctx, ns);
         let stream = self.spawn_enumeration(pctx, class, options, false, Some(query));
-        self.open_stream(ctx, ns, stream, ResultForm::Instance, &OpenOptions { filter: None, ..open }, result_class)
-            .await
+        self.open_stream(
+            ctx,
+            ns,
+            stream,
+            ResultForm::Instance,
+            &OpenOptions {
+                filter: None,
+                ..open
+            },
+            result_class,
+        )
+        .await
     }
 
     pub(super) async fn pull(
@@ -663,7 +751,10 @@ impl Cimom {
         let mut arguments = Vec::with_capacity(parameters.len());
         for (name, value) in parameters {
             let p = decl.parameters.get(name.as_str()).ok_or_else(|| {
-                CimError::invalid_parameter(format!("method {}.{} has no parameter {name}", class.name, decl.name))
+                CimError::invalid_parameter(format!(
+                    "method {}.{} has no parameter {name}",
+                    class.name, decl.name
+                ))
             })?;
             if !p.is_in() {
                 return Err(CimError::invalid_parameter(format!(
@@ -672,10 +763,13 @@ impl Cimom {
                 )));
             }
             let element = format!("parameter {} of {}.{}", p.name, class.name, decl.name);
-            let embedded = p.qualifiers.get("EmbeddedInstance").is_some() || p.qualifiers.is_true("EmbeddedObject");
+            let embedded = p.qualifiers.get("EmbeddedInstance").is_some()
+                || p.qualifiers.is_true("EmbeddedObject");
             let value = match value {
                 None => None,
-                Some(v) if embedded => Some(self.embedded_argument(v, p.array.is_some(), &element)?),
+                Some(v) if embedded => {
+                    Some(self.embedded_argument(v, p.array.is_some(), &element)?)
+                }
                 Some(v) => Some(convert::typed(v, p.ty, p.array.is_some(), &element)?),
             };
             arguments.push((p.name.clone(), value));
@@ -687,9 +781,14 @@ impl Cimom {
                 provider = Some(p);
                 break;
             }
-            current = c.superclass.as_ref().and_then(|s| pctx.schema.class(ns, s.as_str()).ok().cloned());
+            current = c
+                .superclass
+                .as_ref()
+                .and_then(|s| pctx.schema.class(ns, s.as_str()).ok().cloned());
         }
-        let provider = provider.ok_or_else(|| provider::method_not_available(class.name.as_str(), decl.name.as_str()))?;
+        let provider = provider.ok_or_else(|| {
+            provider::method_not_available(class.name.as_str(), decl.name.as_str())
+        })?;
         let result = provider
             .invoke_method(&pctx, &class, &target, decl, arguments)
             .await?;
@@ -699,28 +798,45 @@ impl Cimom {
         })
     }
 
-    fn embedded_argument(&self, value: UntypedValue, is_array: bool, element: &str) -> CimResult<Value> {
+    fn embedded_argument(
+        &self,
+        value: UntypedValue,
+        is_array: bool,
+        element: &str,
+    ) -> CimResult<Value> {
         let one = |v: Value| match v {
             Value::String(s) => self.embedded_instance(&s),
             v @ Value::Instance(_) => Ok(v),
             v => Err(CimError::new(
                 StatusCode::TypeMismatch,
-                format!("{element} must be an embedded instance, not {:?}", v.cim_type()),
+                format!(
+                    "{element} must be an embedded instance, not {:?}",
+                    v.cim_type()
+                ),
             )),
         };
         let text = |t: String| self.embedded_instance(&t);
         match (value, is_array) {
             (UntypedValue::Text(t), false) => text(t),
             (UntypedValue::TextArray(items), true) => Ok(Value::Array(
-                items.into_iter().map(|i| i.map(text).transpose()).collect::<CimResult<_>>()?,
+                items
+                    .into_iter()
+                    .map(|i| i.map(text).transpose())
+                    .collect::<CimResult<_>>()?,
             )),
             (UntypedValue::Typed(Value::Array(items)), true) => Ok(Value::Array(
-                items.into_iter().map(|i| i.map(one).transpose()).collect::<CimResult<_>>()?,
+                items
+                    .into_iter()
+                    .map(|i| i.map(one).transpose())
+                    .collect::<CimResult<_>>()?,
             )),
             (UntypedValue::Typed(v), false) => one(v),
             _ => Err(CimError::new(
                 StatusCode::TypeMismatch,
-                format!("{element} must be {}", if is_array { "an array" } else { "a scalar" }),
+                format!(
+                    "{element} must be {}",
+                    if is_array { "an array" } else { "a scalar" }
+                ),
             )),
         }
     }

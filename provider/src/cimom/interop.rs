@@ -62,7 +62,10 @@ const OBJECT_MANAGER: &str = "CIM_ObjectManager";
 const NAMESPACE: &str = "CIM_Namespace";
 const NAMESPACE_IN_MANAGER: &str = "CIM_NamespaceInManager";
 const PROFILE_CLASSES: &[&str] = &["CIM_RegisteredProfile", "KVM_RegisteredProfile"];
-const CONFORMS_CLASSES: &[&str] = &["CIM_ElementConformsToProfile", "KVM_ElementConformsToProfile"];
+const CONFORMS_CLASSES: &[&str] = &[
+    "CIM_ElementConformsToProfile",
+    "KVM_ElementConformsToProfile",
+];
 
 impl Interop {
     /// A provider advertising Profile Registration 1.0.0 with the object manager as its
@@ -137,7 +140,11 @@ impl Interop {
 fn build(class: &Class, values: Vec<(&str, Value)>) -> Instance {
     let mut inst = Instance::from_class_defaults(class);
     for (name, value) in values {
-        debug_assert!(class.property(name).is_some(), "{} has no {name}", class.name);
+        debug_assert!(
+            class.property(name).is_some(),
+            "{} has no {name}",
+            class.name
+        );
         if class.property(name).is_some() {
             inst.set(name, value);
         }
@@ -154,7 +161,12 @@ fn keys_of(path: &ObjectPath) -> Vec<(&str, Value)> {
 
 #[async_trait]
 impl InstanceProvider for Interop {
-    async fn enumerate_instances(&self, ctx: &ProviderContext, class: &Arc<Class>, sink: &InstanceSink) -> CimResult<()> {
+    async fn enumerate_instances(
+        &self,
+        ctx: &ProviderContext,
+        class: &Arc<Class>,
+        sink: &InstanceSink,
+    ) -> CimResult<()> {
         let name = class.name.as_str();
         let mut out = Vec::new();
         if class.name == *OBJECT_MANAGER {
@@ -164,7 +176,9 @@ impl InstanceProvider for Interop {
                 ("ElementName", Value::from("cimvirt")),
                 (
                     "Description",
-                    Value::from(format!("cimvirt WBEM server version {}", self.identity.version).as_str()),
+                    Value::from(
+                        format!("cimvirt WBEM server version {}", self.identity.version).as_str(),
+                    ),
                 ),
                 ("Started", Value::Boolean(true)),
                 ("EnabledState", Value::UInt16(2)),
@@ -188,7 +202,11 @@ impl InstanceProvider for Interop {
                 }
             }
         } else if PROFILE_CLASSES.iter().any(|c| class.name == **c) {
-            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let profiles = self
+                .profiles
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             for p in profiles.iter().filter(|p| p.class == class.name) {
                 out.push(build(
                     class,
@@ -202,21 +220,31 @@ impl InstanceProvider for Interop {
                 ));
             }
         } else if CONFORMS_CLASSES.iter().any(|c| class.name == **c) {
-            let profiles = self.profiles.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let profiles = self
+                .profiles
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             for p in &profiles {
                 for (assoc, element) in p.conformance.iter().filter(|(a, _)| *a == class.name) {
                     let _ = assoc;
                     out.push(build(
                         class,
                         vec![
-                            ("ConformantStandard", Value::Reference(Self::profile_path(p))),
+                            (
+                                "ConformantStandard",
+                                Value::Reference(Self::profile_path(p)),
+                            ),
                             ("ManagedElement", Value::Reference(element.clone())),
                         ],
                     ));
                 }
             }
         } else {
-            tracing::debug!(class = name, "interop provider asked for a class it does not serve");
+            tracing::debug!(
+                class = name,
+                "interop provider asked for a class it does not serve"
+            );
         }
         for inst in out {
             if !sink.send(inst).await {

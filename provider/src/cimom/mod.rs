@@ -3,7 +3,7 @@
 //!
 //! Classes and qualifier declarations live in an immutable [`Repository`] snapshot that
 //! writers replace (readers never wait on a writer). Static instances live in an
-//! [`InstanceTable`] mirrored in the store. Results that can be large are streamed: a task
+//! instance table mirrored in the store. Results that can be large are streamed: a task
 //! produces items into a bounded channel that the protocol encoder drains, so memory stays
 //! flat however many instances an enumeration returns.
 
@@ -84,8 +84,13 @@ pub struct Cimom {
 impl Cimom {
     /// Loads the built-in schema, then what clients stored: namespaces, qualifier
     /// declarations, classes and static instances.
-    pub fn open(store: Arc<Store>, providers: Registry, config: CimomConfig) -> Result<Self, StartError> {
-        let mut repo = crate::schema::load().map_err(|d| StartError::Schema(cim_schema::mof::render(&d)))?;
+    pub fn open(
+        store: Arc<Store>,
+        providers: Registry,
+        config: CimomConfig,
+    ) -> Result<Self, StartError> {
+        let mut repo =
+            crate::schema::load().map_err(|d| StartError::Schema(cim_schema::mof::render(&d)))?;
         let mut builtin_classes = HashSet::new();
         let mut builtin_qualifiers = HashSet::new();
         for ns in repo.namespaces() {
@@ -115,7 +120,9 @@ impl Cimom {
                         warn!(namespace = ns, qualifier = name, error = %e, "stored qualifier declaration not loaded");
                     }
                 }
-                Err(e) => warn!(namespace = ns, qualifier = name, error = %e, "stored qualifier declaration is unreadable"),
+                Err(e) => {
+                    warn!(namespace = ns, qualifier = name, error = %e, "stored qualifier declaration is unreadable")
+                }
             }
         }
         for (ns, name, xml) in store.classes()? {
@@ -131,7 +138,9 @@ impl Cimom {
                 });
             match class.and_then(|c| repo.add_class(&ns, c).map_err(CimError::from)) {
                 Ok(_) => {}
-                Err(e) => warn!(namespace = ns, class = name, error = %e, "stored class not loaded"),
+                Err(e) => {
+                    warn!(namespace = ns, class = name, error = %e, "stored class not loaded")
+                }
             }
         }
         let mut table = InstanceTable::default();
@@ -150,7 +159,9 @@ impl Cimom {
                     table.insert(&ns, provider::with_path(path, instance));
                     loaded += 1;
                 }
-                Err(e) => warn!(namespace = ns, instance = key, error = %e, "stored instance not loaded"),
+                Err(e) => {
+                    warn!(namespace = ns, instance = key, error = %e, "stored instance not loaded")
+                }
             }
         }
         tracing::info!(
@@ -174,7 +185,10 @@ impl Cimom {
 
     /// The current schema snapshot.
     pub fn schema(&self) -> Arc<Repository> {
-        self.schema.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.schema
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn replace_schema(&self, repo: Repository) {
@@ -218,7 +232,12 @@ impl Cimom {
     }
 
     /// Executes `op` in namespace `ns`.
-    pub async fn execute(self: &Arc<Self>, ctx: &RequestContext, ns: &str, op: Operation) -> CimResult<Outcome> {
+    pub async fn execute(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        ns: &str,
+        op: Operation,
+    ) -> CimResult<Outcome> {
         let ns = self.resolve_namespace(ns)?;
         use Operation as O;
         match op {
@@ -228,7 +247,14 @@ impl Cimom {
                 include_qualifiers,
                 include_class_origin,
                 property_list,
-            } => self.get_class(&ns, &class, local_only, include_qualifiers, include_class_origin, property_list),
+            } => self.get_class(
+                &ns,
+                &class,
+                local_only,
+                include_qualifiers,
+                include_class_origin,
+                property_list,
+            ),
             O::EnumerateClasses {
                 class,
                 deep_inheritance,
@@ -257,7 +283,9 @@ impl Cimom {
             O::SetQualifier { declaration } => self.set_qualifier(&ns, declaration).await,
             O::DeleteQualifier { name } => self.delete_qualifier(&ns, &name).await,
             O::EnumerateQualifiers => self.enumerate_qualifiers(&ns),
-            O::GetInstance { path, options } => self.get_instance_op(ctx, &ns, &path, &options).await,
+            O::GetInstance { path, options } => {
+                self.get_instance_op(ctx, &ns, &path, &options).await
+            }
             O::EnumerateInstances { class, options } => {
                 self.enumerate_instances_op(ctx, &ns, &class, options, false)
             }
@@ -269,9 +297,14 @@ impl Cimom {
                 path,
                 instance,
                 property_list,
-            } => self.modify_instance(ctx, &ns, &path, instance, property_list).await,
+            } => {
+                self.modify_instance(ctx, &ns, &path, instance, property_list)
+                    .await
+            }
             O::DeleteInstance { path } => self.delete_instance(ctx, &ns, &path).await,
-            O::GetProperty { path, property } => self.get_property(ctx, &ns, &path, &property).await,
+            O::GetProperty { path, property } => {
+                self.get_property(ctx, &ns, &path, &property).await
+            }
             O::SetProperty {
                 path,
                 property,
@@ -300,7 +333,10 @@ impl Cimom {
                 class,
                 options,
                 open,
-            } => self.open_enumerate(ctx, &ns, &class, options, open, false).await,
+            } => {
+                self.open_enumerate(ctx, &ns, &class, options, open, false)
+                    .await
+            }
             O::OpenEnumerateInstancePaths { class, open } => {
                 self.open_enumerate(ctx, &ns, &class, Default::default(), open, true)
                     .await
@@ -310,7 +346,10 @@ impl Cimom {
                 filter,
                 options,
                 open,
-            } => self.open_references(ctx, &ns, object, filter, options, open, false).await,
+            } => {
+                self.open_references(ctx, &ns, object, filter, options, open, false)
+                    .await
+            }
             O::OpenReferenceInstancePaths {
                 object,
                 filter,
@@ -324,7 +363,10 @@ impl Cimom {
                 filter,
                 options,
                 open,
-            } => self.open_associators(ctx, &ns, object, filter, options, open, false).await,
+            } => {
+                self.open_associators(ctx, &ns, object, filter, options, open, false)
+                    .await
+            }
             O::OpenAssociatorInstancePaths {
                 object,
                 filter,
@@ -345,15 +387,42 @@ impl Cimom {
             O::PullInstancesWithPath {
                 context,
                 max_object_count,
-            } => self.pull(ctx, &ns, &context, max_object_count, result::ResultForm::InstanceWithPath).await,
+            } => {
+                self.pull(
+                    ctx,
+                    &ns,
+                    &context,
+                    max_object_count,
+                    result::ResultForm::InstanceWithPath,
+                )
+                .await
+            }
             O::PullInstancePaths {
                 context,
                 max_object_count,
-            } => self.pull(ctx, &ns, &context, max_object_count, result::ResultForm::InstancePath).await,
+            } => {
+                self.pull(
+                    ctx,
+                    &ns,
+                    &context,
+                    max_object_count,
+                    result::ResultForm::InstancePath,
+                )
+                .await
+            }
             O::PullInstances {
                 context,
                 max_object_count,
-            } => self.pull(ctx, &ns, &context, max_object_count, result::ResultForm::Instance).await,
+            } => {
+                self.pull(
+                    ctx,
+                    &ns,
+                    &context,
+                    max_object_count,
+                    result::ResultForm::Instance,
+                )
+                .await
+            }
             O::EnumerationCount { context } => self
                 .pulls
                 .count(&context, &ctx.user, &ns)
@@ -366,7 +435,10 @@ impl Cimom {
                 target,
                 method,
                 parameters,
-            } => self.invoke_method(ctx, &ns, target, &method, parameters).await,
+            } => {
+                self.invoke_method(ctx, &ns, target, &method, parameters)
+                    .await
+            }
         }
     }
 }

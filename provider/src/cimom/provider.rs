@@ -211,7 +211,12 @@ fn key(namespace: &str, class: &str) -> Name {
 
 impl Registry {
     /// Registers `provider` for the instances of `class` in `namespace`.
-    pub fn register_instances(&mut self, namespace: &str, class: &str, p: Arc<dyn InstanceProvider>) {
+    pub fn register_instances(
+        &mut self,
+        namespace: &str,
+        class: &str,
+        p: Arc<dyn InstanceProvider>,
+    ) {
         self.instance.insert(key(namespace, class), p);
     }
 
@@ -236,8 +241,14 @@ impl Registry {
     }
 
     /// The association provider of `class`, if any.
-    pub fn associations(&self, namespace: &str, class: &str) -> Option<Arc<dyn AssociationProvider>> {
-        self.association.get(key(namespace, class).as_str()).cloned()
+    pub fn associations(
+        &self,
+        namespace: &str,
+        class: &str,
+    ) -> Option<Arc<dyn AssociationProvider>> {
+        self.association
+            .get(key(namespace, class).as_str())
+            .cloned()
     }
 
     /// The method provider of `class`, if any.

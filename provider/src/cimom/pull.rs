@@ -73,13 +73,15 @@ impl PullContexts {
                 StatusCode::InvalidOperationTimeout,
                 "OperationTimeout 0 (never expire) is not supported",
             )),
-            Some(s) if Duration::from_secs(u64::from(s)) > self.limits.max_timeout => Err(CimError::new(
-                StatusCode::InvalidOperationTimeout,
-                format!(
-                    "OperationTimeout {s} s exceeds the server's maximum of {} s",
-                    self.limits.max_timeout.as_secs()
-                ),
-            )),
+            Some(s) if Duration::from_secs(u64::from(s)) > self.limits.max_timeout => {
+                Err(CimError::new(
+                    StatusCode::InvalidOperationTimeout,
+                    format!(
+                        "OperationTimeout {s} s exceeds the server's maximum of {} s",
+                        self.limits.max_timeout.as_secs()
+                    ),
+                ))
+            }
             Some(s) => Ok(Duration::from_secs(u64::from(s))),
         }
     }
@@ -96,7 +98,14 @@ impl PullContexts {
     }
 
     /// Registers a new context over `stream`; returns its id.
-    pub fn open(&self, user: &str, namespace: &str, form: ResultForm, stream: ItemStream, timeout: Duration) -> CimResult<String> {
+    pub fn open(
+        &self,
+        user: &str,
+        namespace: &str,
+        form: ResultForm,
+        stream: ItemStream,
+        timeout: Duration,
+    ) -> CimResult<String> {
         let mut open = self.lock();
         if open.len() >= self.limits.max_contexts {
             return Err(CimError::new(
@@ -127,7 +136,14 @@ impl PullContexts {
 
     /// Takes up to `max` items. Returns them and whether the enumeration has ended (the
     /// context is then closed). An error closes the context too.
-    pub async fn pull(&self, id: &str, user: &str, namespace: &str, form: ResultForm, max: u32) -> CimResult<(Vec<Item>, bool)> {
+    pub async fn pull(
+        &self,
+        id: &str,
+        user: &str,
+        namespace: &str,
+        form: ResultForm,
+        max: u32,
+    ) -> CimResult<(Vec<Item>, bool)> {
         let (mut stream, mut peeked) = {
             let mut open = self.lock();
             let ctx = open.get_mut(id).ok_or_else(|| invalid_context(id))?;
@@ -138,7 +154,11 @@ impl PullContexts {
                 return Err(CimError::invalid_parameter(format!(
                     "enumeration context '{id}' enumerates {}; use {}",
                     if ctx.paths { "paths" } else { "instances" },
-                    if ctx.paths { "PullInstancePaths" } else { "PullInstancesWithPath or PullInstances" }
+                    if ctx.paths {
+                        "PullInstancePaths"
+                    } else {
+                        "PullInstancesWithPath or PullInstances"
+                    }
                 )));
             }
             let stream = ctx.stream.take().ok_or_else(|| {

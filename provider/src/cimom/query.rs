@@ -528,7 +528,10 @@ impl Parser {
     fn unexpected(&self, wanted: &str) -> CimError {
         match self.peek() {
             Some(k) => self.error_at(self.here(), format!("expected {wanted}, found {k}")),
-            None => self.error_at(self.here(), format!("expected {wanted} at the end of the query")),
+            None => self.error_at(
+                self.here(),
+                format!("expected {wanted} at the end of the query"),
+            ),
         }
     }
 
@@ -685,9 +688,11 @@ impl Parser {
 }
 
 fn is_reserved(w: &str) -> bool {
-    ["SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IS", "LIKE", "ISA", "NULL", "TRUE", "FALSE"]
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(w))
+    [
+        "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IS", "LIKE", "ISA", "NULL", "TRUE", "FALSE",
+    ]
+    .iter()
+    .any(|k| k.eq_ignore_ascii_case(w))
 }
 
 #[cfg(test)]
@@ -712,15 +717,25 @@ mod tests {
 
     #[test]
     fn wql_selects_and_filters() {
-        let q = Query::parse(Language::Wql, "select Name, EnabledState from KVM_ComputerSystem").unwrap();
+        let q = Query::parse(
+            Language::Wql,
+            "select Name, EnabledState from KVM_ComputerSystem",
+        )
+        .unwrap();
         assert_eq!(q.select.unwrap().len(), 2);
         assert!(eval("SELECT * FROM C WHERE EnabledState = 2"));
-        assert!(eval("SELECT * FROM C WHERE EnabledState >= 2 AND Name <> 'x'"));
-        assert!(!eval("SELECT * FROM C WHERE NOT (EnabledState = 2 OR Name = 'y')"));
+        assert!(eval(
+            "SELECT * FROM C WHERE EnabledState >= 2 AND Name <> 'x'"
+        ));
+        assert!(!eval(
+            "SELECT * FROM C WHERE NOT (EnabledState = 2 OR Name = 'y')"
+        ));
         assert!(eval("SELECT * FROM C WHERE Name LIKE 'vm-%1'"));
         assert!(eval("SELECT * FROM C WHERE Name LIKE '[a-v]m_web[0-9]'"));
         assert!(!eval("SELECT * FROM C WHERE Name NOT LIKE 'vm%'"));
-        assert!(eval("SELECT * FROM C WHERE Caption IS NULL AND Name IS NOT NULL"));
+        assert!(eval(
+            "SELECT * FROM C WHERE Caption IS NULL AND Name IS NOT NULL"
+        ));
         // Comparisons with NULL are unknown, so neither they nor their negation hold.
         assert!(!eval("SELECT * FROM C WHERE Caption = 'x'"));
         assert!(!eval("SELECT * FROM C WHERE NOT Caption = 'x'"));

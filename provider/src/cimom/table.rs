@@ -36,11 +36,17 @@ impl InstanceTable {
 
     /// The instance at the local `path`.
     pub fn get(&self, ns: &str, path: &ObjectPath) -> Option<Arc<InstanceWithPath>> {
-        self.class_map(ns, path.class_name.as_str())?.get(path).cloned()
+        self.class_map(ns, path.class_name.as_str())?
+            .get(path)
+            .cloned()
     }
 
     /// Inserts or replaces an instance; returns the previous one.
-    pub fn insert(&mut self, ns: &str, object: Arc<InstanceWithPath>) -> Option<Arc<InstanceWithPath>> {
+    pub fn insert(
+        &mut self,
+        ns: &str,
+        object: Arc<InstanceWithPath>,
+    ) -> Option<Arc<InstanceWithPath>> {
         self.namespaces
             .entry(ns.to_lowercase())
             .or_default()

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use cim_schema::{
-    Array, ArrayKind, ArraySize, CimType, Class, Flavor, Instance, InstanceProperty,
-    Method, Name, Namespace, NameMap, ObjectPath, Parameter, Property, Qualifier, QualifierDecl,
-    QualifierSet, Scope, Value,
+    Array, ArrayKind, ArraySize, CimType, Class, Flavor, Instance, InstanceProperty, Method, Name,
+    NameMap, Namespace, ObjectPath, Parameter, Property, Qualifier, QualifierDecl, QualifierSet,
+    Scope, Value,
 };
 
 use super::dom::{self, Element, XmlLimits};
@@ -103,7 +103,10 @@ impl Decoder<'_> {
                     if matches!(&value, Some(Value::Array(_))) != is_array && value.is_some() {
                         return Err(CimError::new(
                             StatusCode::TypeMismatch,
-                            format!("property {}: array and scalar mixed", required_attr(p, "NAME")?),
+                            format!(
+                                "property {}: array and scalar mixed",
+                                required_attr(p, "NAME")?
+                            ),
                         ));
                     }
                     InstanceProperty {
@@ -379,14 +382,19 @@ fn keyvalue(e: &Element) -> CimResult<Value> {
                 parse_scalar(text, CimType::Real64)
             }
         }
-        other => Err(invalid(format!("VALUETYPE '{other}' is not string, boolean or numeric"))),
+        other => Err(invalid(format!(
+            "VALUETYPE '{other}' is not string, boolean or numeric"
+        ))),
     }
 }
 
 /// `<INSTANCENAME>` as a local path.
 pub fn instance_name(e: &Element) -> CimResult<ObjectPath> {
     if e.name != "INSTANCENAME" {
-        return Err(invalid(format!("expected <INSTANCENAME>, found <{}>", e.name)));
+        return Err(invalid(format!(
+            "expected <INSTANCENAME>, found <{}>",
+            e.name
+        )));
     }
     let mut path = ObjectPath::class(None, required_attr(e, "CLASSNAME")?);
     for c in &e.children {
@@ -407,7 +415,11 @@ pub fn instance_name(e: &Element) -> CimResult<ObjectPath> {
             // filled in from the class by the dispatcher.
             "KEYVALUE" => path = path.with_key("", keyvalue(c)?),
             "VALUE.REFERENCE" => path = path.with_key("", Value::Reference(value_reference(c)?)),
-            other => return Err(invalid(format!("<{other}> is not allowed in <INSTANCENAME>"))),
+            other => {
+                return Err(invalid(format!(
+                    "<{other}> is not allowed in <INSTANCENAME>"
+                )))
+            }
         }
     }
     Ok(path)
@@ -491,8 +503,14 @@ mod tests {
     fn scalars_parse_by_type_and_refuse_what_does_not_fit() {
         assert_eq!(parse_scalar(" 42 ", CimType::UInt8), Ok(Value::UInt8(42)));
         assert_eq!(parse_scalar("-1", CimType::SInt64), Ok(Value::SInt64(-1)));
-        assert_eq!(parse_scalar("TRUE", CimType::Boolean), Ok(Value::Boolean(true)));
-        assert_eq!(parse_scalar(" a ", CimType::String), Ok(Value::String(" a ".into())));
+        assert_eq!(
+            parse_scalar("TRUE", CimType::Boolean),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(
+            parse_scalar(" a ", CimType::String),
+            Ok(Value::String(" a ".into()))
+        );
         assert_eq!(
             parse_scalar("256", CimType::UInt8).unwrap_err().code,
             StatusCode::TypeMismatch

@@ -58,7 +58,11 @@ impl Element {
         self.attrs
             .iter()
             .find(|(k, _)| k == name)
-            .or_else(|| self.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .or_else(|| {
+                self.attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            })
             .map(|(_, v)| v.as_str())
     }
 
@@ -123,7 +127,9 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 attach(&mut stack, &mut root, e);
             }
             Event::Text(text) => {
-                let s = text.decode().map_err(|e| malformed(&reader, e.to_string()))?;
+                let s = text
+                    .decode()
+                    .map_err(|e| malformed(&reader, e.to_string()))?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&s),
                     None if s.trim().is_empty() => {}
@@ -131,10 +137,14 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 }
             }
             Event::CData(data) => {
-                let s = data.decode().map_err(|e| malformed(&reader, e.to_string()))?;
+                let s = data
+                    .decode()
+                    .map_err(|e| malformed(&reader, e.to_string()))?;
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&s),
-                    None => return Err(malformed(&reader, "CDATA outside the root element".into())),
+                    None => {
+                        return Err(malformed(&reader, "CDATA outside the root element".into()))
+                    }
                 }
             }
             Event::GeneralRef(r) => {
@@ -154,7 +164,12 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 };
                 match stack.last_mut() {
                     Some(top) => top.text.push_str(&resolved),
-                    None => return Err(malformed(&reader, "reference outside the root element".into())),
+                    None => {
+                        return Err(malformed(
+                            &reader,
+                            "reference outside the root element".into(),
+                        ))
+                    }
                 }
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
@@ -163,7 +178,10 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
         }
     }
     if !stack.is_empty() {
-        return Err(malformed(&reader, format!("element <{}> is not closed", stack[stack.len() - 1].name)));
+        return Err(malformed(
+            &reader,
+            format!("element <{}> is not closed", stack[stack.len() - 1].name),
+        ));
     }
     root.ok_or_else(|| malformed(&reader, "the document has no root element".into()))
 }
@@ -185,7 +203,10 @@ fn element(start: &BytesStart<'_>) -> Result<Element, String> {
         let key = std::str::from_utf8(attr.key.as_ref())
             .map_err(|e| e.to_string())?
             .to_string();
-        let value = attr.unescape_value().map_err(|e| e.to_string())?.into_owned();
+        let value = attr
+            .unescape_value()
+            .map_err(|e| e.to_string())?
+            .into_owned();
         attrs.push((key, value));
     }
     Ok(Element {
@@ -219,13 +240,28 @@ mod tests {
     fn refuses_doctype_entities_depth_and_count() {
         let dtd = br#"<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>"#;
         assert_eq!(parse(dtd, &LIMITS), Err(XmlError::Doctype));
-        assert!(matches!(parse(b"<a>&x;</a>", &LIMITS), Err(XmlError::Malformed { .. })));
+        assert!(matches!(
+            parse(b"<a>&x;</a>", &LIMITS),
+            Err(XmlError::Malformed { .. })
+        ));
         let deep = "<a>".repeat(9) + &"</a>".repeat(9);
         assert_eq!(parse(deep.as_bytes(), &LIMITS), Err(XmlError::TooDeep(8)));
         let wide = format!("<a>{}</a>", "<b/>".repeat(20));
-        assert_eq!(parse(wide.as_bytes(), &LIMITS), Err(XmlError::TooManyElements(20)));
-        assert!(matches!(parse(b"<a><b></a>", &LIMITS), Err(XmlError::Malformed { .. })));
-        assert!(matches!(parse(b"", &LIMITS), Err(XmlError::Malformed { .. })));
-        assert!(matches!(parse(b"<a/><b/>", &LIMITS), Err(XmlError::Malformed { .. })));
+        assert_eq!(
+            parse(wide.as_bytes(), &LIMITS),
+            Err(XmlError::TooManyElements(20))
+        );
+        assert!(matches!(
+            parse(b"<a><b></a>", &LIMITS),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(b"", &LIMITS),
+            Err(XmlError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(b"<a/><b/>", &LIMITS),
+            Err(XmlError::Malformed { .. })
+        ));
     }
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use cim_schema::{
-    Array, ArraySize, Class, CimType, Instance, Method, Name, Namespace, ObjectPath, Property,
+    Array, ArraySize, CimType, Class, Instance, Method, Name, Namespace, ObjectPath, Property,
     Qualifier, QualifierDecl, QualifierSet, Value,
 };
 
@@ -107,7 +107,11 @@ pub fn value(out: &mut String, v: &Value, ctx: Option<&PathContext>) {
                 .flatten()
                 .next()
                 .is_some_and(|v| matches!(v, Value::Reference(_)));
-            out.push_str(if refs { "<VALUE.REFARRAY>" } else { "<VALUE.ARRAY>" });
+            out.push_str(if refs {
+                "<VALUE.REFARRAY>"
+            } else {
+                "<VALUE.ARRAY>"
+            });
             for item in items {
                 match item {
                     None => out.push_str("<VALUE.NULL/>"),
@@ -115,7 +119,11 @@ pub fn value(out: &mut String, v: &Value, ctx: Option<&PathContext>) {
                     Some(v) => scalar(out, v),
                 }
             }
-            out.push_str(if refs { "</VALUE.REFARRAY>" } else { "</VALUE.ARRAY>" });
+            out.push_str(if refs {
+                "</VALUE.REFARRAY>"
+            } else {
+                "</VALUE.ARRAY>"
+            });
         }
         v => scalar(out, v),
     }
@@ -282,7 +290,10 @@ fn qualifier_type(q: &Qualifier, ns: Option<&Namespace>) -> CimType {
             Value::Array(items) => items.iter().flatten().next().and_then(Value::cim_type),
             v => v.cim_type(),
         })
-        .or_else(|| ns.and_then(|ns| ns.qualifier(q.name.as_str())).map(|d| d.ty))
+        .or_else(|| {
+            ns.and_then(|ns| ns.qualifier(q.name.as_str()))
+                .map(|d| d.ty)
+        })
         .unwrap_or(CimType::String)
 }
 
@@ -508,7 +519,9 @@ impl InstanceFilter {
 
     /// Whether property `name` is written.
     pub fn includes(&self, name: &Name) -> bool {
-        self.properties.as_ref().is_none_or(|set| set.contains(name))
+        self.properties
+            .as_ref()
+            .is_none_or(|set| set.contains(name))
     }
 }
 
@@ -556,7 +569,10 @@ pub fn instance(out: &mut String, inst: &Instance, filter: &InstanceFilter, clas
         origin(out);
         let embedded = match &p.value {
             Some(Value::Instance(_)) => true,
-            Some(Value::Array(items)) => items.iter().flatten().any(|v| matches!(v, Value::Instance(_))),
+            Some(Value::Array(items)) => items
+                .iter()
+                .flatten()
+                .any(|v| matches!(v, Value::Instance(_))),
             _ => false,
         };
         if embedded {

@@ -99,30 +99,45 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<Request, EnvelopeError> 
         _ => EnvelopeError::NotValid(e.to_string()),
     })?;
     if root.name != "CIM" {
-        return Err(not_valid(format!("the root element is <{}>, not <CIM>", root.name)));
+        return Err(not_valid(format!(
+            "the root element is <{}>, not <CIM>",
+            root.name
+        )));
     }
-    let cim_version = root.attr("CIMVERSION").ok_or_else(|| not_valid("<CIM> lacks CIMVERSION"))?;
+    let cim_version = root
+        .attr("CIMVERSION")
+        .ok_or_else(|| not_valid("<CIM> lacks CIMVERSION"))?;
     if !major_is(cim_version, "2") {
-        return Err(EnvelopeError::UnsupportedCimVersion(cim_version.to_string()));
+        return Err(EnvelopeError::UnsupportedCimVersion(
+            cim_version.to_string(),
+        ));
     }
-    let dtd_version = root.attr("DTDVERSION").ok_or_else(|| not_valid("<CIM> lacks DTDVERSION"))?;
+    let dtd_version = root
+        .attr("DTDVERSION")
+        .ok_or_else(|| not_valid("<CIM> lacks DTDVERSION"))?;
     if !major_is(dtd_version, "2") {
-        return Err(EnvelopeError::UnsupportedDtdVersion(dtd_version.to_string()));
+        return Err(EnvelopeError::UnsupportedDtdVersion(
+            dtd_version.to_string(),
+        ));
     }
     let message = child(&root, "MESSAGE")?;
-    let id = message.attr("ID").ok_or_else(|| not_valid("<MESSAGE> lacks ID"))?;
+    let id = message
+        .attr("ID")
+        .ok_or_else(|| not_valid("<MESSAGE> lacks ID"))?;
     let protocol_version = message
         .attr("PROTOCOLVERSION")
         .ok_or_else(|| not_valid("<MESSAGE> lacks PROTOCOLVERSION"))?;
     if !major_is(protocol_version, "1") {
-        return Err(EnvelopeError::UnsupportedProtocolVersion(protocol_version.to_string()));
+        return Err(EnvelopeError::UnsupportedProtocolVersion(
+            protocol_version.to_string(),
+        ));
     }
     if message.child("MULTIREQ").is_some() {
         return Err(EnvelopeError::MultipleRequests);
     }
-    let simple = message
-        .child("SIMPLEREQ")
-        .ok_or_else(|| not_valid("<MESSAGE> holds no <SIMPLEREQ>; this server accepts requests only"))?;
+    let simple = message.child("SIMPLEREQ").ok_or_else(|| {
+        not_valid("<MESSAGE> holds no <SIMPLEREQ>; this server accepts requests only")
+    })?;
     let call = simple
         .children
         .iter()
@@ -131,7 +146,9 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<Request, EnvelopeError> 
     let limits_copy = *limits;
     match call.name.as_str() {
         "IMETHODCALL" => {
-            let method = call.attr("NAME").ok_or_else(|| not_valid("<IMETHODCALL> lacks NAME"))?;
+            let method = call
+                .attr("NAME")
+                .ok_or_else(|| not_valid("<IMETHODCALL> lacks NAME"))?;
             let namespace = decode::local_namespace_path(child(call, "LOCALNAMESPACEPATH")?)
                 .map_err(|e| not_valid(e.description))?;
             let operation = intrinsic(method, call, &limits_copy);
@@ -146,12 +163,16 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<Request, EnvelopeError> 
             })
         }
         "METHODCALL" => {
-            let method = call.attr("NAME").ok_or_else(|| not_valid("<METHODCALL> lacks NAME"))?;
+            let method = call
+                .attr("NAME")
+                .ok_or_else(|| not_valid("<METHODCALL> lacks NAME"))?;
             let target = call
                 .children
                 .iter()
                 .find(|c| c.name == "LOCALINSTANCEPATH" || c.name == "LOCALCLASSPATH")
-                .ok_or_else(|| not_valid("<METHODCALL> lacks LOCALINSTANCEPATH or LOCALCLASSPATH"))?;
+                .ok_or_else(|| {
+                    not_valid("<METHODCALL> lacks LOCALINSTANCEPATH or LOCALCLASSPATH")
+                })?;
             let path = decode::object_path(target).map_err(|e| not_valid(e.description))?;
             let namespace = path.namespace.clone().unwrap_or_default();
             let target_class = Some(path.class_name.clone());
@@ -193,8 +214,13 @@ impl<'e> Params<'e> {
         let mut values = Vec::new();
         for p in call.children_named("IPARAMVALUE") {
             let name = required_attr(p, "NAME")?;
-            if values.iter().any(|(n, _): &(&str, &Element)| n.eq_ignore_ascii_case(name)) {
-                return Err(CimError::invalid_parameter(format!("parameter {name} is given twice")));
+            if values
+                .iter()
+                .any(|(n, _): &(&str, &Element)| n.eq_ignore_ascii_case(name))
+            {
+                return Err(CimError::invalid_parameter(format!(
+                    "parameter {name} is given twice"
+                )));
             }
             values.push((name, p));
         }
@@ -265,8 +291,9 @@ impl<'e> Params<'e> {
 
     fn required_string(&mut self, name: &str) -> CimResult<String> {
         let method = self.method;
-        self.string(name)?
-            .ok_or_else(|| CimError::invalid_parameter(format!("{method} requires parameter {name}")))
+        self.string(name)?.ok_or_else(|| {
+            CimError::invalid_parameter(format!("{method} requires parameter {name}"))
+        })
     }
 
     fn u32(&mut self, name: &str) -> CimResult<Option<u32>> {
@@ -293,8 +320,9 @@ impl<'e> Params<'e> {
 
     fn required_class_name(&mut self, name: &str) -> CimResult<Name> {
         let method = self.method;
-        self.name(name)?
-            .ok_or_else(|| CimError::invalid_parameter(format!("{method} requires parameter {name}")))
+        self.name(name)?.ok_or_else(|| {
+            CimError::invalid_parameter(format!("{method} requires parameter {name}"))
+        })
     }
 
     /// An INSTANCENAME; the longer path forms are accepted too (their namespace and host
@@ -414,7 +442,9 @@ fn untyped_value(e: &Element) -> CimResult<UntypedValue> {
                 })
                 .collect::<CimResult<_>>()?,
         )),
-        "CLASSNAME" | "INSTANCENAME" => UntypedValue::Typed(Value::Reference(decode::object_path(e)?)),
+        "CLASSNAME" | "INSTANCENAME" => {
+            UntypedValue::Typed(Value::Reference(decode::object_path(e)?))
+        }
         other => {
             return Err(CimError::invalid_parameter(format!(
                 "<{other}> is not a parameter value"
@@ -445,9 +475,16 @@ fn intrinsic(method: &str, call: &Element, limits: &XmlLimits) -> CimResult<Oper
             deep_inheritance: p.bool("DeepInheritance", false)?,
         },
         "CreateClass" | "ModifyClass" => {
-            let e = p.required(if method == "CreateClass" { "NewClass" } else { "ModifiedClass" })?;
+            let e = p.required(if method == "CreateClass" {
+                "NewClass"
+            } else {
+                "ModifiedClass"
+            })?;
             if e.name != "CLASS" {
-                return Err(CimError::invalid_parameter(format!("{method} takes a CLASS, not <{}>", e.name)));
+                return Err(CimError::invalid_parameter(format!(
+                    "{method} takes a CLASS, not <{}>",
+                    e.name
+                )));
             }
             let class = p.decoder.class(e)?;
             if method == "CreateClass" {
@@ -501,14 +538,13 @@ fn intrinsic(method: &str, call: &Element, limits: &XmlLimits) -> CimResult<Oper
                     e.name
                 )));
             }
-            let path = decode::instance_name(
-                e.child("INSTANCENAME")
-                    .ok_or_else(|| CimError::invalid_parameter("ModifiedInstance lacks INSTANCENAME"))?,
-            )?;
-            let instance = p.decoder.instance(
-                e.child("INSTANCE")
-                    .ok_or_else(|| CimError::invalid_parameter("ModifiedInstance lacks INSTANCE"))?,
-            )?;
+            let path = decode::instance_name(e.child("INSTANCENAME").ok_or_else(|| {
+                CimError::invalid_parameter("ModifiedInstance lacks INSTANCENAME")
+            })?)?;
+            let instance =
+                p.decoder.instance(e.child("INSTANCE").ok_or_else(|| {
+                    CimError::invalid_parameter("ModifiedInstance lacks INSTANCE")
+                })?)?;
             let _ = p.bool("IncludeQualifiers", true)?;
             Operation::ModifyInstance {
                 path,
@@ -609,9 +645,17 @@ fn intrinsic(method: &str, call: &Element, limits: &XmlLimits) -> CimResult<Oper
             let filter = p.association_filter(method == "OpenAssociatorInstancePaths")?;
             let open = p.open_options()?;
             if method == "OpenAssociatorInstancePaths" {
-                Operation::OpenAssociatorInstancePaths { object, filter, open }
+                Operation::OpenAssociatorInstancePaths {
+                    object,
+                    filter,
+                    open,
+                }
             } else {
-                Operation::OpenReferenceInstancePaths { object, filter, open }
+                Operation::OpenReferenceInstancePaths {
+                    object,
+                    filter,
+                    open,
+                }
             }
         }
         "OpenQueryInstances" => {
@@ -636,9 +680,18 @@ fn intrinsic(method: &str, call: &Element, limits: &XmlLimits) -> CimResult<Oper
                 CimError::invalid_parameter(format!("{method} requires parameter MaxObjectCount"))
             })?;
             match method {
-                "PullInstancesWithPath" => Operation::PullInstancesWithPath { context, max_object_count },
-                "PullInstancePaths" => Operation::PullInstancePaths { context, max_object_count },
-                _ => Operation::PullInstances { context, max_object_count },
+                "PullInstancesWithPath" => Operation::PullInstancesWithPath {
+                    context,
+                    max_object_count,
+                },
+                "PullInstancePaths" => Operation::PullInstancePaths {
+                    context,
+                    max_object_count,
+                },
+                _ => Operation::PullInstances {
+                    context,
+                    max_object_count,
+                },
             }
         }
         "EnumerationCount" => Operation::EnumerationCount {
@@ -657,7 +710,12 @@ fn intrinsic(method: &str, call: &Element, limits: &XmlLimits) -> CimResult<Oper
     Ok(op)
 }
 
-fn extrinsic(method: &str, target: ObjectPath, call: &Element, limits: &XmlLimits) -> CimResult<Operation> {
+fn extrinsic(
+    method: &str,
+    target: ObjectPath,
+    call: &Element,
+    limits: &XmlLimits,
+) -> CimResult<Operation> {
     let decoder = Decoder {
         limits,
         namespace: None,
@@ -666,12 +724,16 @@ fn extrinsic(method: &str, target: ObjectPath, call: &Element, limits: &XmlLimit
     for p in call.children_named("PARAMVALUE") {
         let name = Name::new(required_attr(p, "NAME")?);
         if parameters.iter().any(|(n, _)| *n == name) {
-            return Err(CimError::invalid_parameter(format!("parameter {name} is given twice")));
+            return Err(CimError::invalid_parameter(format!(
+                "parameter {name} is given twice"
+            )));
         }
         let value = match p.children.first() {
             None => None,
             Some(v) if v.name == "VALUE.NULL" => None,
-            Some(v) if v.name == "INSTANCE" => Some(UntypedValue::Typed(Value::Instance(Box::new(decoder.instance(v)?)))),
+            Some(v) if v.name == "INSTANCE" => Some(UntypedValue::Typed(Value::Instance(
+                Box::new(decoder.instance(v)?),
+            ))),
             Some(v) => {
                 let typed = p
                     .attr("PARAMTYPE")
@@ -680,7 +742,12 @@ fn extrinsic(method: &str, target: ObjectPath, call: &Element, limits: &XmlLimit
                 match typed {
                     Some(t) if v.name == "VALUE" || v.name == "VALUE.ARRAY" => {
                         let ty = decode::cim_type(t)?;
-                        UntypedValue::Typed(decoder.value(v, ty, false)?.unwrap_or(Value::Array(Vec::new()))).into()
+                        UntypedValue::Typed(
+                            decoder
+                                .value(v, ty, false)?
+                                .unwrap_or(Value::Array(Vec::new())),
+                        )
+                        .into()
                     }
                     _ => Some(untyped_value(v)?),
                 }

@@ -71,7 +71,14 @@ impl ResponseWriter {
     /// Writes one item of a result.
     pub fn item(&self, out: &mut String, item: &Item, form: ResultForm) {
         match (item, form) {
-            (Item::Instance { object, filter, class }, form) => {
+            (
+                Item::Instance {
+                    object,
+                    filter,
+                    class,
+                },
+                form,
+            ) => {
                 let class = class.as_deref();
                 match form {
                     ResultForm::NamedInstance => {
@@ -94,16 +101,23 @@ impl ResponseWriter {
                     }
                     ResultForm::Instance => encode::instance(out, &object.instance, filter, class),
                     ResultForm::InstanceName => encode::instance_name(out, &object.path),
-                    ResultForm::ObjectPath => encode::object_path(out, &object.path, &self.paths, false),
-                    ResultForm::InstancePath => encode::instance_path(out, &object.path, &self.paths),
+                    ResultForm::ObjectPath => {
+                        encode::object_path(out, &object.path, &self.paths, false)
+                    }
+                    ResultForm::InstancePath => {
+                        encode::instance_path(out, &object.path, &self.paths)
+                    }
                 }
             }
-            (Item::Path(path), ResultForm::ObjectPath) => encode::object_path(out, path, &self.paths, false),
+            (Item::Path(path), ResultForm::ObjectPath) => {
+                encode::object_path(out, path, &self.paths, false)
+            }
             (Item::Path(path), ResultForm::InstanceName) => encode::instance_name(out, path),
             (Item::Path(path), _) => encode::instance_path(out, path, &self.paths),
             (Item::ClassPath(path), _) => encode::object_path(out, path, &self.paths, true),
             (Item::Class(c), _) => {
-                let path = cim_schema::ObjectPath::class(Some(c.namespace.clone()), c.class.name.clone());
+                let path =
+                    cim_schema::ObjectPath::class(Some(c.namespace.clone()), c.class.name.clone());
                 out.push_str("<VALUE.OBJECTWITHPATH>");
                 encode::class_path(out, &path, &self.paths);
                 class_item(out, c);
@@ -191,9 +205,16 @@ impl ResponseWriter {
                 }
                 out.push_str("</IRETURNVALUE>");
             }
-            Outcome::Method { return_value, out: params } => {
+            Outcome::Method {
+                return_value,
+                out: params,
+            } => {
                 out.push_str("<RETURNVALUE");
-                encode::attr(&mut out, "PARAMTYPE", return_value.cim_type().unwrap_or(CimType::UInt32).as_str());
+                encode::attr(
+                    &mut out,
+                    "PARAMTYPE",
+                    return_value.cim_type().unwrap_or(CimType::UInt32).as_str(),
+                );
                 out.push('>');
                 encode::value(&mut out, return_value, None);
                 out.push_str("</RETURNVALUE>");
@@ -201,13 +222,23 @@ impl ResponseWriter {
                     out.push_str("<PARAMVALUE");
                     encode::attr(&mut out, "NAME", name.as_str());
                     let ty = match value {
-                        Value::Array(items) => items.iter().flatten().next().and_then(Value::cim_type),
+                        Value::Array(items) => {
+                            items.iter().flatten().next().and_then(Value::cim_type)
+                        }
                         v => v.cim_type(),
                     };
                     let embedded = matches!(value, Value::Instance(_))
                         || matches!(value, Value::Array(items) if items.iter().flatten().any(|v| matches!(v, Value::Instance(_))));
                     if let Some(ty) = ty {
-                        encode::attr(&mut out, "PARAMTYPE", if ty == CimType::Reference { "reference" } else { ty.as_str() });
+                        encode::attr(
+                            &mut out,
+                            "PARAMTYPE",
+                            if ty == CimType::Reference {
+                                "reference"
+                            } else {
+                                ty.as_str()
+                            },
+                        );
                     }
                     if embedded {
                         encode::attr(&mut out, "EmbeddedObject", "instance");

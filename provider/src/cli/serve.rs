@@ -104,7 +104,9 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
 
 fn init_logging(config: &Config) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(config.log.level.as_deref().unwrap_or("info")))
+        .or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(config.log.level.as_deref().unwrap_or("info"))
+        })
         .map_err(|e| format!("invalid log level: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -129,7 +131,8 @@ fn create_initial_admin(store: &Store, data_dir: &Path) -> Result<(), String> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     auth::put_user(
         store,
         "admin",
@@ -157,7 +160,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("cimvirtd: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -198,12 +204,16 @@ async fn serve(settings: Settings) -> Result<(), String> {
             db_path.display()
         )
     })?);
-    if auth::list_users(&store).map_err(|e| e.to_string())?.is_empty() {
+    if auth::list_users(&store)
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
         create_initial_admin(&store, data_dir)?;
     }
     let limits = settings.config.limits.clone();
     let authenticator = Arc::new(
-        Authenticator::new(&store, Duration::from_secs(limits.auth_cache_secs)).map_err(|e| e.to_string())?,
+        Authenticator::new(&store, Duration::from_secs(limits.auth_cache_secs))
+            .map_err(|e| e.to_string())?,
     );
     let identity = ServerIdentity::current();
     let tls = if settings.https.is_empty() {
@@ -211,20 +221,32 @@ async fn serve(settings: Settings) -> Result<(), String> {
     } else {
         let (cert, key, generate) = match (&settings.tls_cert, &settings.tls_key) {
             (Some(c), Some(k)) => (c.clone(), k.clone(), false),
-            _ => (data_dir.join("tls/cert.pem"), data_dir.join("tls/key.pem"), true),
+            _ => (
+                data_dir.join("tls/cert.pem"),
+                data_dir.join("tls/key.pem"),
+                true,
+            ),
         };
-        let certificate = tls::load(&cert, &key, &identity.hostname, generate).map_err(|e| e.to_string())?;
+        let certificate =
+            tls::load(&cert, &key, &identity.hostname, generate).map_err(|e| e.to_string())?;
         if certificate.generated {
-            let _ = std::fs::set_permissions(data_dir.join("tls"), std::fs::Permissions::from_mode(0o700));
+            let _ = std::fs::set_permissions(
+                data_dir.join("tls"),
+                std::fs::Permissions::from_mode(0o700),
+            );
             info!(cert = %certificate.cert_path.display(), "generated a self-signed TLS certificate");
         }
-        info!(sha256 = certificate.fingerprint, "TLS certificate fingerprint");
+        info!(
+            sha256 = certificate.fingerprint,
+            "TLS certificate fingerprint"
+        );
         Some(certificate.config)
     };
     let mut registry = Registry::default();
     let interop = Interop::new(identity);
     interop.register(&mut registry);
-    let cimom = Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
+    let cimom =
+        Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;
     listeners.extend(bind(&settings.https, Scheme::Https).await?);
@@ -251,13 +273,14 @@ async fn serve(settings: Settings) -> Result<(), String> {
         }
     });
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot watch SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => info!("SIGTERM received"),
             _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
@@ -265,14 +288,23 @@ async fn serve(settings: Settings) -> Result<(), String> {
         let _ = stop_tx.send(true);
     });
     info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "cimvirtd ready");
-    http::serve(listeners, tls, cimom.clone(), authenticator, limits.http(), stop_rx)
-        .await
-        .map_err(|e| e.to_string())?;
+    http::serve(
+        listeners,
+        tls,
+        cimom.clone(),
+        authenticator,
+        limits.http(),
+        stop_rx,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     sweeper.abort();
     drop(cimom);
     match Arc::try_unwrap(store) {
         Ok(store) => drop(store),
-        Err(_) => warn!("the database is still referenced at exit; redb will close it with the process"),
+        Err(_) => {
+            warn!("the database is still referenced at exit; redb will close it with the process")
+        }
     }
     info!("stopped");
     Ok(())

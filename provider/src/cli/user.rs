@@ -66,7 +66,8 @@ fn open(dir: &DataDir) -> Result<Store, String> {
     let dir = dir.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("cimvirt.redb");
-    Store::open(&path).map_err(|e| format!("cannot open {}: {e} (stop cimvirtd first)", path.display()))
+    Store::open(&path)
+        .map_err(|e| format!("cannot open {}: {e} (stop cimvirtd first)", path.display()))
 }
 
 /// Runs a `user` subcommand.

@@ -52,8 +52,12 @@ fn plain(status: HttpStatus, text: &str) -> Reply {
 fn protocol_error(status: HttpStatus, cim_error: &str, detail: &str) -> Reply {
     let mut r = plain(status, detail);
     let h = r.headers_mut();
-    h.insert("CIMError", HeaderValue::from_str(cim_error).expect("CIMError values are ASCII"));
-    let encoded = percent_encoding::utf8_percent_encode(detail, percent_encoding::NON_ALPHANUMERIC).to_string();
+    h.insert(
+        "CIMError",
+        HeaderValue::from_str(cim_error).expect("CIMError values are ASCII"),
+    );
+    let encoded = percent_encoding::utf8_percent_encode(detail, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
     if let Ok(v) = HeaderValue::from_str(&encoded) {
         h.insert("PGErrorDetail", v);
     }
@@ -67,11 +71,14 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 /// Decodes a header with DSP0200's two-step encoding (UTF-8, then %-escapes); values
 /// sent raw pass through unchanged.
 fn decoded(value: &str) -> String {
-    percent_decode_str(value.trim()).decode_utf8_lossy().into_owned()
+    percent_decode_str(value.trim())
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn same_namespace(a: &str, b: &str) -> bool {
-    a.trim_matches('/').eq_ignore_ascii_case(b.trim_matches('/'))
+    a.trim_matches('/')
+        .eq_ignore_ascii_case(b.trim_matches('/'))
 }
 
 impl Handler {
@@ -89,34 +96,56 @@ impl Handler {
         let started = Instant::now();
         let path = req.uri().path().to_string();
         let reply = self.handle_inner(req, scheme).await;
-        debug!(path, status = reply.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+        debug!(
+            path,
+            status = reply.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
         reply
     }
 
     async fn handle_inner(&self, req: Request<Incoming>, scheme: Scheme) -> Reply {
         let is_mpost = req.method().as_str() == "M-POST";
         if req.method() != Method::POST && !is_mpost {
-            let mut r = plain(HttpStatus::METHOD_NOT_ALLOWED, "CIM-XML requests are POST (or M-POST) to /cimom");
-            r.headers_mut().insert("Allow", HeaderValue::from_static("POST, M-POST"));
+            let mut r = plain(
+                HttpStatus::METHOD_NOT_ALLOWED,
+                "CIM-XML requests are POST (or M-POST) to /cimom",
+            );
+            r.headers_mut()
+                .insert("Allow", HeaderValue::from_static("POST, M-POST"));
             return r;
         }
         if req.uri().path() != "/cimom" {
-            return plain(HttpStatus::NOT_FOUND, "no such endpoint; CIM-XML is served at /cimom");
+            return plain(
+                HttpStatus::NOT_FOUND,
+                "no such endpoint; CIM-XML is served at /cimom",
+            );
         }
         let headers = req.headers().clone();
         if headers.get(hyper::header::HOST).is_none() {
-            return protocol_error(HttpStatus::BAD_REQUEST, "request-not-valid", "the Host header is missing");
+            return protocol_error(
+                HttpStatus::BAD_REQUEST,
+                "request-not-valid",
+                "the Host header is missing",
+            );
         }
         // Authentication first: nothing about the server is revealed to strangers.
-        let authorization = headers.get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+        let authorization = headers
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
         let auth = self.auth.clone();
-        let outcome = tokio::task::spawn_blocking(move || auth.authenticate(authorization.as_deref()))
-            .await
-            .unwrap_or(AuthOutcome::Rejected);
+        let outcome =
+            tokio::task::spawn_blocking(move || auth.authenticate(authorization.as_deref()))
+                .await
+                .unwrap_or(AuthOutcome::Rejected);
         let user = match outcome {
             AuthOutcome::Authenticated(u) => u,
             AuthOutcome::Missing | AuthOutcome::Rejected => {
-                let mut r = plain(HttpStatus::UNAUTHORIZED, "authentication required (HTTP Basic)");
+                let mut r = plain(
+                    HttpStatus::UNAUTHORIZED,
+                    "authentication required (HTTP Basic)",
+                );
                 r.headers_mut().insert(
                     hyper::header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"cimvirt\""),
@@ -160,7 +189,9 @@ impl Handler {
                 return protocol_error(
                     HttpStatus::BAD_REQUEST,
                     "unsupported-operation",
-                    &format!("CIMOperation '{op}' is not supported; this server accepts MethodCall"),
+                    &format!(
+                        "CIMOperation '{op}' is not supported; this server accepts MethodCall"
+                    ),
                 )
             }
             None if cim_header("CIMExport").is_some() => {
@@ -171,7 +202,11 @@ impl Handler {
                 )
             }
             None => {
-                return protocol_error(HttpStatus::BAD_REQUEST, "unsupported-operation", "the CIMOperation header is missing")
+                return protocol_error(
+                    HttpStatus::BAD_REQUEST,
+                    "unsupported-operation",
+                    "the CIMOperation header is missing",
+                )
             }
         }
         if cim_header("CIMBatch").is_some() {
@@ -192,11 +227,17 @@ impl Handler {
             }
         }
         let Some(method_header) = cim_header("CIMMethod") else {
-            return protocol_error(HttpStatus::BAD_REQUEST, "header-mismatch", "the CIMMethod header is missing");
+            return protocol_error(
+                HttpStatus::BAD_REQUEST,
+                "header-mismatch",
+                "the CIMMethod header is missing",
+            );
         };
         let object_header = cim_header("CIMObject");
 
-        if let Some(len) = header_str(&headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(len) =
+            header_str(&headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
+        {
             if len > self.limits.max_request_bytes {
                 return self.too_large();
             }
@@ -204,8 +245,18 @@ impl Handler {
         let body = Limited::new(req.into_body(), self.limits.max_request_bytes as usize);
         let body = match tokio::time::timeout(self.limits.body_read_timeout, body.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return self.too_large(),
-            Ok(Err(e)) => return plain(HttpStatus::BAD_REQUEST, &format!("reading the request body failed: {e}")),
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return self.too_large()
+            }
+            Ok(Err(e)) => {
+                return plain(
+                    HttpStatus::BAD_REQUEST,
+                    &format!("reading the request body failed: {e}"),
+                )
+            }
             Err(_) => {
                 let mut r = plain(
                     HttpStatus::REQUEST_TIMEOUT,
@@ -214,7 +265,8 @@ impl Handler {
                         self.limits.body_read_timeout.as_secs()
                     ),
                 );
-                r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                r.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
                 return r;
             }
         };
@@ -238,7 +290,10 @@ impl Handler {
             return protocol_error(
                 HttpStatus::BAD_REQUEST,
                 "header-mismatch",
-                &format!("CIMMethod '{method_header}' does not match the method '{}' in the body", request.method),
+                &format!(
+                    "CIMMethod '{method_header}' does not match the method '{}' in the body",
+                    request.method
+                ),
             );
         }
         if let Some(object) = &object_header {
@@ -263,7 +318,9 @@ impl Handler {
             }
         }
 
-        let host = header_str(&headers, "host").unwrap_or("localhost").to_string();
+        let host = header_str(&headers, "host")
+            .unwrap_or("localhost")
+            .to_string();
         let writer = ResponseWriter {
             id: request.id.clone(),
             method: request.method.clone(),
@@ -285,13 +342,18 @@ impl Handler {
                     )),
                     Some(Access::ReadOnly) if op.is_write() => Err(CimError::new(
                         StatusCode::AccessDenied,
-                        format!("user {} may only read in namespace {ns}; {} changes state", user.name, request.method),
+                        format!(
+                            "user {} may only read in namespace {ns}; {} changes state",
+                            user.name, request.method
+                        ),
                     )),
                     Some(_) => {
                         let ctx = RequestContext {
                             user: Arc::from(user.name.as_str()),
                         };
-                        match tokio::time::timeout_at(deadline, self.cimom.execute(&ctx, &ns, op)).await {
+                        match tokio::time::timeout_at(deadline, self.cimom.execute(&ctx, &ns, op))
+                            .await
+                        {
                             Ok(r) => r,
                             Err(_) => Err(self.timed_out()),
                         }
@@ -326,7 +388,8 @@ impl Handler {
                 self.limits.max_request_bytes
             ),
         );
-        r.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         r
     }
 
@@ -337,7 +400,12 @@ impl Handler {
         ))
     }
 
-    async fn respond(&self, writer: ResponseWriter, outcome: Result<Outcome, CimError>, deadline: tokio::time::Instant) -> Reply {
+    async fn respond(
+        &self,
+        writer: ResponseWriter,
+        outcome: Result<Outcome, CimError>,
+        deadline: tokio::time::Instant,
+    ) -> Reply {
         let xml = |s: String| xml_reply(ResponseBody::full(s));
         let (mut items, form) = match outcome {
             Err(e) => return xml(writer.error(&e)),
@@ -374,7 +442,8 @@ impl Handler {
                     Ok(Some(Ok(item))) => {
                         writer.item(&mut buf, &item, form);
                         if buf.len() >= CHUNK {
-                            let chunk = std::mem::replace(&mut buf, String::with_capacity(CHUNK + 4096));
+                            let chunk =
+                                std::mem::replace(&mut buf, String::with_capacity(CHUNK + 4096));
                             if tx.send(Frame::data(Bytes::from(chunk))).await.is_err() {
                                 return;
                             }
@@ -395,16 +464,21 @@ impl Handler {
             }
             let mut trailers = HeaderMap::new();
             trailers.insert("CIMStatusCode", HeaderValue::from(failure.code.code()));
-            let description = percent_encoding::utf8_percent_encode(&failure.description, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let description = percent_encoding::utf8_percent_encode(
+                &failure.description,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .to_string();
             if let Ok(v) = HeaderValue::from_str(&description) {
                 trailers.insert("CIMStatusCodeDescription", v);
             }
             let _ = tx.send(Frame::trailers(trailers)).await;
         });
         let mut reply = xml_reply(ResponseBody::Stream(rx));
-        reply
-            .headers_mut()
-            .insert("Trailer", HeaderValue::from_static("CIMStatusCode, CIMStatusCodeDescription"));
+        reply.headers_mut().insert(
+            "Trailer",
+            HeaderValue::from_static("CIMStatusCode, CIMStatusCodeDescription"),
+        );
         reply
     }
 }
@@ -441,7 +515,11 @@ fn valid_content_type(value: &str) -> bool {
 /// The header prefix of an M-POST, from `Man: http://www.dmtf.org/cim/mapping/http/v1.0; ns=73`.
 fn mpost_prefix(man: &str) -> Option<String> {
     let (uri, rest) = man.split_once(';')?;
-    if !uri.trim().trim_matches('"').eq_ignore_ascii_case("http://www.dmtf.org/cim/mapping/http/v1.0") {
+    if !uri
+        .trim()
+        .trim_matches('"')
+        .eq_ignore_ascii_case("http://www.dmtf.org/cim/mapping/http/v1.0")
+    {
         return None;
     }
     let ns = rest.trim().strip_prefix("ns=")?.trim();
@@ -459,7 +537,10 @@ mod tests {
         assert!(valid_content_type("application/xml"));
         assert!(!valid_content_type("application/json"));
         assert!(!valid_content_type("text/xml; charset=latin1"));
-        assert_eq!(mpost_prefix("http://www.dmtf.org/cim/mapping/http/v1.0; ns=73").as_deref(), Some("73"));
+        assert_eq!(
+            mpost_prefix("http://www.dmtf.org/cim/mapping/http/v1.0; ns=73").as_deref(),
+            Some("73")
+        );
         assert_eq!(mpost_prefix("http://example.com; ns=73"), None);
         assert_eq!(decoded("root%2Fvirt"), "root/virt");
         assert_eq!(decoded("root/virt"), "root/virt");

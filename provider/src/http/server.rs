@@ -121,7 +121,9 @@ pub async fn serve(
                 let handshake_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
@@ -153,7 +155,10 @@ pub async fn serve(
     for t in accept_tasks {
         t.abort();
     }
-    info!(connections = graceful.count(), "stopping: waiting for running requests");
+    info!(
+        connections = graceful.count(),
+        "stopping: waiting for running requests"
+    );
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

@@ -60,7 +60,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 /// Generates a self-signed certificate for `hostname`, `localhost` and the loopback
 /// addresses into `cert_path` and `key_path` (the key readable by the owner only).
 pub fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let mut names = vec![hostname.to_string(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let mut names = vec![
+        hostname.to_string(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
     names.dedup();
     let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(names)?;
     if let Some(dir) = cert_path.parent() {
@@ -81,7 +86,12 @@ pub fn generate(hostname: &str, cert_path: &Path, key_path: &Path) -> Result<(),
 
 /// Loads the certificate chain and key, generating them first when `generate_if_missing`
 /// and the files do not exist.
-pub fn load(cert_path: &Path, key_path: &Path, hostname: &str, generate_if_missing: bool) -> Result<Certificate, TlsError> {
+pub fn load(
+    cert_path: &Path,
+    key_path: &Path,
+    hostname: &str,
+    generate_if_missing: bool,
+) -> Result<Certificate, TlsError> {
     let mut generated = false;
     if generate_if_missing && !cert_path.exists() && !key_path.exists() {
         generate(hostname, cert_path, key_path)?;
@@ -99,7 +109,8 @@ pub fn load(cert_path: &Path, key_path: &Path, hostname: &str, generate_if_missi
         return Err(pem_err(cert_path, "holds no certificate".into()));
     }
     let key_pem = fs::read(key_path).map_err(io(key_path))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| pem_err(key_path, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| pem_err(key_path, e.to_string()))?;
     let fingerprint = ring::digest::digest(&ring::digest::SHA256, chain[0].as_ref())
         .as_ref()
         .iter()
