@@ -185,25 +185,38 @@ impl Authenticator {
         !self.users.is_empty()
     }
 
+    fn digest(header: &[u8]) -> [u8; 32] {
+        ring::digest::digest(&ring::digest::SHA256, header)
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
+    }
+
+    /// The user of recently verified credentials: cheap, so callers try it before
+    /// [`Authenticator::authenticate`].
+    pub fn remembered(&self, header: &[u8]) -> Option<Arc<User>> {
+        let digest = Self::digest(header);
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.get(&digest) {
+            Some((user, at)) if at.elapsed() < self.remember => Some(user.clone()),
+            Some(_) => {
+                cache.remove(&digest);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Checks an `Authorization` header value. Blocking (argon2): call from a blocking
     /// context.
     pub fn authenticate(&self, header: Option<&[u8]>) -> AuthOutcome {
         let Some(header) = header else {
             return AuthOutcome::Missing;
         };
-        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, header)
-            .as_ref()
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
-        {
-            let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((user, at)) = cache.get(&digest) {
-                if at.elapsed() < self.remember {
-                    return AuthOutcome::Authenticated(user.clone());
-                }
-                cache.remove(&digest);
-            }
+        if let Some(user) = self.remembered(header) {
+            return AuthOutcome::Authenticated(user);
         }
+        let digest = Self::digest(header);
         let Some((user, password)) = parse_basic(header) else {
             return AuthOutcome::Missing;
         };

@@ -59,6 +59,11 @@ fn join_key(namespace: &str, name: &str) -> String {
     format!("{}\0{}", namespace.to_lowercase(), name.to_lowercase())
 }
 
+/// Instance keys keep the path's case: string key values are case-sensitive.
+fn instance_key(namespace: &str, path: &str) -> String {
+    format!("{}\0{path}", namespace.to_lowercase())
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`. Fails if another process (a
     /// running server) has it open.
@@ -129,7 +134,7 @@ impl Store {
         path_key: &str,
         xml: &[u8],
     ) -> Result<(), StoreError> {
-        self.put(INSTANCES, &join_key(namespace, path_key), xml)
+        self.put(INSTANCES, &instance_key(namespace, path_key), xml)
     }
 
     /// Stores many static instances in one transaction.
@@ -142,7 +147,7 @@ impl Store {
         {
             let mut t = txn.open_table(INSTANCES)?;
             for (key, xml) in rows {
-                t.insert(join_key(namespace, key).as_str(), xml)?;
+                t.insert(instance_key(namespace, key).as_str(), xml)?;
             }
         }
         txn.commit()?;
@@ -151,7 +156,24 @@ impl Store {
 
     /// Removes a static instance.
     pub fn delete_instance(&self, namespace: &str, path_key: &str) -> Result<bool, StoreError> {
-        self.remove(INSTANCES, &join_key(namespace, path_key))
+        self.remove(INSTANCES, &instance_key(namespace, path_key))
+    }
+
+    /// Calls `f(namespace, path, xml)` for every static instance, without loading them
+    /// all into memory first.
+    pub fn for_each_instance(
+        &self,
+        mut f: impl FnMut(&str, &str, &[u8]),
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INSTANCES)?;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let key = k.value();
+            let (ns, path) = key.split_once('\0').unwrap_or(("", key));
+            f(ns, path, v.value());
+        }
+        Ok(())
     }
 
     /// All static instances.

@@ -74,6 +74,8 @@ def test_state_survives_restart(tmp_path):
         conn.CreateClass(CIMClass("Test_MoreDurable", superclass="Test_Durable"))
         for i in range(3):
             conn.CreateInstance(CIMInstance("Test_MoreDurable", {"Id": f"d{i}", "Caption": "kept"}))
+        # String keys are case-sensitive: these are two instances.
+        conn.CreateInstance(CIMInstance("Test_MoreDurable", {"Id": "D0", "Caption": "kept"}))
         conn.DeleteInstance(pywbem.CIMInstanceName("Test_MoreDurable", {"Id": "d1"}, namespace="root/virt"))
     finally:
         code, log = srv.stop()
@@ -84,7 +86,7 @@ def test_state_survives_restart(tmp_path):
         assert conn.GetQualifier("Durable").value == "q"
         assert conn.GetClass("Test_MoreDurable", LocalOnly=False).properties["Id"].qualifiers["Key"].value
         insts = conn.EnumerateInstances("Test_Durable")
-        assert sorted(i["Id"] for i in insts) == ["d0", "d2"]
+        assert sorted(i["Id"] for i in insts) == ["D0", "d0", "d2"]
         assert all(i["Caption"] == "kept" for i in insts)
     finally:
         assert again.stop()[0] == 0

@@ -145,25 +145,25 @@ impl Cimom {
         }
         let mut table = InstanceTable::default();
         let mut loaded = 0usize;
-        for (ns, key, xml) in store.instances()? {
+        store.for_each_instance(|ns, key, xml| {
             let decoder = decode::Decoder {
                 limits: &limits,
                 namespace: None,
             };
-            let instance = dom::parse(&xml, &limits)
+            let instance = dom::parse(xml, &limits)
                 .map_err(|e| CimError::failed(e.to_string()))
                 .and_then(|e| decoder.instance(&e))
-                .and_then(|i| repo.complete_instance(&ns, i).map_err(CimError::from));
+                .and_then(|i| repo.complete_instance(ns, i).map_err(CimError::from));
             match instance {
                 Ok((path, instance)) => {
-                    table.insert(&ns, provider::with_path(path, instance));
+                    table.insert(ns, provider::with_path(path, instance));
                     loaded += 1;
                 }
                 Err(e) => {
                     warn!(namespace = ns, instance = key, error = %e, "stored instance not loaded")
                 }
             }
-        }
+        })?;
         tracing::info!(
             namespaces = repo.namespaces().count(),
             classes = repo.namespaces().map(|n| n.classes().len()).sum::<usize>(),

@@ -22,21 +22,56 @@ pub struct PathContext {
     pub namespace: String,
 }
 
+/// Which bytes element content must escape: `&`, `<`, `>` and C0 controls other than
+/// tab, newline and carriage return.
+const TEXT_SPECIAL: [bool; 256] = special(b"&<>", false);
+/// Which bytes attribute values must escape: those, `"`, and every C0 control.
+const ATTR_SPECIAL: [bool; 256] = special(b"&<>\"", true);
+
+const fn special(chars: &[u8], all_controls: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = all_controls || !matches!(b as u8, b'\t' | b'\n' | b'\r');
+        b += 1;
+    }
+    let mut i = 0;
+    while i < chars.len() {
+        table[chars[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Writes `s` with the bytes `table` marks replaced by entities, copying the runs
+/// between them whole (this is the encoder's innermost loop).
+#[inline]
+fn escaped(out: &mut String, s: &str, table: &[bool; 256]) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    while let Some(offset) = bytes[start..].iter().position(|&b| table[b as usize]) {
+        // Only ASCII bytes are ever marked, so this is a character boundary.
+        let i = start + offset;
+        out.push_str(&s[start..i]);
+        match bytes[i] {
+            b'&' => out.push_str("&amp;"),
+            b'<' => out.push_str("&lt;"),
+            b'>' => out.push_str("&gt;"),
+            b'"' => out.push_str("&quot;"),
+            // XML 1.0 cannot carry most C0 controls; a character reference keeps them
+            // visible to the (lenient) clients that accept XML 1.1 references.
+            b => {
+                let _ = write!(out, "&#x{b:X};");
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+}
+
 /// Writes `s` escaped for element content.
 pub fn text(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            // XML 1.0 cannot carry other C0 controls; a character reference keeps them
-            // visible to the (lenient) clients that accept XML 1.1 references.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {
-                let _ = write!(out, "&#x{:X};", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    escaped(out, s, &TEXT_SPECIAL);
 }
 
 /// Writes `name="value"` with the value escaped for an attribute, preceded by a space.
@@ -44,19 +79,29 @@ pub fn attr(out: &mut String, name: &str, value: &str) {
     out.push(' ');
     out.push_str(name);
     out.push_str("=\"");
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c => out.push(c),
-        }
-    }
+    escaped(out, value, &ATTR_SPECIAL);
     out.push('"');
+}
+
+/// Writes the text form of a scalar value, escaped for element content.
+fn scalar_into(out: &mut String, v: &Value) {
+    match v {
+        Value::Boolean(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
+        Value::String(s) => text(out, s),
+        Value::UInt8(n) => push_display(out, n),
+        Value::SInt8(n) => push_display(out, n),
+        Value::UInt16(n) => push_display(out, n),
+        Value::SInt16(n) => push_display(out, n),
+        Value::UInt32(n) => push_display(out, n),
+        Value::SInt32(n) => push_display(out, n),
+        Value::UInt64(n) => push_display(out, n),
+        Value::SInt64(n) => push_display(out, n),
+        v => text(out, &scalar_text(v)),
+    }
+}
+
+fn push_display(out: &mut String, v: &impl std::fmt::Display) {
+    let _ = write!(out, "{v}");
 }
 
 /// The text form of a scalar value inside `<VALUE>` (references and embedded instances
@@ -131,7 +176,7 @@ pub fn value(out: &mut String, v: &Value, ctx: Option<&PathContext>) {
 
 fn scalar(out: &mut String, v: &Value) {
     out.push_str("<VALUE>");
-    text(out, &scalar_text(v));
+    scalar_into(out, v);
     out.push_str("</VALUE>");
 }
 
@@ -176,7 +221,7 @@ pub fn instance_name(out: &mut String, path: &ObjectPath) {
                 attr(out, "VALUETYPE", valuetype);
                 attr(out, "TYPE", ty.as_str());
                 out.push('>');
-                text(out, &scalar_text(v));
+                scalar_into(out, v);
                 out.push_str("</KEYVALUE>");
             }
         }
@@ -620,7 +665,7 @@ mod tests {
         let mut s = String::new();
         text(&mut s, "a<b&c>\u{1}");
         attr(&mut s, "X", "\"q\"\n");
-        assert_eq!(s, "a&lt;b&amp;c&gt;&#x1; X=\"&quot;q&quot;&#10;\"");
+        assert_eq!(s, "a&lt;b&amp;c&gt;&#x1; X=\"&quot;q&quot;&#xA;\"");
     }
 
     #[test]

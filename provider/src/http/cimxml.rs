@@ -131,14 +131,19 @@ impl Handler {
             );
         }
         // Authentication first: nothing about the server is revealed to strangers.
-        let authorization = headers
-            .get(hyper::header::AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
-        let auth = self.auth.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || auth.authenticate(authorization.as_deref()))
-                .await
-                .unwrap_or(AuthOutcome::Rejected);
+        let authorization = headers.get(hyper::header::AUTHORIZATION);
+        let remembered = authorization.and_then(|h| self.auth.remembered(h.as_bytes()));
+        let outcome = match remembered {
+            Some(user) => AuthOutcome::Authenticated(user),
+            None => {
+                // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+                let authorization = authorization.map(|v| v.as_bytes().to_vec());
+                let auth = self.auth.clone();
+                tokio::task::spawn_blocking(move || auth.authenticate(authorization.as_deref()))
+                    .await
+                    .unwrap_or(AuthOutcome::Rejected)
+            }
+        };
         let user = match outcome {
             AuthOutcome::Authenticated(u) => u,
             AuthOutcome::Missing | AuthOutcome::Rejected => {
