@@ -43,6 +43,9 @@ const NAMESPACES: TableDefinition<&str, ()> = TableDefinition::new("namespaces")
 /// the serialized object.
 pub type Record = (String, String, Vec<u8>);
 
+/// Page cache of the database.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The database.
 pub struct Store {
     db: Database,
@@ -68,7 +71,11 @@ impl Store {
     /// Opens (creating if needed) the database at `path`. Fails if another process (a
     /// running server) has it open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        // redb's default page cache is 1 GiB; the server keeps its own in-memory copy of
+        // what it reads, so a small cache is enough.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(USERS)?;
         txn.open_table(INSTANCES)?;

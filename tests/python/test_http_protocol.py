@@ -1,10 +1,12 @@
 """DSP0200 protocol error paths with raw HTTP requests, and the configured limits."""
 
 import base64
-import os
 import socket
 import ssl
 import time
+import urllib.parse
+
+import pywbem
 
 import pytest
 
@@ -225,8 +227,8 @@ def limited(tmp_path_factory):
     data = tmp_path_factory.mktemp("limited")
     config = data / "cimvirtd.toml"
     config.write_text(
-        "[limits]\nmax_request_bytes = 20000\nmax_xml_depth = 20\nmax_connections = 4\n"
-        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n"
+        "[limits]\nmax_request_bytes = 200000\nmax_xml_depth = 20\nmax_connections = 4\n"
+        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\nrequest_timeout_secs = 2\n"
         "[log]\nformat = \"json\"\n")
     srv = Server(data, extra_args=["--config", str(config)])
     yield srv
@@ -236,7 +238,7 @@ def limited(tmp_path_factory):
 
 
 def test_oversize_bodies_get_413(limited):
-    big = ENUM_CLASS_NAMES.replace("</CIM>", "<!--" + "x" * 30000 + "--></CIM>")
+    big = ENUM_CLASS_NAMES.replace("</CIM>", "<!--" + "x" * 300000 + "--></CIM>")
     r = request(limited.http_port, body=big)
     assert r.status == 413
     # Chunked, so the size is only known while reading.
@@ -244,7 +246,7 @@ def test_oversize_bodies_get_413(limited):
     try:
         h = headers_for("", Content_Length=None, Transfer_Encoding="chunked")
         s.sendall(("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode())
-        for _ in range(4):
+        for _ in range(30):
             s.sendall(b"2000\r\n" + b"x" * 0x2000 + b"\r\n")
         assert read_reply(s).status == 413
     finally:
@@ -297,3 +299,52 @@ def test_connection_limit_answers_503(limited):
             s.close()
     time.sleep(0.3)
     assert request(limited.http_port).status == 200
+
+
+def test_an_error_after_streaming_started_arrives_in_trailers(limited):
+    """A client that stops reading makes the response outlast the 2 s operation limit:
+    the server cannot send an ERROR element any more, so it ends the chunked body with the
+    CIMStatusCode and CIMStatusCodeDescription trailers (DSP0200 chunking)."""
+    conn = limited.conn()
+    conn.CreateClass(pywbem.CIMClass(
+        "Test_Bulky", superclass="CIM_ManagedElement",
+        properties=[pywbem.CIMProperty("Id", None, type="string", qualifiers={"Key": True})]))
+    # 25 MB: more than the kernel's socket buffers on both sides can hold.
+    for i in range(400):
+        conn.CreateInstance(pywbem.CIMInstance("Test_Bulky", {"Id": f"b{i:04}", "Description": "z" * 64000}))
+    body = ENUM_CLASS_NAMES.replace("EnumerateClassNames", "EnumerateInstances").replace(
+        "</LOCALNAMESPACEPATH>",
+        '</LOCALNAMESPACEPATH><IPARAMVALUE NAME="ClassName"><CLASSNAME NAME="Test_Bulky"/></IPARAMVALUE>')
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", limited.http_port))
+    s.settimeout(20)
+    try:
+        h = headers_for(body, CIMMethod="EnumerateInstances", TE="trailers")
+        s.sendall(("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+                   + "\r\n" + body).encode())
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        time.sleep(3)
+        reply = read_reply_after(s, first)
+    finally:
+        s.close()
+    assert reply.headers.get("transfer-encoding") == "chunked"
+    assert reply.trailers.get("cimstatuscode") == "1", (reply.trailers, len(reply.body), reply.body[-200:])
+    assert "request_timeout_secs" in urllib.parse.unquote(reply.trailers["cimstatuscodedescription"])
+    assert not reply.body.endswith(b"</CIM>\n")
+    assert request(limited.http_port).status == 200
+
+
+def read_reply_after(s, already):
+    """read_reply for a socket whose first bytes were already read."""
+    class Prefixed:
+        def __init__(self):
+            self.pending = already
+
+        def recv(self, n):
+            if self.pending:
+                data, self.pending = self.pending, b""
+                return data
+            return s.recv(n)
+    return read_reply(Prefixed())

@@ -357,6 +357,33 @@ def test_pull_associations_and_query(model, conn):
     assert sorted(rows) == ["alice", "carol"]
 
 
+def test_enumeration_count(model, http_conn):
+    r = http_conn.OpenEnumerateInstances("Test_Person", MaxObjectCount=1)
+    result = http_conn._imethodcall("EnumerationCount", NS, EnumerationContext=r.context[0])
+    # The count of a provider-fed stream is unknown: DSP0200 lets the server return NULL.
+    assert result == [("IRETURNVALUE", {}, [])] or result[0][2] in (None, [])
+    http_conn.CloseEnumeration(r.context)
+    with pytest.raises(CIMError) as e:
+        http_conn._imethodcall("EnumerationCount", NS, EnumerationContext=r.context[0])
+    assert code_of(e) == pywbem.CIM_ERR_INVALID_ENUMERATION_CONTEXT
+
+
+def test_providers_and_static_instances_merge(http_conn):
+    conn = http_conn
+    conn.CreateClass(CIMClass("Test_InteropStatic", superclass="CIM_ManagedElement",
+                              properties=[CIMProperty("Id", None, type="string",
+                                                      qualifiers={"Key": True})]),
+                     namespace="interop")
+    conn.CreateInstance(CIMInstance("Test_InteropStatic", {"Id": "s1"}), namespace="interop")
+    classes = {p.classname for p in conn.EnumerateInstanceNames("CIM_ManagedElement", namespace="interop")}
+    # CIM_ObjectManager and CIM_Namespace come from the interop provider, Test_InteropStatic
+    # from the repository.
+    assert {"CIM_ObjectManager", "CIM_Namespace", "CIM_RegisteredProfile", "Test_InteropStatic"} <= classes
+    with pytest.raises(CIMError) as e:
+        conn.CreateInstance(CIMInstance("CIM_Namespace", {"Name": "x"}), namespace="interop")
+    assert code_of(e) == pywbem.CIM_ERR_NOT_SUPPORTED
+
+
 def test_iter_operations_use_pull(model, server):
     conn = server.conn("http", use_pull_operations=True)
     assert len(list(conn.IterEnumerateInstances("Test_Person", MaxObjectCount=1))) == 3

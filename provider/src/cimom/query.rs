@@ -740,6 +740,20 @@ mod tests {
         assert!(!eval("SELECT * FROM C WHERE Caption = 'x'"));
         assert!(!eval("SELECT * FROM C WHERE NOT Caption = 'x'"));
         assert!(eval("SELECT * FROM C WHERE 3 > EnabledState"));
+        let mut with_ref = inst();
+        with_ref.set(
+            "Owner",
+            Value::Reference(ObjectPath::class(None, "KVM_ComputerSystem").with_key("Name", "x")),
+        );
+        let isa = |q: &str| {
+            Query::parse(Language::Wql, q)
+                .unwrap()
+                .matches(&with_ref, &|a, b| a == b || b == "CIM_System")
+        };
+        assert!(isa("SELECT * FROM C WHERE Owner ISA CIM_System"));
+        assert!(isa("SELECT * FROM C WHERE Owner ISA 'KVM_ComputerSystem'"));
+        assert!(!isa("SELECT * FROM C WHERE Owner ISA CIM_Job"));
+        assert!(!isa("SELECT * FROM C WHERE Name ISA CIM_System"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::error::{CimError, StatusCode};
 const WHOLE_LIMIT: usize = 64 * 1024;
 /// Size of the chunks of a streamed response.
 const CHUNK: usize = 32 * 1024;
+/// Once an operation has run out of time, how long a client that is not reading gets to
+/// take the trailers that say so.
+const TRAILER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves requests.
 pub struct Handler {
@@ -438,35 +441,48 @@ impl Handler {
         let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
         let timeout_error = self.timed_out();
         tokio::spawn(async move {
-            if tx.send(Frame::data(Bytes::from(body))).await.is_err() {
-                return;
-            }
-            let mut buf = String::with_capacity(CHUNK + 4096);
-            let failure = loop {
-                match tokio::time::timeout_at(deadline, items.recv()).await {
-                    Ok(Some(Ok(item))) => {
-                        writer.item(&mut buf, &item, form);
-                        if buf.len() >= CHUNK {
-                            let chunk =
-                                std::mem::replace(&mut buf, String::with_capacity(CHUNK + 4096));
-                            if tx.send(Frame::data(Bytes::from(chunk))).await.is_err() {
-                                return;
-                            }
-                        }
+            // Sends a frame unless the deadline passes first (a client that stopped
+            // reading); Err(true) if the client is gone.
+            let send = |frame: Frame<Bytes>| {
+                let tx = tx.clone();
+                async move {
+                    match tokio::time::timeout_at(deadline, tx.send(frame)).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(_)) => Err(true),
+                        Err(_) => Err(false),
                     }
+                }
+            };
+            let mut buf = body;
+            let failure = loop {
+                if buf.len() >= CHUNK {
+                    let chunk = std::mem::replace(&mut buf, String::with_capacity(CHUNK + 4096));
+                    match send(Frame::data(Bytes::from(chunk))).await {
+                        Ok(()) => {}
+                        Err(true) => return,
+                        Err(false) => break timeout_error,
+                    }
+                }
+                // A timeout polls its future first: check the deadline explicitly so a
+                // producer that is always ready cannot outrun it.
+                if tokio::time::Instant::now() >= deadline {
+                    break timeout_error;
+                }
+                match tokio::time::timeout_at(deadline, items.recv()).await {
+                    Ok(Some(Ok(item))) => writer.item(&mut buf, &item, form),
                     Ok(None) => {
                         buf.push_str(&writer.stream_suffix());
-                        let _ = tx.send(Frame::data(Bytes::from(buf))).await;
-                        return;
+                        match send(Frame::data(Bytes::from(std::mem::take(&mut buf)))).await {
+                            Ok(()) | Err(true) => return,
+                            Err(false) => break timeout_error,
+                        }
                     }
                     Ok(Some(Err(e))) => break e,
                     Err(_) => break timeout_error,
                 }
             };
             // Too late for an ERROR element: DSP0200 puts the status in trailers.
-            if !buf.is_empty() && tx.send(Frame::data(Bytes::from(buf))).await.is_err() {
-                return;
-            }
+            drop(items);
             let mut trailers = HeaderMap::new();
             trailers.insert("CIMStatusCode", HeaderValue::from(failure.code.code()));
             let description = percent_encoding::utf8_percent_encode(
@@ -477,7 +493,18 @@ impl Handler {
             if let Ok(v) = HeaderValue::from_str(&description) {
                 trailers.insert("CIMStatusCodeDescription", v);
             }
-            let _ = tx.send(Frame::trailers(trailers)).await;
+            let frames = [Frame::data(Bytes::from(buf)), Frame::trailers(trailers)];
+            for frame in frames {
+                if frame.data_ref().is_some_and(|d| d.is_empty()) {
+                    continue;
+                }
+                if !matches!(
+                    tokio::time::timeout(TRAILER_GRACE, tx.send(frame)).await,
+                    Ok(Ok(()))
+                ) {
+                    return;
+                }
+            }
         });
         let mut reply = xml_reply(ResponseBody::Stream(rx));
         reply.headers_mut().insert(
