@@ -180,6 +180,11 @@ impl Repository {
             .expect("namespace was just created")
     }
 
+    /// Removes a namespace with everything in it; returns whether it existed.
+    pub fn remove_namespace(&mut self, name: &str) -> bool {
+        self.namespaces.remove(name.trim_matches('/')).is_some()
+    }
+
     /// The namespace named `name`.
     pub fn namespace(&self, name: &str) -> Result<&Namespace> {
         self.namespaces

@@ -259,6 +259,37 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a namespace created by a client, with the qualifier declarations stored in
+    /// it (its classes and instances must be gone already), in one transaction.
+    pub fn delete_namespace(&self, name: &str) -> Result<bool, StoreError> {
+        let prefix = format!("{}\0", name.to_lowercase());
+        let txn = self.db.begin_write()?;
+        let existed = {
+            let mut qualifiers = txn.open_table(QUALIFIERS)?;
+            let keys: Vec<String> = qualifiers
+                .iter()?
+                .filter_map(|row| row.ok())
+                .map(|(k, _)| k.value().to_string())
+                .filter(|k| k.starts_with(&prefix))
+                .collect();
+            for k in keys {
+                qualifiers.remove(k.as_str())?;
+            }
+            let mut namespaces = txn.open_table(NAMESPACES)?;
+            let found = namespaces
+                .iter()?
+                .filter_map(|row| row.ok())
+                .map(|(k, _)| k.value().to_string())
+                .find(|k| k.eq_ignore_ascii_case(name));
+            match found {
+                Some(k) => namespaces.remove(k.as_str())?.is_some(),
+                None => false,
+            }
+        };
+        txn.commit()?;
+        Ok(existed)
+    }
+
     /// Namespaces created by clients.
     pub fn namespaces(&self) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;

@@ -65,6 +65,7 @@ def test_state_survives_restart(tmp_path):
     srv = Server(data)
     try:
         conn = srv.conn()
+        pywbem.WBEMServer(conn).create_namespace("root/kept")
         conn.SetQualifier(pywbem.CIMQualifierDeclaration(
             "Durable", "string", scopes={"CLASS": True}, value="q"))
         conn.CreateClass(CIMClass("Test_Durable", superclass="CIM_ManagedElement",
@@ -83,6 +84,7 @@ def test_state_survives_restart(tmp_path):
     again = Server(data, users=False)
     try:
         conn = again.conn()
+        assert "root/kept" in pywbem.WBEMServer(conn).namespaces
         assert conn.GetQualifier("Durable").value == "q"
         assert conn.GetClass("Test_MoreDurable", LocalOnly=False).properties["Id"].qualifiers["Key"].value
         insts = conn.EnumerateInstances("Test_Durable")

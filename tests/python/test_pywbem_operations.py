@@ -380,8 +380,45 @@ def test_providers_and_static_instances_merge(http_conn):
     # from the repository.
     assert {"CIM_ObjectManager", "CIM_Namespace", "CIM_RegisteredProfile", "Test_InteropStatic"} <= classes
     with pytest.raises(CIMError) as e:
-        conn.CreateInstance(CIMInstance("CIM_Namespace", {"Name": "x"}), namespace="interop")
+        conn.CreateInstance(CIMInstance("CIM_ObjectManager", {"Name": "x"}), namespace="interop")
     assert code_of(e) == pywbem.CIM_ERR_NOT_SUPPORTED
+
+
+def test_namespaces_are_created_and_deleted(http_conn):
+    conn = http_conn
+    server = pywbem.WBEMServer(conn)
+    assert server.create_namespace("root/scratch") == "root/scratch"
+    assert "root/scratch" in pywbem.WBEMServer(conn).namespaces
+    with pytest.raises(CIMError) as e:
+        server.create_namespace("root/scratch")
+    assert code_of(e) == pywbem.CIM_ERR_ALREADY_EXISTS
+    # A new namespace is empty: qualifiers first, then classes.
+    assert conn.EnumerateQualifiers(namespace="root/scratch") == []
+    conn.SetQualifier(CIMQualifierDeclaration("Key", "boolean", value=False, scopes={"PROPERTY": True},
+                                              overridable=False), namespace="root/scratch")
+    conn.CreateClass(CIMClass("Scratch", properties=[CIMProperty("K", None, type="string",
+                                                                 qualifiers={"Key": True})]),
+                     namespace="root/scratch")
+    with pytest.raises(CIMError) as e:
+        server.delete_namespace("root/scratch")
+    assert code_of(e) == pywbem.CIM_ERR_NAMESPACE_NOT_EMPTY
+    conn.DeleteClass("Scratch", namespace="root/scratch")
+    with pytest.raises(CIMError) as e:  # the server's own check, without pywbem's
+        conn.DeleteInstance(next(p for p in conn.EnumerateInstanceNames("CIM_Namespace", namespace="interop")
+                                 if p.keybindings["Name"] == "root/scratch"))
+    assert code_of(e) == pywbem.CIM_ERR_NAMESPACE_NOT_EMPTY
+    conn.DeleteQualifier("Key", namespace="root/scratch")
+    server.delete_namespace("root/scratch")
+    with pytest.raises(CIMError) as e:
+        conn.EnumerateClassNames(namespace="root/scratch")
+    assert code_of(e) == pywbem.CIM_ERR_INVALID_NAMESPACE
+    with pytest.raises(CIMError) as e:
+        conn.DeleteInstance(next(p for p in conn.EnumerateInstanceNames("CIM_Namespace", namespace="interop")
+                                 if p.keybindings["Name"] == "root/virt"))
+    assert code_of(e) == pywbem.CIM_ERR_NOT_SUPPORTED
+    with pytest.raises(CIMError) as e:
+        server.create_namespace("bad//name")
+    assert code_of(e) == pywbem.CIM_ERR_INVALID_PARAMETER
 
 
 def test_iter_operations_use_pull(model, server):

@@ -32,6 +32,10 @@ def test_server_commands(server):
     out = pywbemcli(server, "https", "-o", "simple", "profile", "centralinsts")
     assert "CIM_ObjectManager" in out
     assert "0.1.0" in pywbemcli(server, "http", "server", "info")
+    pywbemcli(server, "http", "namespace", "create", "root/cli")
+    assert "root/cli" in pywbemcli(server, "http", "namespace", "list")
+    pywbemcli(server, "https", "namespace", "delete", "root/cli")
+    assert "root/cli" not in pywbemcli(server, "http", "namespace", "list")
 
 
 def test_instance_commands_use_pull(server, model):
