@@ -88,7 +88,7 @@ impl Default for Limits {
         Limits {
             max_request_bytes: 16 * 1024 * 1024,
             max_xml_depth: 64,
-            max_xml_elements: 1_000_000,
+            max_xml_elements: 100_000,
             max_connections: 1024,
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 60,

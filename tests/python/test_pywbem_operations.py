@@ -467,6 +467,7 @@ def test_wrong_credentials_are_refused(server):
         for creds in (("admin", "wrong"), ("nobody", "x")):
             with pytest.raises(pywbem.AuthError):
                 server.conn(scheme, creds=creds).EnumerateClassNames()
+    assert "authentication failed" in server.log_path.read_text()
 
 
 def test_read_only_user(model, server):

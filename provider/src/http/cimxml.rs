@@ -1,6 +1,7 @@
 //! The CIM-XML endpoint: DSP0200 header checks, authentication and authorization, body
 //! limits, dispatch, and streamed responses with error trailers.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_
 use hyper::{Method, Request, Response, StatusCode as HttpStatus};
 use percent_encoding::percent_decode_str;
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::body::ResponseBody;
 use super::{HttpLimits, Scheme};
@@ -95,10 +96,10 @@ impl Handler {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, scheme: Scheme) -> Reply {
+    pub async fn handle(&self, req: Request<Incoming>, scheme: Scheme, peer: SocketAddr) -> Reply {
         let started = Instant::now();
         let path = req.uri().path().to_string();
-        let reply = self.handle_inner(req, scheme).await;
+        let reply = self.handle_inner(req, scheme, peer).await;
         debug!(
             path,
             status = reply.status().as_u16(),
@@ -108,7 +109,12 @@ impl Handler {
         reply
     }
 
-    async fn handle_inner(&self, req: Request<Incoming>, scheme: Scheme) -> Reply {
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        scheme: Scheme,
+        peer: SocketAddr,
+    ) -> Reply {
         let is_mpost = req.method().as_str() == "M-POST";
         if req.method() != Method::POST && !is_mpost {
             let mut r = plain(
@@ -149,7 +155,10 @@ impl Handler {
         };
         let user = match outcome {
             AuthOutcome::Authenticated(u) => u,
-            AuthOutcome::Missing | AuthOutcome::Rejected => {
+            outcome @ (AuthOutcome::Missing | AuthOutcome::Rejected) => {
+                if matches!(outcome, AuthOutcome::Rejected) {
+                    warn!(%peer, scheme = ?scheme, "authentication failed: wrong user name or password");
+                }
                 let mut r = plain(
                     HttpStatus::UNAUTHORIZED,
                     "authentication required (HTTP Basic)",

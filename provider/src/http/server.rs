@@ -107,7 +107,7 @@ pub async fn serve(
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, std::convert::Infallible>(handler.handle(req, scheme).await) }
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(req, scheme, peer).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
