@@ -115,11 +115,18 @@ impl Query {
     /// Parses `text` in `language`.
     pub fn parse(language: Language, text: &str) -> Result<Query, CimError> {
         let tokens = lex(text)?;
+        if tokens.len() > MAX_TOKENS {
+            return Err(query_error(
+                tokens[MAX_TOKENS].pos,
+                format!("the query is longer than {MAX_TOKENS} tokens"),
+            ));
+        }
         let mut p = Parser {
             tokens,
             pos: 0,
             text_len: text.len(),
             language,
+            depth: 0,
         };
         let q = match language {
             Language::Wql => p.select()?,
@@ -538,11 +545,18 @@ fn lex(text: &str) -> Result<Vec<Token>, CimError> {
     Ok(out)
 }
 
+/// Deepest nesting of parentheses and NOT; with [`MAX_TOKENS`], this bounds the depth of
+/// the expression tree, which is parsed, evaluated and dropped recursively.
+const MAX_NESTING: usize = 64;
+/// Longest query, in tokens.
+const MAX_TOKENS: usize = 4096;
+
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     text_len: usize,
     language: Language,
+    depth: usize,
 }
 
 impl Parser {
@@ -643,19 +657,32 @@ impl Parser {
     }
 
     fn not(&mut self) -> Result<Expr, CimError> {
+        if self.is_keyword("NOT") || self.peek() == Some(&Kind::LParen) {
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(self.error_at(
+                    self.here(),
+                    format!("parentheses and NOT are nested deeper than {MAX_NESTING}"),
+                ));
+            }
+            let e = self.nested();
+            self.depth -= 1;
+            return e;
+        }
+        self.predicate()
+    }
+
+    fn nested(&mut self) -> Result<Expr, CimError> {
         if self.eat_keyword("NOT") {
             return Ok(Expr::Not(Box::new(self.not()?)));
         }
-        if self.peek() == Some(&Kind::LParen) {
-            self.pos += 1;
-            let e = self.expr()?;
-            if self.peek() != Some(&Kind::RParen) {
-                return Err(self.unexpected("')'"));
-            }
-            self.pos += 1;
-            return Ok(e);
+        self.pos += 1; // the '('
+        let e = self.expr()?;
+        if self.peek() != Some(&Kind::RParen) {
+            return Err(self.unexpected("')'"));
         }
-        self.predicate()
+        self.pos += 1;
+        Ok(e)
     }
 
     fn operand(&mut self) -> Result<Operand, CimError> {
@@ -834,6 +861,33 @@ mod tests {
             Language::parse("CQL").unwrap_err().code,
             StatusCode::QueryLanguageNotSupported
         );
+    }
+
+    #[test]
+    fn nesting_and_length_are_bounded() {
+        let deep = format!("{}a = 1{}", "(".repeat(65), ")".repeat(65));
+        let e = Query::parse(Language::Fql, &deep).unwrap_err();
+        assert!(
+            e.description.contains("nested deeper than 64"),
+            "{}",
+            e.description
+        );
+        assert!(Query::parse(
+            Language::Fql,
+            &format!("{}a = 1{}", "(".repeat(64), ")".repeat(64))
+        )
+        .is_ok());
+        let nots = format!("{}a = 1", "NOT ".repeat(100));
+        assert!(Query::parse(Language::Fql, &nots).is_err());
+        let long = vec!["a = 1"; 2000].join(" AND ");
+        let e = Query::parse(Language::Fql, &long).unwrap_err();
+        assert!(
+            e.description.contains("longer than 4096 tokens"),
+            "{}",
+            e.description
+        );
+        let ok = vec!["a = 1"; 1000].join(" OR ");
+        assert!(Query::parse(Language::Fql, &ok).is_ok());
     }
 
     #[test]
