@@ -9,11 +9,11 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 
 use super::convert::normalize_path;
-use super::instances::Shaper;
 use super::operation::{AssociationFilter, InstanceOptions, OpenOptions};
 use super::provider::{self, InstanceSink, ProviderContext};
 use super::query::Query;
 use super::result::{ClassItem, InstanceWithPath, Item, ItemStream, Outcome, ResultForm};
+use super::shaper::Shaper;
 use super::{Cimom, RequestContext};
 use crate::cimxml::encode::ClassFilter;
 use crate::error::{CimError, CimResult, StatusCode};

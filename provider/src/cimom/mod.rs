@@ -10,13 +10,17 @@
 mod associations;
 mod classes;
 pub mod convert;
+mod enumerations;
 mod instances;
 pub mod interop;
+mod methods;
+mod namespaces;
 pub mod operation;
 pub mod provider;
 pub mod pull;
 pub mod query;
 pub mod result;
+mod shaper;
 mod table;
 
 use std::collections::HashSet;

@@ -5,33 +5,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode as HttpStatus};
 use percent_encoding::percent_decode_str;
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::body::ResponseBody;
+use super::stream;
 use super::{HttpLimits, Scheme};
 use crate::auth::{Access, AuthOutcome, Authenticator};
-use crate::cimom::result::Outcome;
 use crate::cimom::{Cimom, RequestContext};
 use crate::cimxml::dom::XmlLimits;
 use crate::cimxml::encode::PathContext;
 use crate::cimxml::request::{self, EnvelopeError};
 use crate::cimxml::response::ResponseWriter;
 use crate::error::{CimError, StatusCode};
-
-/// Responses smaller than this are sent whole, with a Content-Length.
-const WHOLE_LIMIT: usize = 64 * 1024;
-/// Size of the chunks of a streamed response.
-const CHUNK: usize = 32 * 1024;
-/// Once an operation has run out of time, how long a client that is not reading gets to
-/// take the trailers that say so.
-const TRAILER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves requests.
 pub struct Handler {
@@ -41,7 +31,7 @@ pub struct Handler {
     xml: XmlLimits,
 }
 
-type Reply = Response<ResponseBody>;
+use super::stream::Reply;
 
 fn plain(status: HttpStatus, text: &str) -> Reply {
     Response::builder()
@@ -381,7 +371,7 @@ impl Handler {
         if let Err(e) = &outcome {
             info!(user = user.name, method = request.method, namespace = request.namespace, code = e.code.code(), error = e.description, scheme = ?scheme, "operation failed");
         }
-        let mut reply = self.respond(writer, outcome, deadline).await;
+        let mut reply = stream::respond(writer, outcome, deadline, self.timed_out()).await;
         let h = reply.headers_mut();
         match &prefix {
             Some(p) => {
@@ -416,120 +406,6 @@ impl Handler {
             self.limits.request_timeout.as_secs()
         ))
     }
-
-    async fn respond(
-        &self,
-        writer: ResponseWriter,
-        outcome: Result<Outcome, CimError>,
-        deadline: tokio::time::Instant,
-    ) -> Reply {
-        let xml = |s: String| xml_reply(ResponseBody::full(s));
-        let (mut items, form) = match outcome {
-            Err(e) => return xml(writer.error(&e)),
-            Ok(Outcome::Stream(items, form)) => (items, form),
-            Ok(outcome) => return xml(writer.complete(&outcome)),
-        };
-        // Small results go out whole; large ones stream from here on.
-        let mut body = writer.stream_prefix();
-        loop {
-            match tokio::time::timeout_at(deadline, items.recv()).await {
-                Err(_) => return xml(writer.error(&self.timed_out())),
-                Ok(None) => {
-                    body.push_str(&writer.stream_suffix());
-                    return xml(body);
-                }
-                Ok(Some(Err(e))) => return xml(writer.error(&e)),
-                Ok(Some(Ok(item))) => {
-                    writer.item(&mut body, &item, form);
-                    if body.len() >= WHOLE_LIMIT {
-                        break;
-                    }
-                }
-            }
-        }
-        let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
-        let timeout_error = self.timed_out();
-        tokio::spawn(async move {
-            // Sends a frame unless the deadline passes first (a client that stopped
-            // reading); Err(true) if the client is gone.
-            let send = |frame: Frame<Bytes>| {
-                let tx = tx.clone();
-                async move {
-                    match tokio::time::timeout_at(deadline, tx.send(frame)).await {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(_)) => Err(true),
-                        Err(_) => Err(false),
-                    }
-                }
-            };
-            let mut buf = body;
-            let failure = loop {
-                if buf.len() >= CHUNK {
-                    let chunk = std::mem::replace(&mut buf, String::with_capacity(CHUNK + 4096));
-                    match send(Frame::data(Bytes::from(chunk))).await {
-                        Ok(()) => {}
-                        Err(true) => return,
-                        Err(false) => break timeout_error,
-                    }
-                }
-                // A timeout polls its future first: check the deadline explicitly so a
-                // producer that is always ready cannot outrun it.
-                if tokio::time::Instant::now() >= deadline {
-                    break timeout_error;
-                }
-                match tokio::time::timeout_at(deadline, items.recv()).await {
-                    Ok(Some(Ok(item))) => writer.item(&mut buf, &item, form),
-                    Ok(None) => {
-                        buf.push_str(&writer.stream_suffix());
-                        match send(Frame::data(Bytes::from(std::mem::take(&mut buf)))).await {
-                            Ok(()) | Err(true) => return,
-                            Err(false) => break timeout_error,
-                        }
-                    }
-                    Ok(Some(Err(e))) => break e,
-                    Err(_) => break timeout_error,
-                }
-            };
-            // Too late for an ERROR element: DSP0200 puts the status in trailers.
-            drop(items);
-            let mut trailers = HeaderMap::new();
-            trailers.insert("CIMStatusCode", HeaderValue::from(failure.code.code()));
-            let description = percent_encoding::utf8_percent_encode(
-                &failure.description,
-                percent_encoding::NON_ALPHANUMERIC,
-            )
-            .to_string();
-            if let Ok(v) = HeaderValue::from_str(&description) {
-                trailers.insert("CIMStatusCodeDescription", v);
-            }
-            let frames = [Frame::data(Bytes::from(buf)), Frame::trailers(trailers)];
-            for frame in frames {
-                if frame.data_ref().is_some_and(|d| d.is_empty()) {
-                    continue;
-                }
-                if !matches!(
-                    tokio::time::timeout(TRAILER_GRACE, tx.send(frame)).await,
-                    Ok(Ok(()))
-                ) {
-                    return;
-                }
-            }
-        });
-        let mut reply = xml_reply(ResponseBody::Stream(rx));
-        reply.headers_mut().insert(
-            "Trailer",
-            HeaderValue::from_static("CIMStatusCode, CIMStatusCodeDescription"),
-        );
-        reply
-    }
-}
-
-fn xml_reply(body: ResponseBody) -> Reply {
-    Response::builder()
-        .status(HttpStatus::OK)
-        .header(CONTENT_TYPE, "application/xml; charset=\"utf-8\"")
-        .body(body)
-        .expect("static response parts are valid")
 }
 
 fn envelope_error(e: &EnvelopeError) -> Reply {

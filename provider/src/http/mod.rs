@@ -4,6 +4,7 @@
 pub mod body;
 mod cimxml;
 mod server;
+mod stream;
 pub mod tls;
 
 use std::time::Duration;
