@@ -1,27 +1,32 @@
-//! The CIM-XML endpoint: DSP0200 header checks, authentication and authorization, body
-//! limits, dispatch, and streamed responses with error trailers.
+//! The CIM-XML endpoint, `POST /cimom`: method and path, authentication, the DSP0200
+//! headers, the body under its limits, decoding, authorization, execution, the response.
+
+// Early answers travel as `Err(Reply)`: the error is the response itself, moved once to
+// the client, so boxing it (as clippy suggests for large errors) would buy nothing.
+#![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode as HttpStatus};
-use percent_encoding::percent_decode_str;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
+use hyper::{Method, Request, StatusCode as HttpStatus};
 use tracing::{debug, info, warn};
 
-use super::body::ResponseBody;
-use super::stream;
+use super::headers::{envelope_error, header_str, plain, protocol_error, CimHeaders};
+use super::stream::{self, Reply};
 use super::{HttpLimits, Scheme};
-use crate::auth::{Access, AuthOutcome, Authenticator};
+use crate::auth::{Access, AuthOutcome, Authenticator, User};
+use crate::cimom::result::Outcome;
 use crate::cimom::{Cimom, RequestContext};
 use crate::cimxml::dom::XmlLimits;
 use crate::cimxml::encode::PathContext;
-use crate::cimxml::request::{self, EnvelopeError};
+use crate::cimxml::request;
 use crate::cimxml::response::ResponseWriter;
-use crate::error::{CimError, StatusCode};
+use crate::error::{CimError, CimResult, StatusCode};
 
 /// Serves requests.
 pub struct Handler {
@@ -29,50 +34,6 @@ pub struct Handler {
     auth: Arc<Authenticator>,
     limits: HttpLimits,
     xml: XmlLimits,
-}
-
-use super::stream::Reply;
-
-fn plain(status: HttpStatus, text: &str) -> Reply {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(ResponseBody::full(format!("{text}\n")))
-        .expect("static response parts are valid")
-}
-
-/// A protocol fault: an HTTP status with the `CIMError` header, and the detail in
-/// `PGErrorDetail` (as OpenPegasus sends it, and pywbem shows it) and the body.
-fn protocol_error(status: HttpStatus, cim_error: &str, detail: &str) -> Reply {
-    let mut r = plain(status, detail);
-    let h = r.headers_mut();
-    h.insert(
-        "CIMError",
-        HeaderValue::from_str(cim_error).expect("CIMError values are ASCII"),
-    );
-    let encoded = percent_encoding::utf8_percent_encode(detail, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
-    if let Ok(v) = HeaderValue::from_str(&encoded) {
-        h.insert("PGErrorDetail", v);
-    }
-    r
-}
-
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Decodes a header with DSP0200's two-step encoding (UTF-8, then %-escapes); values
-/// sent raw pass through unchanged.
-fn decoded(value: &str) -> String {
-    percent_decode_str(value.trim())
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn same_namespace(a: &str, b: &str) -> bool {
-    a.trim_matches('/')
-        .eq_ignore_ascii_case(b.trim_matches('/'))
 }
 
 impl Handler {
@@ -89,7 +50,9 @@ impl Handler {
     pub async fn handle(&self, req: Request<Incoming>, scheme: Scheme, peer: SocketAddr) -> Reply {
         let started = Instant::now();
         let path = req.uri().path().to_string();
-        let reply = self.handle_inner(req, scheme, peer).await;
+        let reply = match self.serve(req, scheme, peer).await {
+            Ok(reply) | Err(reply) => reply,
+        };
         debug!(
             path,
             status = reply.status().as_u16(),
@@ -99,12 +62,13 @@ impl Handler {
         reply
     }
 
-    async fn handle_inner(
+    /// The steps of a request; `Err` is an early answer (an HTTP-level fault).
+    async fn serve(
         &self,
         req: Request<Incoming>,
         scheme: Scheme,
         peer: SocketAddr,
-    ) -> Reply {
+    ) -> Result<Reply, Reply> {
         let is_mpost = req.method().as_str() == "M-POST";
         if req.method() != Method::POST && !is_mpost {
             let mut r = plain(
@@ -113,23 +77,59 @@ impl Handler {
             );
             r.headers_mut()
                 .insert("Allow", HeaderValue::from_static("POST, M-POST"));
-            return r;
+            return Err(r);
         }
         if req.uri().path() != "/cimom" {
-            return plain(
+            return Err(plain(
                 HttpStatus::NOT_FOUND,
                 "no such endpoint; CIM-XML is served at /cimom",
-            );
+            ));
         }
-        let headers = req.headers().clone();
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
         if headers.get(hyper::header::HOST).is_none() {
-            return protocol_error(
+            return Err(protocol_error(
                 HttpStatus::BAD_REQUEST,
                 "request-not-valid",
                 "the Host header is missing",
-            );
+            ));
         }
         // Authentication first: nothing about the server is revealed to strangers.
+        let user = self.authenticate(&headers, scheme, peer).await?;
+        let cim_headers = CimHeaders::check(&headers, is_mpost)?;
+        let body = self.read_body(&headers, body).await?;
+        let request = request::parse(&body, &self.xml).map_err(|e| envelope_error(&e))?;
+        cim_headers.check_against(&request)?;
+
+        let writer = ResponseWriter {
+            id: request.id.clone(),
+            method: request.method.clone(),
+            intrinsic: request.intrinsic,
+            paths: PathContext {
+                host: header_str(&headers, "host")
+                    .unwrap_or("localhost")
+                    .to_string(),
+                namespace: request.namespace.trim_matches('/').to_string(),
+            },
+        };
+        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
+        let (method, namespace) = (request.method.clone(), request.namespace.clone());
+        let outcome = self.execute(&user, request, deadline).await;
+        if let Err(e) = &outcome {
+            info!(user = user.name, method, namespace, code = e.code.code(), error = e.description, scheme = ?scheme, "operation failed");
+        }
+        let mut reply = stream::respond(writer, outcome, deadline, self.timed_out()).await;
+        cim_headers.mark_response(&mut reply);
+        Ok(reply)
+    }
+
+    /// HTTP Basic against the user store; 401 with a Basic challenge otherwise.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        scheme: Scheme,
+        peer: SocketAddr,
+    ) -> Result<Arc<User>, Reply> {
         let authorization = headers.get(hyper::header::AUTHORIZATION);
         let remembered = authorization.and_then(|h| self.auth.remembered(h.as_bytes()));
         let outcome = match remembered {
@@ -143,9 +143,9 @@ impl Handler {
                     .unwrap_or(AuthOutcome::Rejected)
             }
         };
-        let user = match outcome {
-            AuthOutcome::Authenticated(u) => u,
-            outcome @ (AuthOutcome::Missing | AuthOutcome::Rejected) => {
+        match outcome {
+            AuthOutcome::Authenticated(user) => Ok(user),
+            outcome => {
                 if matches!(outcome, AuthOutcome::Rejected) {
                     warn!(%peer, scheme = ?scheme, "authentication failed: wrong user name or password");
                 }
@@ -157,113 +157,33 @@ impl Handler {
                     hyper::header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"cimvirt\""),
                 );
-                return r;
-            }
-        };
-        // M-POST (RFC 2774): the CIM headers carry the prefix declared in Man.
-        let prefix = if is_mpost {
-            match header_str(&headers, "Man").and_then(mpost_prefix) {
-                Some(p) => Some(p),
-                None => {
-                    return protocol_error(
-                        HttpStatus::BAD_REQUEST,
-                        "request-not-valid",
-                        "M-POST needs a Man header declaring http://www.dmtf.org/cim/mapping/http/v1.0 with ns=NN",
-                    )
-                }
-            }
-        } else {
-            None
-        };
-        let cim_header = |name: &str| -> Option<String> {
-            let full = match &prefix {
-                Some(p) => format!("{p}-{name}"),
-                None => name.to_string(),
-            };
-            header_str(&headers, &full).map(str::to_string)
-        };
-        let content_type = header_str(&headers, "content-type").unwrap_or("");
-        if !valid_content_type(content_type) {
-            return protocol_error(
-                HttpStatus::BAD_REQUEST,
-                "request-not-valid",
-                &format!("Content-Type must be application/xml or text/xml with charset utf-8, not '{content_type}'"),
-            );
-        }
-        match cim_header("CIMOperation") {
-            Some(op) if op.trim().eq_ignore_ascii_case("MethodCall") => {}
-            Some(op) => {
-                return protocol_error(
-                    HttpStatus::BAD_REQUEST,
-                    "unsupported-operation",
-                    &format!(
-                        "CIMOperation '{op}' is not supported; this server accepts MethodCall"
-                    ),
-                )
-            }
-            None if cim_header("CIMExport").is_some() => {
-                return protocol_error(
-                    HttpStatus::BAD_REQUEST,
-                    "unsupported-operation",
-                    "this is a WBEM server, not an indication listener",
-                )
-            }
-            None => {
-                return protocol_error(
-                    HttpStatus::BAD_REQUEST,
-                    "unsupported-operation",
-                    "the CIMOperation header is missing",
-                )
+                Err(r)
             }
         }
-        if cim_header("CIMBatch").is_some() {
-            return protocol_error(
-                HttpStatus::NOT_IMPLEMENTED,
-                "multiple-requests-unsupported",
-                "batched (multiple) requests are not supported",
-            );
-        }
-        let header_version = cim_header("CIMProtocolVersion");
-        if let Some(v) = &header_version {
-            if v.trim().split('.').next() != Some("1") {
-                return protocol_error(
-                    HttpStatus::NOT_IMPLEMENTED,
-                    "unsupported-protocol-version",
-                    &format!("CIMProtocolVersion {v} is not supported; this server speaks 1.x"),
-                );
-            }
-        }
-        let Some(method_header) = cim_header("CIMMethod") else {
-            return protocol_error(
-                HttpStatus::BAD_REQUEST,
-                "header-mismatch",
-                "the CIMMethod header is missing",
-            );
-        };
-        let object_header = cim_header("CIMObject");
+    }
 
+    /// The whole body, within the size limit (413) and the body timeout (408).
+    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Reply> {
         if let Some(len) =
-            header_str(&headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
+            header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
         {
             if len > self.limits.max_request_bytes {
-                return self.too_large();
+                return Err(self.too_large());
             }
         }
-        let body = Limited::new(req.into_body(), self.limits.max_request_bytes as usize);
-        let body = match tokio::time::timeout(self.limits.body_read_timeout, body.collect()).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
+        let body = Limited::new(body, self.limits.max_request_bytes as usize);
+        match tokio::time::timeout(self.limits.body_read_timeout, body.collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                return self.too_large()
+                Err(self.too_large())
             }
-            Ok(Err(e)) => {
-                return plain(
-                    HttpStatus::BAD_REQUEST,
-                    &format!("reading the request body failed: {e}"),
-                )
-            }
+            Ok(Err(e)) => Err(plain(
+                HttpStatus::BAD_REQUEST,
+                &format!("reading the request body failed: {e}"),
+            )),
             Err(_) => {
                 let mut r = plain(
                     HttpStatus::REQUEST_TIMEOUT,
@@ -274,117 +194,44 @@ impl Handler {
                 );
                 r.headers_mut()
                     .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-                return r;
-            }
-        };
-        let request = match request::parse(&body, &self.xml) {
-            Ok(r) => r,
-            Err(e) => return envelope_error(&e),
-        };
-        if let Some(v) = &header_version {
-            if v.trim() != request.protocol_version.trim() {
-                return protocol_error(
-                    HttpStatus::BAD_REQUEST,
-                    "header-mismatch",
-                    &format!(
-                        "CIMProtocolVersion {v} does not match PROTOCOLVERSION {}",
-                        request.protocol_version
-                    ),
-                );
+                Err(r)
             }
         }
-        if decoded(&method_header) != request.method {
-            return protocol_error(
-                HttpStatus::BAD_REQUEST,
-                "header-mismatch",
-                &format!(
-                    "CIMMethod '{method_header}' does not match the method '{}' in the body",
-                    request.method
-                ),
-            );
-        }
-        if let Some(object) = &object_header {
-            let object = decoded(object);
-            let matches = if request.intrinsic {
-                same_namespace(&object, &request.namespace)
-            } else {
-                let (ns, rest) = object.split_once(':').unwrap_or(("", object.as_str()));
-                let class = rest.split('.').next().unwrap_or("");
-                same_namespace(ns, &request.namespace)
-                    && request
-                        .target_class
-                        .as_ref()
-                        .is_some_and(|c| c.as_str().eq_ignore_ascii_case(class.trim()))
-            };
-            if !matches {
-                return protocol_error(
-                    HttpStatus::BAD_REQUEST,
-                    "header-mismatch",
-                    &format!("CIMObject '{object}' does not match the target in the body"),
-                );
-            }
-        }
+    }
 
-        let host = header_str(&headers, "host")
-            .unwrap_or("localhost")
-            .to_string();
-        let writer = ResponseWriter {
-            id: request.id.clone(),
-            method: request.method.clone(),
-            intrinsic: request.intrinsic,
-            paths: PathContext {
-                host,
-                namespace: request.namespace.trim_matches('/').to_string(),
-            },
-        };
-        let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
-        let outcome = match request.operation {
-            Err(e) => Err(e),
-            Ok(op) => match self.cimom.resolve_namespace(&request.namespace) {
-                Err(e) => Err(e),
-                Ok(ns) => match user.access(&ns) {
-                    None => Err(CimError::new(
-                        StatusCode::AccessDenied,
-                        format!("user {} has no access to namespace {ns}", user.name),
-                    )),
-                    Some(Access::ReadOnly) if op.is_write() => Err(CimError::new(
-                        StatusCode::AccessDenied,
-                        format!(
-                            "user {} may only read in namespace {ns}; {} changes state",
-                            user.name, request.method
-                        ),
-                    )),
-                    Some(_) => {
-                        let ctx = RequestContext {
-                            user: Arc::from(user.name.as_str()),
-                        };
-                        match tokio::time::timeout_at(deadline, self.cimom.execute(&ctx, &ns, op))
-                            .await
-                        {
-                            Ok(r) => r,
-                            Err(_) => Err(self.timed_out()),
-                        }
-                    }
-                },
-            },
-        };
-        if let Err(e) = &outcome {
-            info!(user = user.name, method = request.method, namespace = request.namespace, code = e.code.code(), error = e.description, scheme = ?scheme, "operation failed");
-        }
-        let mut reply = stream::respond(writer, outcome, deadline, self.timed_out()).await;
-        let h = reply.headers_mut();
-        match &prefix {
-            Some(p) => {
-                h.insert("Ext", HeaderValue::from_static(""));
-                if let Ok(name) = HeaderName::from_bytes(format!("{p}-CIMOperation").as_bytes()) {
-                    h.insert(name, HeaderValue::from_static("MethodResponse"));
-                }
-            }
+    /// Checks the user's rights in the namespace, then runs the operation until `deadline`.
+    async fn execute(
+        &self,
+        user: &User,
+        request: request::Request,
+        deadline: tokio::time::Instant,
+    ) -> CimResult<Outcome> {
+        let op = request.operation?;
+        let ns = self.cimom.resolve_namespace(&request.namespace)?;
+        match user.access(&ns) {
             None => {
-                h.insert("CIMOperation", HeaderValue::from_static("MethodResponse"));
+                return Err(CimError::new(
+                    StatusCode::AccessDenied,
+                    format!("user {} has no access to namespace {ns}", user.name),
+                ))
             }
+            Some(Access::ReadOnly) if op.is_write() => {
+                return Err(CimError::new(
+                    StatusCode::AccessDenied,
+                    format!(
+                        "user {} may only read in namespace {ns}; {} changes state",
+                        user.name, request.method
+                    ),
+                ))
+            }
+            Some(_) => {}
         }
-        reply
+        let ctx = RequestContext {
+            user: Arc::from(user.name.as_str()),
+        };
+        tokio::time::timeout_at(deadline, self.cimom.execute(&ctx, &ns, op))
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
     fn too_large(&self) -> Reply {
@@ -405,61 +252,5 @@ impl Handler {
             "the operation did not complete within {} s (limits.request_timeout_secs)",
             self.limits.request_timeout.as_secs()
         ))
-    }
-}
-
-fn envelope_error(e: &EnvelopeError) -> Reply {
-    let status = HttpStatus::from_u16(e.status()).unwrap_or(HttpStatus::BAD_REQUEST);
-    protocol_error(status, e.header(), &e.to_string())
-}
-
-/// `application/xml` or `text/xml`, with no charset or charset utf-8 (quoted or not).
-fn valid_content_type(value: &str) -> bool {
-    let mut parts = value.split(';');
-    let media = parts.next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/xml") && !media.eq_ignore_ascii_case("text/xml") {
-        return false;
-    }
-    parts.all(|p| match p.split_once('=') {
-        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
-            let v = v.trim().trim_matches('"');
-            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
-        }
-        _ => true,
-    })
-}
-
-/// The header prefix of an M-POST, from `Man: http://www.dmtf.org/cim/mapping/http/v1.0; ns=73`.
-fn mpost_prefix(man: &str) -> Option<String> {
-    let (uri, rest) = man.split_once(';')?;
-    if !uri
-        .trim()
-        .trim_matches('"')
-        .eq_ignore_ascii_case("http://www.dmtf.org/cim/mapping/http/v1.0")
-    {
-        return None;
-    }
-    let ns = rest.trim().strip_prefix("ns=")?.trim();
-    (!ns.is_empty() && ns.chars().all(|c| c.is_ascii_digit())).then(|| ns.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_types_and_man_headers() {
-        assert!(valid_content_type("application/xml; charset=\"utf-8\""));
-        assert!(valid_content_type("text/xml;charset=UTF-8"));
-        assert!(valid_content_type("application/xml"));
-        assert!(!valid_content_type("application/json"));
-        assert!(!valid_content_type("text/xml; charset=latin1"));
-        assert_eq!(
-            mpost_prefix("http://www.dmtf.org/cim/mapping/http/v1.0; ns=73").as_deref(),
-            Some("73")
-        );
-        assert_eq!(mpost_prefix("http://example.com; ns=73"), None);
-        assert_eq!(decoded("root%2Fvirt"), "root/virt");
-        assert_eq!(decoded("root/virt"), "root/virt");
     }
 }

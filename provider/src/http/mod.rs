@@ -3,6 +3,7 @@
 
 pub mod body;
 mod cimxml;
+mod headers;
 mod server;
 mod stream;
 pub mod tls;
