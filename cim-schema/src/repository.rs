@@ -265,8 +265,8 @@ impl Repository {
         Ok(self.namespace_mut(ns)?.qualifiers.remove(name))
     }
 
-    /// Removes a class that has no subclasses, with its index entries. Returns the
-    /// removed class.
+    /// Removes a class with its index entries and returns it. The caller checks that no
+    /// class derives from it or refers to it: those would be left pointing at nothing.
     pub fn remove_class(&mut self, ns: &str, name: &str) -> Result<Arc<Class>> {
         let namespace = self.namespace_mut(ns)?;
         let class = namespace

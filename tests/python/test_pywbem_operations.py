@@ -96,6 +96,20 @@ def test_class_round_trip(http_conn):
     assert code_of(e) == pywbem.CIM_ERR_INVALID_SUPERCLASS
 
 
+def test_referenced_classes_cannot_go(http_conn):
+    conn = http_conn
+    conn.CreateClass(CIMClass("Test_Target", properties=[
+        CIMProperty("K", None, type="string", qualifiers={"Key": True})]))
+    conn.CreateClass(CIMClass("Test_Pointer", qualifiers={"Association": True}, properties=[
+        CIMProperty("T", None, type="reference", reference_class="Test_Target",
+                    qualifiers={"Key": True})]))
+    with pytest.raises(CIMError) as e:
+        conn.DeleteClass("Test_Target")
+    assert code_of(e) == pywbem.CIM_ERR_FAILED and "Test_Pointer" in e.value.status_description
+    conn.DeleteClass("Test_Pointer")
+    conn.DeleteClass("Test_Target")
+
+
 def test_class_with_children_or_instances_cannot_go(model):
     with pytest.raises(CIMError) as e:
         model.DeleteClass("Test_Person")

@@ -207,6 +207,18 @@ impl Cimom {
     pub(super) async fn delete_class(&self, ns: &str, class: &Name) -> CimResult<Outcome> {
         let _guard = self.writes.lock().await;
         self.check_class_removable(ns, class.as_str())?;
+        let schema = self.schema();
+        let referrer = schema.namespace(ns)?.classes().find(|c| {
+            c.name != *class
+                && c.references()
+                    .any(|r| r.reference_class.as_ref() == Some(class))
+        });
+        if let Some(referrer) = referrer {
+            return Err(CimError::failed(format!(
+                "class {class} is the target of references in class {}; delete that first",
+                referrer.name
+            )));
+        }
         let mut repo = (*self.schema()).clone();
         repo.remove_class(ns, class.as_str())?;
         self.store
