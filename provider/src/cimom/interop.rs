@@ -226,8 +226,7 @@ impl InstanceProvider for Interop {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             for p in &profiles {
-                for (assoc, element) in p.conformance.iter().filter(|(a, _)| *a == class.name) {
-                    let _ = assoc;
+                for (_, element) in p.conformance.iter().filter(|(a, _)| *a == class.name) {
                     out.push(build(
                         class,
                         vec![

@@ -95,8 +95,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
             .read_event()
             .map_err(|e| malformed(&reader, e.to_string()))?;
         match event {
-            Event::Start(start) | Event::Empty(start) if root.is_some() => {
-                let _ = start;
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(malformed(&reader, "content after the root element".into()));
             }
             Event::Start(start) => {

@@ -511,6 +511,7 @@ fn intrinsic(method: &str, call: &Element, limits: &XmlLimits) -> CimResult<Oper
         "EnumerateQualifiers" => Operation::EnumerateQualifiers,
         "GetInstance" => {
             let path = p.instance_name("InstanceName")?;
+            // Instance qualifiers are deprecated (DSP0200 1.2); the flag is checked, not used.
             let _ = p.bool("IncludeQualifiers", false)?;
             let mut options = p.instance_options(false)?;
             options.deep_inheritance = true;
