@@ -213,8 +213,9 @@ impl Store {
         self.remove(CLASSES, &join_key(namespace, class))
     }
 
-    /// All stored classes in the order they were created, as (namespace, class, xml).
-    pub fn classes(&self) -> Result<Vec<Record>, StoreError> {
+    /// All stored classes in the order they were created, as (sequence, (namespace,
+    /// class, xml)).
+    pub fn classes(&self) -> Result<Vec<(u64, Record)>, StoreError> {
         let mut rows: Vec<(u64, Record)> = self
             .all(CLASSES)?
             .into_iter()
@@ -226,7 +227,7 @@ impl Store {
             })
             .collect();
         rows.sort_by_key(|(seq, _)| *seq);
-        Ok(rows.into_iter().map(|(_, r)| r).collect())
+        Ok(rows)
     }
 
     /// Stores a qualifier declaration.
@@ -327,8 +328,11 @@ mod tests {
         assert_eq!(s.users().unwrap().len(), 1);
         assert_eq!(s.instances().unwrap()[0].0, "root/virt");
         let classes = s.classes().unwrap();
-        assert_eq!((classes[0].1.as_str(), classes[1].1.as_str()), ("a", "b"));
-        assert_eq!(classes[0].2, b"<CLASS NAME=\"A\"/>");
+        assert_eq!(
+            (classes[0].1 .1.as_str(), classes[1].1 .1.as_str()),
+            ("a", "b")
+        );
+        assert_eq!(classes[0].1 .2, b"<CLASS NAME=\"A\"/>");
         assert_eq!(s.qualifiers().unwrap().len(), 1);
         assert!(s.delete_instance("root/virt", "/:a.k=1").unwrap());
         assert!(s.instances().unwrap().is_empty());

@@ -129,8 +129,10 @@ impl Cimom {
                 }
             }
         }
-        for (ns, name, xml) in store.classes()? {
-            sequence += 1;
+        for (stored_sequence, (ns, name, xml)) in store.classes()? {
+            // New classes number after the highest stored one, so that after deletions a
+            // subclass still sorts after its superclass when the store is replayed.
+            sequence = sequence.max(stored_sequence);
             let class = dom::parse(&xml, &limits)
                 .map_err(|e| CimError::failed(e.to_string()))
                 .and_then(|e| {
