@@ -102,3 +102,36 @@ def test_bad_configuration_is_reported(tmp_path):
     r = cimvirtd("serve", "--data-dir", str(tmp_path), "--https", "127.0.0.1:1", "--no-http",
                  "--http", "127.0.0.1:2", check=False)
     assert r.returncode != 0
+
+
+def test_classes_replay_in_order_after_deletions(tmp_path):
+    """Stored classes replay by creation number; numbers must keep growing across restarts
+    even when classes were deleted, or a new subclass could replay before its superclass."""
+    data = tmp_path / "data"
+
+    def key_class(name, superclass=None):
+        props = [] if superclass else [CIMProperty("Id", None, type="string", qualifiers={"Key": True})]
+        return CIMClass(name, superclass=superclass, properties=props)
+
+    srv = Server(data)
+    try:
+        conn = srv.conn()
+        conn.CreateClass(key_class("Test_Base"))
+        conn.CreateClass(key_class("Test_Zap"))
+        conn.CreateClass(key_class("Test_Mid", "Test_Base"))
+        conn.DeleteClass("Test_Zap")
+    finally:
+        assert srv.stop()[0] == 0
+    srv = Server(data, users=False)
+    try:
+        # Sorts before Test_Mid by name: only its creation number puts it after.
+        srv.conn().CreateClass(key_class("Test_Aaa", "Test_Mid"))
+    finally:
+        assert srv.stop()[0] == 0
+    srv = Server(data, users=False)
+    try:
+        conn = srv.conn()
+        assert conn.GetClass("Test_Aaa").superclass == "Test_Mid"
+        assert "not loaded" not in srv.log_path.read_text()
+    finally:
+        assert srv.stop()[0] == 0
