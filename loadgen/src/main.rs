@@ -47,34 +47,38 @@ struct Target {
     namespace: String,
 }
 
+/// Options of `cimload run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The operation.
+    #[arg(long, value_enum)]
+    op: Op,
+    /// Class for get-class, get-instance and enumerate-instances.
+    #[arg(long, default_value = "CIM_ManagedElement")]
+    class: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// PID of the server, to report its CPU time per request and its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print a Markdown table row instead of a report.
+    #[arg(long)]
+    row: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Measure one operation.
-    Run {
-        #[command(flatten)]
-        target: Target,
-        /// The operation.
-        #[arg(long, value_enum)]
-        op: Op,
-        /// Class for get-class, get-instance and enumerate-instances.
-        #[arg(long, default_value = "CIM_ManagedElement")]
-        class: String,
-        /// Concurrent connections.
-        #[arg(long, default_value_t = 1)]
-        concurrency: usize,
-        /// Seconds to measure.
-        #[arg(long, default_value_t = 5.0)]
-        duration: f64,
-        /// Seconds of warm-up before measuring.
-        #[arg(long, default_value_t = 0.5)]
-        warmup: f64,
-        /// PID of the server, to report its CPU time per request and its memory.
-        #[arg(long)]
-        server_pid: Option<u32>,
-        /// Print a Markdown table row instead of a report.
-        #[arg(long)]
-        row: bool,
-    },
+    Run(RunArgs),
     /// Create COUNT instances of a keyed test class (created if missing).
     Populate {
         #[command(flatten)]
@@ -499,28 +503,7 @@ async fn main() -> std::process::ExitCode {
             count,
             concurrency,
         } => populate(target, class, count, concurrency).await,
-        Command::Run {
-            target,
-            op,
-            class,
-            concurrency,
-            duration,
-            warmup,
-            server_pid,
-            row,
-        } => {
-            run(
-                target,
-                op,
-                class,
-                concurrency,
-                duration,
-                warmup,
-                server_pid,
-                row,
-            )
-            .await
-        }
+        Command::Run(args) => run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -531,17 +514,17 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    target: Target,
-    op: Op,
-    class: String,
-    concurrency: usize,
-    duration: f64,
-    warmup: f64,
-    pid: Option<u32>,
-    row: bool,
-) -> Result<(), String> {
+async fn run(args: RunArgs) -> Result<(), String> {
+    let RunArgs {
+        target,
+        op,
+        class,
+        concurrency,
+        duration,
+        warmup,
+        server_pid: pid,
+        row,
+    } = args;
     let body = Arc::new(request_body(&target, op, &class).await?);
     // Reset the server's peak RSS (VmHWM) so the report shows the peak of this run; this
     // needs the right to write the process's clear_refs (same user or root).

@@ -18,15 +18,37 @@ use super::{Cimom, RequestContext};
 use crate::cimxml::encode::ClassFilter;
 use crate::error::{CimError, CimResult, StatusCode};
 
-/// One traversal request, validated.
-struct Traversal {
-    object: ObjectPath,
-    filter: AssociationFilter,
-    options: InstanceOptions,
-    include_qualifiers: bool,
-    names_only: bool,
-    associators: bool,
-    query: Option<Arc<Query>>,
+/// One traversal request: Associators, References, their Names forms and pull forms.
+pub(super) struct Traversal {
+    /// The source object: an instance path, or a class path for schema traversal.
+    pub object: ObjectPath,
+    /// AssocClass, ResultClass, Role, ResultRole.
+    pub filter: AssociationFilter,
+    /// How result instances are shaped.
+    pub options: InstanceOptions,
+    /// IncludeQualifiers, for class results.
+    pub include_qualifiers: bool,
+    /// Paths only (the Names and Paths forms).
+    pub names_only: bool,
+    /// Associators (the objects at the other end) rather than References.
+    pub associators: bool,
+    /// A pull operation's filter query.
+    pub query: Option<Arc<Query>>,
+}
+
+impl Traversal {
+    /// Associators (`associators`) or References of `object`, with default shaping.
+    pub(super) fn new(object: ObjectPath, filter: AssociationFilter, associators: bool) -> Self {
+        Traversal {
+            object,
+            filter,
+            options: InstanceOptions::default(),
+            include_qualifiers: false,
+            names_only: false,
+            associators,
+            query: None,
+        }
+    }
 }
 
 /// The association classes that can reach a class, each with the roles through which
@@ -128,30 +150,15 @@ impl Cimom {
         rx
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn associators_op(
+    /// Associators, AssociatorNames, References or ReferenceNames, streamed.
+    pub(super) fn traverse_op(
         self: &Arc<Self>,
         ctx: &RequestContext,
         ns: &str,
-        object: ObjectPath,
-        filter: AssociationFilter,
-        options: InstanceOptions,
-        include_qualifiers: bool,
-        names_only: bool,
+        t: Traversal,
     ) -> CimResult<Outcome> {
-        let t = self.validate(
-            ns,
-            Traversal {
-                object,
-                filter,
-                options,
-                include_qualifiers,
-                names_only,
-                associators: true,
-                query: None,
-            },
-        )?;
-        let form = if names_only {
+        let t = self.validate(ns, t)?;
+        let form = if t.names_only {
             ResultForm::ObjectPath
         } else {
             ResultForm::ObjectWithPath
@@ -159,104 +166,28 @@ impl Cimom {
         Ok(Outcome::Stream(self.spawn_traversal(ctx, ns, t), form))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn references_op(
+    /// OpenAssociatorInstances/Paths or OpenReferenceInstances/Paths.
+    pub(super) async fn open_traversal(
         self: &Arc<Self>,
         ctx: &RequestContext,
         ns: &str,
-        object: ObjectPath,
-        filter: AssociationFilter,
-        options: InstanceOptions,
-        include_qualifiers: bool,
-        names_only: bool,
-    ) -> CimResult<Outcome> {
-        let t = self.validate(
-            ns,
-            Traversal {
-                object,
-                filter,
-                options,
-                include_qualifiers,
-                names_only,
-                associators: false,
-                query: None,
-            },
-        )?;
-        let form = if names_only {
-            ResultForm::ObjectPath
-        } else {
-            ResultForm::ObjectWithPath
-        };
-        Ok(Outcome::Stream(self.spawn_traversal(ctx, ns, t), form))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn open_associators(
-        self: &Arc<Self>,
-        ctx: &RequestContext,
-        ns: &str,
-        object: ObjectPath,
-        filter: AssociationFilter,
-        options: InstanceOptions,
+        mut t: Traversal,
         open: OpenOptions,
-        paths: bool,
-    ) -> CimResult<Outcome> {
-        self.open_traversal(ctx, ns, object, filter, options, open, paths, true)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn open_references(
-        self: &Arc<Self>,
-        ctx: &RequestContext,
-        ns: &str,
-        object: ObjectPath,
-        filter: AssociationFilter,
-        options: InstanceOptions,
-        open: OpenOptions,
-        paths: bool,
-    ) -> CimResult<Outcome> {
-        self.open_traversal(ctx, ns, object, filter, options, open, paths, false)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn open_traversal(
-        self: &Arc<Self>,
-        ctx: &RequestContext,
-        ns: &str,
-        object: ObjectPath,
-        filter: AssociationFilter,
-        options: InstanceOptions,
-        open: OpenOptions,
-        paths: bool,
-        associators: bool,
     ) -> CimResult<Outcome> {
         self.check_open(&open)?;
-        if object.keys.is_empty() {
+        if t.object.keys.is_empty() {
             return Err(CimError::invalid_parameter(
                 "pull association operations take an instance path, not a class",
             ));
         }
-        let query = self.open_filter(ns, &open, None)?;
-        let t = self.validate(
-            ns,
-            Traversal {
-                object,
-                filter,
-                options,
-                include_qualifiers: false,
-                names_only: paths,
-                associators,
-                query,
-            },
-        )?;
-        let stream = self.spawn_traversal(ctx, ns, t);
-        let form = if paths {
+        t.query = self.open_filter(ns, &open, None)?;
+        let t = self.validate(ns, t)?;
+        let form = if t.names_only {
             ResultForm::InstancePath
         } else {
             ResultForm::InstanceWithPath
         };
+        let stream = self.spawn_traversal(ctx, ns, t);
         self.open_stream(ctx, ns, stream, form, &open, None).await
     }
 

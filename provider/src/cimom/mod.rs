@@ -33,6 +33,7 @@ use crate::cimxml::dom::{self, XmlLimits};
 use crate::cimxml::{decode, encode};
 use crate::error::{CimError, CimResult};
 use crate::store::{Store, StoreError};
+use associations::Traversal;
 use operation::Operation;
 use provider::{ProviderContext, Registry};
 use pull::{PullContexts, PullLimits};
@@ -321,19 +322,45 @@ impl Cimom {
                 filter,
                 options,
                 include_qualifiers,
-            } => self.associators_op(ctx, &ns, object, filter, options, include_qualifiers, false),
-            O::AssociatorNames { object, filter } => {
-                self.associators_op(ctx, &ns, object, filter, Default::default(), false, true)
-            }
+            } => self.traverse_op(
+                ctx,
+                &ns,
+                Traversal {
+                    options,
+                    include_qualifiers,
+                    ..Traversal::new(object, filter, true)
+                },
+            ),
+            O::AssociatorNames { object, filter } => self.traverse_op(
+                ctx,
+                &ns,
+                Traversal {
+                    names_only: true,
+                    ..Traversal::new(object, filter, true)
+                },
+            ),
             O::References {
                 object,
                 filter,
                 options,
                 include_qualifiers,
-            } => self.references_op(ctx, &ns, object, filter, options, include_qualifiers, false),
-            O::ReferenceNames { object, filter } => {
-                self.references_op(ctx, &ns, object, filter, Default::default(), false, true)
-            }
+            } => self.traverse_op(
+                ctx,
+                &ns,
+                Traversal {
+                    options,
+                    include_qualifiers,
+                    ..Traversal::new(object, filter, false)
+                },
+            ),
+            O::ReferenceNames { object, filter } => self.traverse_op(
+                ctx,
+                &ns,
+                Traversal {
+                    names_only: true,
+                    ..Traversal::new(object, filter, false)
+                },
+            ),
             O::ExecQuery { language, query } => self.exec_query(ctx, &ns, &language, &query),
             O::OpenEnumerateInstances {
                 class,
@@ -353,16 +380,22 @@ impl Cimom {
                 options,
                 open,
             } => {
-                self.open_references(ctx, &ns, object, filter, options, open, false)
-                    .await
+                let t = Traversal {
+                    options,
+                    ..Traversal::new(object, filter, false)
+                };
+                self.open_traversal(ctx, &ns, t, open).await
             }
             O::OpenReferenceInstancePaths {
                 object,
                 filter,
                 open,
             } => {
-                self.open_references(ctx, &ns, object, filter, Default::default(), open, true)
-                    .await
+                let t = Traversal {
+                    names_only: true,
+                    ..Traversal::new(object, filter, false)
+                };
+                self.open_traversal(ctx, &ns, t, open).await
             }
             O::OpenAssociatorInstances {
                 object,
@@ -370,16 +403,22 @@ impl Cimom {
                 options,
                 open,
             } => {
-                self.open_associators(ctx, &ns, object, filter, options, open, false)
-                    .await
+                let t = Traversal {
+                    options,
+                    ..Traversal::new(object, filter, true)
+                };
+                self.open_traversal(ctx, &ns, t, open).await
             }
             O::OpenAssociatorInstancePaths {
                 object,
                 filter,
                 open,
             } => {
-                self.open_associators(ctx, &ns, object, filter, Default::default(), open, true)
-                    .await
+                let t = Traversal {
+                    names_only: true,
+                    ..Traversal::new(object, filter, true)
+                };
+                self.open_traversal(ctx, &ns, t, open).await
             }
             O::OpenQueryInstances {
                 language,

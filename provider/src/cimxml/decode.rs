@@ -266,32 +266,17 @@ impl Decoder<'_> {
             return Err(invalid("a qualifier cannot have type reference"));
         }
         let is_array = bool_attr(e, "ISARRAY", false)?;
+        // A declaration's ArrayType is a qualifier it cannot carry: Bag by default.
         let array = if is_array {
-            Some(Array {
-                size: match e.attr("ARRAYSIZE") {
-                    Some(n) => ArraySize::Fixed(
-                        n.parse()
-                            .map_err(|_| invalid(format!("ARRAYSIZE '{n}' is not a number")))?,
-                    ),
-                    None => ArraySize::Unbounded,
-                },
-                kind: ArrayKind::Bag,
-            })
+            Some(array_of(e, &QualifierSet::new())?)
         } else {
             None
         };
         let mut scope = Scope::NONE;
         if let Some(s) = e.child("SCOPE") {
-            for (attr, kind) in [
-                ("CLASS", Scope::CLASS),
-                ("ASSOCIATION", Scope::ASSOCIATION),
-                ("INDICATION", Scope::INDICATION),
-                ("PROPERTY", Scope::PROPERTY),
-                ("REFERENCE", Scope::REFERENCE),
-                ("METHOD", Scope::METHOD),
-                ("PARAMETER", Scope::PARAMETER),
-            ] {
-                if bool_attr(s, attr, false)? {
+            // The attributes are the scope keywords in capitals; attr() ignores case.
+            for (keyword, kind) in Scope::NAMED {
+                if bool_attr(s, keyword, false)? {
                     scope = scope.union(kind);
                 }
             }

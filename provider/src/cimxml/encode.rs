@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use cim_schema::{
-    Array, ArraySize, CimType, Class, Instance, Method, Name, Namespace, ObjectPath, Property,
-    Qualifier, QualifierDecl, QualifierSet, Value,
+    Array, ArraySize, CimType, Class, Flavor, Instance, Method, Name, Namespace, ObjectPath,
+    Property, Qualifier, QualifierDecl, QualifierSet, Scope, Value,
 };
 
 use crate::error::CimError;
@@ -312,17 +312,15 @@ pub fn object_path(out: &mut String, path: &ObjectPath, ctx: &PathContext, is_cl
     out.push_str("</OBJECTPATH>");
 }
 
-fn flavor_attrs(out: &mut String, q: &Qualifier) {
-    if q.propagated {
-        attr(out, "PROPAGATED", "true");
-    }
-    if !q.flavor.overridable {
+/// The flavor attributes that differ from DSP0201's defaults.
+fn flavor_attrs(out: &mut String, flavor: &Flavor) {
+    if !flavor.overridable {
         attr(out, "OVERRIDABLE", "false");
     }
-    if !q.flavor.to_subclass {
+    if !flavor.to_subclass {
         attr(out, "TOSUBCLASS", "false");
     }
-    if q.flavor.translatable {
+    if flavor.translatable {
         attr(out, "TRANSLATABLE", "true");
     }
 }
@@ -347,7 +345,10 @@ pub fn qualifier(out: &mut String, q: &Qualifier, ns: Option<&Namespace>) {
     out.push_str("<QUALIFIER");
     attr(out, "NAME", q.name.as_str());
     attr(out, "TYPE", qualifier_type(q, ns).as_str());
-    flavor_attrs(out, q);
+    if q.propagated {
+        attr(out, "PROPAGATED", "true");
+    }
+    flavor_attrs(out, &q.flavor);
     out.push('>');
     if let Some(v) = &q.value {
         value(out, v, None);
@@ -374,32 +375,17 @@ pub fn qualifier_declaration(out: &mut String, d: &QualifierDecl) {
     attr(out, "TYPE", d.ty.as_str());
     if let Some(a) = &d.array {
         attr(out, "ISARRAY", "true");
-        if let ArraySize::Fixed(n) | ArraySize::Bounded(n) = a.size {
-            attr(out, "ARRAYSIZE", &n.to_string());
-        }
+        array_size_attr(out, a);
     }
-    if !d.flavor.overridable {
-        attr(out, "OVERRIDABLE", "false");
-    }
-    if !d.flavor.to_subclass {
-        attr(out, "TOSUBCLASS", "false");
-    }
-    if d.flavor.translatable {
-        attr(out, "TRANSLATABLE", "true");
-    }
+    flavor_attrs(out, &d.flavor);
     out.push_str("><SCOPE");
-    let scope = d.scope;
-    for (name, keyword) in [
-        ("CLASS", "class"),
-        ("ASSOCIATION", "association"),
-        ("REFERENCE", "reference"),
-        ("PROPERTY", "property"),
-        ("METHOD", "method"),
-        ("PARAMETER", "parameter"),
-        ("INDICATION", "indication"),
-    ] {
-        let s = cim_schema::Scope::parse(keyword).expect("scope keywords are known");
-        attr(out, name, if scope.contains(s) { "true" } else { "false" });
+    for (keyword, kind) in Scope::NAMED {
+        let value = if d.scope.contains(kind) {
+            "true"
+        } else {
+            "false"
+        };
+        attr(out, &keyword.to_ascii_uppercase(), value);
     }
     out.push_str("/>");
     if let Some(v) = &d.default {

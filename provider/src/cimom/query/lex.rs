@@ -58,25 +58,15 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, CimError> {
                 i += 1;
                 continue;
             }
-            b'*' => {
+            b'*' | b',' | b'(' | b')' | b'=' => {
                 i += 1;
-                Kind::Star
-            }
-            b',' => {
-                i += 1;
-                Kind::Comma
-            }
-            b'(' => {
-                i += 1;
-                Kind::LParen
-            }
-            b')' => {
-                i += 1;
-                Kind::RParen
-            }
-            b'=' => {
-                i += 1;
-                Kind::Op("=")
+                match c {
+                    b'*' => Kind::Star,
+                    b',' => Kind::Comma,
+                    b'(' => Kind::LParen,
+                    b')' => Kind::RParen,
+                    _ => Kind::Op("="),
+                }
             }
             b'<' | b'>' | b'!' => {
                 let two = text.get(i..i + 2).unwrap_or("");
