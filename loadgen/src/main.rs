@@ -477,6 +477,7 @@ async fn populate(
                 let body = call_xml("CreateInstance", &target.namespace, &inst);
                 match c.call("CreateInstance", &body).await {
                     Ok(_) => {}
+                    // CIM_ERR_ALREADY_EXISTS: populated by an earlier run; keep going.
                     Err(e) if e.contains("CODE=\"11\"") => {}
                     Err(e) => return Err(e),
                 }

@@ -301,5 +301,11 @@ mod tests {
         ));
         assert!(matches!(auth.authenticate(None), AuthOutcome::Missing));
         assert!(put_user(&store, "a:b", "x", vec![]).is_err());
+        // The stand-in hash for unknown users must be a real argon2id hash with the
+        // default cost, or unknown names would be rejected measurably faster.
+        let dummy = PasswordHash::new(DUMMY_HASH).expect("DUMMY_HASH parses");
+        let real = PasswordHash::new(&user.password_hash).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.params, real.params);
     }
 }
