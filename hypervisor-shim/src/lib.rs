@@ -1,4 +1,101 @@
-//! cimvirt's KVM virtual machine monitor and host inventory.
+//! cimvirt's KVM virtual machine monitor, its supervisor, and host inventory.
 //!
-//! Empty for now: the VMM (rust-vmm crates, one process per VM, the built-in test guest) is
-//! built by the VMM issues. The crate is here so that the workspace has its final shape.
+//! - [`hypervisor`]: the `Hypervisor`/`Vm`/`Vcpu` traits and their KVM implementation.
+//! - [`arch`]: x86-64 boot setup (GDT, page tables, registers, CPUID, MSRs, LAPIC pins).
+//! - [`memory`]: guest RAM on a memfd, saved sparsely, restored copy-on-write.
+//! - [`devices`]: COM1, i8042, CMOS, the sleep control register.
+//! - [`guest`]: the built-in test guest.
+//! - [`vmm`]: one VM process: its machine, vCPU threads, control loop and snapshots.
+//! - [`protocol`] and [`lifecycle`]: the control socket's messages and the VM state machine.
+//! - [`supervisor`]: starts, controls and re-adopts VM processes from the server.
+//! - [`inventory`]: what the host has (CPU, memory, KVM).
+
+pub mod arch;
+pub mod cgroup;
+pub mod devices;
+pub mod guest;
+pub mod hypervisor;
+pub mod inventory;
+pub mod lifecycle;
+pub mod memory;
+pub mod protocol;
+pub mod supervisor;
+pub mod vmm;
+
+use lifecycle::State;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Everything that can go wrong in the VMM.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// /dev/kvm cannot be used.
+    #[error("KVM is not available: {0}")]
+    KvmUnavailable(String),
+    /// A KVM call failed.
+    #[error(transparent)]
+    Hypervisor(#[from] hypervisor::HypervisorError),
+    /// The VM definition is not valid.
+    #[error("invalid VM configuration: {0}")]
+    Config(String),
+    /// Guest memory could not be set up.
+    #[error("guest memory: {0}")]
+    Memory(std::io::Error),
+    /// Guest memory could not be read or written.
+    #[error("guest memory access: {0}")]
+    GuestMemory(#[from] vm_memory::GuestMemoryError),
+    /// A snapshot could not be written or read.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// A vCPU thread failed to answer.
+    #[error("vCPU: {0}")]
+    Vcpu(String),
+    /// Another I/O failure.
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+impl Error {
+    /// Explains why the KVM device could not be opened, with what to do about it.
+    pub fn kvm_unavailable(device: &Path, e: std::io::Error) -> Error {
+        let device = device.display();
+        let hint = match e.raw_os_error() {
+            Some(libc::ENOENT) => format!(
+                "{device} does not exist: load the kvm module (kvm_intel or kvm_amd), or run on a \
+                 host with virtualization enabled"
+            ),
+            Some(libc::EACCES) | Some(libc::EPERM) => format!(
+                "permission denied on {device}: run as root or add the user to the kvm group"
+            ),
+            _ => format!("opening {device} failed"),
+        };
+        Error::KvmUnavailable(format!("{hint} ({e})"))
+    }
+}
+
+/// What a VM process leaves behind when it ends, beside its socket, for a supervisor that
+/// is not its parent (after a server restart) to learn why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Off, saved or crashed.
+    pub state: State,
+    /// Why, for a person.
+    pub reason: String,
+}
+
+impl ExitRecord {
+    /// Writes the record (best effort: the process is ending).
+    pub fn write(&self, path: &Path) {
+        if let Ok(json) = serde_json::to_vec(self) {
+            let tmp = path.with_extension("exit.tmp");
+            if std::fs::write(&tmp, json).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+
+    /// Reads a record, if the process left one.
+    pub fn read(path: &Path) -> Option<ExitRecord> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}

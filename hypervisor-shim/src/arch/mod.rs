@@ -1,0 +1,8 @@
+//! x86-64 boot setup: the guest-physical layout, the GDT and page tables a 64-bit entry
+//! needs, CPUID, MSRs and the local APIC's interrupt pins.
+
+pub mod cpuid;
+pub mod gdt;
+pub mod layout;
+pub mod paging;
+pub mod regs;

@@ -1,0 +1,137 @@
+//! Where COM1's output goes: a size-capped console log file, and listeners (the control
+//! socket's event stream).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Receives console output as the guest writes it, a line (or a full buffer) at a time.
+pub type ConsoleListener = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Buffered output flushes at a newline or at this many bytes.
+const LINE_LIMIT: usize = 1024;
+
+/// COM1's output sink.
+pub struct Console {
+    log: Option<(PathBuf, File, u64)>,
+    max_bytes: u64,
+    pending: Vec<u8>,
+    listener: Option<ConsoleListener>,
+}
+
+impl Console {
+    /// Appends to `path`; when it grows past `max_bytes` it is renamed to `path.1` (replacing
+    /// the previous one) and a new file started, so the log never takes more than twice that.
+    pub fn to_file(path: &Path, max_bytes: u64) -> io::Result<Console> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Console {
+            log: Some((path.to_path_buf(), file, len)),
+            max_bytes,
+            pending: Vec::new(),
+            listener: None,
+        })
+    }
+
+    /// Output that goes nowhere.
+    pub fn discard() -> Console {
+        Console {
+            log: None,
+            max_bytes: 0,
+            pending: Vec::new(),
+            listener: None,
+        }
+    }
+
+    /// Also sends output to `listener`.
+    pub fn set_listener(&mut self, listener: ConsoleListener) {
+        self.listener = Some(listener);
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if let Some((path, file, len)) = &mut self.log {
+            let mut old = path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&*path, &old)?;
+            *file = OpenOptions::new().create(true).append(true).open(&*path)?;
+            *len = 0;
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::take(&mut self.pending);
+        if let Some(listener) = &self.listener {
+            listener(&chunk);
+        }
+        let full =
+            matches!(&self.log, Some((_, _, len)) if *len + chunk.len() as u64 > self.max_bytes);
+        if full {
+            self.rotate()?;
+        }
+        if let Some((_, file, len)) = &mut self.log {
+            file.write_all(&chunk)?;
+            *len += chunk.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if buf.contains(&b'\n') || self.pending.len() >= LINE_LIMIT {
+            self.deliver()?;
+        }
+        Ok(buf.len())
+    }
+
+    /// The 16550 model flushes after every byte; output is delivered a line at a time all the
+    /// same, and [`Console::drain`] delivers what is left.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Console {
+    /// Delivers buffered output that has no newline yet.
+    pub fn drain(&mut self) -> io::Result<()> {
+        self.deliver()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn lines_reach_the_listener_and_the_log_rotates_at_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut console = Console::to_file(&path, 64).unwrap();
+        let sink = seen.clone();
+        console.set_listener(Arc::new(move |b| sink.lock().unwrap().extend_from_slice(b)));
+        for i in 0..10 {
+            writeln!(console, "line {i} of the console").unwrap();
+        }
+        write!(console, "partial").unwrap();
+        assert!(String::from_utf8_lossy(&seen.lock().unwrap()).ends_with("line 9 of the console\n"));
+        let current = std::fs::read_to_string(&path).unwrap();
+        let previous = std::fs::read_to_string(dir.path().join("console.log.1")).unwrap();
+        assert!(
+            current.len() <= 64 && previous.len() <= 64,
+            "{current:?} {previous:?}"
+        );
+        assert!(current.ends_with("line 9 of the console\n"));
+        console.flush().unwrap();
+        assert!(!String::from_utf8_lossy(&seen.lock().unwrap()).ends_with("partial"));
+        console.drain().unwrap();
+        assert!(String::from_utf8_lossy(&seen.lock().unwrap()).ends_with("partial"));
+    }
+}

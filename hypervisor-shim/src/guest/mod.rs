@@ -1,0 +1,3 @@
+//! Guest images the VMM can boot without anything downloaded.
+
+pub mod test_guest;

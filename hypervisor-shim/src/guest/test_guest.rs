@@ -1,0 +1,412 @@
+//! The built-in test guest: a few hundred bytes of 64-bit x86 code in the spirit of
+//! kvm-unit-tests, assembled into the binary with `global_asm!`.
+//!
+//! The VMM enters it in long mode, kernel mode, on every vCPU at once, with `rdi` = the vCPU
+//! index and `rsp` = the top of that vCPU's stack (there is no INIT/SIPI bring-up: application
+//! processors start where the bootstrap processor does and wait for its IDT). It then:
+//! - prints a banner with its vCPU count and memory size on COM1;
+//! - switches each local APIC to x2APIC mode and runs its timer at 100 Hz; every tick adds
+//!   one to that vCPU's heartbeat counter at [`layout::HEARTBEAT`];
+//! - prints `N vCPUs online` once every vCPU has started its timer;
+//! - takes one-byte commands on COM1 (interrupt driven, through the IOAPIC): `r` resets
+//!   through the i8042, `c` crashes with a triple fault, `s` spins with interrupts disabled,
+//!   `p` powers off;
+//! - powers off when the i8042 delivers Ctrl-Alt-Del (the graceful shutdown request), by
+//!   writing S5 to the sleep control register.
+//!
+//! Interrupt handlers use trap gates so that they run with interrupts enabled: on a software
+//! KVM (`kvm_pvm`) code with interrupts disabled goes through the instruction emulator.
+
+use std::arch::global_asm;
+
+/// Guest-physical addresses the test guest and the VMM agree on.
+pub mod layout {
+    /// Where the code is loaded and entered.
+    pub const CODE: u64 = 0x10_0000;
+    /// The boot information block the VMM writes: magic (u64), vCPU count (u32), vCPUs
+    /// online (u32), memory bytes (u64), IDT-ready flag (u32).
+    pub const INFO: u64 = 0x20_0000;
+    /// One u64 heartbeat counter per vCPU, advanced 100 times a second.
+    pub const HEARTBEAT: u64 = 0x20_1000;
+    /// The interrupt descriptor table the guest builds.
+    pub const IDT: u64 = 0x20_2000;
+    /// vCPU i's stack is the 4 KiB page at `STACKS + i * 4096`.
+    pub const STACKS: u64 = 0x30_0000;
+    /// The lowest guest memory size the layout fits in.
+    pub const MIN_MEMORY: u64 = 8 << 20;
+    /// The most vCPUs the layout has counters and stacks for.
+    pub const MAX_VCPUS: u32 = 254;
+    /// "CIMVTGST": tells the guest the information block is there.
+    pub const INFO_MAGIC: u64 = u64::from_le_bytes(*b"CIMVTGST");
+    /// Offsets inside the information block.
+    pub const INFO_VCPUS: u64 = 8;
+    /// Offset of the vCPUs-online count.
+    pub const INFO_ONLINE: u64 = 12;
+    /// Offset of the memory size.
+    pub const INFO_MEMORY: u64 = 16;
+    /// Offset of the IDT-ready flag.
+    pub const INFO_IDT_READY: u64 = 24;
+}
+
+/// The x2APIC timer's initial count: KVM's APIC bus runs at 1 GHz, so 10 ms per tick.
+pub const TIMER_COUNT: u32 = 10_000_000;
+/// Heartbeat ticks per second.
+pub const HEARTBEAT_HZ: u64 = 100;
+
+/// Serial commands the test guest understands.
+pub mod command {
+    /// Reset through the i8042 (command 0xFE).
+    pub const RESET: u8 = b'r';
+    /// Triple fault.
+    pub const CRASH: u8 = b'c';
+    /// Spin forever with interrupts disabled (stops answering; its heartbeat stops).
+    pub const SPIN: u8 = b's';
+    /// Power off through the sleep control register.
+    pub const POWER_OFF: u8 = b'p';
+}
+
+global_asm!(
+    r#"
+    .pushsection .rodata.cimvirt_test_guest, "a"
+    .code64
+    .set INFO, {info}
+    .set HEARTBEAT, {heartbeat}
+    .set IDT, {idt}
+    .set STACKS, {stacks}
+    .set COM1, 0x3f8
+    .set SLEEP_CONTROL, 0x600
+    .set S5_SLEEP, 0x34
+    .globl cimvirt_test_guest_start
+    .globl cimvirt_test_guest_end
+cimvirt_test_guest_start:
+    out 0x80, al                        /* first-instruction marker for the VMM */
+    test edi, edi
+    jnz .Ltg_ap
+    mov al, 0xff                        /* mask the legacy PIC: interrupts go through the IOAPIC */
+    out 0x21, al
+    out 0xa1, al
+    sti                                 /* nothing interrupts yet: every LAPIC is still disabled */
+    call .Ltg_build_idt
+    lidt [rip + .Ltg_idtr]
+    mov r8, 0xfec00000                  /* IOAPIC: pin 4 (COM1) -> 0x30, pin 1 (i8042) -> 0x31, on APIC 0 */
+    mov dword ptr [r8], 0x18
+    mov dword ptr [r8 + 0x10], 0x30
+    mov dword ptr [r8], 0x19
+    mov dword ptr [r8 + 0x10], 0
+    mov dword ptr [r8], 0x12
+    mov dword ptr [r8 + 0x10], 0x31
+    mov dword ptr [r8], 0x13
+    mov dword ptr [r8 + 0x10], 0
+    mov dx, COM1 + 1                    /* COM1: interrupt on received data, OUT2 on */
+    mov al, 1
+    out dx, al
+    mov dx, COM1 + 4
+    mov al, 0x08
+    out dx, al
+    lea rsi, [rip + .Ltg_msg_banner]
+    call .Ltg_puts
+    mov eax, dword ptr [INFO + 8]
+    call .Ltg_put_dec
+    lea rsi, [rip + .Ltg_msg_vcpus]
+    call .Ltg_puts
+    mov rax, qword ptr [INFO + 16]
+    shr rax, 20
+    call .Ltg_put_dec
+    lea rsi, [rip + .Ltg_msg_mib]
+    call .Ltg_puts
+    mov dword ptr [INFO + 24], 1        /* IDT ready: application processors may go on */
+    jmp .Ltg_common
+.Ltg_ap:
+    sti
+.Ltg_wait_idt:
+    pause
+    cmp dword ptr [INFO + 24], 1
+    jne .Ltg_wait_idt
+    lidt [rip + .Ltg_idtr]
+.Ltg_common:
+    mov ecx, 0x1b                       /* IA32_APIC_BASE: enable, x2APIC mode */
+    rdmsr
+    or eax, 0xc00
+    wrmsr
+    xor edx, edx
+    mov ecx, 0x80f                      /* spurious vector 0xff, APIC software-enabled */
+    mov eax, 0x1ff
+    wrmsr
+    mov ecx, 0x83e                      /* timer divide by 1 */
+    mov eax, 0xb
+    wrmsr
+    mov ecx, 0x832                      /* timer: periodic, vector 0x20 */
+    mov eax, 0x20020
+    wrmsr
+    mov ecx, 0x838                      /* timer initial count */
+    mov eax, {timer_count}
+    wrmsr
+    lock inc dword ptr [INFO + 12]
+    test edi, edi
+    jnz .Ltg_idle
+.Ltg_wait_online:
+    pause
+    mov eax, dword ptr [INFO + 12]
+    cmp eax, dword ptr [INFO + 8]
+    jb .Ltg_wait_online
+    mov ebx, eax
+    lea rsi, [rip + .Ltg_msg_banner]
+    call .Ltg_puts
+    mov eax, ebx
+    call .Ltg_put_dec
+    lea rsi, [rip + .Ltg_msg_online]
+    call .Ltg_puts
+.Ltg_idle:
+    hlt
+    jmp .Ltg_idle
+
+/* ecx = vector, rsi = handler, dl = gate type; clobbers rax, r9 */
+.Ltg_set_gate:
+    mov eax, ecx
+    shl eax, 4
+    add rax, IDT
+    mov word ptr [rax], si
+    mov word ptr [rax + 2], 0x08
+    mov byte ptr [rax + 4], 0
+    mov byte ptr [rax + 5], dl
+    mov r9, rsi
+    shr r9, 16
+    mov word ptr [rax + 6], r9w
+    shr r9, 16
+    mov dword ptr [rax + 8], r9d
+    mov dword ptr [rax + 12], 0
+    ret
+
+.Ltg_build_idt:
+    lea rsi, [rip + .Ltg_unexpected]
+    mov dl, 0x8e                        /* interrupt gate */
+    xor ecx, ecx
+.Ltg_idt_loop:
+    call .Ltg_set_gate
+    inc ecx
+    cmp ecx, 256
+    jb .Ltg_idt_loop
+    mov dl, 0x8f                        /* trap gates: handlers run with interrupts enabled */
+    mov ecx, 0x20
+    lea rsi, [rip + .Ltg_timer]
+    call .Ltg_set_gate
+    mov ecx, 0x30
+    lea rsi, [rip + .Ltg_serial]
+    call .Ltg_set_gate
+    mov ecx, 0x31
+    lea rsi, [rip + .Ltg_keyboard]
+    call .Ltg_set_gate
+    mov ecx, 0xff
+    lea rsi, [rip + .Ltg_spurious]
+    call .Ltg_set_gate
+    ret
+
+/* rsi = NUL-terminated string; clobbers rax, rdx, rsi */
+.Ltg_puts:
+    mov dx, COM1
+.Ltg_puts_loop:
+    mov al, byte ptr [rsi]
+    test al, al
+    jz .Ltg_puts_done
+    out dx, al
+    inc rsi
+    jmp .Ltg_puts_loop
+.Ltg_puts_done:
+    ret
+
+/* rax = value, printed in decimal; clobbers rax, rcx, rdx, r8, r9 */
+.Ltg_put_dec:
+    mov r9, rsp
+    sub rsp, 32
+    mov r8, r9
+    mov ecx, 10
+.Ltg_dec_loop:
+    xor edx, edx
+    div rcx
+    add dl, 0x30
+    dec r8
+    mov byte ptr [r8], dl
+    test rax, rax
+    jnz .Ltg_dec_loop
+    mov dx, COM1
+.Ltg_dec_out:
+    mov al, byte ptr [r8]
+    out dx, al
+    inc r8
+    cmp r8, r9
+    jb .Ltg_dec_out
+    add rsp, 32
+    ret
+
+.Ltg_eoi:
+    mov ecx, 0x80b
+    xor eax, eax
+    xor edx, edx
+    wrmsr
+    ret
+
+.Ltg_timer:
+    push rax
+    push rcx
+    push rdx
+    mov rax, rsp                        /* the stack says which vCPU this is */
+    sub rax, STACKS
+    shr rax, 12
+    lock inc qword ptr [HEARTBEAT + rax * 8]
+    call .Ltg_eoi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq
+
+.Ltg_serial:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+.Ltg_serial_next:
+    mov dx, COM1 + 5
+    in al, dx
+    test al, 1
+    jz .Ltg_irq_done
+    mov dx, COM1
+    in al, dx
+    cmp al, 0x72                        /* r */
+    je .Ltg_reset
+    cmp al, 0x63                        /* c */
+    je .Ltg_crash
+    cmp al, 0x73                        /* s */
+    je .Ltg_spin
+    cmp al, 0x70                        /* p */
+    je .Ltg_power_off
+    jmp .Ltg_serial_next
+
+.Ltg_keyboard:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+.Ltg_keyboard_next:
+    in al, 0x64
+    test al, 1
+    jz .Ltg_irq_done
+    in al, 0x60
+    cmp al, 0x71                        /* Delete, the last byte of Ctrl-Alt-Del */
+    jne .Ltg_keyboard_next
+    lea rsi, [rip + .Ltg_msg_cad]
+    call .Ltg_puts
+    jmp .Ltg_power_off
+
+.Ltg_irq_done:
+    call .Ltg_eoi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+.Ltg_spurious:
+    iretq
+
+.Ltg_reset:
+    lea rsi, [rip + .Ltg_msg_reset]
+    call .Ltg_puts
+    mov al, 0xfe
+    out 0x64, al
+    jmp .Ltg_halt
+
+.Ltg_power_off:
+    lea rsi, [rip + .Ltg_msg_power_off]
+    call .Ltg_puts
+    mov dx, SLEEP_CONTROL
+    mov al, S5_SLEEP
+    out dx, al
+    jmp .Ltg_halt
+
+.Ltg_spin:
+    lea rsi, [rip + .Ltg_msg_spin]
+    call .Ltg_puts
+    cli
+.Ltg_spin_loop:
+    jmp .Ltg_spin_loop
+
+.Ltg_unexpected:
+    lea rsi, [rip + .Ltg_msg_unexpected]
+    call .Ltg_puts
+.Ltg_crash:
+    lea rsi, [rip + .Ltg_msg_crash]
+    call .Ltg_puts
+    lidt [rip + .Ltg_null_idtr]         /* no IDT: the next exception is a triple fault */
+    ud2
+
+.Ltg_halt:
+    hlt
+    jmp .Ltg_halt
+
+    .balign 8
+.Ltg_idtr:
+    .word 4095
+    .quad IDT
+.Ltg_null_idtr:
+    .word 0
+    .quad 0
+.Ltg_msg_banner:
+    .asciz "cimvirt test guest: "
+.Ltg_msg_vcpus:
+    .asciz " vCPUs, "
+.Ltg_msg_mib:
+    .asciz " MiB\n"
+.Ltg_msg_online:
+    .asciz " vCPUs online\n"
+.Ltg_msg_cad:
+    .asciz "cimvirt test guest: Ctrl-Alt-Del\n"
+.Ltg_msg_reset:
+    .asciz "cimvirt test guest: resetting\n"
+.Ltg_msg_power_off:
+    .asciz "cimvirt test guest: powering off\n"
+.Ltg_msg_spin:
+    .asciz "cimvirt test guest: spinning with interrupts disabled\n"
+.Ltg_msg_unexpected:
+    .asciz "cimvirt test guest: unexpected exception or interrupt\n"
+.Ltg_msg_crash:
+    .asciz "cimvirt test guest: triple fault\n"
+cimvirt_test_guest_end:
+    .popsection
+"#,
+    info = const layout::INFO,
+    heartbeat = const layout::HEARTBEAT,
+    idt = const layout::IDT,
+    stacks = const layout::STACKS,
+    timer_count = const TIMER_COUNT,
+);
+
+unsafe extern "C" {
+    static cimvirt_test_guest_start: u8;
+    static cimvirt_test_guest_end: u8;
+}
+
+/// The test guest's machine code, to be loaded at [`layout::CODE`].
+pub fn image() -> &'static [u8] {
+    // SAFETY: both symbols are defined by the `global_asm!` block above, in one section, start
+    // before end; the bytes between them are the assembled code, immutable for the program's
+    // whole life.
+    unsafe {
+        let start = &raw const cimvirt_test_guest_start;
+        let end = &raw const cimvirt_test_guest_end;
+        std::slice::from_raw_parts(start, end.offset_from(start) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_is_a_few_hundred_bytes_starting_with_the_marker() {
+        let code = image();
+        assert!(
+            code.len() > 200 && code.len() < 2048,
+            "{} bytes",
+            code.len()
+        );
+        assert_eq!(code[..2], [0xe6, 0x80], "out 0x80, al");
+    }
+}

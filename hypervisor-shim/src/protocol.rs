@@ -1,0 +1,221 @@
+//! The control protocol between the server (the supervisor) and a VM process, on the VM's
+//! Unix socket: JSON messages, each preceded by its length as a little-endian u32.
+//!
+//! A connection starts with [`Request::Hello`], which must name [`VERSION`]. After that
+//! each [`Request`] gets one [`Response`], in order. A connection that sends
+//! [`Request::Subscribe`] gets `Response::Ok` and then only [`Event`]s, as they happen.
+
+use crate::lifecycle::State;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+/// The largest message either side accepts.
+pub const MAX_MESSAGE: u32 = 16 << 20;
+
+/// A request to the VM process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Opens the conversation.
+    Hello {
+        /// The client's protocol version.
+        version: u32,
+    },
+    /// The VM's state, counters and timings.
+    Status,
+    /// Begins running a VM process started with `--paused-at-start`.
+    Start,
+    /// Stops every vCPU.
+    Pause,
+    /// Runs the vCPUs again.
+    Resume,
+    /// Asks the guest to power off (Ctrl-Alt-Del until ACPI) and waits for it.
+    Shutdown {
+        /// How long to wait before giving up (the VM keeps running).
+        timeout_ms: u64,
+    },
+    /// Powers off at once; the process exits.
+    Stop,
+    /// Hardware reset: devices and vCPUs to power-on state, the boot image reloaded.
+    Reset,
+    /// A reboot: as a reset, reported as a reboot.
+    Reboot,
+    /// Writes memory and state to `dir`; the process then exits.
+    Save {
+        /// The snapshot directory to create.
+        dir: PathBuf,
+    },
+    /// Writes memory and state to `dir` and goes on in the state it was in.
+    Snapshot {
+        /// The snapshot directory to create.
+        dir: PathBuf,
+    },
+    /// Types bytes into COM1.
+    SendConsole {
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Turns this connection into an event stream.
+    Subscribe,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// The answer to `Hello`.
+    Hello {
+        /// The server's protocol version.
+        version: u32,
+        /// The VM process's pid.
+        pid: u32,
+    },
+    /// The answer to `Status`.
+    Status(Box<Status>),
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// What happened, for a person.
+        message: String,
+    },
+}
+
+/// Kinds of failure a client can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The VM's state does not allow the request.
+    InvalidState,
+    /// The guest did not do what was asked in time.
+    Timeout,
+    /// The request itself is wrong.
+    BadRequest,
+    /// The VMM failed.
+    Failed,
+}
+
+/// Something that happened to the VM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The lifecycle state changed.
+    State {
+        /// The new state.
+        state: State,
+    },
+    /// The guest powered itself off.
+    GuestPowerOff,
+    /// The machine was reset, by the guest or on request.
+    Reset {
+        /// Who asked: "guest", "reset" or "reboot".
+        cause: String,
+    },
+    /// The guest crashed or the VMM failed; the process exits.
+    Crashed {
+        /// Why, for a person (the failing instruction's bytes for an emulation failure).
+        reason: String,
+    },
+    /// COM1 output.
+    Console {
+        /// The bytes the guest wrote.
+        bytes: Vec<u8>,
+    },
+}
+
+/// A VM's status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The VM's name.
+    pub name: String,
+    /// The VM process.
+    pub pid: u32,
+    /// The lifecycle state.
+    pub state: State,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Guest RAM in bytes.
+    pub memory_bytes: u64,
+    /// The test guest's heartbeat counters, one per vCPU (empty for other guests).
+    pub heartbeats: Vec<u64>,
+    /// Host thread ids of the vCPU threads.
+    pub vcpu_threads: Vec<i32>,
+    /// Nanoseconds since the Unix epoch when the process started.
+    pub process_start_ns: u64,
+    /// Nanoseconds since the Unix epoch when the guest's first instruction ran (it wrote the
+    /// POST port), if it has.
+    pub first_instruction_ns: Option<u64>,
+    /// Why the last reset happened, if one did.
+    pub last_reset: Option<String>,
+    /// Where COM1's output is logged.
+    pub console_log: Option<PathBuf>,
+}
+
+/// Writes one message.
+pub fn write_message<T: Serialize, W: Write>(out: &mut W, message: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&n| n <= MAX_MESSAGE)
+        .ok_or_else(|| io::Error::other("message too large"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&body);
+    out.write_all(&frame)
+}
+
+/// Reads one message; `Ok(None)` at a clean end of stream.
+pub fn read_message<T: DeserializeOwned, R: Read>(input: &mut R) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes(len);
+    if len > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes"),
+        ));
+    }
+    let mut body = vec![0u8; len as usize];
+    input.read_exact(&mut body)?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_oversized_ones_are_refused() {
+        let mut buf = Vec::new();
+        write_message(&mut buf, &Request::Shutdown { timeout_ms: 5000 }).unwrap();
+        write_message(&mut buf, &Request::Status).unwrap();
+        let mut input = &buf[..];
+        assert!(matches!(
+            read_message::<Request, _>(&mut input).unwrap(),
+            Some(Request::Shutdown { timeout_ms: 5000 })
+        ));
+        assert!(matches!(
+            read_message::<Request, _>(&mut input).unwrap(),
+            Some(Request::Status)
+        ));
+        assert!(read_message::<Request, _>(&mut input).unwrap().is_none());
+
+        let huge = (MAX_MESSAGE + 1).to_le_bytes();
+        let err = read_message::<Request, _>(&mut &huge[..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let garbage = [3, 0, 0, 0, b'{', b'x', b'}'];
+        assert!(read_message::<Request, _>(&mut &garbage[..]).is_err());
+    }
+}

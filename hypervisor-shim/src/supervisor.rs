@@ -1,0 +1,586 @@
+//! The server side of VM processes: starts them, talks to them over their control sockets,
+//! watches them end, and after a server restart re-adopts the ones still running.
+//!
+//! A VM process runs in its own process group with its output in `<run_dir>/<name>.log`, so it
+//! outlives the server. Its socket is `<run_dir>/<name>.sock`; when it ends it leaves
+//! `<name>.exit` saying why, which is how a supervisor that did not start it learns.
+
+use crate::cgroup::{self, CpuControl};
+use crate::lifecycle::State;
+use crate::protocol::{self, ErrorKind, Event, Request, Response, Status};
+use crate::vmm::config::VmConfig;
+use crate::vmm::exit_record_path;
+use crate::ExitRecord;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How the supervisor starts VM processes.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// Sockets, logs, definitions and exit records of VM processes.
+    pub run_dir: PathBuf,
+    /// The program that runs one VM (`cimvirtd`, or the `cimvirt-vmm` test binary).
+    pub vmm_program: PathBuf,
+    /// Arguments before the VM's own (`["vmm"]` for `cimvirtd`).
+    pub vmm_args: Vec<OsString>,
+    /// The KVM device.
+    pub kvm_device: PathBuf,
+    /// How long a new VM process may take to open its socket.
+    pub start_timeout: Duration,
+    /// The cgroup v2 mount, for CPU weight and limits.
+    pub cgroup_root: PathBuf,
+}
+
+impl SupervisorConfig {
+    /// Defaults for `run_dir` and the given VMM program.
+    pub fn new(run_dir: PathBuf, vmm_program: PathBuf, vmm_args: Vec<OsString>) -> Self {
+        SupervisorConfig {
+            run_dir,
+            vmm_program,
+            vmm_args,
+            kvm_device: PathBuf::from(crate::hypervisor::kvm::DEFAULT_DEVICE),
+            start_timeout: Duration::from_secs(30),
+            cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
+        }
+    }
+}
+
+/// What can go wrong talking to VM processes.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// A VM of that name has a running process.
+    #[error("VM {0} is already running")]
+    AlreadyRunning(String),
+    /// No VM of that name has a running process.
+    #[error("VM {0} is not running")]
+    NotRunning(String),
+    /// The definition was refused before a process was started.
+    #[error("{0}")]
+    Invalid(String),
+    /// The VM process could not start, with its own explanation.
+    #[error("VM {name} did not start: {reason}")]
+    StartFailed {
+        /// The VM.
+        name: String,
+        /// Why (from its exit record or log).
+        reason: String,
+    },
+    /// The VM refused or failed a request.
+    #[error("{message}")]
+    Vm {
+        /// The kind of failure.
+        kind: ErrorKind,
+        /// What the VM process said.
+        message: String,
+    },
+    /// The control connection failed (the process is probably gone).
+    #[error("VM {name}: control connection: {error}")]
+    Connection {
+        /// The VM.
+        name: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// Local I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, SupervisorError>;
+
+/// Hears every VM's events: the VM's name and the event. Process ends arrive as
+/// [`Event::State`] with off, saved or crashed.
+pub type EventListener = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One running VM process.
+#[derive(Debug)]
+pub struct VmHandle {
+    name: String,
+    pid: u32,
+    control: Mutex<UnixStream>,
+    exit: Mutex<Option<ExitRecord>>,
+    exited: Condvar,
+}
+
+/// The control socket's read timeout for requests that answer at once.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl VmHandle {
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The VM process's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends one request and reads its response.
+    pub fn request(&self, request: &Request) -> Result<Response> {
+        let wait = match request {
+            Request::Shutdown { timeout_ms } => Duration::from_millis(*timeout_ms) + REPLY_TIMEOUT,
+            _ => REPLY_TIMEOUT,
+        };
+        let mut stream = lock(&self.control);
+        let io = |error| SupervisorError::Connection {
+            name: self.name.clone(),
+            error,
+        };
+        stream.set_read_timeout(Some(wait)).map_err(io)?;
+        protocol::write_message(&mut *stream, request).map_err(io)?;
+        match protocol::read_message(&mut *stream).map_err(io)? {
+            Some(response) => Ok(response),
+            None => Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the VM process closed the connection",
+            ))),
+        }
+    }
+
+    /// Sends a request that answers `ok` or an error.
+    pub fn call(&self, request: &Request) -> Result<()> {
+        match self.request(request)? {
+            Response::Ok => Ok(()),
+            Response::Error { kind, message } => Err(SupervisorError::Vm { kind, message }),
+            other => Err(SupervisorError::Vm {
+                kind: ErrorKind::Failed,
+                message: format!("unexpected response {other:?}"),
+            }),
+        }
+    }
+
+    /// The VM's status.
+    pub fn status(&self) -> Result<Status> {
+        match self.request(&Request::Status)? {
+            Response::Status(status) => Ok(*status),
+            Response::Error { kind, message } => Err(SupervisorError::Vm { kind, message }),
+            other => Err(SupervisorError::Vm {
+                kind: ErrorKind::Failed,
+                message: format!("unexpected response {other:?}"),
+            }),
+        }
+    }
+
+    /// Waits up to `timeout` for the process to end; returns its exit record.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitRecord> {
+        let deadline = Instant::now() + timeout;
+        let mut exit = lock(&self.exit);
+        while exit.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            exit = self
+                .exited
+                .wait_timeout(exit, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        exit.clone()
+    }
+
+    /// The exit record, once the process has ended.
+    pub fn exit_record(&self) -> Option<ExitRecord> {
+        lock(&self.exit).clone()
+    }
+}
+
+/// Starts and tracks VM processes.
+pub struct Supervisor {
+    config: SupervisorConfig,
+    running: Arc<Mutex<HashMap<String, Arc<VmHandle>>>>,
+    ended: Arc<Mutex<HashMap<String, ExitRecord>>>,
+    listeners: Arc<Mutex<Vec<EventListener>>>,
+}
+
+/// What a new VM process starts from.
+enum Origin<'a> {
+    Boot(&'a VmConfig),
+    Restore(&'a Path),
+}
+
+impl Supervisor {
+    /// A supervisor over `config.run_dir` (created, mode 0700).
+    pub fn new(config: SupervisorConfig) -> Result<Supervisor> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.run_dir)?;
+        Ok(Supervisor {
+            config,
+            running: Arc::default(),
+            ended: Arc::default(),
+            listeners: Arc::default(),
+        })
+    }
+
+    /// Adds a listener for every VM's events.
+    pub fn listen(&self, listener: EventListener) {
+        lock(&self.listeners).push(listener);
+    }
+
+    /// The handle of a running VM.
+    pub fn get(&self, name: &str) -> Option<Arc<VmHandle>> {
+        lock(&self.running).get(name).cloned()
+    }
+
+    /// Names of the running VMs.
+    pub fn running(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.running).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// How a VM that is no longer running ended, if this supervisor saw it.
+    pub fn last_exit(&self, name: &str) -> Option<ExitRecord> {
+        lock(&self.ended).get(name).cloned()
+    }
+
+    fn socket(&self, name: &str) -> PathBuf {
+        self.config.run_dir.join(format!("{name}.sock"))
+    }
+
+    /// Takes over the VM processes whose sockets are in the run directory (after a server
+    /// restart); returns their names. Sockets nobody answers on are cleaned up, and the exit
+    /// records beside them remembered.
+    pub fn adopt(&self) -> Result<Vec<String>> {
+        let mut adopted = Vec::new();
+        for entry in fs::read_dir(&self.config.run_dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("sock") {
+                continue;
+            }
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if self.get(&name).is_some() {
+                continue;
+            }
+            match connect(&path) {
+                Ok((stream, pid)) => {
+                    self.track(&name, pid, stream, None)?;
+                    adopted.push(name);
+                }
+                Err(e) => {
+                    tracing::info!(vm = %name, "removing the socket of a VM process that is gone: {e}");
+                    let _ = fs::remove_file(&path);
+                    if let Some(record) = take_exit_record(&path) {
+                        lock(&self.ended).insert(name, record);
+                    }
+                }
+            }
+        }
+        for (name, record) in self.ended_records()? {
+            lock(&self.ended).entry(name).or_insert(record);
+        }
+        adopted.sort();
+        Ok(adopted)
+    }
+
+    /// Exit records without a socket: VMs that ended while no supervisor watched.
+    fn ended_records(&self) -> Result<Vec<(String, ExitRecord)>> {
+        let mut records = Vec::new();
+        for entry in fs::read_dir(&self.config.run_dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("exit") {
+                if let (Some(name), Some(record)) = (
+                    path.file_stem().and_then(|s| s.to_str()),
+                    ExitRecord::read(&path),
+                ) {
+                    records.push((name.to_owned(), record));
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Boots a VM in a new process.
+    pub fn start(&self, config: &VmConfig) -> Result<Arc<VmHandle>> {
+        config
+            .validate(u32::MAX)
+            .map_err(SupervisorError::Invalid)?;
+        self.spawn(&config.name, Origin::Boot(config))
+    }
+
+    /// Starts a VM process from a saved state or snapshot directory.
+    pub fn restore(&self, name: &str, snapshot: &Path) -> Result<Arc<VmHandle>> {
+        let file = crate::vmm::snapshot::read(snapshot)
+            .map_err(|e| SupervisorError::Invalid(e.to_string()))?;
+        if file.config.name != name {
+            return Err(SupervisorError::Invalid(format!(
+                "the snapshot in {} is of VM {}, not {name}",
+                snapshot.display(),
+                file.config.name
+            )));
+        }
+        self.spawn(name, Origin::Restore(snapshot))
+    }
+
+    fn spawn(&self, name: &str, origin: Origin<'_>) -> Result<Arc<VmHandle>> {
+        if self.get(name).is_some() {
+            return Err(SupervisorError::AlreadyRunning(name.to_owned()));
+        }
+        let socket = self.socket(name);
+        if connect(&socket).is_ok() {
+            return Err(SupervisorError::AlreadyRunning(name.to_owned()));
+        }
+        let (weight, limit) = match origin {
+            Origin::Boot(c) => (c.cpu_weight, c.cpu_limit_percent),
+            Origin::Restore(dir) => crate::vmm::snapshot::read(dir)
+                .map(|f| (f.config.cpu_weight, f.config.cpu_limit_percent))
+                .unwrap_or((None, None)),
+        };
+        let cpu_control = if weight.is_some() || limit.is_some() {
+            Some(cgroup::probe(&self.config.cgroup_root).map_err(SupervisorError::Invalid)?)
+        } else {
+            None
+        };
+        let _ = fs::remove_file(&socket);
+        let record_path = exit_record_path(&socket);
+        let _ = fs::remove_file(&record_path);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.run_dir.join(format!("{name}.log")))?;
+
+        let mut command = Command::new(&self.config.vmm_program);
+        command
+            .args(&self.config.vmm_args)
+            .arg("--socket")
+            .arg(&socket);
+        command.arg("--kvm-device").arg(&self.config.kvm_device);
+        match origin {
+            Origin::Boot(config) => {
+                let path = self.config.run_dir.join(format!("{name}.json"));
+                fs::write(
+                    &path,
+                    serde_json::to_vec_pretty(config).map_err(std::io::Error::other)?,
+                )?;
+                command.arg("--config").arg(path);
+            }
+            Origin::Restore(dir) => {
+                command.arg("--restore").arg(dir);
+            }
+        }
+        if cpu_control.is_some() {
+            command.arg("--paused-at-start");
+        }
+        // Its own process group: a Ctrl-C or SIGTERM for the server's group leaves VMs running.
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let mut child = command.spawn()?;
+
+        let deadline = Instant::now() + self.config.start_timeout;
+        let mut pause = Duration::from_micros(100);
+        let (stream, pid) = loop {
+            if let Some(status) = child.try_wait()? {
+                let reason = take_exit_record(&socket)
+                    .map(|r| r.reason)
+                    .unwrap_or_else(|| describe_status(status));
+                return Err(SupervisorError::StartFailed {
+                    name: name.to_owned(),
+                    reason,
+                });
+            }
+            if let Ok(connected) = connect(&socket) {
+                break connected;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SupervisorError::StartFailed {
+                    name: name.to_owned(),
+                    reason: format!("no control socket after {:?}", self.config.start_timeout),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        };
+        let handle = self.track(name, pid, stream, Some(child))?;
+        if let Some(control) = cpu_control {
+            let placed = control.place(name, pid, weight, limit);
+            if let Err(e) = placed {
+                let _ = handle.call(&Request::Stop);
+                return Err(SupervisorError::Invalid(format!(
+                    "placing VM {name} in its cgroup: {e}"
+                )));
+            }
+            handle.call(&Request::Start)?;
+        }
+        Ok(handle)
+    }
+
+    /// Registers a connected VM process and starts watching its events.
+    fn track(
+        &self,
+        name: &str,
+        pid: u32,
+        control: UnixStream,
+        child: Option<Child>,
+    ) -> Result<Arc<VmHandle>> {
+        let handle = Arc::new(VmHandle {
+            name: name.to_owned(),
+            pid,
+            control: Mutex::new(control),
+            exit: Mutex::new(None),
+            exited: Condvar::new(),
+        });
+        let events = connect(&self.socket(name)).and_then(|(mut stream, _)| {
+            protocol::write_message(&mut stream, &Request::Subscribe)?;
+            match protocol::read_message::<Response, _>(&mut stream)? {
+                Some(Response::Ok) => Ok(stream),
+                other => Err(std::io::Error::other(format!(
+                    "subscribe answered {other:?}"
+                ))),
+            }
+        });
+        lock(&self.running).insert(name.to_owned(), handle.clone());
+        let watcher = Watcher {
+            handle: handle.clone(),
+            socket: self.socket(name),
+            child,
+            running: self.running.clone(),
+            ended: self.ended.clone(),
+            listeners: self.listeners.clone(),
+            cpu_control: cgroup::probe(&self.config.cgroup_root).ok(),
+        };
+        std::thread::Builder::new()
+            .name(format!("watch-{name}"))
+            .spawn(move || watcher.run(events.ok()))?;
+        Ok(handle)
+    }
+}
+
+/// Follows one VM process's events until it ends, then records how.
+struct Watcher {
+    handle: Arc<VmHandle>,
+    socket: PathBuf,
+    child: Option<Child>,
+    running: Arc<Mutex<HashMap<String, Arc<VmHandle>>>>,
+    ended: Arc<Mutex<HashMap<String, ExitRecord>>>,
+    listeners: Arc<Mutex<Vec<EventListener>>>,
+    cpu_control: Option<CpuControl>,
+}
+
+impl Watcher {
+    fn notify(&self, event: &Event) {
+        let listeners: Vec<EventListener> = lock(&self.listeners).clone();
+        for listener in listeners {
+            listener(&self.handle.name, event);
+        }
+    }
+
+    fn run(mut self, events: Option<UnixStream>) {
+        if let Some(mut stream) = events {
+            while let Ok(Some(event)) = protocol::read_message::<Event, _>(&mut stream) {
+                if !matches!(
+                    event,
+                    Event::State {
+                        state: State::Off | State::Saved | State::Crashed
+                    }
+                ) {
+                    self.notify(&event);
+                }
+            }
+        }
+        // The event stream ended: the process is gone (or going). A child is reaped for its
+        // status; an adopted process is waited for until its pid disappears.
+        let status = match self.child.as_mut() {
+            Some(child) => child.wait().ok(),
+            None => {
+                wait_for_pid_exit(self.handle.pid);
+                None
+            }
+        };
+        let record = take_exit_record(&self.socket).unwrap_or_else(|| ExitRecord {
+            state: State::Crashed,
+            reason: match status {
+                Some(status) => describe_status(status),
+                None => "the VM process ended without saying why (killed?)".to_owned(),
+            },
+        });
+        let _ = fs::remove_file(&self.socket);
+        if let Some(control) = &self.cpu_control {
+            control.remove(&self.handle.name);
+        }
+        lock(&self.running).remove(&self.handle.name);
+        lock(&self.ended).insert(self.handle.name.clone(), record.clone());
+        *lock(&self.handle.exit) = Some(record.clone());
+        self.handle.exited.notify_all();
+        if record.state == State::Crashed {
+            self.notify(&Event::Crashed {
+                reason: record.reason.clone(),
+            });
+        }
+        self.notify(&Event::State {
+            state: record.state,
+        });
+    }
+}
+
+fn wait_for_pid_exit(pid: u32) {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..5000 {
+        // A zombie (adopted processes are not our children) counts as gone.
+        let state = fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if zombie || !proc_dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (_, Some(signal)) => format!("the VM process was killed by signal {signal}"),
+        (Some(code), _) => format!("the VM process exited with code {code} and no exit record"),
+        _ => "the VM process ended".to_owned(),
+    }
+}
+
+fn take_exit_record(socket: &Path) -> Option<ExitRecord> {
+    let path = exit_record_path(socket);
+    let record = ExitRecord::read(&path);
+    let _ = fs::remove_file(&path);
+    record
+}
+
+/// Connects to a VM process and says hello; returns the stream and the process's pid.
+fn connect(socket: &Path) -> std::io::Result<(UnixStream, u32)> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    protocol::write_message(
+        &mut stream,
+        &Request::Hello {
+            version: protocol::VERSION,
+        },
+    )?;
+    match protocol::read_message::<Response, _>(&mut stream)? {
+        Some(Response::Hello { pid, .. }) => {
+            stream.set_read_timeout(None)?;
+            Ok((stream, pid))
+        }
+        other => Err(std::io::Error::other(format!("hello answered {other:?}"))),
+    }
+}

@@ -1,0 +1,148 @@
+//! The VM process's control socket: one thread accepts, one thread per connection reads
+//! requests and hands them to the control loop, and subscribers get events.
+
+use crate::protocol::{self, ErrorKind, Event, Request, Response};
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long an event write may block on a subscriber that does not read before it is dropped.
+const SUBSCRIBER_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A request waiting for the control loop, with where its answer goes.
+pub struct PendingRequest {
+    /// The request.
+    pub request: Request,
+    reply_to: UnixStream,
+    _answered: Sender<()>,
+}
+
+impl PendingRequest {
+    /// Writes the response; the connection then reads its next request.
+    pub fn reply(mut self, response: &Response) {
+        if let Err(e) = protocol::write_message(&mut self.reply_to, response) {
+            tracing::debug!("control client went away before its reply: {e}");
+        }
+    }
+
+    /// Replies with an error.
+    pub fn fail(self, kind: ErrorKind, message: impl Into<String>) {
+        self.reply(&Response::Error {
+            kind,
+            message: message.into(),
+        });
+    }
+}
+
+/// The connections that asked for events.
+#[derive(Clone, Default)]
+pub struct Subscribers(Arc<Mutex<Vec<UnixStream>>>);
+
+impl Subscribers {
+    fn add(&self, stream: UnixStream) {
+        let _ = stream.set_write_timeout(Some(SUBSCRIBER_WRITE_TIMEOUT));
+        crate::vmm::machine::lock(&self.0).push(stream);
+    }
+
+    /// Sends `event` to every subscriber, dropping those that cannot take it.
+    pub fn broadcast(&self, event: &Event) {
+        let mut frame = Vec::new();
+        if protocol::write_message(&mut frame, event).is_err() {
+            return;
+        }
+        let mut streams = crate::vmm::machine::lock(&self.0);
+        streams.retain_mut(|s| io::Write::write_all(s, &frame).is_ok());
+    }
+}
+
+/// Accepts connections on `listener` for as long as the process lives.
+pub fn serve(listener: UnixListener, requests: Sender<PendingRequest>, subscribers: Subscribers) {
+    std::thread::Builder::new()
+        .name("control-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let requests = requests.clone();
+                let subscribers = subscribers.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || connection(stream, requests, subscribers));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot serve a control connection: {e}");
+                }
+            }
+        })
+        .expect("spawning the control socket thread");
+}
+
+fn refuse(stream: &mut UnixStream, message: String) {
+    let _ = protocol::write_message(
+        stream,
+        &Response::Error {
+            kind: ErrorKind::BadRequest,
+            message,
+        },
+    );
+}
+
+fn connection(mut stream: UnixStream, requests: Sender<PendingRequest>, subscribers: Subscribers) {
+    match protocol::read_message::<Request, _>(&mut stream) {
+        Ok(Some(Request::Hello { version })) if version == protocol::VERSION => {
+            let hello = Response::Hello {
+                version: protocol::VERSION,
+                pid: std::process::id(),
+            };
+            if protocol::write_message(&mut stream, &hello).is_err() {
+                return;
+            }
+        }
+        Ok(Some(Request::Hello { version })) => {
+            return refuse(
+                &mut stream,
+                format!(
+                    "protocol version {version}; this VMM speaks {}",
+                    protocol::VERSION
+                ),
+            )
+        }
+        Ok(Some(_)) => return refuse(&mut stream, "the first request must be hello".into()),
+        Ok(None) => return,
+        Err(e) => return refuse(&mut stream, format!("unreadable request: {e}")),
+    }
+    loop {
+        let request = match protocol::read_message::<Request, _>(&mut stream) {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => return refuse(&mut stream, format!("unreadable request: {e}")),
+        };
+        if let Request::Subscribe = request {
+            if protocol::write_message(&mut stream, &Response::Ok).is_err() {
+                return;
+            }
+            if let Ok(events) = stream.try_clone() {
+                subscribers.add(events);
+            }
+            // Keep the connection until the client closes it.
+            let _ = io::copy(&mut stream, &mut io::sink());
+            return;
+        }
+        let Ok(reply_to) = stream.try_clone() else {
+            return;
+        };
+        let (answered, wait) = mpsc::channel();
+        if requests
+            .send(PendingRequest {
+                request,
+                reply_to,
+                _answered: answered,
+            })
+            .is_err()
+        {
+            return; // the control loop has finished: the process is exiting
+        }
+        // The sender side is dropped once the reply is written (or the request abandoned).
+        let _ = wait.recv();
+    }
+}

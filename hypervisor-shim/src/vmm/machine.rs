@@ -1,0 +1,232 @@
+//! Building a machine: the KVM VM, its memory, devices and vCPUs, the boot image, and the
+//! power-on state a reset goes back to.
+
+use super::config::{Boot, VmConfig};
+use crate::arch::{cpuid, paging, regs};
+use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEvent, COM1_GSI};
+use crate::guest::test_guest::{self, layout};
+use crate::hypervisor::{Hypervisor, Vcpu, VcpuState, Vm, VmState};
+use crate::memory::Memory;
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+/// The state a reset puts the machine back in.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PowerOnState {
+    /// Each vCPU at its entry point.
+    pub vcpus: Vec<VcpuState>,
+    /// The in-kernel interrupt controllers and PIT.
+    pub vm: VmState,
+    /// The devices.
+    pub devices: DevicesState,
+}
+
+/// A built machine, before its vCPUs are handed to threads.
+pub struct Machine {
+    /// The definition.
+    pub config: VmConfig,
+    /// The KVM VM.
+    pub vm: Box<dyn Vm>,
+    /// Guest RAM.
+    pub memory: Arc<Memory>,
+    /// The port-I/O devices.
+    pub devices: Arc<Mutex<Devices>>,
+    /// MSRs a vCPU state carries.
+    pub msr_indices: Vec<u32>,
+    /// What a reset goes back to.
+    pub power_on: PowerOnState,
+}
+
+/// How a machine comes up: booted fresh, or from a snapshot's saved state.
+pub enum Origin<'a> {
+    /// Boot from the configuration.
+    Boot,
+    /// Take over memory and state from a snapshot.
+    Snapshot {
+        /// The snapshot's guest memory, mapped.
+        memory: Memory,
+        /// The snapshot's vCPU, VM and device state.
+        state: &'a super::snapshot::MachineState,
+    },
+}
+
+impl Machine {
+    /// Builds the machine for `config`; `console` takes COM1's output and `platform` hears
+    /// power-off and reset requests from the devices.
+    pub fn build(
+        hypervisor: &dyn Hypervisor,
+        config: VmConfig,
+        console: Console,
+        platform: Box<dyn Fn(PlatformEvent) + Send>,
+        origin: Origin<'_>,
+    ) -> Result<(Machine, Vec<Box<dyn Vcpu>>), Error> {
+        config
+            .validate(hypervisor.max_vcpus())
+            .map_err(Error::Config)?;
+        let vm = hypervisor.create_vm()?;
+        let (memory, saved) = match origin {
+            Origin::Boot => (
+                Memory::anonymous(config.memory_bytes()).map_err(Error::Memory)?,
+                None,
+            ),
+            Origin::Snapshot { memory, state } => (memory, Some(state)),
+        };
+        for (slot, region) in memory.guest.iter().enumerate() {
+            // SAFETY: the region is mapped for as long as `memory` lives, and `Machine` keeps
+            // `memory` alive as long as `vm`.
+            unsafe {
+                vm.map_memory(
+                    slot as u32,
+                    region.start_addr().0,
+                    region.len(),
+                    region.as_ptr() as u64,
+                    false,
+                )?;
+            }
+        }
+        let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
+        let keyboard_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
+        vm.register_irqfd(&serial_irq, COM1_GSI)?;
+        vm.register_irqfd(&keyboard_irq, i8042::KEYBOARD_GSI)?;
+        let devices = Devices::new(
+            console,
+            serial_irq,
+            keyboard_irq,
+            config.memory_bytes(),
+            platform,
+        )
+        .map_err(Error::Io)?;
+        let msr_indices = hypervisor.saved_msr_indices()?;
+
+        let mut vcpus = Vec::with_capacity(config.vcpus as usize);
+        for index in 0..config.vcpus {
+            vcpus.push(vm.create_vcpu(index)?);
+        }
+        let mut machine = Machine {
+            power_on: PowerOnState {
+                vcpus: Vec::new(),
+                vm: vm.state()?,
+                devices: devices.state(),
+            },
+            config,
+            vm,
+            memory: Arc::new(memory),
+            devices: Arc::new(Mutex::new(devices)),
+            msr_indices,
+        };
+        match saved {
+            None => {
+                let cr3 = machine.load_boot_image()?;
+                let cpuid = hypervisor.supported_cpuid()?;
+                for (index, vcpu) in vcpus.iter().enumerate() {
+                    configure_vcpu(
+                        &**vcpu,
+                        cpuid.clone(),
+                        index as u32,
+                        machine.config.vcpus,
+                        cr3,
+                    )?;
+                }
+                machine.power_on.vcpus = vcpus
+                    .iter()
+                    .map(|v| v.state(&machine.msr_indices))
+                    .collect::<Result<_, _>>()?;
+            }
+            Some(state) => {
+                if state.vcpus.len() != vcpus.len() {
+                    return Err(Error::Snapshot(format!(
+                        "the snapshot has {} vCPUs, its configuration {}",
+                        state.vcpus.len(),
+                        vcpus.len()
+                    )));
+                }
+                machine.vm.set_state(&state.vm)?;
+                for (vcpu, saved) in vcpus.iter().zip(&state.vcpus) {
+                    vcpu.set_state(saved)?;
+                }
+                lock(&machine.devices)
+                    .restore(&state.devices)
+                    .map_err(Error::Io)?;
+                machine.power_on = state.power_on.clone();
+            }
+        }
+        Ok((machine, vcpus))
+    }
+
+    /// Writes the boot image (and what it is told about the machine), the boot GDT and the
+    /// page tables into guest memory; returns CR3.
+    pub fn load_boot_image(&self) -> Result<u64, Error> {
+        let mem = &self.memory.guest;
+        match self.config.boot {
+            Boot::TestGuest => {
+                mem.write_slice(test_guest::image(), GuestAddress(layout::CODE))?;
+                let mut info = [0u8; 32];
+                info[..8].copy_from_slice(&layout::INFO_MAGIC.to_le_bytes());
+                info[8..12].copy_from_slice(&self.config.vcpus.to_le_bytes());
+                info[16..24].copy_from_slice(&self.config.memory_bytes().to_le_bytes());
+                mem.write_slice(&info, GuestAddress(layout::INFO))?;
+            }
+        }
+        regs::write_descriptor_tables(mem)?;
+        Ok(paging::write_identity_map(mem)?)
+    }
+
+    /// The test guest's heartbeat counters (empty for other boot images).
+    pub fn heartbeats(&self) -> Vec<u64> {
+        heartbeats(&self.config, &self.memory)
+    }
+}
+
+/// Reads the test guest's heartbeat counters from `memory`.
+pub fn heartbeats(config: &VmConfig, memory: &Memory) -> Vec<u64> {
+    match config.boot {
+        Boot::TestGuest => (0..u64::from(config.vcpus))
+            .map(|i| {
+                memory
+                    .guest
+                    .read_obj::<u64>(GuestAddress(layout::HEARTBEAT + i * 8))
+                    .unwrap_or(0)
+            })
+            .collect(),
+    }
+}
+
+fn configure_vcpu(
+    vcpu: &dyn Vcpu,
+    mut cpuid: kvm_bindings::CpuId,
+    index: u32,
+    count: u32,
+    cr3: u64,
+) -> Result<(), Error> {
+    cpuid::for_vcpu(&mut cpuid, index, count);
+    vcpu.set_cpuid(&cpuid)?;
+    let refused = vcpu.set_msrs(&regs::boot_msrs())?;
+    if !refused.is_empty() {
+        tracing::debug!(index, ?refused, "KVM refused some boot MSRs");
+    }
+    vcpu.set_sregs(&regs::long_mode_sregs(vcpu.sregs()?, cr3))?;
+    vcpu.set_fpu(&regs::boot_fpu())?;
+    let stack_top = layout::STACKS + (u64::from(index) + 1) * 4096;
+    vcpu.set_regs(&regs::entry_regs(
+        layout::CODE,
+        stack_top,
+        u64::from(index),
+        0,
+    ))?;
+    vcpu.set_lapic(&regs::with_lint_pins(vcpu.lapic()?))?;
+    // Application processors would wait for INIT/SIPI; the test guest starts them all at its
+    // entry point.
+    vcpu.make_runnable()?;
+    Ok(())
+}
+
+/// Locks a mutex, going on with the data if a panicking thread poisoned it: device state is
+/// plain data and stays consistent between port accesses.
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,532 @@
+//! One VM process (`cimvirtd vmm`): builds the machine, runs a thread per vCPU, and carries
+//! out the control protocol's requests, checked against the lifecycle state machine.
+
+pub mod config;
+pub mod control;
+pub mod machine;
+pub mod snapshot;
+pub mod vcpu;
+
+use crate::devices::console::Console;
+use crate::devices::PlatformEvent;
+use crate::hypervisor::kvm::KvmHypervisor;
+use crate::lifecycle::{Action, State};
+use crate::protocol::{ErrorKind, Event, Request, Response, Status};
+use crate::{Error, ExitRecord};
+use config::VmConfig;
+use control::{PendingRequest, Subscribers};
+use machine::{lock, Machine, Origin};
+use snapshot::MachineState;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use vcpu::{VcpuFailure, VcpuHandle, VcpuReply, VcpuRequest};
+
+/// How a VM process is started.
+#[derive(Debug, Clone)]
+pub struct VmmArgs {
+    /// The control socket to create.
+    pub socket: PathBuf,
+    /// The VM definition (JSON), for a fresh boot.
+    pub config: Option<PathBuf>,
+    /// A snapshot directory to restore instead.
+    pub restore: Option<PathBuf>,
+    /// Build the machine but wait for a `start` request before running it.
+    pub paused_at_start: bool,
+    /// The KVM device.
+    pub kvm_device: PathBuf,
+}
+
+/// Where the process leaves its exit record: beside the socket.
+pub fn exit_record_path(socket: &Path) -> PathBuf {
+    socket.with_extension("exit")
+}
+
+/// Runs a VM process to its end; returns the process exit code (0: powered off or saved,
+/// 2: the guest crashed, 1: the VM could not be built).
+pub fn run(args: VmmArgs) -> i32 {
+    let started = SystemTime::now();
+    let record = exit_record_path(&args.socket);
+    let _ = std::fs::remove_file(&record);
+    match Process::build(&args, started) {
+        Ok(process) => process.run(),
+        Err(e) => {
+            eprintln!("cimvirt vmm: {e}");
+            ExitRecord {
+                state: State::Crashed,
+                reason: e.to_string(),
+            }
+            .write(&record);
+            1
+        }
+    }
+}
+
+enum ControlEvent {
+    Request(PendingRequest),
+    Platform(PlatformEvent),
+    VcpuFailed(VcpuFailure),
+}
+
+struct PendingShutdown {
+    deadline: Instant,
+    request: PendingRequest,
+}
+
+struct Process {
+    args: VmmArgs,
+    machine: Machine,
+    vcpus: Vec<VcpuHandle>,
+    events: Receiver<ControlEvent>,
+    subscribers: Subscribers,
+    state: State,
+    started: SystemTime,
+    last_reset: Option<String>,
+    shutdown: Option<PendingShutdown>,
+    msr_indices: Arc<Vec<u32>>,
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Process {
+    fn build(args: &VmmArgs, started: SystemTime) -> Result<Process, Error> {
+        let hypervisor = KvmHypervisor::open(&args.kvm_device)
+            .map_err(|e| Error::kvm_unavailable(&args.kvm_device, e))?;
+        let snapshot = match &args.restore {
+            Some(dir) => Some(snapshot::read(dir)?),
+            None => None,
+        };
+        let config: VmConfig = match (&snapshot, &args.config) {
+            (Some(s), _) => s.config.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+                serde_json::from_slice(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            (None, None) => return Err(Error::Config("no configuration and no snapshot".into())),
+        };
+
+        let (tx, events) = mpsc::channel();
+        let subscribers = Subscribers::default();
+        let mut console = match &config.console_log {
+            Some(path) => Console::to_file(path, config.console_log_max_bytes)
+                .map_err(|e| Error::Config(format!("console log {}: {e}", path.display())))?,
+            None => Console::discard(),
+        };
+        let console_subscribers = subscribers.clone();
+        console.set_listener(Arc::new(move |bytes| {
+            console_subscribers.broadcast(&Event::Console {
+                bytes: bytes.to_vec(),
+            })
+        }));
+        let platform_tx = tx.clone();
+        let platform = Box::new(move |e| {
+            let _ = platform_tx.send(ControlEvent::Platform(e));
+        });
+        let origin = match &snapshot {
+            Some(s) => {
+                let dir = args.restore.as_deref().unwrap_or(Path::new("."));
+                let memory = crate::memory::Memory::from_snapshot(
+                    &dir.join(snapshot::MEMORY_FILE),
+                    s.memory_bytes,
+                )
+                .map_err(|e| Error::Snapshot(format!("memory of {}: {e}", dir.display())))?;
+                Origin::Snapshot {
+                    memory,
+                    state: &s.state,
+                }
+            }
+            None => Origin::Boot,
+        };
+        let (machine, vcpus) = Machine::build(&hypervisor, config, console, platform, origin)?;
+
+        let _ = std::fs::remove_file(&args.socket);
+        let listener = UnixListener::bind(&args.socket)
+            .map_err(|e| Error::Config(format!("control socket {}: {e}", args.socket.display())))?;
+        let (request_tx, request_rx) = mpsc::channel();
+        control::serve(listener, request_tx, subscribers.clone());
+        let forward = tx.clone();
+        std::thread::Builder::new()
+            .name("control-requests".into())
+            .spawn(move || {
+                for request in request_rx {
+                    if forward.send(ControlEvent::Request(request)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(Error::Io)?;
+
+        let paused = args.paused_at_start;
+        let mut handles = Vec::with_capacity(vcpus.len());
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            let failed = tx.clone();
+            let handle = VcpuHandle::spawn(
+                index as u32,
+                vcpu,
+                machine.devices.clone(),
+                machine.memory.clone(),
+                Box::new(move |f| {
+                    let _ = failed.send(ControlEvent::VcpuFailed(f));
+                }),
+                paused,
+            )
+            .map_err(Error::Io)?;
+            handles.push(handle);
+        }
+        let state = if paused {
+            State::Starting
+        } else {
+            State::Running
+        };
+        let msr_indices = Arc::new(machine.msr_indices.clone());
+        Ok(Process {
+            args: args.clone(),
+            machine,
+            vcpus: handles,
+            events,
+            subscribers,
+            state,
+            started,
+            last_reset: None,
+            shutdown: None,
+            msr_indices,
+        })
+    }
+
+    fn run(mut self) -> i32 {
+        tracing::info!(vm = %self.machine.config.name, state = %self.state, "VM process ready");
+        loop {
+            let event = match &self.shutdown {
+                Some(pending) => {
+                    match self
+                        .events
+                        .recv_timeout(pending.deadline.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(event) => event,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.shutdown_timed_out();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => {
+                            return self.finish(
+                                State::Crashed,
+                                "control channel closed".into(),
+                                None,
+                            )
+                        }
+                    }
+                }
+                None => match self.events.recv() {
+                    Ok(event) => event,
+                    Err(_) => {
+                        return self.finish(State::Crashed, "control channel closed".into(), None)
+                    }
+                },
+            };
+            let exit = match event {
+                ControlEvent::Request(request) => self.handle(request),
+                ControlEvent::Platform(PlatformEvent::PowerOff) => {
+                    self.subscribers.broadcast(&Event::GuestPowerOff);
+                    let waiting = self.shutdown.take().map(|p| p.request);
+                    Some(self.finish(State::Off, "the guest powered off".into(), waiting))
+                }
+                ControlEvent::Platform(PlatformEvent::Reset) => {
+                    if let Err(e) = self.reset("guest") {
+                        return self.finish(State::Crashed, format!("reset failed: {e}"), None);
+                    }
+                    None
+                }
+                ControlEvent::VcpuFailed(failure) => {
+                    self.subscribers.broadcast(&Event::Crashed {
+                        reason: failure.reason.clone(),
+                    });
+                    Some(self.finish(State::Crashed, failure.reason, None))
+                }
+            };
+            if let Some(code) = exit {
+                return code;
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.subscribers.broadcast(&Event::State { state });
+        }
+    }
+
+    /// Carries out one request; returns the exit code when the process must end.
+    fn handle(&mut self, request: PendingRequest) -> Option<i32> {
+        let asked = request.request.clone();
+        let action = match &asked {
+            Request::Status => {
+                let status = self.status();
+                request.reply(&Response::Status(Box::new(status)));
+                return None;
+            }
+            Request::SendConsole { bytes } => {
+                let accepted = lock(&self.machine.devices).send_to_serial(bytes);
+                if accepted < bytes.len() {
+                    request.fail(
+                        ErrorKind::Failed,
+                        format!("COM1's FIFO took {accepted} of {} bytes", bytes.len()),
+                    );
+                } else {
+                    request.reply(&Response::Ok);
+                }
+                return None;
+            }
+            Request::Hello { .. } | Request::Subscribe => {
+                request.fail(
+                    ErrorKind::BadRequest,
+                    "hello and subscribe only open a connection",
+                );
+                return None;
+            }
+            Request::Start => {
+                if self.state != State::Starting {
+                    request.fail(
+                        ErrorKind::InvalidState,
+                        format!("cannot Start a VM that is {}", self.state),
+                    );
+                    return None;
+                }
+                self.resume_all();
+                self.set_state(State::Running);
+                request.reply(&Response::Ok);
+                return None;
+            }
+            Request::Pause => Action::Pause,
+            Request::Resume => Action::Resume,
+            Request::Shutdown { .. } => Action::Shutdown,
+            Request::Stop => Action::Stop,
+            Request::Reset => Action::Reset,
+            Request::Reboot => Action::Reboot,
+            Request::Save { .. } => Action::Save,
+            Request::Snapshot { .. } => Action::Snapshot,
+        };
+        let next = match self.state.apply(action) {
+            Ok(next) => next,
+            Err(e) => {
+                request.fail(ErrorKind::InvalidState, e.to_string());
+                return None;
+            }
+        };
+        let result = match (&asked, action) {
+            (_, Action::Pause) => self.pause_all().map(|()| self.set_state(next)),
+            (_, Action::Resume) => {
+                self.resume_all();
+                self.set_state(next);
+                Ok(())
+            }
+            (Request::Shutdown { timeout_ms }, _) => {
+                if let Err(e) = lock(&self.machine.devices).ctrl_alt_del() {
+                    request.fail(ErrorKind::Failed, format!("pressing Ctrl-Alt-Del: {e}"));
+                    return None;
+                }
+                self.set_state(State::ShuttingDown);
+                let deadline = Instant::now() + Duration::from_millis(*timeout_ms);
+                self.shutdown = Some(PendingShutdown { deadline, request });
+                return None;
+            }
+            (_, Action::Stop) => {
+                if let Some(pending) = self.shutdown.take() {
+                    pending
+                        .request
+                        .fail(ErrorKind::InvalidState, "the VM was stopped");
+                }
+                return Some(self.finish(State::Off, "stopped".into(), Some(request)));
+            }
+            (_, Action::Reset) => self.reset("reset"),
+            (_, Action::Reboot) => self.reset("reboot"),
+            (Request::Save { dir }, _) => {
+                let dir = dir.clone();
+                self.set_state(State::Saving);
+                match self.write_snapshot(&dir) {
+                    Ok(()) => {
+                        return Some(self.finish(
+                            State::Saved,
+                            format!("saved to {}", dir.display()),
+                            Some(request),
+                        ))
+                    }
+                    Err(e) => {
+                        self.resume_all();
+                        self.set_state(State::Running);
+                        Err(e)
+                    }
+                }
+            }
+            (Request::Snapshot { dir }, _) => {
+                let dir = dir.clone();
+                let was_running = self.state == State::Running;
+                let result = self.write_snapshot(&dir);
+                if was_running {
+                    self.resume_all();
+                }
+                result
+            }
+            _ => Err(Error::Config("unreachable request".into())),
+        };
+        match result {
+            Ok(()) => request.reply(&Response::Ok),
+            Err(e) => request.fail(ErrorKind::Failed, e.to_string()),
+        }
+        None
+    }
+
+    fn shutdown_timed_out(&mut self) {
+        if let Some(pending) = self.shutdown.take() {
+            self.set_state(State::Running);
+            pending.request.fail(
+                ErrorKind::Timeout,
+                "the guest did not power off in time; it is still running (stop it to power off at once)",
+            );
+        }
+    }
+
+    fn pause_all(&mut self) -> Result<(), Error> {
+        for vcpu in &self.vcpus {
+            match vcpu.ask(VcpuRequest::Pause) {
+                Ok(VcpuReply::Paused) => {}
+                Ok(_) => return Err(Error::Vcpu("unexpected reply to pause".into())),
+                Err(e) => return Err(Error::Vcpu(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn resume_all(&mut self) {
+        for vcpu in &self.vcpus {
+            vcpu.resume();
+        }
+    }
+
+    /// Pauses (if running) and collects every vCPU's, the VM's and the devices' state.
+    fn capture(&mut self) -> Result<MachineState, Error> {
+        if matches!(
+            self.state,
+            State::Running | State::ShuttingDown | State::Saving
+        ) {
+            self.pause_all()?;
+        }
+        let mut vcpus = Vec::with_capacity(self.vcpus.len());
+        for vcpu in &self.vcpus {
+            match vcpu.ask(VcpuRequest::GetState(self.msr_indices.clone())) {
+                Ok(VcpuReply::State(Ok(state))) => vcpus.push(*state),
+                Ok(VcpuReply::State(Err(e))) | Err(e) => return Err(Error::Vcpu(e)),
+                Ok(_) => return Err(Error::Vcpu("unexpected reply to a state request".into())),
+            }
+        }
+        Ok(MachineState {
+            vcpus,
+            vm: self.machine.vm.state()?,
+            devices: lock(&self.machine.devices).state(),
+            power_on: self.machine.power_on.clone(),
+        })
+    }
+
+    /// Writes a snapshot, leaving the vCPUs paused.
+    fn write_snapshot(&mut self, dir: &Path) -> Result<(), Error> {
+        let started = Instant::now();
+        let state = self.capture()?;
+        let written = snapshot::write(dir, &self.machine.config, state, &self.machine.memory)?;
+        tracing::info!(
+            dir = %dir.display(),
+            data_bytes = written.memory_data_bytes,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "snapshot written"
+        );
+        Ok(())
+    }
+
+    /// A hardware reset in place: memory cleared and the boot image reloaded, every device and
+    /// vCPU back to its power-on state.
+    fn reset(&mut self, cause: &str) -> Result<(), Error> {
+        let was_paused = self.state == State::Paused;
+        if !was_paused {
+            self.pause_all()?;
+        }
+        self.machine.memory.clear().map_err(Error::Memory)?;
+        self.machine.load_boot_image()?;
+        self.machine.vm.set_state(&self.machine.power_on.vm)?;
+        for (vcpu, state) in self.vcpus.iter().zip(&self.machine.power_on.vcpus) {
+            match vcpu.ask(VcpuRequest::SetState(Box::new(state.clone()))) {
+                Ok(VcpuReply::Loaded(Ok(()))) => {}
+                Ok(VcpuReply::Loaded(Err(e))) | Err(e) => return Err(Error::Vcpu(e)),
+                Ok(_) => return Err(Error::Vcpu("unexpected reply to a state load".into())),
+            }
+        }
+        lock(&self.machine.devices)
+            .restore(&self.machine.power_on.devices)
+            .map_err(Error::Io)?;
+        self.last_reset = Some(cause.to_owned());
+        self.subscribers.broadcast(&Event::Reset {
+            cause: cause.to_owned(),
+        });
+        if let Some(pending) = self.shutdown.take() {
+            pending.request.fail(
+                ErrorKind::InvalidState,
+                "the VM was reset while shutting down",
+            );
+        }
+        if was_paused {
+            self.set_state(State::Paused);
+        } else {
+            self.resume_all();
+            self.set_state(State::Running);
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let devices = lock(&self.machine.devices);
+        Status {
+            name: self.machine.config.name.clone(),
+            pid: std::process::id(),
+            state: self.state,
+            vcpus: self.machine.config.vcpus,
+            memory_bytes: self.machine.config.memory_bytes(),
+            heartbeats: self.machine.heartbeats(),
+            vcpu_threads: self.vcpus.iter().map(|v| v.tid).collect(),
+            process_start_ns: unix_ns(self.started),
+            first_instruction_ns: devices.first_instruction().map(unix_ns),
+            last_reset: self.last_reset.clone(),
+            console_log: self.machine.config.console_log.clone(),
+        }
+    }
+
+    /// Ends the VM: vCPU threads stopped, the exit record written, subscribers told, the
+    /// request (if any) answered, the socket removed.
+    fn finish(&mut self, state: State, reason: String, request: Option<PendingRequest>) -> i32 {
+        for vcpu in &mut self.vcpus {
+            vcpu.exit();
+        }
+        let _ = lock(&self.machine.devices).console().drain();
+        ExitRecord {
+            state,
+            reason: reason.clone(),
+        }
+        .write(&exit_record_path(&self.args.socket));
+        self.state = state;
+        self.subscribers.broadcast(&Event::State { state });
+        if let Some(request) = request {
+            request.reply(&Response::Ok);
+        }
+        let _ = std::fs::remove_file(&self.args.socket);
+        tracing::info!(vm = %self.machine.config.name, %state, %reason, "VM process exiting");
+        if state == State::Crashed {
+            2
+        } else {
+            0
+        }
+    }
+}

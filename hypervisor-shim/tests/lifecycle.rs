@@ -1,0 +1,646 @@
+//! The VM lifecycle end to end: real VM processes on this host's /dev/kvm running the
+//! built-in test guest, driven through the supervisor as the server drives them.
+//!
+//! Without /dev/kvm these tests fail under CI (CI machines have it) and elsewhere print
+//! plainly that they did not run.
+
+use hypervisor_shim::lifecycle::State;
+use hypervisor_shim::protocol::{ErrorKind, Event, Request};
+use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig, SupervisorError, VmHandle};
+use hypervisor_shim::vmm::config::VmConfig;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const VMM: &str = env!("CARGO_BIN_EXE_cimvirt-vmm");
+
+/// Whether KVM is here; in CI its absence is a failure.
+fn kvm_present() -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "/dev/kvm is missing on a CI machine"
+    );
+    eprintln!("NOT RUN: this host has no /dev/kvm, so the VM lifecycle tests cannot run here");
+    false
+}
+
+struct Host {
+    dir: tempfile::TempDir,
+    supervisor: Supervisor,
+    events: Arc<Mutex<Vec<(String, Event)>>>,
+}
+
+impl Host {
+    fn new() -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(config(&dir.path().join("run"))).unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        supervisor.listen(Arc::new(move |name, event| {
+            sink.lock().unwrap().push((name.to_owned(), event.clone()));
+        }));
+        Host {
+            dir,
+            supervisor,
+            events,
+        }
+    }
+
+    fn vm_config(&self, name: &str, vcpus: u32, memory_mib: u64) -> VmConfig {
+        let mut config = VmConfig::test_guest(name, vcpus, memory_mib);
+        config.console_log = Some(self.dir.path().join(format!("{name}.console")));
+        config
+    }
+
+    fn start(&self, name: &str, vcpus: u32) -> Arc<VmHandle> {
+        self.supervisor
+            .start(&self.vm_config(name, vcpus, 32))
+            .unwrap()
+    }
+
+    fn console(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.console"))).unwrap_or_default()
+    }
+
+    fn wait_console(&self, name: &str, text: &str) {
+        wait_for(&format!("{text:?} on {name}'s console"), || {
+            self.console(name).contains(text)
+        });
+    }
+
+    fn saw(&self, name: &str, wanted: &Event) -> bool {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, e)| n == name && e == wanted)
+    }
+}
+
+impl Drop for Host {
+    /// A failed test leaves no VM processes behind (they outlive their supervisor by design).
+    fn drop(&mut self) {
+        for name in self.supervisor.running() {
+            if let Some(vm) = self.supervisor.get(&name) {
+                let _ = vm.call(&Request::Stop);
+            }
+        }
+    }
+}
+
+fn config(run_dir: &Path) -> SupervisorConfig {
+    SupervisorConfig::new(run_dir.to_path_buf(), PathBuf::from(VMM), Vec::new())
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn heartbeats(vm: &VmHandle) -> Vec<u64> {
+    vm.status().unwrap().heartbeats
+}
+
+/// Waits until every vCPU's counter has moved past where it was.
+fn wait_heartbeats_advance(vm: &VmHandle) -> Vec<u64> {
+    let before = heartbeats(vm);
+    wait_for("every heartbeat to advance", || {
+        heartbeats(vm)
+            .iter()
+            .zip(&before)
+            .all(|(now, then)| now > then)
+    });
+    heartbeats(vm)
+}
+
+/// User plus system CPU ticks of a thread.
+fn thread_cpu_ticks(pid: u32, tid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn vm_error_kind(err: SupervisorError) -> ErrorKind {
+    match err {
+        SupervisorError::Vm { kind, .. } => kind,
+        other => panic!("expected a VM error, got {other}"),
+    }
+}
+
+#[test]
+fn boots_with_a_banner_and_every_vcpu_advances_its_heartbeat() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("banner", 4);
+    host.wait_console("banner", "cimvirt test guest: 4 vCPUs, 32 MiB\n");
+    host.wait_console("banner", "cimvirt test guest: 4 vCPUs online\n");
+    let status = vm.status().unwrap();
+    assert_eq!(
+        (status.state, status.vcpus, status.heartbeats.len()),
+        (State::Running, 4, 4)
+    );
+    assert!(status.first_instruction_ns.unwrap() >= status.process_start_ns);
+    wait_heartbeats_advance(&vm);
+    vm.call(&Request::Stop).unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!((exit.state, exit.reason.as_str()), (State::Off, "stopped"));
+}
+
+#[test]
+fn pause_stops_the_vcpus_and_resume_runs_them_again() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("pause", 2);
+    wait_heartbeats_advance(&vm);
+    vm.call(&Request::Pause).unwrap();
+    assert_eq!(vm.status().unwrap().state, State::Paused);
+    let status = vm.status().unwrap();
+    let ticks: Vec<u64> = status
+        .vcpu_threads
+        .iter()
+        .map(|&t| thread_cpu_ticks(status.pid, t))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        heartbeats(&vm),
+        status.heartbeats,
+        "counters frozen while paused"
+    );
+    let after: Vec<u64> = status
+        .vcpu_threads
+        .iter()
+        .map(|&t| thread_cpu_ticks(status.pid, t))
+        .collect();
+    assert_eq!(after, ticks, "paused vCPU threads use no CPU");
+
+    let err = vm.call(&Request::Pause).unwrap_err();
+    assert_eq!(vm_error_kind(err), ErrorKind::InvalidState);
+    let err = vm.call(&Request::Shutdown { timeout_ms: 100 }).unwrap_err();
+    assert_eq!(
+        vm_error_kind(err),
+        ErrorKind::InvalidState,
+        "a paused guest cannot answer"
+    );
+
+    vm.call(&Request::Resume).unwrap();
+    wait_heartbeats_advance(&vm);
+    assert!(host.saw(
+        "pause",
+        &Event::State {
+            state: State::Paused
+        }
+    ));
+    assert!(host.saw(
+        "pause",
+        &Event::State {
+            state: State::Running
+        }
+    ));
+    vm.call(&Request::Stop).unwrap();
+}
+
+#[test]
+fn graceful_shutdown_powers_the_guest_off() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("shutdown", 2);
+    host.wait_console("shutdown", "online");
+    vm.call(&Request::Shutdown { timeout_ms: 10_000 }).unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (exit.state, exit.reason.as_str()),
+        (State::Off, "the guest powered off")
+    );
+    assert!(host
+        .console("shutdown")
+        .contains("Ctrl-Alt-Del\ncimvirt test guest: powering off\n"));
+    wait_for("the off event", || {
+        host.saw("shutdown", &Event::State { state: State::Off })
+    });
+    assert!(host.saw("shutdown", &Event::GuestPowerOff));
+    assert!(host.supervisor.get("shutdown").is_none());
+    assert_eq!(
+        host.supervisor.last_exit("shutdown").unwrap().state,
+        State::Off
+    );
+}
+
+#[test]
+fn a_guest_that_does_not_answer_times_out_and_a_hard_stop_still_works() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("spin", 2);
+    host.wait_console("spin", "online");
+    vm.call(&Request::SendConsole {
+        bytes: b"s".to_vec(),
+    })
+    .unwrap();
+    host.wait_console("spin", "spinning with interrupts disabled");
+    let started = Instant::now();
+    let err = vm.call(&Request::Shutdown { timeout_ms: 300 }).unwrap_err();
+    assert_eq!(vm_error_kind(err), ErrorKind::Timeout);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        vm.status().unwrap().state,
+        State::Running,
+        "still running after the timeout"
+    );
+    vm.call(&Request::Stop).unwrap();
+    assert_eq!(
+        vm.wait_exit(Duration::from_secs(10)).unwrap().state,
+        State::Off
+    );
+}
+
+#[test]
+fn guest_reset_and_power_off_are_detected() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("reset", 1);
+    wait_for("half a second of heartbeats", || heartbeats(&vm)[0] > 50);
+    let before = heartbeats(&vm)[0];
+    vm.call(&Request::SendConsole {
+        bytes: b"r".to_vec(),
+    })
+    .unwrap();
+    wait_for("the reset event", || {
+        host.saw(
+            "reset",
+            &Event::Reset {
+                cause: "guest".into(),
+            },
+        )
+    });
+    assert_eq!(vm.status().unwrap().last_reset.as_deref(), Some("guest"));
+    assert!(
+        heartbeats(&vm)[0] < before,
+        "memory was cleared and the counter restarted"
+    );
+    wait_for("the second boot", || {
+        host.console("reset").matches("1 vCPUs online").count() == 2
+    });
+    assert!(host
+        .console("reset")
+        .contains("resetting\ncimvirt test guest: 1 vCPUs, 32 MiB\n"));
+    wait_heartbeats_advance(&vm);
+
+    vm.call(&Request::Reset).unwrap();
+    host.wait_console(
+        "reset",
+        "online\ncimvirt test guest: 1 vCPUs, 32 MiB\ncimvirt test guest: 1 vCPUs online\n",
+    );
+    assert_eq!(vm.status().unwrap().last_reset.as_deref(), Some("reset"));
+
+    vm.call(&Request::SendConsole {
+        bytes: b"p".to_vec(),
+    })
+    .unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (exit.state, exit.reason.as_str()),
+        (State::Off, "the guest powered off")
+    );
+}
+
+#[test]
+fn a_triple_fault_is_reported_as_a_crash() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("crash", 2);
+    host.wait_console("crash", "online");
+    vm.call(&Request::SendConsole {
+        bytes: b"c".to_vec(),
+    })
+    .unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(exit.state, State::Crashed);
+    assert!(
+        exit.reason
+            .contains("vCPU 0: triple fault (KVM_EXIT_SHUTDOWN) at rip 0x"),
+        "{}",
+        exit.reason
+    );
+    assert!(
+        exit.reason.contains("code 0f 0b"),
+        "the ud2 that faulted: {}",
+        exit.reason
+    );
+    wait_for("the crash event", || {
+        host.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(n, e)| n == "crash" && matches!(e, Event::Crashed { .. }))
+    });
+}
+
+#[test]
+fn a_killed_vm_process_is_reported_as_crashed_with_its_exit_reason() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("killed", 1);
+    // kill(1), as an operator would.
+    let status = Command::new("kill")
+        .args(["-9", &vm.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(exit.state, State::Crashed);
+    assert_eq!(exit.reason, "the VM process was killed by signal 9");
+}
+
+#[test]
+fn save_then_restore_in_a_new_process_continues_the_counters() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("save", 2);
+    wait_heartbeats_advance(&vm);
+    let saved_dir = host.dir.path().join("saved");
+    vm.call(&Request::Pause).unwrap();
+    let at_save = heartbeats(&vm);
+    vm.call(&Request::Save {
+        dir: saved_dir.clone(),
+    })
+    .unwrap();
+    let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(exit.state, State::Saved);
+    let old_pid = vm.pid();
+
+    let restored = host.supervisor.restore("save", &saved_dir).unwrap();
+    assert_ne!(restored.pid(), old_pid);
+    let status = restored.status().unwrap();
+    assert_eq!(status.state, State::Running);
+    assert!(status
+        .heartbeats
+        .iter()
+        .zip(&at_save)
+        .all(|(now, then)| now >= then));
+    assert!(
+        status
+            .heartbeats
+            .iter()
+            .zip(&at_save)
+            .all(|(now, then)| now - then < 50),
+        "continued, not restarted: {:?} after {at_save:?}",
+        status.heartbeats
+    );
+    wait_heartbeats_advance(&restored);
+    assert!(!host.console("save").contains(
+        "online\ncimvirt test guest: 2 vCPUs, 32 MiB\ncimvirt test guest: 2 vCPUs, 32 MiB"
+    ));
+    restored.call(&Request::Stop).unwrap();
+}
+
+#[test]
+fn applying_a_snapshot_takes_the_counters_back() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("snap", 1);
+    wait_heartbeats_advance(&vm);
+    let snap_dir = host.dir.path().join("snap1");
+    vm.call(&Request::Pause).unwrap();
+    let at_snapshot = heartbeats(&vm)[0];
+    vm.call(&Request::Snapshot {
+        dir: snap_dir.clone(),
+    })
+    .unwrap();
+    assert_eq!(
+        vm.status().unwrap().state,
+        State::Paused,
+        "a snapshot leaves the VM as it was"
+    );
+    vm.call(&Request::Resume).unwrap();
+    wait_for("the guest to run on", || {
+        heartbeats(&vm)[0] > at_snapshot + 30
+    });
+
+    vm.call(&Request::Stop).unwrap();
+    vm.wait_exit(Duration::from_secs(10)).unwrap();
+    let again = host.supervisor.restore("snap", &snap_dir).unwrap();
+    let back = heartbeats(&again)[0];
+    assert!(
+        back >= at_snapshot && back < at_snapshot + 30,
+        "back to {back} from the snapshot's {at_snapshot}"
+    );
+    wait_heartbeats_advance(&again);
+
+    // A running VM's snapshot leaves it running; the first snapshot stays usable while the
+    // restored VM maps its memory, and can be applied again.
+    again
+        .call(&Request::Snapshot {
+            dir: snap_dir.join("nested"),
+        })
+        .unwrap();
+    assert_eq!(again.status().unwrap().state, State::Running);
+    wait_heartbeats_advance(&again);
+    again.call(&Request::Stop).unwrap();
+    again.wait_exit(Duration::from_secs(10)).unwrap();
+    let third = host.supervisor.restore("snap", &snap_dir).unwrap();
+    assert!(heartbeats(&third)[0] < at_snapshot + 30);
+    third.call(&Request::Stop).unwrap();
+}
+
+#[test]
+fn vms_outlive_a_killed_server_and_a_new_supervisor_adopts_them() {
+    if !kvm_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut server = Command::new(VMM)
+        .args([
+            "--supervise",
+            run_dir.to_str().unwrap(),
+            "--start-test-guests",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pids = Vec::new();
+    for line in BufReader::new(server.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "ready" {
+            break;
+        }
+        pids.push(line.rsplit(' ').next().unwrap().parse::<u32>().unwrap());
+    }
+    assert_eq!(pids.len(), 3);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let supervisor = Supervisor::new(config(&run_dir)).unwrap();
+    let adopted = supervisor.adopt().unwrap();
+    assert_eq!(adopted, ["guest0", "guest1", "guest2"]);
+    for name in &adopted {
+        let vm = supervisor.get(name).unwrap();
+        assert!(pids.contains(&vm.pid()));
+        wait_heartbeats_advance(&vm);
+    }
+    // Adopted VMs are controlled and watched like started ones.
+    let vm = supervisor.get("guest0").unwrap();
+    vm.call(&Request::SendConsole {
+        bytes: b"c".to_vec(),
+    })
+    .unwrap();
+    assert_eq!(
+        vm.wait_exit(Duration::from_secs(10)).unwrap().state,
+        State::Crashed
+    );
+    for name in ["guest1", "guest2"] {
+        let vm = supervisor.get(name).unwrap();
+        vm.call(&Request::Stop).unwrap();
+        assert_eq!(
+            vm.wait_exit(Duration::from_secs(10)).unwrap().state,
+            State::Off
+        );
+    }
+    assert!(supervisor.running().is_empty());
+    assert!(
+        supervisor.adopt().unwrap().is_empty(),
+        "nothing left to adopt"
+    );
+}
+
+#[test]
+fn twenty_vms_run_at_once() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vms: Vec<_> = (0..20)
+        .map(|i| {
+            host.supervisor
+                .start(&host.vm_config(&format!("many{i}"), 1, 16))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(host.supervisor.running().len(), 20);
+    for vm in &vms {
+        host.wait_console(vm.name(), "1 vCPUs online");
+        wait_heartbeats_advance(vm);
+    }
+    for vm in &vms {
+        vm.call(&Request::Shutdown { timeout_ms: 10_000 }).unwrap();
+    }
+    for vm in &vms {
+        assert_eq!(
+            vm.wait_exit(Duration::from_secs(10)).unwrap().state,
+            State::Off
+        );
+    }
+    assert!(host.supervisor.running().is_empty());
+}
+
+#[test]
+fn starting_twice_and_bad_definitions_are_refused() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("twice", 1);
+    let err = host
+        .supervisor
+        .start(&host.vm_config("twice", 1, 32))
+        .unwrap_err();
+    assert!(matches!(err, SupervisorError::AlreadyRunning(_)), "{err}");
+    let err = host
+        .supervisor
+        .start(&host.vm_config("zero", 0, 32))
+        .unwrap_err();
+    assert!(err.to_string().contains("0 vCPUs"), "{err}");
+    let err = host
+        .supervisor
+        .start(&host.vm_config("huge", 4096, 32))
+        .unwrap_err();
+    assert!(matches!(err, SupervisorError::Invalid(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("4096 vCPUs: this host and boot image allow 1 to 254"),
+        "{err}"
+    );
+    let err = host
+        .supervisor
+        .start(&host.vm_config("../escape", 1, 32))
+        .unwrap_err();
+    assert!(err.to_string().contains("use letters, digits"), "{err}");
+    assert!(host.supervisor.get("huge").is_none() && host.supervisor.running() == ["twice"]);
+    vm.call(&Request::Stop).unwrap();
+}
+
+#[test]
+fn without_kvm_starting_a_vm_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir.path().join("run"));
+    config.kvm_device = dir.path().join("no-kvm-here");
+    let supervisor = Supervisor::new(config).unwrap();
+    let err = supervisor
+        .start(&VmConfig::test_guest("nokvm", 1, 16))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("VM nokvm did not start: KVM is not available: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("no-kvm-here does not exist: load the kvm module"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cpu_limits_use_cgroup_v2_or_say_why_they_cannot() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let mut config = host.vm_config("limited", 1, 16);
+    config.cpu_weight = Some(50);
+    config.cpu_limit_percent = Some(25);
+    match hypervisor_shim::cgroup::probe(Path::new(hypervisor_shim::cgroup::DEFAULT_ROOT)) {
+        Err(why) => {
+            let err = host.supervisor.start(&config).unwrap_err();
+            assert_eq!(err.to_string(), why);
+            assert!(why.contains("unsupported"), "{why}");
+        }
+        Ok(_) => {
+            let vm = host.supervisor.start(&config).unwrap();
+            let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", vm.pid())).unwrap();
+            assert!(cgroup.contains("/cimvirt/limited"), "{cgroup}");
+            wait_heartbeats_advance(&vm);
+            vm.call(&Request::Stop).unwrap();
+        }
+    }
+}
