@@ -27,6 +27,30 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: LogConfig,
+    /// The VM processes.
+    pub vmm: VmmConfig,
+}
+
+/// `[vmm]`: where VM processes live and which KVM they use.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmmConfig {
+    /// The KVM device.
+    pub kvm_device: PathBuf,
+    /// Sockets, logs and exit records of VM processes (default `DATA_DIR/run`).
+    pub run_dir: Option<PathBuf>,
+    /// How long a new VM process may take to open its control socket.
+    pub start_timeout_secs: u64,
+}
+
+impl Default for VmmConfig {
+    fn default() -> Self {
+        VmmConfig {
+            kvm_device: PathBuf::from(hypervisor_shim::hypervisor::kvm::DEFAULT_DEVICE),
+            run_dir: None,
+            start_timeout_secs: 30,
+        }
+    }
 }
 
 /// `[tls]`: a PEM certificate chain and private key. Without them, a self-signed
@@ -191,5 +215,15 @@ mod tests {
         assert_eq!(c.limits.max_request_bytes, 10);
         assert_eq!(c.limits.max_xml_depth, Limits::default().max_xml_depth);
         assert!(toml::from_str::<Config>("[limits]\nmax_bytes = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_vmm_section_has_defaults_and_takes_overrides() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.vmm.kvm_device, Path::new("/dev/kvm"));
+        assert_eq!((c.vmm.run_dir, c.vmm.start_timeout_secs), (None, 30));
+        let c: Config = toml::from_str("[vmm]\nrun_dir = \"/run/cimvirt\"\n").unwrap();
+        assert_eq!(c.vmm.run_dir.as_deref(), Some(Path::new("/run/cimvirt")));
+        assert!(toml::from_str::<Config>("[vmm]\nkvm = \"x\"\n").is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! Command-line interface: one subcommand per job.
 
+mod host;
 mod mof;
 mod serve;
 mod user;
+mod vmm;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print what this host offers VMs: CPUs, memory, load, KVM (JSON).
+    Host(host::HostCommand),
     /// Compile and inspect MOF (DSP0221) schemas.
     #[command(subcommand)]
     Mof(mof::MofCommand),
@@ -27,6 +31,9 @@ enum Command {
     /// Manage the users of a data directory (while the server is stopped).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Run one VM (started by the server; not for people).
+    #[command(hide = true)]
+    Vmm(vmm::VmmCommand),
 }
 
 /// Runs the chosen subcommand.
@@ -35,5 +42,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::Mof(cmd) => mof::run(cmd),
         Command::Serve(args) => serve::run(args),
         Command::User(cmd) => user::run(cmd),
+        Command::Host(cmd) => host::run(cmd),
+        Command::Vmm(cmd) => vmm::run(cmd),
     }
 }

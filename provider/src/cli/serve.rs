@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
@@ -147,6 +148,47 @@ fn create_initial_admin(store: &Store, data_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Reports what the host offers VMs and takes over the VM processes still running from a
+/// previous server. Without usable KVM the server still serves everything else.
+fn start_supervisor(settings: &Settings) -> Result<Supervisor, String> {
+    let vmm = &settings.config.vmm;
+    let host = hypervisor_shim::inventory::collect(&vmm.kvm_device);
+    match &host.kvm.unavailable {
+        None => info!(
+            kvm = ?host.kvm.kind,
+            api = host.kvm.api_version,
+            max_vcpus = host.kvm.max_vcpus,
+            cpus = host.logical_cpus,
+            memory_mib = host.memory_total_bytes >> 20,
+            "KVM ready"
+        ),
+        Some(why) => warn!("VMs cannot run on this host: {why}"),
+    }
+    if host.kvm.kind == Some(hypervisor_shim::hypervisor::KvmKind::Pvm) {
+        warn!(
+            "this host's KVM is kvm_pvm (software): the test guest runs, stock Linux guests boot \
+             slowly and their user space cannot run"
+        );
+    }
+    let program =
+        std::env::current_exe().map_err(|e| format!("cannot find cimvirtd itself: {e}"))?;
+    let run_dir = vmm
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("run"));
+    let mut config = SupervisorConfig::new(run_dir, program, vec!["vmm".into()]);
+    config.kvm_device = vmm.kvm_device.clone();
+    config.start_timeout = Duration::from_secs(vmm.start_timeout_secs);
+    let supervisor = Supervisor::new(config).map_err(|e| format!("VM run directory: {e}"))?;
+    let adopted = supervisor
+        .adopt()
+        .map_err(|e| format!("re-adopting VMs: {e}"))?;
+    if !adopted.is_empty() {
+        info!(?adopted, "re-adopted running VMs");
+    }
+    Ok(supervisor)
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> ExitCode {
     let settings = match settings(args) {
@@ -247,6 +289,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
     interop.register(&mut registry);
     let cimom =
         Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
+
+    let _supervisor = start_supervisor(&settings)?;
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;
     listeners.extend(bind(&settings.https, Scheme::Https).await?);

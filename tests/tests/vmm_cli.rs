@@ -1,0 +1,98 @@
+//! `cimvirtd`'s VM side from outside: `cimvirtd host`, VM processes run as `cimvirtd vmm`,
+//! and a server that re-adopts the VMs a previous server left running.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cimvirt_tests::{cimvirtd, run_cimvirtd};
+use hypervisor_shim::protocol::Request;
+use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
+use hypervisor_shim::vmm::config::VmConfig;
+
+fn kvm_present() -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "/dev/kvm is missing on a CI machine"
+    );
+    eprintln!("NOT RUN: this host has no /dev/kvm");
+    false
+}
+
+#[test]
+fn host_reports_the_kvm_kind_and_the_hardware() {
+    let out = run_cimvirtd(["host"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(host["logical_cpus"].as_u64().unwrap() >= 1);
+    assert!(host["memory_total_bytes"].as_u64().unwrap() > 0);
+    if kvm_present() {
+        assert_eq!(host["kvm"]["api_version"], 12);
+        let pvm = Path::new("/sys/module/kvm_pvm").exists();
+        assert_eq!(host["kvm"]["kind"], if pvm { "pvm" } else { "hardware" });
+    }
+    let out = run_cimvirtd(["host", "--kvm-device", "/nonexistent/kvm"]);
+    let host: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let why = host["kvm"]["unavailable"].as_str().unwrap();
+    assert!(why.contains("/nonexistent/kvm does not exist"), "{why}");
+}
+
+#[test]
+fn a_new_server_re_adopts_the_vms_a_previous_one_left_running() {
+    if !kvm_present() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let run_dir = data.path().join("run");
+    // A supervisor as the first server had it: VMs are `cimvirtd vmm` processes.
+    let first = Supervisor::new(SupervisorConfig::new(
+        run_dir.clone(),
+        cimvirtd(),
+        vec!["vmm".into()],
+    ))
+    .unwrap();
+    let vm = first
+        .start(&VmConfig::test_guest("survivor", 1, 16))
+        .unwrap();
+    let before = vm.status().unwrap().heartbeats[0];
+
+    let mut server = Command::new(cimvirtd())
+        .args(["serve", "--no-http", "--https", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(server.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("cimvirtd ready") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(
+        log.contains("re-adopted running VMs") && log.contains("survivor"),
+        "{log}"
+    );
+    assert!(log.contains("KVM ready"), "{log}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The killed server took nothing with it.
+    let status = vm.status().unwrap();
+    assert!(status.heartbeats[0] > before, "still running: {status:?}");
+    vm.call(&Request::Stop).unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(10)).is_some());
+}
