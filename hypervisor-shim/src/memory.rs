@@ -116,8 +116,12 @@ impl Memory {
         self.guest.iter().map(|r| r.len()).sum()
     }
 
-    /// Zeroes all of guest RAM (a cold reset), releasing what the memfd held.
+    /// Zeroes all of guest RAM (a cold reset), releasing what the memfd held. Every page
+    /// counts as written by the VMM.
     pub fn clear(&self) -> io::Result<()> {
+        for region in self.guest.iter() {
+            vmm_bitmap(region).set_addr_range(0, region.len() as usize);
+        }
         match &self.backing {
             Backing::Memfd(file) => {
                 // SAFETY: punching a hole in our own memfd; the shared mapping sees zeroes.
@@ -151,6 +155,23 @@ impl Memory {
                 Ok(())
             }
         }
+    }
+
+    /// Guest page frame numbers the VMM itself wrote since the last call (devices, boot
+    /// images, resets); clears the record.
+    pub fn take_vmm_dirty_pages(&self) -> Vec<u64> {
+        let mut pages = Vec::new();
+        for region in self.guest.iter() {
+            let bitmap = vmm_bitmap(region);
+            let first = region.start_addr().0 / PAGE as u64;
+            pages.extend(
+                (0..region.len() as usize / PAGE)
+                    .filter(|&i| bitmap.is_bit_set(i))
+                    .map(|i| first + i as u64),
+            );
+            bitmap.reset_addr_range(0, region.len() as usize);
+        }
+        pages
     }
 
     /// Writes guest RAM to `path` as a sparse file: only the pages that can hold data are
@@ -212,6 +233,12 @@ fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
         }
     }
     merged
+}
+
+/// The record of pages the VMM wrote in `region` (the region's own bitmap; the one
+/// `GuestMemoryRegion::bitmap` returns is a view with no page queries).
+fn vmm_bitmap(region: &GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap {
+    std::ops::Deref::deref(region).bitmap()
 }
 
 /// The data (non-hole) ranges of `file` within `offset .. offset + len`, relative to `offset`.
@@ -327,6 +354,19 @@ mod tests {
         std::fs::write(&path, [0u8; 4096]).unwrap();
         let err = Memory::from_snapshot(&path, 8192).err().unwrap();
         assert!(err.to_string().contains("holds 4096 bytes"), "{err}");
+    }
+
+    #[test]
+    fn vmm_writes_are_recorded_per_page() {
+        let mem = Memory::anonymous(8 << 20).unwrap();
+        mem.guest.write_obj(1u64, GuestAddress(0x3008)).unwrap();
+        mem.guest
+            .write_slice(&[1; 4097], GuestAddress(0x5000))
+            .unwrap();
+        assert_eq!(mem.take_vmm_dirty_pages(), [3, 5, 6]);
+        assert!(mem.take_vmm_dirty_pages().is_empty());
+        mem.clear().unwrap();
+        assert_eq!(mem.take_vmm_dirty_pages().len(), 2048);
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub enum Request {
         /// The bytes.
         bytes: Vec<u8>,
     },
+    /// Guest pages written since the previous `dirty_pages` (the first turns KVM's dirty
+    /// logging on).
+    DirtyPages,
     /// Turns this connection into an event stream.
     Subscribe,
 }
@@ -78,6 +81,11 @@ pub enum Response {
     },
     /// The answer to `Status`.
     Status(Box<Status>),
+    /// The answer to `DirtyPages`: guest page frame numbers (address / 4096), ascending.
+    DirtyPages {
+        /// The pages.
+        pages: Vec<u64>,
+    },
     /// The request failed.
     Error {
         /// What kind of failure.

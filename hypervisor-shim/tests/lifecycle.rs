@@ -4,8 +4,9 @@
 //! Without /dev/kvm these tests fail under CI (CI machines have it) and elsewhere print
 //! plainly that they did not run.
 
+use hypervisor_shim::guest::test_guest::layout;
 use hypervisor_shim::lifecycle::State;
-use hypervisor_shim::protocol::{ErrorKind, Event, Request};
+use hypervisor_shim::protocol::{ErrorKind, Event, Request, Response};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig, SupervisorError, VmHandle};
 use hypervisor_shim::vmm::config::VmConfig;
 use std::io::{BufRead, BufReader};
@@ -357,6 +358,52 @@ fn a_triple_fault_is_reported_as_a_crash() {
             .iter()
             .any(|(n, e)| n == "crash" && matches!(e, Event::Crashed { .. }))
     });
+}
+
+#[test]
+fn the_dirty_log_reports_the_pages_guest_and_vmm_wrote() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("dirty", 2);
+    wait_heartbeats_advance(&vm);
+    let pages = |vm: &VmHandle| match vm.request(&Request::DirtyPages).unwrap() {
+        Response::DirtyPages { pages } => pages,
+        other => panic!("{other:?}"),
+    };
+    pages(&vm); // turns logging on
+    wait_heartbeats_advance(&vm);
+    let dirty = pages(&vm);
+    let heartbeat_page = layout::HEARTBEAT / 4096;
+    let stack_pages = [layout::STACKS / 4096, layout::STACKS / 4096 + 1];
+    assert!(dirty.contains(&heartbeat_page), "{dirty:?}");
+    assert!(
+        stack_pages.iter().all(|p| dirty.contains(p)),
+        "interrupt frames on both stacks: {dirty:?}"
+    );
+    assert!(
+        !dirty.contains(&(layout::CODE / 4096)),
+        "code is not written: {dirty:?}"
+    );
+    assert!(
+        dirty.len() < 16,
+        "an idle guest writes a handful of pages: {dirty:?}"
+    );
+
+    // The guest writing all its memory, and the VMM reloading the boot image, show up too.
+    vm.call(&Request::SendConsole {
+        bytes: b"f".to_vec(),
+    })
+    .unwrap();
+    host.wait_console("dirty", "filled 28 MiB");
+    assert_eq!(pages(&vm).iter().filter(|&&p| p >= 0x400).count(), 28 * 256);
+    vm.call(&Request::Reset).unwrap();
+    assert!(
+        pages(&vm).contains(&(layout::CODE / 4096)),
+        "the reset rewrote the code"
+    );
+    vm.call(&Request::Stop).unwrap();
 }
 
 #[test]

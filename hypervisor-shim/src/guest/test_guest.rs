@@ -10,7 +10,8 @@
 //! - prints `N vCPUs online` once every vCPU has started its timer;
 //! - takes one-byte commands on COM1 (interrupt driven, through the IOAPIC): `r` resets
 //!   through the i8042, `c` crashes with a triple fault, `s` spins with interrupts disabled,
-//!   `p` powers off;
+//!   `p` powers off, `f` writes a pattern over all memory above 4 MiB (to give snapshots
+//!   something to save);
 //! - powers off when the i8042 delivers Ctrl-Alt-Del (the graceful shutdown request), by
 //!   writing S5 to the sleep control register.
 //!
@@ -63,6 +64,8 @@ pub mod command {
     pub const SPIN: u8 = b's';
     /// Power off through the sleep control register.
     pub const POWER_OFF: u8 = b'p';
+    /// Write a pattern over all memory above 4 MiB (below the MMIO window).
+    pub const FILL: u8 = b'f';
 }
 
 global_asm!(
@@ -279,6 +282,37 @@ cimvirt_test_guest_start:
     je .Ltg_spin
     cmp al, 0x70                        /* p */
     je .Ltg_power_off
+    cmp al, 0x66                        /* f */
+    je .Ltg_fill
+    jmp .Ltg_serial_next
+
+.Ltg_fill:
+    push rdi
+    push r8
+    push r9
+    mov rcx, qword ptr [INFO + 16]      /* fill [4 MiB, min(memory, 3 GiB)) */
+    mov rax, 0xc0000000
+    cmp rcx, rax
+    cmova rcx, rax
+    sub rcx, 0x400000
+    mov rdi, 0x400000
+    shr rcx, 3
+    mov rax, 0x5a5a5a5a5a5a5a5a
+    rep stosq
+    lea rsi, [rip + .Ltg_msg_filled]
+    call .Ltg_puts
+    mov rax, qword ptr [INFO + 16]
+    mov rcx, 0xc0000000
+    cmp rax, rcx
+    cmova rax, rcx
+    sub rax, 0x400000
+    shr rax, 20
+    call .Ltg_put_dec
+    lea rsi, [rip + .Ltg_msg_mib]
+    call .Ltg_puts
+    pop r9
+    pop r8
+    pop rdi
     jmp .Ltg_serial_next
 
 .Ltg_keyboard:
@@ -356,6 +390,8 @@ cimvirt_test_guest_start:
     .asciz " MiB\n"
 .Ltg_msg_online:
     .asciz " vCPUs online\n"
+.Ltg_msg_filled:
+    .asciz "cimvirt test guest: filled "
 .Ltg_msg_cad:
     .asciz "cimvirt test guest: Ctrl-Alt-Del\n"
 .Ltg_msg_reset:

@@ -36,6 +36,8 @@ pub struct Machine {
     pub devices: Arc<Mutex<Devices>>,
     /// MSRs a vCPU state carries.
     pub msr_indices: Vec<u32>,
+    /// Whether KVM logs the pages guest code writes.
+    dirty_logging: bool,
     /// What a reset goes back to.
     pub power_on: PowerOnState,
 }
@@ -74,19 +76,7 @@ impl Machine {
             ),
             Origin::Snapshot { memory, state } => (memory, Some(state)),
         };
-        for (slot, region) in memory.guest.iter().enumerate() {
-            // SAFETY: the region is mapped for as long as `memory` lives, and `Machine` keeps
-            // `memory` alive as long as `vm`.
-            unsafe {
-                vm.map_memory(
-                    slot as u32,
-                    region.start_addr().0,
-                    region.len(),
-                    region.as_ptr() as u64,
-                    false,
-                )?;
-            }
-        }
+        map_guest_memory(&*vm, &memory, false)?;
         let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
         let keyboard_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
         vm.register_irqfd(&serial_irq, COM1_GSI)?;
@@ -116,6 +106,7 @@ impl Machine {
             memory: Arc::new(memory),
             devices: Arc::new(Mutex::new(devices)),
             msr_indices,
+            dirty_logging: false,
         };
         match saved {
             None => {
@@ -174,10 +165,54 @@ impl Machine {
         Ok(paging::write_identity_map(mem)?)
     }
 
+    /// Guest page frame numbers written since the last call, by the guest (the KVM dirty
+    /// log) or by the VMM; the first call turns KVM's logging on and reports only the VMM's
+    /// writes. Incremental snapshots and live migration build on this.
+    pub fn take_dirty_pages(&mut self) -> Result<Vec<u64>, Error> {
+        let mut pages = self.memory.take_vmm_dirty_pages();
+        if !self.dirty_logging {
+            map_guest_memory(&*self.vm, &self.memory, true)?;
+            self.dirty_logging = true;
+        } else {
+            for (slot, region) in self.memory.guest.iter().enumerate() {
+                let first = region.start_addr().0 / 4096;
+                let words = self.vm.dirty_log(slot as u32, region.len())?;
+                for (w, word) in words.iter().enumerate() {
+                    pages.extend(
+                        (0..64)
+                            .filter(|bit| word >> bit & 1 == 1)
+                            .map(|bit| first + (w * 64 + bit) as u64),
+                    );
+                }
+            }
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        Ok(pages)
+    }
+
     /// The test guest's heartbeat counters (empty for other boot images).
     pub fn heartbeats(&self) -> Vec<u64> {
         heartbeats(&self.config, &self.memory)
     }
+}
+
+/// Gives the VM every region of `memory`, as one slot each.
+fn map_guest_memory(vm: &dyn Vm, memory: &Memory, log_dirty: bool) -> Result<(), Error> {
+    for (slot, region) in memory.guest.iter().enumerate() {
+        // SAFETY: the region stays mapped as long as `memory`, which the `Machine` owning the
+        // VM keeps alive as long as the VM.
+        unsafe {
+            vm.map_memory(
+                slot as u32,
+                region.start_addr().0,
+                region.len(),
+                region.as_ptr() as u64,
+                log_dirty,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the test guest's heartbeat counters from `memory`.

@@ -267,6 +267,13 @@ impl Process {
     fn handle(&mut self, request: PendingRequest) -> Option<i32> {
         let asked = request.request.clone();
         let action = match &asked {
+            Request::DirtyPages => {
+                match self.machine.take_dirty_pages() {
+                    Ok(pages) => request.reply(&Response::DirtyPages { pages }),
+                    Err(e) => request.fail(ErrorKind::Failed, e.to_string()),
+                }
+                return None;
+            }
             Request::Status => {
                 let status = self.status();
                 request.reply(&Response::Status(Box::new(status)));
