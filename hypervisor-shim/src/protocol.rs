@@ -156,6 +156,8 @@ pub struct Status {
     pub vcpu_threads: Vec<i32>,
     /// Nanoseconds since the Unix epoch when the process started.
     pub process_start_ns: u64,
+    /// Nanoseconds since the Unix epoch when the machine was built and the vCPUs ready.
+    pub machine_ready_ns: u64,
     /// Nanoseconds since the Unix epoch when the guest's first instruction ran (it wrote the
     /// POST port), if it has.
     pub first_instruction_ns: Option<u64>,

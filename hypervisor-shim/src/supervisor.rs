@@ -376,9 +376,8 @@ impl Supervisor {
                 command.arg("--restore").arg(dir);
             }
         }
-        if cpu_control.is_some() {
-            command.arg("--paused-at-start");
-        }
+        // The VM waits for `start` until its events are subscribed to, so none is missed.
+        command.arg("--paused-at-start");
         // Its own process group: a Ctrl-C or SIGTERM for the server's group leaves VMs running.
         command
             .stdin(Stdio::null())
@@ -422,8 +421,8 @@ impl Supervisor {
                     "placing VM {name} in its cgroup: {e}"
                 )));
             }
-            handle.call(&Request::Start)?;
         }
+        handle.call(&Request::Start)?;
         Ok(handle)
     }
 

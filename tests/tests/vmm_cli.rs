@@ -96,3 +96,47 @@ fn a_new_server_re_adopts_the_vms_a_previous_one_left_running() {
     vm.call(&Request::Stop).unwrap();
     assert!(vm.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+#[test]
+fn vm_demo_boots_the_test_guest_and_shuts_it_down() {
+    if !kvm_present() {
+        return;
+    }
+    let out = run_cimvirtd([
+        "vm-demo",
+        "--vcpus",
+        "2",
+        "--memory-mib",
+        "32",
+        "--seconds",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cimvirt test guest: 2 vCPUs, 32 MiB\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[vm-demo] heartbeats per vCPU (100 Hz): ["),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[vm-demo] ended: off (the guest powered off)"),
+        "{stdout}"
+    );
+
+    let out = run_cimvirtd(["vm-demo", "--kvm-device", "/nonexistent/kvm"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "VM demo did not start: KVM is not available: /nonexistent/kvm does not exist"
+        ),
+        "{stderr}"
+    );
+}

@@ -4,6 +4,7 @@ mod host;
 mod mof;
 mod serve;
 mod user;
+mod vm_demo;
 mod vmm;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     /// Manage the users of a data directory (while the server is stopped).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Boot the built-in test guest in a VM, show its console and heartbeats, shut it down.
+    VmDemo(vm_demo::VmDemoCommand),
     /// Run one VM (started by the server; not for people).
     #[command(hide = true)]
     Vmm(vmm::VmmCommand),
@@ -44,5 +47,6 @@ pub fn run(args: Args) -> ExitCode {
         Command::User(cmd) => user::run(cmd),
         Command::Host(cmd) => host::run(cmd),
         Command::Vmm(cmd) => vmm::run(cmd),
+        Command::VmDemo(cmd) => vm_demo::run(cmd),
     }
 }
