@@ -5,6 +5,7 @@
 //! plainly that they did not run.
 
 use hypervisor_shim::guest::test_guest::layout;
+use hypervisor_shim::hypervisor::KvmKind;
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request, Response};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig, SupervisorError, VmHandle};
@@ -407,6 +408,40 @@ fn the_dirty_log_reports_the_pages_guest_and_vmm_wrote() {
 }
 
 #[test]
+fn an_instruction_the_host_cannot_emulate_is_a_crash_that_names_it() {
+    if !kvm_present() {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("emulate", 1);
+    host.wait_console("emulate", "online");
+    vm.call(&Request::SendConsole {
+        bytes: b"e".to_vec(),
+    })
+    .unwrap();
+    if hypervisor_shim::hypervisor::kvm::detect_kind() == KvmKind::Pvm {
+        // kvm_pvm emulates code that runs with interrupts disabled, and has no popcnt.
+        let exit = vm.wait_exit(Duration::from_secs(10)).unwrap();
+        assert_eq!(exit.state, State::Crashed);
+        assert!(
+            exit.reason
+                .starts_with("vCPU 0: instruction emulation failed"),
+            "{}",
+            exit.reason
+        );
+        assert!(
+            exit.reason.contains("f3 48 0f b8 c0"),
+            "popcnt rax, rax: {}",
+            exit.reason
+        );
+    } else {
+        host.wait_console("emulate", "popcnt ran with interrupts disabled");
+        wait_heartbeats_advance(&vm);
+        vm.call(&Request::Stop).unwrap();
+    }
+}
+
+#[test]
 fn a_killed_vm_process_is_reported_as_crashed_with_its_exit_reason() {
     if !kvm_present() {
         return;
@@ -488,6 +523,12 @@ fn applying_a_snapshot_takes_the_counters_back() {
         State::Paused,
         "a snapshot leaves the VM as it was"
     );
+    // The memory file is guest RAM byte for byte: the MP table the VMM wrote is in it.
+    let memory = std::fs::read(snap_dir.join("memory")).unwrap();
+    assert_eq!(memory.len(), 32 << 20);
+    let mp = hypervisor_shim::arch::layout::MPTABLE as usize;
+    assert_eq!(&memory[mp..mp + 4], b"_MP_");
+    assert_eq!(&memory[mp + 16..mp + 20], b"PCMP");
     vm.call(&Request::Resume).unwrap();
     wait_for("the guest to run on", || {
         heartbeats(&vm)[0] > at_snapshot + 30

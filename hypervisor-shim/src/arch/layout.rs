@@ -4,6 +4,12 @@
 pub const BOOT_GDT: u64 = 0x500;
 /// An empty IDT for the 64-bit entry; the guest installs its own.
 pub const BOOT_IDT: u64 = 0x520;
+/// The MP table: the last KiB of base memory, where guests look for it first.
+pub const MPTABLE: u64 = 0x9_fc00;
+/// The IOAPIC's registers.
+pub const IOAPIC_ADDRESS: u64 = 0xfec0_0000;
+/// The local APICs' registers.
+pub const LAPIC_ADDRESS: u64 = 0xfee0_0000;
 /// The page-map level 4 table.
 pub const PML4: u64 = 0x9000;
 /// The page-directory-pointer table.

@@ -1,8 +1,9 @@
 //! x86-64 boot setup: the guest-physical layout, the GDT and page tables a 64-bit entry
-//! needs, CPUID, MSRs and the local APIC's interrupt pins.
+//! needs, CPUID, MSRs, the local APIC's interrupt pins, and the MP table.
 
 pub mod cpuid;
 pub mod gdt;
 pub mod layout;
+pub mod mptable;
 pub mod paging;
 pub mod regs;

@@ -11,7 +11,8 @@
 //! - takes one-byte commands on COM1 (interrupt driven, through the IOAPIC): `r` resets
 //!   through the i8042, `c` crashes with a triple fault, `s` spins with interrupts disabled,
 //!   `p` powers off, `f` writes a pattern over all memory above 4 MiB (to give snapshots
-//!   something to save);
+//!   something to save), `e` runs `popcnt` with interrupts disabled (which a software KVM
+//!   cannot emulate: the VMM must report the crash with the instruction's bytes);
 //! - powers off when the i8042 delivers Ctrl-Alt-Del (the graceful shutdown request), by
 //!   writing S5 to the sleep control register.
 //!
@@ -66,6 +67,9 @@ pub mod command {
     pub const POWER_OFF: u8 = b'p';
     /// Write a pattern over all memory above 4 MiB (below the MMIO window).
     pub const FILL: u8 = b'f';
+    /// Run `popcnt` with interrupts disabled: natively on hardware KVM, an emulation failure
+    /// on `kvm_pvm`.
+    pub const EMULATE: u8 = b'e';
 }
 
 global_asm!(
@@ -284,6 +288,16 @@ cimvirt_test_guest_start:
     je .Ltg_power_off
     cmp al, 0x66                        /* f */
     je .Ltg_fill
+    cmp al, 0x65                        /* e */
+    je .Ltg_emulate
+    jmp .Ltg_serial_next
+
+.Ltg_emulate:
+    cli                                 /* from here the software KVM emulates... */
+    popcnt rax, rax                     /* ...and cannot emulate this */
+    sti
+    lea rsi, [rip + .Ltg_msg_native]
+    call .Ltg_puts
     jmp .Ltg_serial_next
 
 .Ltg_fill:
@@ -392,6 +406,8 @@ cimvirt_test_guest_start:
     .asciz " vCPUs online\n"
 .Ltg_msg_filled:
     .asciz "cimvirt test guest: filled "
+.Ltg_msg_native:
+    .asciz "cimvirt test guest: popcnt ran with interrupts disabled\n"
 .Ltg_msg_cad:
     .asciz "cimvirt test guest: Ctrl-Alt-Del\n"
 .Ltg_msg_reset:

@@ -2,7 +2,7 @@
 //! power-on state a reset goes back to.
 
 use super::config::{Boot, VmConfig};
-use crate::arch::{cpuid, paging, regs};
+use crate::arch::{cpuid, mptable, paging, regs};
 use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEvent, COM1_GSI};
 use crate::guest::test_guest::{self, layout};
 use crate::hypervisor::{Hypervisor, Vcpu, VcpuState, Vm, VmState};
@@ -161,6 +161,7 @@ impl Machine {
                 mem.write_slice(&info, GuestAddress(layout::INFO))?;
             }
         }
+        mptable::write(mem, self.config.vcpus).map_err(Error::Config)?;
         regs::write_descriptor_tables(mem)?;
         Ok(paging::write_identity_map(mem)?)
     }

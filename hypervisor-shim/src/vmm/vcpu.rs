@@ -326,7 +326,10 @@ fn internal_error(suberror: u32, data: &[u64]) -> String {
     {
         let raw: Vec<u8> = data[1..].iter().flat_map(|w| w.to_le_bytes()).collect();
         let len = usize::from(raw[0]).min(15).min(raw.len() - 1);
-        what.push_str(&format!(": instruction {}", hex(&raw[1..1 + len])));
+        what.push_str(&format!(
+            ": bytes from the failing instruction on {}",
+            hex(&raw[1..1 + len])
+        ));
     }
     what
 }
@@ -344,7 +347,7 @@ mod tests {
         let data = [1, u64::from_le_bytes(words[..8].try_into().unwrap()), 0];
         assert_eq!(
             internal_error(1, &data),
-            "instruction emulation failed (the host's KVM cannot emulate it): instruction 0f 01"
+            "instruction emulation failed (the host's KVM cannot emulate it): bytes from the failing instruction on 0f 01"
         );
         assert_eq!(internal_error(3, &[]), "KVM internal error, suberror 3");
     }
