@@ -138,19 +138,36 @@ impl Memory {
                 }
                 Ok(())
             }
-            Backing::Snapshot(_) => {
-                // A private mapping falls back to the file's contents, not zeroes: write them.
+            Backing::Snapshot(file) => {
+                // Dropping the private copies takes the mapping back to the file's contents;
+                // then only the file's data extents need zeroes written over them.
                 let zeroes = vec![0u8; 1 << 20];
+                let mut file_offset = 0;
                 for region in self.guest.iter() {
-                    let mut offset = 0;
-                    while offset < region.len() {
-                        let len = zeroes.len().min((region.len() - offset) as usize);
-                        let addr = region.start_addr().unchecked_add(offset);
-                        self.guest
-                            .write_slice(&zeroes[..len], addr)
-                            .map_err(io::Error::other)?;
-                        offset += len as u64;
+                    // SAFETY: the range is exactly this region's private mapping; discarding
+                    // its pages is what a reset wants, and the vCPUs are stopped.
+                    let rc = unsafe {
+                        libc::madvise(
+                            region.as_ptr().cast(),
+                            region.len() as usize,
+                            libc::MADV_DONTNEED,
+                        )
+                    };
+                    if rc != 0 {
+                        return Err(io::Error::last_os_error());
                     }
+                    for (start, end) in data_extents(file, file_offset, region.len())? {
+                        let mut offset = start;
+                        while offset < end {
+                            let len = zeroes.len().min((end - offset) as usize);
+                            let addr = region.start_addr().unchecked_add(offset);
+                            self.guest
+                                .write_slice(&zeroes[..len], addr)
+                                .map_err(io::Error::other)?;
+                            offset += len as u64;
+                        }
+                    }
+                    file_offset += region.len();
                 }
                 Ok(())
             }
@@ -375,5 +392,36 @@ mod tests {
         mem.guest.write_obj(9u64, GuestAddress(0x1000)).unwrap();
         mem.clear().unwrap();
         assert_eq!(mem.guest.read_obj::<u64>(GuestAddress(0x1000)).unwrap(), 0);
+    }
+
+    #[test]
+    fn clearing_restored_memory_zeroes_the_file_pages_and_the_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory");
+        let mem = Memory::anonymous(8 << 20).unwrap();
+        mem.guest.write_obj(5u64, GuestAddress(0x2000)).unwrap();
+        mem.save(&path).unwrap();
+        let restored = Memory::from_snapshot(&path, 8 << 20).unwrap();
+        restored
+            .guest
+            .write_obj(6u64, GuestAddress(0x7000))
+            .unwrap();
+        restored.clear().unwrap();
+        assert_eq!(
+            restored
+                .guest
+                .read_obj::<u64>(GuestAddress(0x2000))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            restored
+                .guest
+                .read_obj::<u64>(GuestAddress(0x7000))
+                .unwrap(),
+            0
+        );
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(on_disk[0x2000], 5, "the snapshot itself is untouched");
     }
 }

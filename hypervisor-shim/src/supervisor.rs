@@ -209,7 +209,15 @@ pub struct Supervisor {
 /// What a new VM process starts from.
 enum Origin<'a> {
     Boot(&'a VmConfig),
-    Restore(&'a Path),
+    Restore { dir: &'a Path, config: &'a VmConfig },
+}
+
+impl Origin<'_> {
+    fn config(&self) -> &VmConfig {
+        match self {
+            Origin::Boot(config) | Origin::Restore { config, .. } => config,
+        }
+    }
 }
 
 impl Supervisor {
@@ -327,7 +335,13 @@ impl Supervisor {
                 file.config.name
             )));
         }
-        self.spawn(name, Origin::Restore(snapshot))
+        self.spawn(
+            name,
+            Origin::Restore {
+                dir: snapshot,
+                config: &file.config,
+            },
+        )
     }
 
     fn spawn(&self, name: &str, origin: Origin<'_>) -> Result<Arc<VmHandle>> {
@@ -338,12 +352,10 @@ impl Supervisor {
         if connect(&socket).is_ok() {
             return Err(SupervisorError::AlreadyRunning(name.to_owned()));
         }
-        let (weight, limit) = match origin {
-            Origin::Boot(c) => (c.cpu_weight, c.cpu_limit_percent),
-            Origin::Restore(dir) => crate::vmm::snapshot::read(dir)
-                .map(|f| (f.config.cpu_weight, f.config.cpu_limit_percent))
-                .unwrap_or((None, None)),
-        };
+        let (weight, limit) = (
+            origin.config().cpu_weight,
+            origin.config().cpu_limit_percent,
+        );
         let cpu_control = if weight.is_some() || limit.is_some() {
             Some(cgroup::probe(&self.config.cgroup_root).map_err(SupervisorError::Invalid)?)
         } else {
@@ -372,7 +384,7 @@ impl Supervisor {
                 )?;
                 command.arg("--config").arg(path);
             }
-            Origin::Restore(dir) => {
+            Origin::Restore { dir, .. } => {
                 command.arg("--restore").arg(dir);
             }
         }

@@ -500,6 +500,18 @@ fn save_then_restore_in_a_new_process_continues_the_counters() {
     assert!(!host.console("save").contains(
         "online\ncimvirt test guest: 2 vCPUs, 32 MiB\ncimvirt test guest: 2 vCPUs, 32 MiB"
     ));
+
+    // A reset of a restored VM (its memory mapped from the snapshot) boots the guest afresh.
+    wait_for("some running after the restore", || {
+        heartbeats(&restored)[0] > at_save[0] + 20
+    });
+    let before_reset = heartbeats(&restored)[0];
+    restored.call(&Request::Reset).unwrap();
+    assert!(heartbeats(&restored)[0] < before_reset, "memory cleared");
+    wait_for("the boot after the reset", || {
+        host.console("save").matches("2 vCPUs online").count() == 2
+    });
+    wait_heartbeats_advance(&restored);
     restored.call(&Request::Stop).unwrap();
 }
 

@@ -288,10 +288,6 @@ impl Vcpu for KvmVcpu {
         }
     }
 
-    fn set_immediate_exit(&mut self, exit: bool) {
-        self.fd.set_kvm_immediate_exit(u8::from(exit));
-    }
-
     fn set_cpuid(&self, cpuid: &CpuId) -> Result<()> {
         self.fd
             .set_cpuid2(cpuid)

@@ -169,8 +169,6 @@ pub trait Vm: Send + Sync {
 pub trait Vcpu: Send {
     /// Runs guest code until the next exit the VMM must handle.
     fn run(&mut self) -> Result<VcpuExit<'_>>;
-    /// Makes the next (or current) [`Vcpu::run`] return [`VcpuExit::Interrupted`] at once.
-    fn set_immediate_exit(&mut self, exit: bool);
     /// Sets the CPUID the guest sees.
     fn set_cpuid(&self, cpuid: &CpuId) -> Result<()>;
     /// Reads the whole state, for a snapshot or a reset.

@@ -520,6 +520,11 @@ impl Process {
         for vcpu in &mut self.vcpus {
             vcpu.exit();
         }
+        if let Some(pending) = self.shutdown.take() {
+            pending
+                .request
+                .fail(ErrorKind::Failed, format!("the VM ended {state}: {reason}"));
+        }
         let _ = lock(&self.machine.devices).console().drain();
         ExitRecord {
             state,

@@ -14,7 +14,7 @@ use std::fs;
 use std::path::Path;
 
 /// Names the file format, so a stray JSON file is not mistaken for a snapshot.
-const FORMAT: &str = "cimvirt-vm-snapshot";
+pub const FORMAT: &str = "cimvirt-vm-snapshot";
 /// The state format this build writes and reads.
 pub const VERSION: u32 = 1;
 /// The state file's name.
