@@ -469,6 +469,17 @@ fn save_then_restore_in_a_new_process_continues_the_counters() {
     wait_heartbeats_advance(&vm);
     let saved_dir = host.dir.path().join("saved");
     vm.call(&Request::Pause).unwrap();
+    // A save that cannot be written fails with the reason and leaves the VM as it was.
+    let blocker = host.dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"").unwrap();
+    let err = vm
+        .call(&Request::Save {
+            dir: blocker.join("saved"),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("not-a-directory/saved"), "{err}");
+    assert_eq!(vm_error_kind(err), ErrorKind::Failed);
+    assert_eq!(vm.status().unwrap().state, State::Paused);
     let at_save = heartbeats(&vm);
     vm.call(&Request::Save {
         dir: saved_dir.clone(),

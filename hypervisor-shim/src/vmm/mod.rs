@@ -358,6 +358,7 @@ impl Process {
             (_, Action::Reboot) => self.reset("reboot"),
             (Request::Save { dir }, _) => {
                 let dir = dir.clone();
+                let before = self.state;
                 self.set_state(State::Saving);
                 match self.write_snapshot(&dir) {
                     Ok(()) => {
@@ -368,8 +369,11 @@ impl Process {
                         ))
                     }
                     Err(e) => {
-                        self.resume_all();
-                        self.set_state(State::Running);
+                        // The VM goes on as it was.
+                        if before == State::Running {
+                            self.resume_all();
+                        }
+                        self.set_state(before);
                         Err(e)
                     }
                 }
