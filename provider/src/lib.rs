@@ -17,3 +17,4 @@ pub mod error;
 pub mod http;
 pub mod schema;
 pub mod store;
+pub mod virt;

@@ -38,6 +38,8 @@ const CLASSES: TableDefinition<&str, &[u8]> = TableDefinition::new("classes");
 const QUALIFIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("qualifiers");
 /// Key: the namespace name.
 const NAMESPACES: TableDefinition<&str, ()> = TableDefinition::new("namespaces");
+/// Key: the VM's name, value its definition (JSON).
+const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
 
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
 /// the serialized object.
@@ -82,6 +84,7 @@ impl Store {
         txn.open_table(CLASSES)?;
         txn.open_table(QUALIFIERS)?;
         txn.open_table(NAMESPACES)?;
+        txn.open_table(VMS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -117,6 +120,21 @@ impl Store {
             out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
+    }
+
+    /// Stores a VM definition (serialized by the caller), committed before it returns.
+    pub fn put_vm(&self, name: &str, definition: &[u8]) -> Result<(), StoreError> {
+        self.put(VMS, name, definition)
+    }
+
+    /// Removes a VM definition; false if there was none.
+    pub fn delete_vm(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove(VMS, name)
+    }
+
+    /// All VM definitions as (name, definition).
+    pub fn vms(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all(VMS)
     }
 
     /// Stores a user record (serialized by the caller) under `name`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -19,6 +20,7 @@ use provider::cimom::Cimom;
 use provider::config::{default_data_dir, Config};
 use provider::http::{self, tls, Listener, Scheme};
 use provider::store::Store;
+use provider::virt::{manager::VirtManager, Virt};
 
 /// Options of `serve`; each overrides the configuration file.
 #[derive(Debug, Args)]
@@ -150,7 +152,7 @@ fn create_initial_admin(store: &Store, data_dir: &Path) -> Result<(), String> {
 
 /// Reports what the host offers VMs and takes over the VM processes still running from a
 /// previous server. Without usable KVM the server still serves everything else.
-fn start_supervisor(settings: &Settings) -> Result<Supervisor, String> {
+fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), String> {
     let vmm = &settings.config.vmm;
     let host = hypervisor_shim::inventory::collect(&vmm.kvm_device);
     match &host.kvm.unavailable {
@@ -186,7 +188,7 @@ fn start_supervisor(settings: &Settings) -> Result<Supervisor, String> {
     if !adopted.is_empty() {
         info!(?adopted, "re-adopted running VMs");
     }
-    Ok(supervisor)
+    Ok((supervisor, host))
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -285,12 +287,14 @@ async fn serve(settings: Settings) -> Result<(), String> {
         Some(certificate.config)
     };
     let mut registry = Registry::default();
+    let (supervisor, host) = start_supervisor(&settings)?;
+    let manager = VirtManager::new(supervisor, store.clone(), data_dir.join("vms"), host)
+        .map_err(|e| e.to_string())?;
+    Virt::new(Arc::new(manager), identity.hostname.clone()).register(&mut registry);
     let interop = Interop::new(identity);
     interop.register(&mut registry);
     let cimom =
         Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
-
-    let _supervisor = start_supervisor(&settings)?;
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;
     listeners.extend(bind(&settings.https, Scheme::Https).await?);

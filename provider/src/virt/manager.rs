@@ -1,0 +1,320 @@
+//! The VMs a host has: their definitions (durable, in the database) and what the
+//! hypervisor's supervisor says of their processes. Every operation here blocks; providers
+//! call it from tokio's blocking pool.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use hypervisor_shim::inventory::HostInventory;
+use hypervisor_shim::lifecycle::State;
+use hypervisor_shim::protocol::{ErrorKind, Request};
+use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
+
+use super::definition::VmDefinition;
+use crate::error::{CimError, CimResult, StatusCode};
+use crate::store::Store;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Why a state change was not made, in DSP1057's RequestStateChange return codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeError {
+    /// 4097: the VM's state does not allow it.
+    InvalidTransition(String),
+    /// 4099: another state change of this VM is in progress.
+    Busy,
+    /// 3: the guest did not finish in time.
+    Timeout(String),
+    /// 4: the change failed.
+    Failed(String),
+}
+
+impl ChangeError {
+    /// The method's return value.
+    pub fn code(&self) -> u32 {
+        match self {
+            ChangeError::InvalidTransition(_) => 4097,
+            ChangeError::Busy => 4099,
+            ChangeError::Timeout(_) => 3,
+            ChangeError::Failed(_) => 4,
+        }
+    }
+}
+
+impl From<SupervisorError> for ChangeError {
+    fn from(e: SupervisorError) -> Self {
+        match e {
+            SupervisorError::Vm {
+                kind: ErrorKind::InvalidState,
+                message,
+            } => ChangeError::InvalidTransition(message),
+            SupervisorError::Vm {
+                kind: ErrorKind::Timeout,
+                message,
+            } => ChangeError::Timeout(message),
+            other => ChangeError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// A state change a client can request (RequestStateChange's RequestedState).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// 2: start, resume, or restore a saved VM.
+    Enable,
+    /// 3: power off at once (and forget a saved state).
+    Disable,
+    /// 4: ask the guest to power off; power it off when it has not within the timeout.
+    ShutDown(Duration),
+    /// 6: save to disk; the process ends.
+    Offline,
+    /// 9: pause.
+    Quiesce,
+    /// 10: reboot.
+    Reboot,
+    /// 11: reset.
+    Reset,
+}
+
+/// The host's VMs.
+pub struct VirtManager {
+    supervisor: Supervisor,
+    store: Arc<Store>,
+    definitions: Mutex<BTreeMap<String, VmDefinition>>,
+    /// One lock per VM held through a state change, so that a second one gets 4099.
+    busy: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    /// Saved states and console logs live here.
+    vm_dir: PathBuf,
+    host: HostInventory,
+}
+
+impl VirtManager {
+    /// Loads the definitions from `store`; `vm_dir` holds per-VM files.
+    pub fn new(
+        supervisor: Supervisor,
+        store: Arc<Store>,
+        vm_dir: PathBuf,
+        host: HostInventory,
+    ) -> CimResult<Self> {
+        let mut definitions = BTreeMap::new();
+        for (name, bytes) in store.vms().map_err(|e| CimError::failed(e.to_string()))? {
+            let definition: VmDefinition = serde_json::from_slice(&bytes).map_err(|e| {
+                CimError::failed(format!("the stored definition of VM {name}: {e}"))
+            })?;
+            definitions.insert(name, definition);
+        }
+        std::fs::create_dir_all(&vm_dir)
+            .map_err(|e| CimError::failed(format!("{}: {e}", vm_dir.display())))?;
+        Ok(VirtManager {
+            supervisor,
+            store,
+            definitions: Mutex::new(definitions),
+            busy: Mutex::default(),
+            vm_dir,
+            host,
+        })
+    }
+
+    /// The host inventory taken at start.
+    pub fn host(&self) -> &HostInventory {
+        &self.host
+    }
+
+    /// Every definition, by name.
+    pub fn definitions(&self) -> Vec<VmDefinition> {
+        lock(&self.definitions).values().cloned().collect()
+    }
+
+    /// One definition.
+    pub fn definition(&self, name: &str) -> Option<VmDefinition> {
+        lock(&self.definitions).get(name).cloned()
+    }
+
+    fn persist(&self, definition: &VmDefinition) -> CimResult<()> {
+        let bytes = serde_json::to_vec(definition).map_err(|e| CimError::failed(e.to_string()))?;
+        self.store
+            .put_vm(&definition.name, &bytes)
+            .map_err(|e| CimError::failed(format!("storing VM {}: {e}", definition.name)))?;
+        lock(&self.definitions).insert(definition.name.clone(), definition.clone());
+        Ok(())
+    }
+
+    /// Defines a new VM after checking it against the host and the other VMs.
+    pub fn define(&self, definition: VmDefinition) -> CimResult<()> {
+        let cpus = self.host.logical_cpus as u64;
+        if u64::from(definition.vcpus) > cpus {
+            return Err(CimError::invalid_parameter(format!(
+                "{} vCPUs: this host has {cpus} CPUs",
+                definition.vcpus
+            )));
+        }
+        let host_mib = self.host.memory_total_bytes >> 20;
+        if definition.memory_mib > host_mib {
+            return Err(CimError::invalid_parameter(format!(
+                "{} MiB of memory: this host has {host_mib} MiB",
+                definition.memory_mib
+            )));
+        }
+        definition
+            .vm_config(PathBuf::new())
+            .validate(u32::MAX)
+            .map_err(CimError::invalid_parameter)?;
+        {
+            let definitions = lock(&self.definitions);
+            if definitions.contains_key(&definition.name) {
+                return Err(CimError::new(
+                    StatusCode::AlreadyExists,
+                    format!("a VM named {} is already defined", definition.name),
+                ));
+            }
+            if let Some(other) = definitions
+                .values()
+                .find(|d| d.uuid.eq_ignore_ascii_case(&definition.uuid))
+            {
+                return Err(CimError::new(
+                    StatusCode::AlreadyExists,
+                    format!("VM {} already has UUID {}", other.name, definition.uuid),
+                ));
+            }
+        }
+        self.persist(&definition)
+    }
+
+    /// Stops the VM if it runs, then forgets it and its saved state.
+    pub fn destroy(&self, name: &str) -> CimResult<()> {
+        let definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+        if let Some(vm) = self.supervisor.get(name) {
+            // It may end on its own meanwhile; what matters is that it is gone after.
+            let _ = vm.call(&Request::Stop);
+            vm.wait_exit(Duration::from_secs(30));
+        }
+        if let Some(saved) = &definition.saved {
+            let _ = std::fs::remove_dir_all(saved);
+        }
+        self.store
+            .delete_vm(name)
+            .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
+        lock(&self.definitions).remove(name);
+        Ok(())
+    }
+
+    /// The lifecycle state: from the VM process when there is one, else from the definition
+    /// and how the last process ended.
+    pub fn state(&self, definition: &VmDefinition) -> State {
+        if let Some(vm) = self.supervisor.get(&definition.name) {
+            if let Ok(status) = vm.status() {
+                return status.state;
+            }
+        }
+        if definition.saved.is_some() {
+            return State::Saved;
+        }
+        match self.supervisor.last_exit(&definition.name) {
+            Some(exit) if exit.state == State::Crashed => State::Crashed,
+            _ => State::Off,
+        }
+    }
+
+    fn console_log(&self, name: &str) -> PathBuf {
+        self.vm_dir.join(format!("{name}.console.log"))
+    }
+
+    /// Carries out a requested state change and records the request.
+    pub fn change_state(
+        &self,
+        name: &str,
+        requested: u16,
+        change: Change,
+    ) -> Result<(), ChangeError> {
+        let mut definition = self
+            .definition(name)
+            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
+        let gate = lock(&self.busy).entry(name.to_owned()).or_default().clone();
+        let Ok(_held) = gate.try_lock() else {
+            return Err(ChangeError::Busy);
+        };
+        definition.requested_state = requested;
+        self.persist(&definition)
+            .map_err(|e| ChangeError::Failed(e.description))?;
+        let state = self.state(&definition);
+        let vm = self.supervisor.get(name);
+        let invalid = || ChangeError::InvalidTransition(format!("VM {name} is {state}"));
+        match (change, vm) {
+            (Change::Enable, Some(vm)) => match state {
+                State::Paused => Ok(vm.call(&Request::Resume)?),
+                State::Running => Ok(()),
+                _ => Err(invalid()),
+            },
+            (Change::Enable, None) => match &definition.saved {
+                Some(saved) => {
+                    self.supervisor.restore(name, saved)?;
+                    let _ = std::fs::remove_dir_all(saved);
+                    definition.saved = None;
+                    self.persist(&definition)
+                        .map_err(|e| ChangeError::Failed(e.description))
+                }
+                None => {
+                    self.supervisor
+                        .start(&definition.vm_config(self.console_log(name)))?;
+                    Ok(())
+                }
+            },
+            (Change::Disable, Some(vm)) => {
+                vm.call(&Request::Stop)?;
+                vm.wait_exit(Duration::from_secs(30));
+                Ok(())
+            }
+            (Change::Disable, None) => {
+                if let Some(saved) = definition.saved.take() {
+                    let _ = std::fs::remove_dir_all(saved);
+                    self.persist(&definition)
+                        .map_err(|e| ChangeError::Failed(e.description))?;
+                }
+                Ok(())
+            }
+            (Change::ShutDown(timeout), Some(vm)) => {
+                let timeout_ms = timeout.as_millis().min(u128::from(u64::MAX)) as u64;
+                match vm.call(&Request::Shutdown { timeout_ms }) {
+                    Ok(()) => {}
+                    // DSP1057: a guest that does not shut down in time is powered off.
+                    Err(SupervisorError::Vm {
+                        kind: ErrorKind::Timeout,
+                        ..
+                    }) => vm.call(&Request::Stop)?,
+                    Err(e) => return Err(e.into()),
+                }
+                vm.wait_exit(Duration::from_secs(30));
+                Ok(())
+            }
+            (Change::Offline, Some(vm)) => {
+                let dir = self.vm_dir.join(format!("{name}.saved"));
+                let _ = std::fs::remove_dir_all(&dir);
+                vm.call(&Request::Save { dir: dir.clone() })?;
+                vm.wait_exit(Duration::from_secs(30));
+                definition.saved = Some(dir);
+                self.persist(&definition)
+                    .map_err(|e| ChangeError::Failed(e.description))
+            }
+            (Change::Quiesce, Some(vm)) => Ok(vm.call(&Request::Pause)?),
+            (Change::Reboot, Some(vm)) => Ok(vm.call(&Request::Reboot)?),
+            (Change::Reset, Some(vm)) => Ok(vm.call(&Request::Reset)?),
+            (
+                Change::ShutDown(_)
+                | Change::Offline
+                | Change::Quiesce
+                | Change::Reboot
+                | Change::Reset,
+                None,
+            ) => Err(invalid()),
+        }
+    }
+}
+
+fn not_defined(name: &str) -> CimError {
+    // libvirt-cim's wording, which its clients' scripts match on.
+    CimError::not_found(format!("Referenced domain `{name}' does not exist"))
+}

@@ -1,0 +1,234 @@
+"""The VM lifecycle through pywbem: DefineSystem, RequestStateChange, DestroySystem on a
+real cimvirtd whose VMs run the built-in test guest on /dev/kvm. The guest's heartbeat
+counters are read from the VM process's own control socket, as the server reads them."""
+
+import json
+import os
+import socket
+import struct
+import time
+
+import pytest
+import pywbem
+from pywbem import CIMInstance, Uint16, Uint64
+
+from conftest import Server
+
+if not os.path.exists("/dev/kvm"):
+    if os.environ.get("CI"):
+        raise RuntimeError("/dev/kvm is missing on a CI machine")
+    pytest.skip("NOT RUN: this host has no /dev/kvm", allow_module_level=True)
+
+
+class VmSocket:
+    """The VM process's control protocol: length-prefixed JSON."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        assert self.request({"request": "hello", "version": 1})["response"] == "hello"
+
+    def request(self, message):
+        body = json.dumps(message).encode()
+        self.sock.sendall(struct.pack("<I", len(body)) + body)
+        header = self._read(4)
+        return json.loads(self._read(struct.unpack("<I", header)[0]))
+
+    def _read(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, "the VM process closed its socket"
+            data += chunk
+        return data
+
+    def heartbeats(self):
+        return self.request({"request": "status"})["heartbeats"]
+
+
+def heartbeats(server, name):
+    vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
+    try:
+        return vm.heartbeats()
+    finally:
+        vm.sock.close()
+
+
+def wait_advancing(server, name):
+    before = heartbeats(server, name)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = heartbeats(server, name)
+        if all(n > b for n, b in zip(now, before)):
+            return now
+        time.sleep(0.02)
+    raise AssertionError(f"{name}'s heartbeats stopped at {before}")
+
+
+def service(conn):
+    (path,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+    return path
+
+
+def define(conn, name, vcpus=2, memory_mib=64, **extra):
+    vssd = CIMInstance("KVM_VirtualSystemSettingData",
+                       properties={"VirtualSystemIdentifier": name, "ElementName": name, **extra})
+    proc = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                       properties={"ResourceType": Uint16(3), "VirtualQuantity": Uint64(vcpus)})
+    mem = CIMInstance("KVM_MemResourceAllocationSettingData",
+                      properties={"ResourceType": Uint16(4), "VirtualQuantity": Uint64(memory_mib),
+                                  "AllocationUnits": "byte*2^20"})
+    return conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                             ResourceSettings=[proc, mem])
+
+
+def change(conn, system, state, **kw):
+    rv, _ = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(state), **kw)
+    return rv
+
+
+def enabled_state(conn, system):
+    return conn.GetInstance(system)["EnabledState"]
+
+
+@pytest.fixture(scope="module")
+def virt(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("virt"))
+    yield srv
+    code, log = srv.stop()
+    assert code == 0, log
+    assert "panicked" not in log, log
+
+
+def test_the_host_and_the_management_service_are_there(virt):
+    conn = virt.conn()
+    (host,) = conn.EnumerateInstances("KVM_HostSystem")
+    assert host["Name"] == socket.gethostname() and host["EnabledState"] == 2
+    (svc,) = conn.EnumerateInstances("CIM_VirtualSystemManagementService")
+    assert svc.classname == "KVM_VirtualSystemManagementService"
+    assert svc["Name"] == "Management Service" and svc["SystemName"] == host["Name"]
+
+
+def test_a_vm_goes_through_its_whole_life(virt):
+    conn = virt.conn()
+    rv, out = define(conn, "life", vcpus=2, memory_mib=64)
+    assert rv == 0
+    system = out["ResultingSystem"]
+    assert system.keybindings == {"CreationClassName": "KVM_ComputerSystem", "Name": "life"}
+    cs = conn.GetInstance(system)
+    assert (cs["EnabledState"], cs["RequestedState"], cs["OperationalStatus"]) == (3, 5, [15])
+    assert len(cs["UUID"]) == 36
+    (vssd,) = [i for i in conn.EnumerateInstances("KVM_VirtualSystemSettingData")
+               if i["InstanceID"] == "KVM:life"]
+    assert vssd["UUID"] == cs["UUID"] and vssd["VirtualSystemType"] == "KVM"
+    rasds = {i["InstanceID"]: i for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")}
+    assert rasds["life/proc"]["VirtualQuantity"] == 2
+    assert rasds["life/mem"]["VirtualQuantity"] == 64 * 1024
+    assert rasds["life/mem"]["AllocationUnits"] == "KiloBytes"
+
+    assert change(conn, system, 2) == 0  # start
+    assert enabled_state(conn, system) == 2
+    assert conn.GetInstance(system)["RequestedState"] == 2
+    wait_advancing(virt, "life")
+
+    assert change(conn, system, 9) == 0  # pause
+    assert enabled_state(conn, system) == 9
+    frozen = heartbeats(virt, "life")
+    time.sleep(0.3)
+    assert heartbeats(virt, "life") == frozen
+    assert change(conn, system, 9) == 4097, "pausing a paused VM is an invalid transition"
+    assert change(conn, system, 2) == 0  # resume
+    wait_advancing(virt, "life")
+
+    assert change(conn, system, 6) == 0  # save to disk
+    assert enabled_state(conn, system) == 6
+    assert not (virt.data_dir / "run" / "life.sock").exists(), "the process is gone"
+    assert change(conn, system, 2) == 0  # restore
+    restored = heartbeats(virt, "life")
+    assert all(r >= f for r, f in zip(restored, frozen)), "continued, not rebooted"
+    wait_advancing(virt, "life")
+
+    assert change(conn, system, 10) == 0  # reboot
+    assert change(conn, system, 11) == 0  # reset
+    assert enabled_state(conn, system) == 2
+    wait_advancing(virt, "life")
+
+    interval = pywbem.CIMDateTime("00000000000010.000000:000")
+    assert change(conn, system, 4, TimeoutPeriod=interval) == 0  # graceful shutdown
+    assert enabled_state(conn, system) == 3
+    assert change(conn, system, 4) == 4097, "an off VM cannot shut down"
+    assert change(conn, system, 2) == 0
+    assert change(conn, system, 3) == 0  # hard off
+    assert enabled_state(conn, system) == 3
+    assert change(conn, system, 12) == 1, "Deferred is not supported"
+
+    assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+    assert "life" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
+
+
+def test_destroying_a_running_vm_stops_it_first(virt):
+    conn = virt.conn()
+    system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    assert change(conn, system, 2) == 0
+    assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+    assert not (virt.data_dir / "run" / "doomed.sock").exists()
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+    assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+    assert "Referenced domain `doomed' does not exist" in err.value.status_description
+
+
+def test_bad_definitions_are_refused_with_the_reason(virt):
+    conn = virt.conn()
+    assert define(conn, "twin", vcpus=1, memory_mib=16)[0] == 0
+    with pytest.raises(pywbem.CIMError) as err:
+        define(conn, "twin", vcpus=1, memory_mib=16)
+    assert err.value.status_code == pywbem.CIM_ERR_ALREADY_EXISTS
+    uuid = conn.GetInstance(conn.EnumerateInstanceNames("KVM_ComputerSystem")[0])["UUID"]
+    with pytest.raises(pywbem.CIMError) as err:
+        define(conn, "clone", UUID=uuid)
+    assert err.value.status_code == pywbem.CIM_ERR_ALREADY_EXISTS and "UUID" in err.value.status_description
+    with pytest.raises(pywbem.CIMError) as err:
+        define(conn, "greedy", vcpus=4096)
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "4096 vCPUs: this host has" in err.value.status_description
+    with pytest.raises(pywbem.CIMError) as err:
+        define(conn, "huge", memory_mib=1 << 30)
+    assert "MiB of memory: this host has" in err.value.status_description
+    with pytest.raises(pywbem.CIMError) as err:
+        define(conn, "../escape")
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "use letters, digits" in err.value.status_description
+    disk = CIMInstance("KVM_DiskResourceAllocationSettingData", properties={"ResourceType": Uint16(17)})
+    vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "disky"})
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd, ResourceSettings=[disk])
+    assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+    reader = virt.conn(creds=("reader", "reader-pass-2"))
+    with pytest.raises(pywbem.CIMError) as err:
+        define(reader, "sneaky")
+    assert err.value.status_code == pywbem.CIM_ERR_ACCESS_DENIED
+
+
+def test_definitions_survive_a_kill_and_running_vms_are_readopted(tmp_path):
+    srv = Server(tmp_path / "data")
+    conn = srv.conn()
+    system = define(conn, "survivor", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    define(conn, "sleeper", vcpus=1, memory_mib=16)
+    assert change(conn, system, 2) == 0
+    srv.proc.kill()  # kill -9: no clean shutdown
+    srv.proc.wait()
+    srv.log.close()
+    wait_advancing(srv, "survivor")  # the VM did not notice
+
+    again = Server(tmp_path / "data", users=False)
+    try:
+        conn = again.conn()
+        states = {i["Name"]: i["EnabledState"] for i in conn.EnumerateInstances("KVM_ComputerSystem")}
+        assert states == {"survivor": 2, "sleeper": 3}
+        assert "re-adopted running VMs" in again.log_path.read_text()
+        assert change(conn, system, 3) == 0
+        assert enabled_state(conn, system) == 3
+    finally:
+        code, log = again.stop()
+    assert code == 0, log
