@@ -534,3 +534,38 @@ fn removing_a_qualifier_everywhere_leaves_shared_features_alone() {
         .get("Description")
         .is_some());
 }
+
+#[test]
+fn an_embedded_instance_in_mof_is_typed_without_being_added() {
+    let repo = compile(
+        "class Test_Rasd { [Key] string InstanceID; uint16 ResourceType; uint64 VirtualQuantity; string Names[]; };",
+    )
+    .unwrap();
+    let text = "instance of Test_Rasd {\n  ResourceType = 3;\n  VirtualQuantity = 0x10;\n  Names = {\"a\", \"b\"};\n};\n";
+    let inst = cim_schema::mof::parse_instance(&repo, NS, text).unwrap();
+    assert_eq!(inst.class_name.as_str(), "Test_Rasd");
+    assert_eq!(inst.get("ResourceType"), Some(&Value::UInt16(3)));
+    assert_eq!(inst.get("VirtualQuantity"), Some(&Value::UInt64(16)));
+    assert!(
+        inst.get("InstanceID")
+            .is_none_or(|v| matches!(v, Value::String(_))),
+        "no key needed"
+    );
+
+    let err = cim_schema::mof::parse_instance(
+        &repo,
+        NS,
+        "instance of Test_Rasd {\n  ResourceType = \"x\";\n};",
+    )
+    .unwrap_err();
+    assert!(err.starts_with("MOF instance, line 2, column"), "{err}");
+    let err = cim_schema::mof::parse_instance(&repo, NS, "instance of Nope { };").unwrap_err();
+    assert!(err.contains("Nope"), "{err}");
+    let two = "instance of Test_Rasd { }; instance of Test_Rasd { };";
+    assert!(cim_schema::mof::parse_instance(&repo, NS, two)
+        .unwrap_err()
+        .contains("more than one"));
+    assert!(cim_schema::mof::parse_instance(&repo, NS, "class X { };")
+        .unwrap_err()
+        .contains("no instance"));
+}

@@ -166,6 +166,27 @@ def test_a_vm_goes_through_its_whole_life(virt):
     assert "life" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
 
 
+def test_define_system_takes_mof_text_as_libvirt_cim_clients_send_it(virt):
+    conn = virt.conn()
+    vssd = CIMInstance("KVM_VirtualSystemSettingData",
+                       properties={"VirtualSystemIdentifier": "mofvm"}).tomof()
+    mem = CIMInstance("KVM_MemResourceAllocationSettingData",
+                      properties={"ResourceType": Uint16(4), "VirtualQuantity": Uint64(32768),
+                                  "AllocationUnits": "KiloBytes"}).tomof()
+    assert vssd.startswith("instance of KVM_VirtualSystemSettingData")
+    rv, out = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                                ResourceSettings=[mem])
+    assert rv == 0 and out["ResultingSystem"]["Name"] == "mofvm"
+    rasds = {i["InstanceID"]: i for i in conn.EnumerateInstances("KVM_MemResourceAllocationSettingData")}
+    assert rasds["mofvm/mem"]["VirtualQuantity"] == 32768
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod("DefineSystem", service(conn),
+                          SystemSettings="instance of KVM_VirtualSystemSettingData {\n  Nope = 1;\n};")
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "line 2" in err.value.status_description
+    conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=out["ResultingSystem"])
+
+
 def test_destroying_a_running_vm_stops_it_first(virt):
     conn = virt.conn()
     system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]

@@ -691,6 +691,45 @@ impl<'r> Compiler<'r> {
     }
 }
 
+/// Reads MOF text holding exactly one instance declaration (`instance of C { ... };`, as
+/// clients send embedded instances) and types its values against the classes of
+/// `namespace` in `repo`. Nothing is added to the repository, and keys may be missing.
+/// Errors name the line and column.
+pub fn parse_instance(repo: &Repository, namespace: &str, text: &str) -> Result<Instance, String> {
+    let at = |span: Span, message: &str| {
+        let before = &text[..(span.start as usize).min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("MOF instance, line {line}, column {column}: {message}")
+    };
+    let (productions, errors) = parse(text);
+    if let Some(e) = errors.first() {
+        return Err(at(e.span, &e.message));
+    }
+    let mut instances = productions.into_iter().filter_map(|p| match p {
+        Production::Instance(decl) => Some(decl),
+        _ => None,
+    });
+    let decl = instances
+        .next()
+        .ok_or_else(|| "the MOF text holds no instance declaration".to_owned())?;
+    if instances.next().is_some() {
+        return Err("the MOF text holds more than one instance declaration".to_owned());
+    }
+    if decl.alias.is_some() {
+        return Err(at(decl.span, "an embedded instance cannot have an alias"));
+    }
+    let converter = Converter {
+        repo,
+        namespace,
+        aliases: None,
+        depth: 0,
+    };
+    converter
+        .instance(&decl)
+        .map_err(|(span, message)| at(span, &message))
+}
+
 /// Where the path of a pending instance stands while aliases are resolved.
 enum PathState {
     /// Known.

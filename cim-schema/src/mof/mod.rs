@@ -22,6 +22,6 @@ pub mod parser;
 mod source;
 pub mod writer;
 
-pub use compiler::{Compiler, Summary};
+pub use compiler::{parse_instance, Compiler, Summary};
 pub use diagnostic::{render, Diagnostic, Severity};
 pub use source::{Embedded, FileSystem, SourceProvider};

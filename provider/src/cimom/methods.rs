@@ -1,7 +1,7 @@
 //! Extrinsic method calls: arguments typed from the method declaration, embedded
 //! instances parsed, then the class's method provider.
 
-use cim_schema::{Name, ObjectPath, Value};
+use cim_schema::{Name, ObjectPath, Repository, Value};
 
 use super::convert::{self, normalize_path};
 use super::operation::UntypedValue;
@@ -12,17 +12,24 @@ use crate::cimxml::decode;
 use crate::error::{CimError, CimResult, StatusCode};
 
 impl Cimom {
-    /// Parses an embedded instance given as text: CIM-XML `<INSTANCE>`.
-    fn embedded_instance(&self, text: &str) -> CimResult<Value> {
+    /// Parses an embedded instance given as text: escaped CIM-XML `<INSTANCE>` (Hyper-V
+    /// style), or MOF `instance of C { ... };` (libvirt-cim's clients), typed against the
+    /// classes of `ns`.
+    fn embedded_instance(&self, schema: &Repository, ns: &str, text: &str) -> CimResult<Value> {
         let decoder = decode::Decoder {
             limits: &self.config.xml,
             namespace: None,
         };
-        if text.trim_start().starts_with('<') {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('<') {
             decoder.embedded_instance(text)
+        } else if trimmed.len() >= 11 && trimmed[..11].eq_ignore_ascii_case("instance of") {
+            cim_schema::mof::parse_instance(schema, ns, text)
+                .map(|i| Value::Instance(Box::new(i)))
+                .map_err(CimError::invalid_parameter)
         } else {
             Err(CimError::invalid_parameter(
-                "an embedded instance must be a CIM-XML <INSTANCE> element",
+                "an embedded instance must be a CIM-XML <INSTANCE> element or MOF `instance of`",
             ))
         }
     }
@@ -67,9 +74,13 @@ impl Cimom {
                 || p.qualifiers.is_true("EmbeddedObject");
             let value = match value {
                 None => None,
-                Some(v) if embedded => {
-                    Some(self.embedded_argument(v, p.array.is_some(), &element)?)
-                }
+                Some(v) if embedded => Some(self.embedded_argument(
+                    &pctx.schema,
+                    ns,
+                    v,
+                    p.array.is_some(),
+                    &element,
+                )?),
                 Some(v) => Some(convert::typed(v, p.ty, p.array.is_some(), &element)?),
             };
             arguments.push((p.name.clone(), value));
@@ -100,12 +111,14 @@ impl Cimom {
 
     fn embedded_argument(
         &self,
+        schema: &Repository,
+        ns: &str,
         value: UntypedValue,
         is_array: bool,
         element: &str,
     ) -> CimResult<Value> {
         let one = |v: Value| match v {
-            Value::String(s) => self.embedded_instance(&s),
+            Value::String(s) => self.embedded_instance(schema, ns, &s),
             v @ Value::Instance(_) => Ok(v),
             v => Err(CimError::new(
                 StatusCode::TypeMismatch,
@@ -115,7 +128,7 @@ impl Cimom {
                 ),
             )),
         };
-        let text = |t: String| self.embedded_instance(&t);
+        let text = |t: String| self.embedded_instance(schema, ns, &t);
         match (value, is_array) {
             (UntypedValue::Text(t), false) => text(t),
             (UntypedValue::TextArray(items), true) => Ok(Value::Array(
