@@ -187,6 +187,46 @@ def test_define_system_takes_mof_text_as_libvirt_cim_clients_send_it(virt):
     conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=out["ResultingSystem"])
 
 
+def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
+    conn = virt.conn()
+    system = define(conn, "linked", vcpus=2, memory_mib=32)[1]["ResultingSystem"]
+    try:
+        def names(role_class, **kw):
+            return sorted(p.classname for p in conn.AssociatorNames(system, AssocClass=role_class, **kw))
+
+        assert names("KVM_HostedDependency") == ["KVM_HostSystem"]
+        assert names("CIM_SettingsDefineState") == ["KVM_VirtualSystemSettingData"]
+        assert names("KVM_ElementSettingData") == ["KVM_VirtualSystemSettingData"]
+        assert names("KVM_SystemDevice") == ["KVM_Memory", "KVM_Processor", "KVM_Processor"]
+        (elec,) = conn.Associators(system, AssocClass="KVM_ElementCapabilities")
+        assert elec["RequestedStatesSupported"] == [2, 3, 4, 6, 9, 10, 11]
+
+        (vssd,) = conn.Associators(system, ResultClass="CIM_VirtualSystemSettingData",
+                                   AssocClass="KVM_SettingsDefineState")
+        rasds = conn.Associators(vssd.path, AssocClass="CIM_VirtualSystemSettingDataComponent")
+        assert sorted(r["InstanceID"] for r in rasds) == ["linked/mem", "linked/proc"]
+
+        processors = conn.Associators(system, ResultClass="CIM_Processor")
+        assert sorted(p["DeviceID"] for p in processors) == ["linked/0", "linked/1"]
+        (memory,) = conn.Associators(system, ResultClass="CIM_Memory")
+        assert memory["NumberOfBlocks"] * memory["BlockSize"] == 32 << 20
+        (mem_rasd,) = conn.Associators(memory.path, AssocClass="KVM_SettingsDefineState")
+        assert mem_rasd["InstanceID"] == "linked/mem"
+
+        (host,) = conn.EnumerateInstanceNames("KVM_HostSystem")
+        hosted = conn.AssociatorNames(host, AssocClass="CIM_HostedDependency")
+        assert "linked" in [p["Name"] for p in hosted]
+        (svc,) = conn.AssociatorNames(host, AssocClass="KVM_HostedService")
+        assert svc.classname == "KVM_VirtualSystemManagementService"
+        (caps,) = conn.Associators(svc, AssocClass="KVM_ElementCapabilities")
+        assert caps["VirtualSystemTypesSupported"] == ["KVM"]
+        refs = conn.References(system, ResultClass="CIM_SystemDevice")
+        assert len(refs) == 3 and all(r["GroupComponent"] == system for r in refs)
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+    assert not [p for p in conn.EnumerateInstanceNames("KVM_Processor") if p["SystemName"] == "linked"]
+
+
 def test_destroying_a_running_vm_stops_it_first(virt):
     conn = virt.conn()
     system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]

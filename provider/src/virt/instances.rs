@@ -1,0 +1,402 @@
+//! The instances of `root/virt`, built from the host inventory and the VMs' definitions and
+//! live states. Each class has one builder; associations are built from the same paths as
+//! the instances they join.
+
+use cim_schema::{Class, Instance, ObjectPath, Value};
+use hypervisor_shim::inventory::HostInventory;
+use hypervisor_shim::lifecycle::State;
+
+use super::definition::{self, VmDefinition};
+use super::paths::{self, class};
+use super::state::CimState;
+
+/// What the instances are built from.
+pub struct Model<'a> {
+    /// The host's name (KVM_HostSystem.Name).
+    pub hostname: &'a str,
+    /// The host inventory.
+    pub host: &'a HostInventory,
+    /// Every defined VM with its lifecycle state.
+    pub vms: &'a [(VmDefinition, State)],
+}
+
+/// The states RequestStateChange carries out (KVM_EnabledLogicalElementCapabilities).
+pub const REQUESTED_STATES_SUPPORTED: [u16; 7] = [2, 3, 4, 6, 9, 10, 11];
+
+/// An instance of `class` with its defaults and the given values for the properties the
+/// class has.
+fn build(class: &Class, values: Vec<(&str, Value)>) -> Instance {
+    let mut inst = Instance::from_class_defaults(class);
+    for (name, value) in values {
+        if class.property(name).is_some() {
+            inst.set(name, value);
+        }
+    }
+    inst
+}
+
+/// `path`'s keys, then `values`.
+fn with_keys<'a>(path: &'a ObjectPath, values: Vec<(&'a str, Value)>) -> Vec<(&'a str, Value)> {
+    let mut all: Vec<(&str, Value)> = path
+        .keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.value.clone()))
+        .collect();
+    all.extend(values);
+    all
+}
+
+fn text(s: &str) -> Value {
+    Value::from(s)
+}
+
+fn u16s(values: &[u16]) -> Value {
+    Value::Array(values.iter().map(|v| Some(Value::UInt16(*v))).collect())
+}
+
+fn reference(path: ObjectPath) -> Value {
+    Value::Reference(path)
+}
+
+/// The instances of exactly `class`, or `None` when the class is not one of these
+/// providers'.
+pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
+    let name = class.name.as_str();
+    let is = |c: &str| name.eq_ignore_ascii_case(c);
+    let per_vm = |f: &dyn Fn(&VmDefinition, State) -> Vec<Instance>| {
+        model
+            .vms
+            .iter()
+            .flat_map(|(d, s)| f(d, *s))
+            .collect::<Vec<_>>()
+    };
+    let out = if is(class::HOST_SYSTEM) {
+        vec![host(class, model)]
+    } else if is(class::MANAGEMENT_SERVICE) {
+        vec![service(class, model)]
+    } else if is(class::MANAGEMENT_CAPABILITIES) {
+        vec![management_capabilities(class)]
+    } else if is(class::COMPUTER_SYSTEM) {
+        per_vm(&|d, s| vec![system(class, d, s)])
+    } else if is(class::SETTING_DATA) {
+        per_vm(&|d, _| vec![setting_data(class, d)])
+    } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
+        per_vm(&|d, _| vec![rasd(class, d)])
+    } else if is(class::PROCESSOR) {
+        per_vm(&|d, s| (0..d.vcpus).map(|i| processor(class, d, s, i)).collect())
+    } else if is(class::MEMORY) {
+        per_vm(&|d, s| vec![memory(class, d, s)])
+    } else if is(class::STATE_CAPABILITIES) {
+        per_vm(&|d, _| vec![state_capabilities(class, d)])
+    } else {
+        associations(class, model)?
+    };
+    Some(out)
+}
+
+fn host(class: &Class, model: &Model) -> Instance {
+    let path = paths::host(model.hostname);
+    let h = model.host;
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(model.hostname)),
+                (
+                    "Description",
+                    text(&format!(
+                        "{} ({} CPUs, {} MiB)",
+                        h.cpu_model,
+                        h.logical_cpus,
+                        h.memory_total_bytes >> 20
+                    )),
+                ),
+                ("EnabledState", Value::UInt16(2)),
+                ("RequestedState", Value::UInt16(12)),
+                ("OperationalStatus", u16s(&[2])),
+                ("HealthState", Value::UInt16(5)),
+                ("Dedicated", u16s(&[0])),
+            ],
+        ),
+    )
+}
+
+fn service(class: &Class, model: &Model) -> Instance {
+    let path = paths::service(model.hostname);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text("Management Service")),
+                ("EnabledState", Value::UInt16(2)),
+                ("Started", Value::Boolean(true)),
+                ("Release", text(env!("CARGO_PKG_VERSION"))),
+                ("HealthState", Value::UInt16(5)),
+                ("OperationalStatus", u16s(&[2])),
+            ],
+        ),
+    )
+}
+
+fn management_capabilities(class: &Class) -> Instance {
+    let path = paths::management_capabilities();
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text("ManagementCapabilities")),
+                (
+                    "VirtualSystemTypesSupported",
+                    Value::Array(vec![Some(text("KVM"))]),
+                ),
+                // DefineSystem, DestroySystem: the methods this service offers so far.
+                ("SynchronousMethodsSupported", u16s(&[1, 2])),
+                ("AsynchronousMethodsSupported", Value::Array(vec![])),
+            ],
+        ),
+    )
+}
+
+fn system(class: &Class, d: &VmDefinition, state: State) -> Instance {
+    let cim = CimState::of(state);
+    let path = paths::system(&d.name);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&d.name)),
+                ("UUID", text(&d.uuid)),
+                ("EnabledState", Value::UInt16(cim.enabled_state)),
+                ("RequestedState", Value::UInt16(d.requested_state)),
+                ("EnabledDefault", Value::UInt16(2)),
+                ("HealthState", Value::UInt16(cim.health_state)),
+                ("OperationalStatus", u16s(&[cim.operational_status])),
+                ("Dedicated", u16s(&[0])),
+            ],
+        ),
+    )
+}
+
+fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
+    let path = paths::setting_data(&d.name);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&d.name)),
+                ("VirtualSystemIdentifier", text(&d.name)),
+                ("VirtualSystemType", text("KVM")),
+                ("UUID", text(&d.uuid)),
+                ("Arch", text("x86_64")),
+                ("Emulator", text("cimvirtd")),
+            ],
+        ),
+    )
+}
+
+fn rasd(class: &Class, d: &VmDefinition) -> Instance {
+    let processor = class.name.as_str().eq_ignore_ascii_case(class::PROC_RASD);
+    let (path, resource_type, quantity, units) = if processor {
+        (
+            paths::proc_rasd(&d.name),
+            definition::RESOURCE_PROCESSOR,
+            u64::from(d.vcpus),
+            "count",
+        )
+    } else {
+        // libvirt-cim reports memory in KiB.
+        (
+            paths::mem_rasd(&d.name),
+            definition::RESOURCE_MEMORY,
+            d.memory_mib << 10,
+            "KiloBytes",
+        )
+    };
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ResourceType", Value::UInt16(resource_type)),
+                ("VirtualQuantity", Value::UInt64(quantity)),
+                ("Reservation", Value::UInt64(quantity)),
+                ("Limit", Value::UInt64(quantity)),
+                ("AllocationUnits", text(units)),
+                ("ElementName", text(if processor { "proc" } else { "mem" })),
+            ],
+        ),
+    )
+}
+
+fn processor(class: &Class, d: &VmDefinition, state: State, index: u32) -> Instance {
+    let path = paths::processor(&d.name, index);
+    let cim = CimState::of(state);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&format!("vCPU {index}"))),
+                ("EnabledState", Value::UInt16(cim.enabled_state)),
+                ("HealthState", Value::UInt16(cim.health_state)),
+                ("OperationalStatus", u16s(&[cim.operational_status])),
+            ],
+        ),
+    )
+}
+
+fn memory(class: &Class, d: &VmDefinition, state: State) -> Instance {
+    let path = paths::memory(&d.name);
+    let cim = CimState::of(state);
+    let kib = d.memory_mib << 10;
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text("mem")),
+                ("BlockSize", Value::UInt64(1024)),
+                ("NumberOfBlocks", Value::UInt64(kib)),
+                ("ConsumableBlocks", Value::UInt64(kib)),
+                ("EnabledState", Value::UInt16(cim.enabled_state)),
+                ("HealthState", Value::UInt16(cim.health_state)),
+                ("OperationalStatus", u16s(&[cim.operational_status])),
+            ],
+        ),
+    )
+}
+
+fn state_capabilities(class: &Class, d: &VmDefinition) -> Instance {
+    let path = paths::state_capabilities(&d.name);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&d.name)),
+                (
+                    "RequestedStatesSupported",
+                    u16s(&REQUESTED_STATES_SUPPORTED),
+                ),
+                ("ElementNameEditSupported", Value::Boolean(false)),
+            ],
+        ),
+    )
+}
+
+/// The association instances of `class`, or `None` when it is not one of ours.
+fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
+    let name = class.name.as_str();
+    let is = |c: &str| name.eq_ignore_ascii_case(c);
+    let pair = |first: &'static str, a: ObjectPath, second: &'static str, b: ObjectPath| {
+        build(class, vec![(first, reference(a)), (second, reference(b))])
+    };
+    let vms = model.vms.iter().map(|(d, _)| d);
+    let out: Vec<Instance> = if is(class::HOSTED_DEPENDENCY) {
+        // DSP1042: the host is the Antecedent (libvirt-cim has the ends the other way round).
+        vms.map(|d| {
+            pair(
+                "Antecedent",
+                paths::host(model.hostname),
+                "Dependent",
+                paths::system(&d.name),
+            )
+        })
+        .collect()
+    } else if is(class::HOSTED_SERVICE) {
+        vec![pair(
+            "Antecedent",
+            paths::host(model.hostname),
+            "Dependent",
+            paths::service(model.hostname),
+        )]
+    } else if is(class::SYSTEM_DEVICE) {
+        vms.flat_map(|d| {
+            let system = paths::system(&d.name);
+            (0..d.vcpus)
+                .map(|i| paths::processor(&d.name, i))
+                .chain([paths::memory(&d.name)])
+                .map(move |dev| pair("GroupComponent", system.clone(), "PartComponent", dev))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    } else if is(class::SETTINGS_DEFINE_STATE) {
+        vms.flat_map(|d| {
+            let mut out = vec![pair(
+                "ManagedElement",
+                paths::system(&d.name),
+                "SettingData",
+                paths::setting_data(&d.name),
+            )];
+            out.extend((0..d.vcpus).map(|i| {
+                pair(
+                    "ManagedElement",
+                    paths::processor(&d.name, i),
+                    "SettingData",
+                    paths::proc_rasd(&d.name),
+                )
+            }));
+            out.push(pair(
+                "ManagedElement",
+                paths::memory(&d.name),
+                "SettingData",
+                paths::mem_rasd(&d.name),
+            ));
+            out
+        })
+        .collect()
+    } else if is(class::ELEMENT_SETTING_DATA) {
+        vms.map(|d| {
+            let mut esd = pair(
+                "ManagedElement",
+                paths::system(&d.name),
+                "SettingData",
+                paths::setting_data(&d.name),
+            );
+            // IsDefault 1 (is default), IsCurrent 1 (is current), IsNext 1 (is next).
+            for property in ["IsDefault", "IsCurrent", "IsNext"] {
+                if class.property(property).is_some() {
+                    esd.set(property, Value::UInt16(1));
+                }
+            }
+            esd
+        })
+        .collect()
+    } else if is(class::SETTING_DATA_COMPONENT) {
+        vms.flat_map(|d| {
+            [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)].map(|rasd| {
+                pair(
+                    "GroupComponent",
+                    paths::setting_data(&d.name),
+                    "PartComponent",
+                    rasd,
+                )
+            })
+        })
+        .collect()
+    } else if is(class::ELEMENT_CAPABILITIES) {
+        let mut out = vec![pair(
+            "ManagedElement",
+            paths::service(model.hostname),
+            "Capabilities",
+            paths::management_capabilities(),
+        )];
+        out.extend(vms.map(|d| {
+            pair(
+                "ManagedElement",
+                paths::system(&d.name),
+                "Capabilities",
+                paths::state_capabilities(&d.name),
+            )
+        }));
+        out
+    } else {
+        return None;
+    };
+    Some(out)
+}

@@ -1,0 +1,166 @@
+//! The methods: KVM_ComputerSystem.RequestStateChange and the management service's
+//! DefineSystem and DestroySystem.
+
+use std::time::Duration;
+
+use cim_schema::{DateTime, Name, ObjectPath, Value};
+
+use super::definition;
+use super::manager::Change;
+use super::{paths, Virt};
+use crate::cimom::provider::MethodResult;
+use crate::error::{CimError, CimResult};
+
+/// How long RequestStateChange(4) waits for the guest when the client gives no timeout.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn argument<'a>(arguments: &'a [(Name, Option<Value>)], name: &str) -> Option<&'a Value> {
+    arguments
+        .iter()
+        .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_ref())
+}
+
+fn interval(value: Option<&Value>) -> Option<Duration> {
+    match value {
+        Some(Value::DateTime(DateTime::Interval(i))) => Some(
+            Duration::from_secs(
+                u64::from(i.days) * 86_400
+                    + u64::from(i.hours) * 3600
+                    + u64::from(i.minutes) * 60
+                    + u64::from(i.seconds),
+            ) + Duration::from_micros(u64::from(i.microseconds)),
+        ),
+        _ => None,
+    }
+}
+
+fn done(code: u32, out: Vec<(Name, Value)>) -> MethodResult {
+    MethodResult {
+        return_value: Value::UInt32(code),
+        out,
+    }
+}
+
+/// Each method parses its arguments, runs the work on the blocking pool, and answers with
+/// DSP1042/DSP1057 return codes.
+impl Virt {
+    pub(super) async fn request_state_change(
+        &self,
+        target: &ObjectPath,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let name = match target.key("Name") {
+            Some(Value::String(s)) => s.to_string(),
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "RequestStateChange needs a KVM_ComputerSystem instance",
+                ))
+            }
+        };
+        let requested = match argument(arguments, "RequestedState") {
+            Some(Value::UInt16(v)) => *v,
+            _ => return Err(CimError::invalid_parameter("RequestedState is required")),
+        };
+        let timeout = interval(argument(arguments, "TimeoutPeriod"));
+        let change = match requested {
+            2 => Change::Enable,
+            3 => Change::Disable,
+            4 => Change::ShutDown(timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)),
+            6 => Change::Offline,
+            9 => Change::Quiesce,
+            10 => Change::Reboot,
+            11 => Change::Reset,
+            // Defined by DSP1057 but not offered: Test, Defer, Not Applicable, Shut Down's
+            // relatives. 1 = Not Supported.
+            _ => return Ok(done(1, vec![])),
+        };
+        let known = self.manager.definition(&name).is_some();
+        if !known {
+            return Err(CimError::not_found(format!(
+                "Referenced domain `{name}' does not exist"
+            )));
+        }
+        let result = self
+            .blocking(move |m| m.change_state(&name, requested, change))
+            .await?;
+        Ok(match result {
+            Ok(()) => done(0, vec![]),
+            Err(e) => {
+                tracing::info!(
+                    code = e.code(),
+                    "RequestStateChange({requested}) not done: {e:?}"
+                );
+                done(e.code(), vec![])
+            }
+        })
+    }
+
+    pub(super) async fn define_system(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let system = match argument(arguments, "SystemSettings") {
+            Some(Value::Instance(i)) => (**i).clone(),
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "SystemSettings (an embedded VSSD) is required",
+                ))
+            }
+        };
+        let mut resources = Vec::new();
+        match argument(arguments, "ResourceSettings") {
+            Some(Value::Array(items)) => {
+                for item in items.iter().flatten() {
+                    match item {
+                        Value::Instance(i) => resources.push((**i).clone()),
+                        other => {
+                            return Err(CimError::invalid_parameter(format!(
+                                "ResourceSettings holds {other:?}, not an embedded RASD"
+                            )))
+                        }
+                    }
+                }
+            }
+            None => {}
+            Some(other) => {
+                return Err(CimError::invalid_parameter(format!(
+                    "ResourceSettings must be an array, not {other:?}"
+                )))
+            }
+        }
+        let definition = definition::from_settings(&system, &resources, definition::random_uuid())?;
+        let name = definition.name.clone();
+        self.blocking(move |m| m.define(definition)).await??;
+        Ok(done(
+            0,
+            vec![(
+                Name::new("ResultingSystem"),
+                Value::Reference(paths::system(&name)),
+            )],
+        ))
+    }
+
+    pub(super) async fn destroy_system(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let name = match argument(arguments, "AffectedSystem") {
+            Some(Value::Reference(path)) => match path.key("Name") {
+                Some(Value::String(s)) => s.to_string(),
+                _ => {
+                    return Err(CimError::invalid_parameter(
+                        "AffectedSystem has no Name key",
+                    ))
+                }
+            },
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "AffectedSystem (a KVM_ComputerSystem reference) is required",
+                ))
+            }
+        };
+        self.blocking(move |m| m.destroy(&name)).await??;
+        Ok(done(0, vec![]))
+    }
+}

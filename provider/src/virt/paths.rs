@@ -1,0 +1,114 @@
+//! The object paths of the `root/virt` instances, built in one place so that instances and
+//! the associations that point at them always agree.
+
+use cim_schema::ObjectPath;
+
+use super::NAMESPACE;
+
+/// Class names.
+pub mod class {
+    /// The host.
+    pub const HOST_SYSTEM: &str = "KVM_HostSystem";
+    /// A VM.
+    pub const COMPUTER_SYSTEM: &str = "KVM_ComputerSystem";
+    /// The service that defines VMs.
+    pub const MANAGEMENT_SERVICE: &str = "KVM_VirtualSystemManagementService";
+    /// Its capabilities.
+    pub const MANAGEMENT_CAPABILITIES: &str = "KVM_VirtualSystemManagementCapabilities";
+    /// A VM's settings.
+    pub const SETTING_DATA: &str = "KVM_VirtualSystemSettingData";
+    /// A VM's processor allocation.
+    pub const PROC_RASD: &str = "KVM_ProcResourceAllocationSettingData";
+    /// A VM's memory allocation.
+    pub const MEM_RASD: &str = "KVM_MemResourceAllocationSettingData";
+    /// A VM's vCPU.
+    pub const PROCESSOR: &str = "KVM_Processor";
+    /// A VM's memory.
+    pub const MEMORY: &str = "KVM_Memory";
+    /// The states a VM can be asked for.
+    pub const STATE_CAPABILITIES: &str = "KVM_EnabledLogicalElementCapabilities";
+    /// Host to VM.
+    pub const HOSTED_DEPENDENCY: &str = "KVM_HostedDependency";
+    /// Host to service.
+    pub const HOSTED_SERVICE: &str = "KVM_HostedService";
+    /// VM to device.
+    pub const SYSTEM_DEVICE: &str = "KVM_SystemDevice";
+    /// VM or device to its settings.
+    pub const SETTINGS_DEFINE_STATE: &str = "KVM_SettingsDefineState";
+    /// VM to its settings, as DSP1057's "current" settings.
+    pub const ELEMENT_SETTING_DATA: &str = "KVM_ElementSettingData";
+    /// Settings to their resource allocations.
+    pub const SETTING_DATA_COMPONENT: &str = "KVM_VirtualSystemSettingDataComponent";
+    /// Element to its capabilities.
+    pub const ELEMENT_CAPABILITIES: &str = "KVM_ElementCapabilities";
+}
+
+fn path(class: &str) -> ObjectPath {
+    ObjectPath::class(Some(NAMESPACE.to_owned()), class)
+}
+
+/// The host.
+pub fn host(hostname: &str) -> ObjectPath {
+    path(class::HOST_SYSTEM)
+        .with_key("CreationClassName", class::HOST_SYSTEM)
+        .with_key("Name", hostname)
+}
+
+/// A VM.
+pub fn system(name: &str) -> ObjectPath {
+    path(class::COMPUTER_SYSTEM)
+        .with_key("CreationClassName", class::COMPUTER_SYSTEM)
+        .with_key("Name", name)
+}
+
+/// The management service.
+pub fn service(hostname: &str) -> ObjectPath {
+    path(class::MANAGEMENT_SERVICE)
+        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
+        .with_key("SystemName", hostname)
+        .with_key("CreationClassName", class::MANAGEMENT_SERVICE)
+        .with_key("Name", "Management Service")
+}
+
+/// The management service's capabilities.
+pub fn management_capabilities() -> ObjectPath {
+    path(class::MANAGEMENT_CAPABILITIES).with_key("InstanceID", "ManagementCapabilities")
+}
+
+/// A VM's settings.
+pub fn setting_data(name: &str) -> ObjectPath {
+    path(class::SETTING_DATA).with_key("InstanceID", format!("KVM:{name}").as_str())
+}
+
+/// A VM's processor RASD.
+pub fn proc_rasd(name: &str) -> ObjectPath {
+    path(class::PROC_RASD).with_key("InstanceID", format!("{name}/proc").as_str())
+}
+
+/// A VM's memory RASD.
+pub fn mem_rasd(name: &str) -> ObjectPath {
+    path(class::MEM_RASD).with_key("InstanceID", format!("{name}/mem").as_str())
+}
+
+fn device(class: &str, vm: &str, id: &str) -> ObjectPath {
+    path(class)
+        .with_key("SystemCreationClassName", class::COMPUTER_SYSTEM)
+        .with_key("SystemName", vm)
+        .with_key("CreationClassName", class)
+        .with_key("DeviceID", format!("{vm}/{id}").as_str())
+}
+
+/// vCPU `index` of a VM.
+pub fn processor(vm: &str, index: u32) -> ObjectPath {
+    device(class::PROCESSOR, vm, &index.to_string())
+}
+
+/// A VM's memory device.
+pub fn memory(vm: &str) -> ObjectPath {
+    device(class::MEMORY, vm, "mem")
+}
+
+/// A VM's state capabilities.
+pub fn state_capabilities(name: &str) -> ObjectPath {
+    path(class::STATE_CAPABILITIES).with_key("InstanceID", name)
+}
