@@ -227,6 +227,74 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
     assert not [p for p in conn.EnumerateInstanceNames("KVM_Processor") if p["SystemName"] == "linked"]
 
 
+def test_processors_and_memory_change_while_the_vm_is_stopped(virt):
+    conn = virt.conn()
+    system = define(conn, "grow", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    svc = service(conn)
+    try:
+        proc = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                           properties={"InstanceID": "grow/proc", "VirtualQuantity": Uint64(2)})
+        mem = CIMInstance("KVM_MemResourceAllocationSettingData",
+                          properties={"InstanceID": "grow/mem", "VirtualQuantity": Uint64(48),
+                                      "AllocationUnits": "byte*2^20"})
+        rv, out = conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[proc, mem])
+        assert rv == 0
+        assert sorted(p["InstanceID"] for p in out["ResultingResourceSettings"]) == ["grow/mem", "grow/proc"]
+        processors = conn.Associators(system, ResultClass="CIM_Processor")
+        assert len(processors) == 2
+        assert change(conn, system, 2) == 0
+        assert len(wait_advancing(virt, "grow")) == 2, "the guest runs with 2 vCPUs"
+        (caps,) = conn.EnumerateInstances("KVM_VirtualSystemManagementCapabilities")
+        assert caps["SynchronousMethodsSupported"] == [2, 3, 5]
+
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[proc])
+        assert err.value.status_code == pywbem.CIM_ERR_FAILED
+        assert "while it is stopped" in err.value.status_description
+        assert change(conn, system, 3) == 0
+        too_many = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                               properties={"InstanceID": "grow/proc", "VirtualQuantity": Uint64(4096)})
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[mem, too_many])
+        assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        missing = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                              properties={"InstanceID": "nobody/proc", "VirtualQuantity": Uint64(1)})
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[missing])
+        assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+        rasds = {i["InstanceID"]: i for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")}
+        assert rasds["grow/proc"]["VirtualQuantity"] == 2, "a refused change changed nothing"
+    finally:
+        conn.InvokeMethod("DestroySystem", svc, AffectedSystem=system)
+
+
+def test_a_guest_that_ignores_shutdown_is_powered_off_and_a_busy_vm_says_so(virt):
+    import threading
+
+    conn = virt.conn()
+    system = define(conn, "stubborn", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    try:
+        assert change(conn, system, 2) == 0
+        wait_advancing(virt, "stubborn")
+        vm = VmSocket(virt.data_dir / "run" / "stubborn.sock")
+        assert vm.request({"request": "send_console", "bytes": list(b"s")})["response"] == "ok"
+        vm.sock.close()
+        results = {}
+        timeout = pywbem.CIMDateTime("00000000000002.000000:000")
+        worker = threading.Thread(target=lambda: results.update(
+            shutdown=change(virt.conn(), system, 4, TimeoutPeriod=timeout)))
+        started = time.monotonic()
+        worker.start()
+        time.sleep(0.5)
+        assert change(conn, system, 9) == 4099, "busy with the shutdown"
+        worker.join(30)
+        assert results["shutdown"] == 0
+        assert time.monotonic() - started >= 2, "waited for the guest first"
+        assert enabled_state(conn, system) == 3
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_destroying_a_running_vm_stops_it_first(virt):
     conn = virt.conn()
     system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]

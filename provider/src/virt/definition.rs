@@ -106,19 +106,26 @@ pub fn from_settings(
         saved: None,
     };
     for rasd in resources {
-        let kind = unsigned_property(rasd, "ResourceType")?
-            .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
-        let quantity = unsigned_property(rasd, "VirtualQuantity")?;
-        match kind as u16 {
-            RESOURCE_PROCESSOR => {
-                let vcpus = quantity
-                    .ok_or_else(|| invalid("the processor RASD has no VirtualQuantity".into()))?;
+        apply_rasd(&mut definition, rasd)?;
+    }
+    Ok(definition)
+}
+
+/// Applies one processor or memory RASD to `definition`: the properties it gives replace
+/// the current ones (a partial RASD changes only what it names).
+pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
+    let kind = unsigned_property(rasd, "ResourceType")?
+        .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
+    let quantity = unsigned_property(rasd, "VirtualQuantity")?;
+    match kind as u16 {
+        RESOURCE_PROCESSOR => {
+            if let Some(vcpus) = quantity {
                 definition.vcpus =
                     u32::try_from(vcpus).map_err(|_| invalid(format!("{vcpus} vCPUs")))?;
             }
-            RESOURCE_MEMORY => {
-                let amount = quantity
-                    .ok_or_else(|| invalid("the memory RASD has no VirtualQuantity".into()))?;
+        }
+        RESOURCE_MEMORY => {
+            if let Some(amount) = quantity {
                 let units =
                     string_property(rasd, "AllocationUnits").unwrap_or_else(|| "KiloBytes".into());
                 let unit = allocation_unit_bytes(&units).ok_or_else(|| {
@@ -136,19 +143,30 @@ pub fn from_settings(
                 }
                 definition.memory_mib = bytes >> 20;
             }
-            other => {
-                return Err(CimError::new(
-                    StatusCode::NotSupported,
-                    format!(
-                        "{}: ResourceType {other} is not supported yet (processors and memory are; \
-                         disks and network ports come with the virtio devices)",
-                        rasd.class_name
-                    ),
-                ))
-            }
+        }
+        other => {
+            return Err(CimError::new(
+                StatusCode::NotSupported,
+                format!(
+                    "{}: ResourceType {other} is not supported yet (processors and memory are; \
+                     disks and network ports come with the virtio devices)",
+                    rasd.class_name
+                ),
+            ))
         }
     }
-    Ok(definition)
+    Ok(())
+}
+
+/// The VM and the resource a RASD InstanceID (`<vm>/proc`, `<vm>/mem`) names.
+pub fn parse_rasd_id(instance_id: &str) -> Option<(&str, u16)> {
+    let (vm, resource) = instance_id.rsplit_once('/')?;
+    let kind = match resource {
+        "proc" => RESOURCE_PROCESSOR,
+        "mem" => RESOURCE_MEMORY,
+        _ => return None,
+    };
+    Some((vm, kind))
 }
 
 /// A random (version 4) UUID.

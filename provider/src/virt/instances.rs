@@ -152,8 +152,9 @@ fn management_capabilities(class: &Class) -> Instance {
                     "VirtualSystemTypesSupported",
                     Value::Array(vec![Some(text("KVM"))]),
                 ),
-                // DefineSystem, DestroySystem: the methods this service offers so far.
-                ("SynchronousMethodsSupported", u16s(&[1, 2])),
+                // DefineSystem (2), DestroySystem (3), ModifyResourceSettings (5): what this
+                // service offers so far.
+                ("SynchronousMethodsSupported", u16s(&[2, 3, 5])),
                 ("AsynchronousMethodsSupported", Value::Array(vec![])),
             ],
         ),

@@ -12,7 +12,9 @@ use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Request};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 
-use super::definition::VmDefinition;
+use cim_schema::{Instance, ObjectPath, Value};
+
+use super::definition::{self, VmDefinition};
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
 
@@ -145,24 +147,7 @@ impl VirtManager {
 
     /// Defines a new VM after checking it against the host and the other VMs.
     pub fn define(&self, definition: VmDefinition) -> CimResult<()> {
-        let cpus = self.host.logical_cpus as u64;
-        if u64::from(definition.vcpus) > cpus {
-            return Err(CimError::invalid_parameter(format!(
-                "{} vCPUs: this host has {cpus} CPUs",
-                definition.vcpus
-            )));
-        }
-        let host_mib = self.host.memory_total_bytes >> 20;
-        if definition.memory_mib > host_mib {
-            return Err(CimError::invalid_parameter(format!(
-                "{} MiB of memory: this host has {host_mib} MiB",
-                definition.memory_mib
-            )));
-        }
-        definition
-            .vm_config(PathBuf::new())
-            .validate(u32::MAX)
-            .map_err(CimError::invalid_parameter)?;
+        self.check_fits(&definition)?;
         {
             let definitions = lock(&self.definitions);
             if definitions.contains_key(&definition.name) {
@@ -182,6 +167,76 @@ impl VirtManager {
             }
         }
         self.persist(&definition)
+    }
+
+    /// Changes processor and memory allocations of stopped VMs (ModifyResourceSettings):
+    /// each RASD names its target by InstanceID (`<vm>/proc`, `<vm>/mem`) and replaces the
+    /// properties it gives. All or nothing: every change is checked before any is stored.
+    pub fn modify_resources(&self, rasds: &[Instance]) -> CimResult<Vec<ObjectPath>> {
+        let mut changed: BTreeMap<String, VmDefinition> = BTreeMap::new();
+        let mut results = Vec::with_capacity(rasds.len());
+        for rasd in rasds {
+            let id = match rasd.get("InstanceID") {
+                Some(Value::String(id)) => id.to_string(),
+                _ => {
+                    return Err(CimError::invalid_parameter(format!(
+                        "{} has no InstanceID naming the resource",
+                        rasd.class_name
+                    )))
+                }
+            };
+            let (vm, kind) = definition::parse_rasd_id(&id).ok_or_else(|| {
+                CimError::not_found(format!(
+                    "no resource {id}: processor and memory RASDs are <vm>/proc and <vm>/mem"
+                ))
+            })?;
+            let mut target = match changed.remove(vm) {
+                Some(d) => d,
+                None => self.definition(vm).ok_or_else(|| not_defined(vm))?,
+            };
+            let state = self.state(&target);
+            if !matches!(state, State::Defined | State::Off | State::Crashed) {
+                return Err(CimError::failed(format!(
+                    "VM {vm} is {state}: processors and memory change while it is stopped"
+                )));
+            }
+            let mut given = rasd.clone();
+            given.set("ResourceType", Value::UInt16(kind));
+            definition::apply_rasd(&mut target, &given)?;
+            self.check_fits(&target)?;
+            results.push(if kind == definition::RESOURCE_PROCESSOR {
+                super::paths::proc_rasd(vm)
+            } else {
+                super::paths::mem_rasd(vm)
+            });
+            changed.insert(vm.to_owned(), target);
+        }
+        for definition in changed.values() {
+            self.persist(definition)?;
+        }
+        Ok(results)
+    }
+
+    /// Checks a definition against the host and the boot image's limits.
+    fn check_fits(&self, definition: &VmDefinition) -> CimResult<()> {
+        let cpus = self.host.logical_cpus as u64;
+        if u64::from(definition.vcpus) > cpus {
+            return Err(CimError::invalid_parameter(format!(
+                "{} vCPUs: this host has {cpus} CPUs",
+                definition.vcpus
+            )));
+        }
+        let host_mib = self.host.memory_total_bytes >> 20;
+        if definition.memory_mib > host_mib {
+            return Err(CimError::invalid_parameter(format!(
+                "{} MiB of memory: this host has {host_mib} MiB",
+                definition.memory_mib
+            )));
+        }
+        definition
+            .vm_config(PathBuf::new())
+            .validate(u32::MAX)
+            .map_err(CimError::invalid_parameter)
     }
 
     /// Stops the VM if it runs, then forgets it and its saved state.

@@ -141,6 +141,43 @@ impl Virt {
         ))
     }
 
+    pub(super) async fn modify_resource_settings(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let mut rasds = Vec::new();
+        match argument(arguments, "ResourceSettings") {
+            Some(Value::Array(items)) => {
+                for item in items.iter().flatten() {
+                    match item {
+                        Value::Instance(i) => rasds.push((**i).clone()),
+                        other => {
+                            return Err(CimError::invalid_parameter(format!(
+                                "ResourceSettings holds {other:?}, not an embedded RASD"
+                            )))
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "ResourceSettings (embedded RASDs) is required",
+                ))
+            }
+        }
+        let paths = self.blocking(move |m| m.modify_resources(&rasds)).await??;
+        let refs = Value::Array(
+            paths
+                .into_iter()
+                .map(|p| Some(Value::Reference(p)))
+                .collect(),
+        );
+        Ok(done(
+            0,
+            vec![(Name::new("ResultingResourceSettings"), refs)],
+        ))
+    }
+
     pub(super) async fn destroy_system(
         &self,
         arguments: &[(Name, Option<Value>)],

@@ -3,7 +3,7 @@
 //! on the integrated hypervisor through [`manager::VirtManager`].
 //!
 //! Served so far: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem,
-//! DestroySystem) with its capabilities; per VM, KVM_ComputerSystem (live state,
+//! DestroySystem, ModifyResourceSettings for processors and memory) with its capabilities; per VM, KVM_ComputerSystem (live state,
 //! RequestStateChange), KVM_VirtualSystemSettingData, processor and memory RASDs,
 //! KVM_Processor and KVM_Memory, KVM_EnabledLogicalElementCapabilities; and the
 //! associations between them (HostedDependency, HostedService, SystemDevice,
@@ -144,6 +144,8 @@ impl MethodProvider for Virt {
             self.define_system(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "DestroySystem") {
             self.destroy_system(&arguments).await
+        } else if is(class::MANAGEMENT_SERVICE, "ModifyResourceSettings") {
+            self.modify_resource_settings(&arguments).await
         } else {
             Err(CimError::new(
                 StatusCode::MethodNotAvailable,
