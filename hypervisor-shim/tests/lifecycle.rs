@@ -492,6 +492,10 @@ fn save_then_restore_in_a_new_process_continues_the_counters() {
     let restored = host.supervisor.restore("save", &saved_dir).unwrap();
     assert_ne!(restored.pid(), old_pid);
     let status = restored.status().unwrap();
+    assert_eq!(status.state, State::Paused, "saved paused, restored paused");
+    assert_eq!(status.heartbeats, at_save, "exactly where it stopped");
+    restored.call(&Request::Resume).unwrap();
+    let status = restored.status().unwrap();
     assert_eq!(status.state, State::Running);
     assert!(status
         .heartbeats
@@ -560,6 +564,12 @@ fn applying_a_snapshot_takes_the_counters_back() {
     vm.call(&Request::Stop).unwrap();
     vm.wait_exit(Duration::from_secs(10)).unwrap();
     let again = host.supervisor.restore("snap", &snap_dir).unwrap();
+    assert_eq!(
+        again.status().unwrap().state,
+        State::Paused,
+        "taken paused, back paused"
+    );
+    again.call(&Request::Resume).unwrap();
     let back = heartbeats(&again)[0];
     assert!(
         back >= at_snapshot && back < at_snapshot + 30,

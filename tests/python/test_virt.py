@@ -216,8 +216,11 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
         (host,) = conn.EnumerateInstanceNames("KVM_HostSystem")
         hosted = conn.AssociatorNames(host, AssocClass="CIM_HostedDependency")
         assert "linked" in [p["Name"] for p in hosted]
-        (svc,) = conn.AssociatorNames(host, AssocClass="KVM_HostedService")
-        assert svc.classname == "KVM_VirtualSystemManagementService"
+        services = conn.AssociatorNames(host, AssocClass="KVM_HostedService")
+        assert sorted(p.classname for p in services) == [
+            "KVM_VirtualSystemManagementService", "KVM_VirtualSystemSnapshotService"]
+        (svc,) = conn.AssociatorNames(host, AssocClass="KVM_HostedService",
+                                      ResultClass="CIM_VirtualSystemManagementService")
         (caps,) = conn.Associators(svc, AssocClass="KVM_ElementCapabilities")
         assert caps["VirtualSystemTypesSupported"] == ["KVM"]
         refs = conn.References(system, ResultClass="CIM_SystemDevice")
@@ -293,6 +296,61 @@ def test_a_guest_that_ignores_shutdown_is_powered_off_and_a_busy_vm_says_so(virt
         assert enabled_state(conn, system) == 3
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
+def test_snapshots_are_taken_applied_and_destroyed(virt):
+    conn = virt.conn()
+    system = define(conn, "snappy", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    (snapshots,) = conn.EnumerateInstanceNames("KVM_VirtualSystemSnapshotService")
+    try:
+        rv, _ = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system, SnapshotType=Uint16(2))
+        assert rv == 4097, "an off VM has no state to snapshot"
+        assert change(conn, system, 2) == 0
+        wait_advancing(virt, "snappy")
+        assert change(conn, system, 9) == 0
+        (at_snapshot,) = heartbeats(virt, "snappy")
+        rv, out = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system, SnapshotType=Uint16(2))
+        assert rv == 0
+        snapshot = out["ResultingSnapshot"]
+        assert snapshot["InstanceID"] == "KVM:snappy:snapshot:1"
+        assert enabled_state(conn, system) == 9, "a snapshot leaves the VM as it was"
+        vssd = conn.GetInstance(snapshot)
+        assert vssd["VirtualSystemIdentifier"] == "snappy" and vssd["CreationTime"] is not None
+        (taken,) = conn.AssociatorNames(system, AssocClass="KVM_SnapshotOfVirtualSystem")
+        assert taken["InstanceID"] == snapshot["InstanceID"]
+
+        assert change(conn, system, 2) == 0
+        deadline = time.monotonic() + 10
+        while heartbeats(virt, "snappy")[0] < at_snapshot + 30:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert conn.InvokeMethod("ApplySnapshot", snapshots, Snapshot=snapshot)[0] == 0
+        (back,) = heartbeats(virt, "snappy")
+        assert at_snapshot <= back < at_snapshot + 30, f"back to {back} from {at_snapshot}"
+        assert enabled_state(conn, system) == 9, "the snapshot was taken paused"
+        (applied,) = conn.AssociatorNames(system, AssocClass="KVM_LastAppliedSnapshot")
+        assert applied["InstanceID"] == snapshot["InstanceID"]
+
+        assert change(conn, system, 2) == 0
+        rv, out = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system,
+                                    SnapshotType=Uint16(32769))
+        assert rv == 0 and enabled_state(conn, system) == 3, "32769 leaves the VM off"
+        assert out["ResultingSnapshot"]["InstanceID"] == "KVM:snappy:snapshot:2"
+        rv, _ = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system, SnapshotType=Uint16(3))
+        assert rv == 1, "no disk snapshots without disks"
+
+        assert conn.InvokeMethod("DestroySnapshot", snapshots, AffectedSnapshot=snapshot)[0] == 0
+        remaining = [i["InstanceID"] for i in conn.EnumerateInstances("KVM_VirtualSystemSettingData")
+                     if i["VirtualSystemIdentifier"] == "snappy"]
+        assert sorted(remaining) == ["KVM:snappy", "KVM:snappy:snapshot:2"]
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("DestroySnapshot", snapshots, AffectedSnapshot=snapshot)
+        assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+        (caps,) = conn.Associators(snapshots, AssocClass="KVM_ElementCapabilities")
+        assert caps["SnapshotTypesSupported"] == [2, 32768, 32769]
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+    assert not (virt.data_dir / "vms" / "snappy.snapshots").exists()
 
 
 def test_destroying_a_running_vm_stops_it_first(virt):

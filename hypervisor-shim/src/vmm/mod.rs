@@ -87,6 +87,8 @@ struct Process {
     last_reset: Option<String>,
     shutdown: Option<PendingShutdown>,
     msr_indices: Arc<Vec<u32>>,
+    /// Restored from a snapshot taken while paused.
+    restored_paused: bool,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -199,6 +201,7 @@ impl Process {
             last_reset: None,
             shutdown: None,
             msr_indices,
+            restored_paused: snapshot.as_ref().is_some_and(|s| s.paused),
         })
     }
 
@@ -308,8 +311,13 @@ impl Process {
                     );
                     return None;
                 }
-                self.resume_all();
-                self.set_state(State::Running);
+                // A VM restored from a snapshot taken paused comes back paused.
+                if self.restored_paused {
+                    self.set_state(State::Paused);
+                } else {
+                    self.resume_all();
+                    self.set_state(State::Running);
+                }
                 request.reply(&Response::Ok);
                 return None;
             }
@@ -360,7 +368,7 @@ impl Process {
                 let dir = dir.clone();
                 let before = self.state;
                 self.set_state(State::Saving);
-                match self.write_snapshot(&dir) {
+                match self.write_snapshot(&dir, before == State::Paused) {
                     Ok(()) => {
                         return Some(self.finish(
                             State::Saved,
@@ -381,7 +389,7 @@ impl Process {
             (Request::Snapshot { dir }, _) => {
                 let dir = dir.clone();
                 let was_running = self.state == State::Running;
-                let result = self.write_snapshot(&dir);
+                let result = self.write_snapshot(&dir, !was_running);
                 if was_running {
                     self.resume_all();
                 }
@@ -448,10 +456,16 @@ impl Process {
     }
 
     /// Writes a snapshot, leaving the vCPUs paused.
-    fn write_snapshot(&mut self, dir: &Path) -> Result<(), Error> {
+    fn write_snapshot(&mut self, dir: &Path, paused: bool) -> Result<(), Error> {
         let started = Instant::now();
         let state = self.capture()?;
-        let written = snapshot::write(dir, &self.machine.config, state, &self.machine.memory)?;
+        let written = snapshot::write(
+            dir,
+            &self.machine.config,
+            state,
+            &self.machine.memory,
+            paused,
+        )?;
         tracing::info!(
             dir = %dir.display(),
             data_bytes = written.memory_data_bytes,

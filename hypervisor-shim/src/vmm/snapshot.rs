@@ -46,6 +46,10 @@ pub struct SnapshotFile {
     pub config: VmConfig,
     /// Guest RAM in bytes (the memory file's size).
     pub memory_bytes: u64,
+    /// Whether the VM was paused when the snapshot was taken: a restore then comes back
+    /// paused.
+    #[serde(default)]
+    pub paused: bool,
     /// The machine state.
     pub state: MachineState,
 }
@@ -63,6 +67,7 @@ pub fn write(
     config: &VmConfig,
     state: MachineState,
     memory: &Memory,
+    paused: bool,
 ) -> Result<Written, Error> {
     let io = |what: &str| {
         let what = format!("{what} in {}", dir.display());
@@ -78,6 +83,7 @@ pub fn write(
         version: VERSION,
         config: config.clone(),
         memory_bytes: memory.size(),
+        paused,
         state,
     };
     let state_tmp = dir.join(".state.json.tmp");

@@ -33,6 +33,27 @@ pub struct VmDefinition {
     /// Where the VM's saved state is, while it is saved to disk.
     #[serde(default)]
     pub saved: Option<PathBuf>,
+    /// Snapshots taken, oldest first.
+    #[serde(default)]
+    pub snapshots: Vec<Snapshot>,
+    /// The snapshot last applied, by id.
+    #[serde(default)]
+    pub last_applied: Option<String>,
+}
+
+/// A snapshot of a VM: its complete state (memory, vCPUs, devices) in a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Unique among the VM's snapshots ("1", "2", ...).
+    pub id: String,
+    /// Seconds since the Unix epoch when it was taken.
+    pub created: u64,
+    /// The snapshot directory.
+    pub dir: PathBuf,
+    /// vCPUs and memory at the time (the snapshot restores them).
+    pub vcpus: u32,
+    /// Guest RAM in MiB at the time.
+    pub memory_mib: u64,
 }
 
 impl VmDefinition {
@@ -104,6 +125,8 @@ pub fn from_settings(
         memory_mib: DEFAULT_MEMORY_MIB,
         requested_state: 5,
         saved: None,
+        snapshots: Vec::new(),
+        last_applied: None,
     };
     for rasd in resources {
         apply_rasd(&mut definition, rasd)?;

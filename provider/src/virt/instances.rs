@@ -2,11 +2,11 @@
 //! live states. Each class has one builder; associations are built from the same paths as
 //! the instances they join.
 
-use cim_schema::{Class, Instance, ObjectPath, Value};
+use cim_schema::{Class, DateTime, Instance, ObjectPath, Timestamp, Value};
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
-use super::definition::{self, VmDefinition};
+use super::definition::{self, Snapshot, VmDefinition};
 use super::paths::{self, class};
 use super::state::CimState;
 
@@ -19,6 +19,10 @@ pub struct Model<'a> {
     /// Every defined VM with its lifecycle state.
     pub vms: &'a [(VmDefinition, State)],
 }
+
+/// Snapshot types CreateSnapshot takes: 2 full (DMTF), and libvirt-cim's 32768 (the same)
+/// and 32769 (full, then the VM powered off).
+pub const SNAPSHOT_TYPES_SUPPORTED: [u16; 3] = [2, 32768, 32769];
 
 /// The states RequestStateChange carries out (KVM_EnabledLogicalElementCapabilities).
 pub const REQUESTED_STATES_SUPPORTED: [u16; 7] = [2, 3, 4, 6, 9, 10, 11];
@@ -79,7 +83,19 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
     } else if is(class::COMPUTER_SYSTEM) {
         per_vm(&|d, s| vec![system(class, d, s)])
     } else if is(class::SETTING_DATA) {
-        per_vm(&|d, _| vec![setting_data(class, d)])
+        per_vm(&|d, _| {
+            let mut out = vec![setting_data(class, d)];
+            out.extend(
+                d.snapshots
+                    .iter()
+                    .map(|s| snapshot_setting_data(class, d, s)),
+            );
+            out
+        })
+    } else if is(class::SNAPSHOT_SERVICE) {
+        vec![snapshot_service(class, model)]
+    } else if is(class::SNAPSHOT_SERVICE_CAPABILITIES) {
+        vec![snapshot_service_capabilities(class)]
     } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
         per_vm(&|d, _| vec![rasd(class, d)])
     } else if is(class::PROCESSOR) {
@@ -200,6 +216,64 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
     )
 }
 
+fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Instance {
+    let path = paths::snapshot(&d.name, &s.id);
+    let created = Timestamp::from_unix(i64::try_from(s.created).unwrap_or(i64::MAX), 0);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                (
+                    "ElementName",
+                    text(&format!("{} snapshot {}", d.name, s.id)),
+                ),
+                ("VirtualSystemIdentifier", text(&d.name)),
+                ("VirtualSystemType", text("KVM")),
+                ("UUID", text(&d.uuid)),
+                (
+                    "CreationTime",
+                    Value::DateTime(DateTime::Timestamp(created)),
+                ),
+                ("SnapshotDataRoot", text(&s.dir.display().to_string())),
+            ],
+        ),
+    )
+}
+
+fn snapshot_service(class: &Class, model: &Model) -> Instance {
+    let path = paths::snapshot_service(model.hostname);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text("SnapshotService")),
+                ("EnabledState", Value::UInt16(2)),
+                ("Started", Value::Boolean(true)),
+                ("HealthState", Value::UInt16(5)),
+                ("OperationalStatus", u16s(&[2])),
+            ],
+        ),
+    )
+}
+
+fn snapshot_service_capabilities(class: &Class) -> Instance {
+    let path = paths::snapshot_service_capabilities();
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text("SnapshotServiceCapabilities")),
+                // CreateSnapshot (2), DestroySnapshot (3), ApplySnapshot (4).
+                ("SynchronousMethodsSupported", u16s(&[2, 3, 4])),
+                ("SnapshotTypesSupported", u16s(&SNAPSHOT_TYPES_SUPPORTED)),
+            ],
+        ),
+    )
+}
+
 fn rasd(class: &Class, d: &VmDefinition) -> Instance {
     let processor = class.name.as_str().eq_ignore_ascii_case(class::PROC_RASD);
     let (path, resource_type, quantity, units) = if processor {
@@ -310,12 +384,43 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         })
         .collect()
     } else if is(class::HOSTED_SERVICE) {
-        vec![pair(
-            "Antecedent",
-            paths::host(model.hostname),
-            "Dependent",
+        [
             paths::service(model.hostname),
-        )]
+            paths::snapshot_service(model.hostname),
+        ]
+        .into_iter()
+        .map(|service| {
+            pair(
+                "Antecedent",
+                paths::host(model.hostname),
+                "Dependent",
+                service,
+            )
+        })
+        .collect()
+    } else if is(class::SNAPSHOT_OF) {
+        vms.flat_map(|d| {
+            d.snapshots.iter().map(|s| {
+                pair(
+                    "Antecedent",
+                    paths::system(&d.name),
+                    "Dependent",
+                    paths::snapshot(&d.name, &s.id),
+                )
+            })
+        })
+        .collect()
+    } else if is(class::LAST_APPLIED) {
+        vms.filter_map(|d| {
+            let id = d.last_applied.as_deref()?;
+            Some(pair(
+                "Antecedent",
+                paths::snapshot(&d.name, id),
+                "Dependent",
+                paths::system(&d.name),
+            ))
+        })
+        .collect()
     } else if is(class::SYSTEM_DEVICE) {
         vms.flat_map(|d| {
             let system = paths::system(&d.name);
@@ -381,12 +486,20 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         })
         .collect()
     } else if is(class::ELEMENT_CAPABILITIES) {
-        let mut out = vec![pair(
-            "ManagedElement",
-            paths::service(model.hostname),
-            "Capabilities",
-            paths::management_capabilities(),
-        )];
+        let mut out = vec![
+            pair(
+                "ManagedElement",
+                paths::service(model.hostname),
+                "Capabilities",
+                paths::management_capabilities(),
+            ),
+            pair(
+                "ManagedElement",
+                paths::snapshot_service(model.hostname),
+                "Capabilities",
+                paths::snapshot_service_capabilities(),
+            ),
+        ];
         out.extend(vms.map(|d| {
             pair(
                 "ManagedElement",

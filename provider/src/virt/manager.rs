@@ -14,7 +14,7 @@ use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 
 use cim_schema::{Instance, ObjectPath, Value};
 
-use super::definition::{self, VmDefinition};
+use super::definition::{self, Snapshot, VmDefinition};
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
 
@@ -239,6 +239,105 @@ impl VirtManager {
             .map_err(CimError::invalid_parameter)
     }
 
+    fn snapshots_dir(&self, name: &str) -> PathBuf {
+        self.vm_dir.join(format!("{name}.snapshots"))
+    }
+
+    /// Takes a full snapshot (memory, vCPUs, devices) of a running or paused VM; with
+    /// `then_stop` the VM is powered off afterwards (libvirt-cim's "suspend" type).
+    pub fn create_snapshot(&self, name: &str, then_stop: bool) -> Result<Snapshot, ChangeError> {
+        let gate = lock(&self.busy).entry(name.to_owned()).or_default().clone();
+        let Ok(_held) = gate.try_lock() else {
+            return Err(ChangeError::Busy);
+        };
+        let mut definition = self
+            .definition(name)
+            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
+        let vm = self.supervisor.get(name).ok_or_else(|| {
+            ChangeError::InvalidTransition(format!(
+                "VM {name} is {}: a snapshot is taken of a running or paused VM",
+                self.state(&definition)
+            ))
+        })?;
+        let next = definition
+            .snapshots
+            .iter()
+            .filter_map(|s| s.id.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let id = next.to_string();
+        let dir = self.snapshots_dir(name).join(&id);
+        vm.call(&Request::Snapshot { dir: dir.clone() })?;
+        if then_stop {
+            vm.call(&Request::Stop)?;
+            vm.wait_exit(Duration::from_secs(30));
+        }
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let snapshot = Snapshot {
+            id,
+            created,
+            dir,
+            vcpus: definition.vcpus,
+            memory_mib: definition.memory_mib,
+        };
+        definition.snapshots.push(snapshot.clone());
+        self.persist(&definition)
+            .map_err(|e| ChangeError::Failed(e.description))?;
+        Ok(snapshot)
+    }
+
+    /// Puts a VM back in a snapshot's state: a running VM is powered off first, and the
+    /// snapshot runs on in a new process.
+    pub fn apply_snapshot(&self, name: &str, id: &str) -> Result<(), ChangeError> {
+        let gate = lock(&self.busy).entry(name.to_owned()).or_default().clone();
+        let Ok(_held) = gate.try_lock() else {
+            return Err(ChangeError::Busy);
+        };
+        let mut definition = self
+            .definition(name)
+            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
+        let snapshot = definition
+            .snapshots
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| ChangeError::Failed(format!("VM {name} has no snapshot {id}")))?;
+        if let Some(vm) = self.supervisor.get(name) {
+            vm.call(&Request::Stop)?;
+            vm.wait_exit(Duration::from_secs(30));
+        }
+        if let Some(saved) = definition.saved.take() {
+            let _ = std::fs::remove_dir_all(saved);
+        }
+        self.supervisor.restore(name, &snapshot.dir)?;
+        definition.vcpus = snapshot.vcpus;
+        definition.memory_mib = snapshot.memory_mib;
+        definition.last_applied = Some(snapshot.id);
+        self.persist(&definition)
+            .map_err(|e| ChangeError::Failed(e.description))
+    }
+
+    /// Deletes a snapshot. A VM running from it keeps running: its memory mapping outlives
+    /// the file.
+    pub fn destroy_snapshot(&self, name: &str, id: &str) -> CimResult<()> {
+        let mut definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+        let position = definition
+            .snapshots
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or_else(|| CimError::not_found(format!("VM {name} has no snapshot {id}")))?;
+        let snapshot = definition.snapshots.remove(position);
+        if definition.last_applied.as_deref() == Some(id) {
+            definition.last_applied = None;
+        }
+        self.persist(&definition)?;
+        let _ = std::fs::remove_dir_all(&snapshot.dir);
+        Ok(())
+    }
+
     /// Stops the VM if it runs, then forgets it and its saved state.
     pub fn destroy(&self, name: &str) -> CimResult<()> {
         let definition = self.definition(name).ok_or_else(|| not_defined(name))?;
@@ -250,6 +349,7 @@ impl VirtManager {
         if let Some(saved) = &definition.saved {
             let _ = std::fs::remove_dir_all(saved);
         }
+        let _ = std::fs::remove_dir_all(self.snapshots_dir(name));
         self.store
             .delete_vm(name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
@@ -306,7 +406,11 @@ impl VirtManager {
             },
             (Change::Enable, None) => match &definition.saved {
                 Some(saved) => {
-                    self.supervisor.restore(name, saved)?;
+                    let vm = self.supervisor.restore(name, saved)?;
+                    // Saved while paused, it comes back paused; Enabled means running.
+                    if vm.status().is_ok_and(|s| s.state == State::Paused) {
+                        vm.call(&Request::Resume)?;
+                    }
                     let _ = std::fs::remove_dir_all(saved);
                     definition.saved = None;
                     self.persist(&definition)

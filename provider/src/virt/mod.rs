@@ -8,7 +8,9 @@
 //! KVM_Processor and KVM_Memory, KVM_EnabledLogicalElementCapabilities; and the
 //! associations between them (HostedDependency, HostedService, SystemDevice,
 //! SettingsDefineState, ElementSettingData, VirtualSystemSettingDataComponent,
-//! ElementCapabilities).
+//! ElementCapabilities); KVM_VirtualSystemSnapshotService (CreateSnapshot, ApplySnapshot,
+//! DestroySnapshot) with snapshots as VSSDs, SnapshotOfVirtualSystem and
+//! LastAppliedSnapshot.
 
 pub mod definition;
 mod instances;
@@ -33,7 +35,7 @@ use paths::class;
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 17] = [
+const INSTANCE_CLASSES: [&str; 21] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -51,6 +53,10 @@ const INSTANCE_CLASSES: [&str; 17] = [
     class::ELEMENT_SETTING_DATA,
     class::SETTING_DATA_COMPONENT,
     class::ELEMENT_CAPABILITIES,
+    class::SNAPSHOT_SERVICE,
+    class::SNAPSHOT_SERVICE_CAPABILITIES,
+    class::SNAPSHOT_OF,
+    class::LAST_APPLIED,
 ];
 
 /// The providers, sharing one manager.
@@ -72,6 +78,7 @@ impl Virt {
         }
         registry.register_methods(NAMESPACE, class::COMPUTER_SYSTEM, self.clone());
         registry.register_methods(NAMESPACE, class::MANAGEMENT_SERVICE, self.clone());
+        registry.register_methods(NAMESPACE, class::SNAPSHOT_SERVICE, self.clone());
     }
 
     /// Runs blocking VM work on tokio's blocking pool.
@@ -146,6 +153,12 @@ impl MethodProvider for Virt {
             self.destroy_system(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "ModifyResourceSettings") {
             self.modify_resource_settings(&arguments).await
+        } else if is(class::SNAPSHOT_SERVICE, "CreateSnapshot") {
+            self.create_snapshot(&arguments).await
+        } else if is(class::SNAPSHOT_SERVICE, "ApplySnapshot") {
+            self.apply_snapshot(&arguments).await
+        } else if is(class::SNAPSHOT_SERVICE, "DestroySnapshot") {
+            self.destroy_snapshot(&arguments).await
         } else {
             Err(CimError::new(
                 StatusCode::MethodNotAvailable,

@@ -41,6 +41,14 @@ pub mod class {
     pub const SETTING_DATA_COMPONENT: &str = "KVM_VirtualSystemSettingDataComponent";
     /// Element to its capabilities.
     pub const ELEMENT_CAPABILITIES: &str = "KVM_ElementCapabilities";
+    /// The service that takes, applies and destroys snapshots.
+    pub const SNAPSHOT_SERVICE: &str = "KVM_VirtualSystemSnapshotService";
+    /// Its capabilities.
+    pub const SNAPSHOT_SERVICE_CAPABILITIES: &str = "KVM_VirtualSystemSnapshotServiceCapabilities";
+    /// Snapshot (its VSSD) to the VM it was taken of.
+    pub const SNAPSHOT_OF: &str = "KVM_SnapshotOfVirtualSystem";
+    /// VM to the snapshot last applied to it.
+    pub const LAST_APPLIED: &str = "KVM_LastAppliedSnapshot";
 }
 
 fn path(class: &str) -> ObjectPath {
@@ -111,4 +119,44 @@ pub fn memory(vm: &str) -> ObjectPath {
 /// A VM's state capabilities.
 pub fn state_capabilities(name: &str) -> ObjectPath {
     path(class::STATE_CAPABILITIES).with_key("InstanceID", name)
+}
+
+/// The snapshot service.
+pub fn snapshot_service(hostname: &str) -> ObjectPath {
+    path(class::SNAPSHOT_SERVICE)
+        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
+        .with_key("SystemName", hostname)
+        .with_key("CreationClassName", class::SNAPSHOT_SERVICE)
+        .with_key("Name", "SnapshotService")
+}
+
+/// The snapshot service's capabilities.
+pub fn snapshot_service_capabilities() -> ObjectPath {
+    path(class::SNAPSHOT_SERVICE_CAPABILITIES).with_key("InstanceID", "SnapshotServiceCapabilities")
+}
+
+/// The settings (VSSD) of snapshot `id` of a VM.
+pub fn snapshot(name: &str, id: &str) -> ObjectPath {
+    path(class::SETTING_DATA).with_key("InstanceID", format!("KVM:{name}:snapshot:{id}").as_str())
+}
+
+/// The VM and snapshot id a snapshot VSSD's InstanceID names.
+pub fn parse_snapshot_id(instance_id: &str) -> Option<(&str, &str)> {
+    let rest = instance_id.strip_prefix("KVM:")?;
+    rest.split_once(":snapshot:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_ids_round_trip() {
+        let path = snapshot("vm-1.a", "12");
+        let Some(cim_schema::Value::String(id)) = path.key("InstanceID") else {
+            panic!()
+        };
+        assert_eq!(parse_snapshot_id(id), Some(("vm-1.a", "12")));
+        assert_eq!(parse_snapshot_id("KVM:vm"), None);
+    }
 }
