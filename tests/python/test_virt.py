@@ -353,6 +353,25 @@ def test_snapshots_are_taken_applied_and_destroyed(virt):
     assert not (virt.data_dir / "vms" / "snappy.snapshots").exists()
 
 
+def test_the_virtualization_profiles_are_registered_with_their_central_instances(virt):
+    conn = virt.conn()
+    system = define(conn, "profiled", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    try:
+        server = pywbem.WBEMServer(virt.conn(namespace="interop"))
+        (sv,) = server.get_selected_profiles("DMTF", "System Virtualization")
+        assert sv["InstanceID"] == "CIM:DSP1042-SystemVirtualization-1.0.0"
+        interop = virt.conn(namespace="interop")
+        (host,) = interop.AssociatorNames(sv.path, AssocClass="CIM_ElementConformsToProfile")
+        assert host.classname == "KVM_HostSystem" and host.namespace == "root/virt"
+        (vs,) = server.get_selected_profiles("DMTF", "Virtual System Profile")
+        central = interop.AssociatorNames(vs.path, AssocClass="KVM_ElementConformsToProfile")
+        assert "profiled" in [p["Name"] for p in central]
+        (scoping,) = interop.Associators(vs.path, AssocClass="KVM_ReferencedProfile")
+        assert scoping["InstanceID"] == sv["InstanceID"]
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_destroying_a_running_vm_stops_it_first(virt):
     conn = virt.conn()
     system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]

@@ -10,6 +10,17 @@ use super::provider::{InstanceProvider, InstanceSink, ProviderContext, Registry}
 use crate::error::CimResult;
 use crate::schema::INTEROP_NAMESPACE;
 
+/// Central elements that come and go (a profile's VMs, say): asked for whenever the
+/// ElementConformsToProfile associations are enumerated.
+#[derive(Clone)]
+pub struct CentralElements(pub Arc<dyn Fn() -> Vec<ObjectPath> + Send + Sync>);
+
+impl std::fmt::Debug for CentralElements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CentralElements(..)")
+    }
+}
+
 /// A management profile the server implements.
 #[derive(Clone, Debug)]
 pub struct Profile {
@@ -26,6 +37,11 @@ pub struct Profile {
     /// The central elements that conform to it (with their namespaces), and the class of
     /// the ElementConformsToProfile associations that say so.
     pub conformance: Vec<(Name, ObjectPath)>,
+    /// Central elements that change at run time, with their association class.
+    pub dynamic_conformance: Option<(Name, CentralElements)>,
+    /// The profile that scopes this one (a component profile's autonomous profile), by
+    /// InstanceID, and the ReferencedProfile class that says so.
+    pub scoping: Option<(Name, String)>,
 }
 
 /// Who the server is.
@@ -66,6 +82,7 @@ const CONFORMS_CLASSES: &[&str] = &[
     "CIM_ElementConformsToProfile",
     "KVM_ElementConformsToProfile",
 ];
+const REFERENCED_CLASSES: &[&str] = &["KVM_ReferencedProfile"];
 
 impl Interop {
     /// A provider advertising Profile Registration 1.0.0 with the object manager as its
@@ -83,6 +100,8 @@ impl Interop {
             name: "Profile Registration".into(),
             version: "1.0.0".into(),
             conformance: vec![(Name::new("CIM_ElementConformsToProfile"), om)],
+            dynamic_conformance: None,
+            scoping: None,
         });
         interop
     }
@@ -100,7 +119,8 @@ impl Interop {
         let classes = [OBJECT_MANAGER, NAMESPACE, NAMESPACE_IN_MANAGER]
             .into_iter()
             .chain(PROFILE_CLASSES.iter().copied())
-            .chain(CONFORMS_CLASSES.iter().copied());
+            .chain(CONFORMS_CLASSES.iter().copied())
+            .chain(REFERENCED_CLASSES.iter().copied());
         for class in classes {
             registry.register_instances(INTEROP_NAMESPACE, class, self.clone());
         }
@@ -226,7 +246,16 @@ impl InstanceProvider for Interop {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             for p in &profiles {
-                for (_, element) in p.conformance.iter().filter(|(a, _)| *a == class.name) {
+                let dynamic = p
+                    .dynamic_conformance
+                    .iter()
+                    .filter(|(a, _)| *a == class.name)
+                    .flat_map(|(a, central)| {
+                        (central.0)().into_iter().map(move |e| (a.clone(), e))
+                    });
+                let all: Vec<(Name, ObjectPath)> =
+                    p.conformance.iter().cloned().chain(dynamic).collect();
+                for (_, element) in all.iter().filter(|(a, _)| *a == class.name) {
                     out.push(build(
                         class,
                         vec![
@@ -235,6 +264,31 @@ impl InstanceProvider for Interop {
                                 Value::Reference(Self::profile_path(p)),
                             ),
                             ("ManagedElement", Value::Reference(element.clone())),
+                        ],
+                    ));
+                }
+            }
+        } else if REFERENCED_CLASSES.iter().any(|c| class.name == **c) {
+            let profiles = self
+                .profiles
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            // DSP1033: the Antecedent is the referenced (component) profile, the Dependent
+            // the profile that references (scopes) it.
+            for p in &profiles {
+                let Some((assoc, scoping)) = &p.scoping else {
+                    continue;
+                };
+                let Some(scope) = profiles.iter().find(|s| s.instance_id == *scoping) else {
+                    continue;
+                };
+                if *assoc == class.name {
+                    out.push(build(
+                        class,
+                        vec![
+                            ("Antecedent", Value::Reference(Self::profile_path(p))),
+                            ("Dependent", Value::Reference(Self::profile_path(scope))),
                         ],
                     ));
                 }

@@ -290,8 +290,10 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let (supervisor, host) = start_supervisor(&settings)?;
     let manager = VirtManager::new(supervisor, store.clone(), data_dir.join("vms"), host)
         .map_err(|e| e.to_string())?;
-    Virt::new(Arc::new(manager), identity.hostname.clone()).register(&mut registry);
+    let virt = Virt::new(Arc::new(manager), identity.hostname.clone());
+    virt.register(&mut registry);
     let interop = Interop::new(identity);
+    virt.register_profiles(&interop);
     interop.register(&mut registry);
     let cimom =
         Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cim_schema::{Class, Method, Name, ObjectPath, Value};
 
+use crate::cimom::interop::{CentralElements, Interop, Profile};
 use crate::cimom::provider::{
     InstanceProvider, InstanceSink, MethodProvider, MethodResult, ProviderContext, Registry,
 };
@@ -79,6 +80,42 @@ impl Virt {
         registry.register_methods(NAMESPACE, class::COMPUTER_SYSTEM, self.clone());
         registry.register_methods(NAMESPACE, class::MANAGEMENT_SERVICE, self.clone());
         registry.register_methods(NAMESPACE, class::SNAPSHOT_SERVICE, self.clone());
+    }
+
+    /// Advertises the profiles these providers implement in the interop namespace (DSP1033),
+    /// with libvirt-cim's InstanceIDs: System Virtualization (DSP1042, central instance the
+    /// host) and Virtual System (DSP1057, central instances the VMs, scoped by DSP1042).
+    pub fn register_profiles(self: &Arc<Self>, interop: &Interop) {
+        const DSP1042: &str = "CIM:DSP1042-SystemVirtualization-1.0.0";
+        let conforms = Name::new("KVM_ElementConformsToProfile");
+        interop.register_profile(Profile {
+            class: Name::new("KVM_RegisteredProfile"),
+            instance_id: DSP1042.into(),
+            organization: 2,
+            name: "System Virtualization".into(),
+            version: "1.0.0".into(),
+            conformance: vec![(conforms.clone(), paths::host(&self.hostname))],
+            dynamic_conformance: None,
+            scoping: None,
+        });
+        let manager = self.manager.clone();
+        let vms = CentralElements(Arc::new(move || {
+            manager
+                .definitions()
+                .iter()
+                .map(|d| paths::system(&d.name))
+                .collect()
+        }));
+        interop.register_profile(Profile {
+            class: Name::new("KVM_RegisteredProfile"),
+            instance_id: "CIM:DSP1057-VirtualSystem-1.0.0a".into(),
+            organization: 2,
+            name: "Virtual System Profile".into(),
+            version: "1.0.0a".into(),
+            conformance: Vec::new(),
+            dynamic_conformance: Some((conforms, vms)),
+            scoping: Some((Name::new("KVM_ReferencedProfile"), DSP1042.into())),
+        });
     }
 
     /// Runs blocking VM work on tokio's blocking pool.
