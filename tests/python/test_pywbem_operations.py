@@ -457,14 +457,19 @@ def test_extrinsic_method_errors(model, conn):
     with pytest.raises(CIMError) as e:
         conn.InvokeMethod("NoSuchMethod", person("alice"))
     assert code_of(e) == pywbem.CIM_ERR_METHOD_NOT_FOUND
-    # Declared but no provider implements it yet (the VMM providers come later).
+    # Declared but not implemented yet.
+    with pytest.raises(CIMError) as e:
+        conn.InvokeMethod("AddResourceSettings", CIMInstanceName(
+            "KVM_VirtualSystemManagementService", namespace=NS))
+    assert code_of(e) == pywbem.CIM_ERR_METHOD_NOT_AVAILABLE
+    # Implemented, on a VM that does not exist.
     with pytest.raises(CIMError) as e:
         conn.InvokeMethod("RequestStateChange",
                           CIMInstanceName("KVM_ComputerSystem",
                                           {"Name": "x", "CreationClassName": "KVM_ComputerSystem"},
                                           namespace=NS),
                           RequestedState=Uint16(2))
-    assert code_of(e) == pywbem.CIM_ERR_METHOD_NOT_AVAILABLE
+    assert code_of(e) == pywbem.CIM_ERR_NOT_FOUND
     with pytest.raises(CIMError) as e:
         conn.InvokeMethod("RequestStateChange",
                           CIMInstanceName("KVM_ComputerSystem",

@@ -74,6 +74,9 @@ impl Cimom {
                 || p.qualifiers.is_true("EmbeddedObject");
             let value = match value {
                 None => None,
+                // Hyper-V's clients send an empty string for an embedded instance they leave
+                // out (CreateSnapshot's SnapshotSettings): that is no value.
+                Some(UntypedValue::Text(t)) if embedded && t.trim().is_empty() => None,
                 Some(v) if embedded => Some(self.embedded_argument(
                     &pctx.schema,
                     ns,
