@@ -77,6 +77,9 @@ impl Cimom {
                 // Hyper-V's clients send an empty string for an embedded instance they leave
                 // out (CreateSnapshot's SnapshotSettings): that is no value.
                 Some(UntypedValue::Text(t)) if embedded && t.trim().is_empty() => None,
+                Some(UntypedValue::Typed(Value::String(t))) if embedded && t.trim().is_empty() => {
+                    None
+                }
                 Some(v) if embedded => Some(self.embedded_argument(
                     &pctx.schema,
                     ns,
