@@ -374,6 +374,45 @@ def test_the_virtualization_profiles_are_registered_with_their_central_instances
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
 
 
+def test_pools_and_their_allocation_templates(virt):
+    conn = virt.conn()
+    system = define(conn, "pooled", vcpus=2, memory_mib=32)[1]["ResultingSystem"]
+    try:
+        pools = {p["InstanceID"]: p for p in conn.EnumerateInstances("CIM_ResourcePool")}
+        assert set(pools) == {"ProcessorPool/0", "MemoryPool/0"}
+        mem = pools["MemoryPool/0"]
+        assert mem["Primordial"] and mem["AllocationUnits"] == "KiloBytes"
+        assert mem["Reserved"] >= 32 * 1024 and mem["Capacity"] > mem["Reserved"]
+        assert pools["ProcessorPool/0"]["Reserved"] >= 2
+        (host,) = conn.EnumerateInstanceNames("KVM_HostSystem")
+        hosted = conn.AssociatorNames(host, AssocClass="KVM_HostedResourcePool")
+        assert sorted(p["InstanceID"] for p in hosted) == ["MemoryPool/0", "ProcessorPool/0"]
+
+        (caps,) = conn.Associators(mem.path, AssocClass="KVM_ElementCapabilities")
+        assert caps.classname == "KVM_AllocationCapabilities" and caps["InstanceID"] == "MemoryPool/0"
+        # Hyper-V-style scripts pick the template whose InstanceID says "Default".
+        sdcs = conn.References(caps.path, ResultClass="KVM_SettingsDefineCapabilities")
+        roles = {r["PartComponent"]["InstanceID"]: (r["ValueRole"], r["ValueRange"]) for r in sdcs}
+        assert roles == {"Default": (0, 0), "Minimum": (3, 1), "Maximum": (3, 2), "Increment": (3, 3)}
+        templates = {t["InstanceID"]: t for t in conn.Associators(caps.path, AssocClass="KVM_SettingsDefineCapabilities")}
+        assert templates["Default"]["VirtualQuantity"] == 64 * 1024
+        assert templates["Minimum"]["VirtualQuantity"] == 8 * 1024
+        assert templates["Increment"]["VirtualQuantity"] == 1024
+        assert all(t["PoolID"] == "MemoryPool/0" for t in templates.values())
+        # Templates are not VM allocations.
+        enumerated = [r["InstanceID"] for r in conn.EnumerateInstances("KVM_MemResourceAllocationSettingData")]
+        assert "Default" not in enumerated and "pooled/mem" in enumerated
+
+        drawn = conn.AssociatorNames(system, ResultClass="CIM_LogicalDevice")
+        (pool,) = conn.AssociatorNames([d for d in drawn if d.classname == "KVM_Memory"][0],
+                                       AssocClass="KVM_ElementAllocatedFromPool")
+        assert pool["InstanceID"] == "MemoryPool/0"
+        allocated = conn.AssociatorNames(pools["ProcessorPool/0"].path, AssocClass="KVM_ResourceAllocationFromPool")
+        assert "pooled/proc" in [r["InstanceID"] for r in allocated]
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_destroying_a_running_vm_stops_it_first(virt):
     conn = virt.conn()
     system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]

@@ -7,7 +7,7 @@ use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
 use super::definition::{self, Snapshot, VmDefinition};
-use super::paths::{self, class};
+use super::paths::{self, class, Pool};
 use super::state::CimState;
 
 /// What the instances are built from.
@@ -104,6 +104,15 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         per_vm(&|d, s| vec![memory(class, d, s)])
     } else if is(class::STATE_CAPABILITIES) {
         per_vm(&|d, _| vec![state_capabilities(class, d)])
+    } else if is(class::PROCESSOR_POOL) {
+        vec![pool(class, model, Pool::Processor)]
+    } else if is(class::MEMORY_POOL) {
+        vec![pool(class, model, Pool::Memory)]
+    } else if is(class::ALLOCATION_CAPABILITIES) {
+        Pool::ALL
+            .iter()
+            .map(|p| allocation_capabilities(class, *p))
+            .collect()
     } else {
         associations(class, model)?
     };
@@ -214,6 +223,122 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
             ],
         ),
     )
+}
+
+/// What a pool holds and what the defined VMs take from it, in its AllocationUnits:
+/// (capacity, reserved, units).
+fn pool_amounts(model: &Model, pool: Pool) -> (u64, u64, &'static str) {
+    match pool {
+        Pool::Processor => (
+            model.host.logical_cpus as u64,
+            model.vms.iter().map(|(d, _)| u64::from(d.vcpus)).sum(),
+            "Processors",
+        ),
+        Pool::Memory => (
+            model.host.memory_total_bytes >> 10,
+            model.vms.iter().map(|(d, _)| d.memory_mib << 10).sum(),
+            "KiloBytes",
+        ),
+    }
+}
+
+fn pool(class: &Class, model: &Model, pool: Pool) -> Instance {
+    let path = paths::pool(pool);
+    let (capacity, reserved, units) = pool_amounts(model, pool);
+    let resource_type = match pool {
+        Pool::Processor => definition::RESOURCE_PROCESSOR,
+        Pool::Memory => definition::RESOURCE_MEMORY,
+    };
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("PoolID", text(pool.id())),
+                ("ElementName", text(pool.id())),
+                ("ResourceType", Value::UInt16(resource_type)),
+                ("Primordial", Value::Boolean(true)),
+                ("Capacity", Value::UInt64(capacity)),
+                ("Reserved", Value::UInt64(reserved)),
+                ("CurrentlyConsumedResource", Value::UInt64(reserved)),
+                ("MaxConsumableResource", Value::UInt64(capacity)),
+                ("AllocationUnits", text(units)),
+            ],
+        ),
+    )
+}
+
+fn allocation_capabilities(class: &Class, pool: Pool) -> Instance {
+    let path = paths::allocation_capabilities(pool);
+    let resource_type = match pool {
+        Pool::Processor => definition::RESOURCE_PROCESSOR,
+        Pool::Memory => definition::RESOURCE_MEMORY,
+    };
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(pool.id())),
+                ("ResourceType", Value::UInt16(resource_type)),
+                // 2: Specific (the pool is named, not chosen by the host).
+                ("RequestTypesSupported", Value::UInt16(2)),
+                // 2: Dedicated.
+                ("SharingMode", Value::UInt16(2)),
+            ],
+        ),
+    )
+}
+
+/// The template RASDs of `class` (a processor or memory RASD class): Default, Minimum,
+/// Maximum and Increment, which DefineSystem's defaults and limits are.
+pub fn templates(class: &Class, model: &Model) -> Vec<Instance> {
+    let Some(pool) = Pool::ALL
+        .into_iter()
+        .find(|p| class.name.as_str().eq_ignore_ascii_case(p.rasd_class()))
+    else {
+        return Vec::new();
+    };
+    paths::TEMPLATES
+        .iter()
+        .map(|(role, _, _)| {
+            let (quantity, units) = template_quantity(model, pool, role);
+            let path = paths::template(pool, role);
+            let resource_type = match pool {
+                Pool::Processor => definition::RESOURCE_PROCESSOR,
+                Pool::Memory => definition::RESOURCE_MEMORY,
+            };
+            build(
+                class,
+                with_keys(
+                    &path,
+                    vec![
+                        ("ElementName", text(role)),
+                        ("ResourceType", Value::UInt16(resource_type)),
+                        ("PoolID", text(pool.id())),
+                        ("VirtualQuantity", Value::UInt64(quantity)),
+                        ("AllocationUnits", text(units)),
+                    ],
+                ),
+            )
+        })
+        .collect()
+}
+
+fn template_quantity(model: &Model, pool: Pool, role: &str) -> (u64, &'static str) {
+    use hypervisor_shim::guest::test_guest::layout;
+    match (pool, role) {
+        (Pool::Processor, "Default") => (u64::from(definition::DEFAULT_VCPUS), "Processors"),
+        (Pool::Processor, "Maximum") => (
+            (model.host.logical_cpus as u64).min(u64::from(layout::MAX_VCPUS)),
+            "Processors",
+        ),
+        (Pool::Processor, _) => (1, "Processors"),
+        (Pool::Memory, "Default") => (definition::DEFAULT_MEMORY_MIB << 10, "KiloBytes"),
+        (Pool::Memory, "Minimum") => (layout::MIN_MEMORY >> 10, "KiloBytes"),
+        (Pool::Memory, "Maximum") => (model.host.memory_total_bytes >> 10, "KiloBytes"),
+        (Pool::Memory, _) => (1024, "KiloBytes"),
+    }
 }
 
 fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Instance {
@@ -398,6 +523,76 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             )
         })
         .collect()
+    } else if is(class::HOSTED_RESOURCE_POOL) {
+        Pool::ALL
+            .iter()
+            .map(|p| {
+                pair(
+                    "GroupComponent",
+                    paths::host(model.hostname),
+                    "PartComponent",
+                    paths::pool(*p),
+                )
+            })
+            .collect()
+    } else if is(class::SETTINGS_DEFINE_CAPABILITIES) {
+        Pool::ALL
+            .iter()
+            .flat_map(|p| {
+                paths::TEMPLATES
+                    .iter()
+                    .map(move |(role, value_role, value_range)| {
+                        let mut sdc = pair(
+                            "GroupComponent",
+                            paths::allocation_capabilities(*p),
+                            "PartComponent",
+                            paths::template(*p, role),
+                        );
+                        sdc.set("PropertyPolicy", Value::UInt16(0));
+                        sdc.set("ValueRole", Value::UInt16(*value_role));
+                        sdc.set("ValueRange", Value::UInt16(*value_range));
+                        sdc
+                    })
+            })
+            .collect()
+    } else if is(class::ELEMENT_ALLOCATED_FROM_POOL) {
+        vms.flat_map(|d| {
+            (0..d.vcpus)
+                .map(|i| {
+                    pair(
+                        "Antecedent",
+                        paths::pool(Pool::Processor),
+                        "Dependent",
+                        paths::processor(&d.name, i),
+                    )
+                })
+                .chain([pair(
+                    "Antecedent",
+                    paths::pool(Pool::Memory),
+                    "Dependent",
+                    paths::memory(&d.name),
+                )])
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    } else if is(class::RESOURCE_ALLOCATION_FROM_POOL) {
+        vms.flat_map(|d| {
+            [
+                pair(
+                    "Antecedent",
+                    paths::pool(Pool::Processor),
+                    "Dependent",
+                    paths::proc_rasd(&d.name),
+                ),
+                pair(
+                    "Antecedent",
+                    paths::pool(Pool::Memory),
+                    "Dependent",
+                    paths::mem_rasd(&d.name),
+                ),
+            ]
+        })
+        .collect()
     } else if is(class::SNAPSHOT_OF) {
         vms.flat_map(|d| {
             d.snapshots.iter().map(|s| {
@@ -500,6 +695,14 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 paths::snapshot_service_capabilities(),
             ),
         ];
+        out.extend(Pool::ALL.iter().map(|p| {
+            pair(
+                "ManagedElement",
+                paths::pool(*p),
+                "Capabilities",
+                paths::allocation_capabilities(*p),
+            )
+        }));
         out.extend(vms.map(|d| {
             pair(
                 "ManagedElement",

@@ -10,7 +10,8 @@
 //! SettingsDefineState, ElementSettingData, VirtualSystemSettingDataComponent,
 //! ElementCapabilities); KVM_VirtualSystemSnapshotService (CreateSnapshot, ApplySnapshot,
 //! DestroySnapshot) with snapshots as VSSDs, SnapshotOfVirtualSystem and
-//! LastAppliedSnapshot.
+//! LastAppliedSnapshot; the processor and memory pools (DSP1041) with their allocation
+//! capabilities and Default/Minimum/Maximum/Increment template RASDs (DSP1043).
 
 pub mod definition;
 mod instances;
@@ -22,7 +23,7 @@ mod state;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cim_schema::{Class, Method, Name, ObjectPath, Value};
+use cim_schema::{Class, Instance, Method, Name, ObjectPath, Value};
 
 use crate::cimom::interop::{CentralElements, Interop, Profile};
 use crate::cimom::provider::{
@@ -36,7 +37,7 @@ use paths::class;
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 21] = [
+const INSTANCE_CLASSES: [&str; 28] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -58,6 +59,13 @@ const INSTANCE_CLASSES: [&str; 21] = [
     class::SNAPSHOT_SERVICE_CAPABILITIES,
     class::SNAPSHOT_OF,
     class::LAST_APPLIED,
+    class::PROCESSOR_POOL,
+    class::MEMORY_POOL,
+    class::ALLOCATION_CAPABILITIES,
+    class::SETTINGS_DEFINE_CAPABILITIES,
+    class::HOSTED_RESOURCE_POOL,
+    class::ELEMENT_ALLOCATED_FROM_POOL,
+    class::RESOURCE_ALLOCATION_FROM_POOL,
 ];
 
 /// The providers, sharing one manager.
@@ -130,25 +138,57 @@ impl Virt {
     }
 }
 
+impl Virt {
+    /// Every defined VM with its lifecycle state.
+    async fn vms(
+        &self,
+    ) -> CimResult<Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>> {
+        self.blocking(|m| {
+            m.definitions()
+                .into_iter()
+                .map(|d| {
+                    let state = m.state(&d);
+                    (d, state)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl InstanceProvider for Virt {
+    /// Finds enumerable instances, and the template RASDs, which only GetInstance and the
+    /// SettingsDefineCapabilities associations reach (as in libvirt-cim): enumerating RASDs
+    /// lists the VMs' allocations only.
+    async fn get_instance(
+        &self,
+        _ctx: &ProviderContext,
+        class: &Arc<Class>,
+        path: &ObjectPath,
+    ) -> CimResult<Instance> {
+        let vms = self.vms().await?;
+        let model = instances::Model {
+            hostname: &self.hostname,
+            host: self.manager.host(),
+            vms: &vms,
+        };
+        let wanted = path.local();
+        instances::of_class(class, &model)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(instances::templates(class, &model))
+            .find(|i| i.path(class, None) == wanted)
+            .ok_or_else(|| CimError::not_found(format!("instance {path} does not exist")))
+    }
+
     async fn enumerate_instances(
         &self,
         _ctx: &ProviderContext,
         class: &Arc<Class>,
         sink: &InstanceSink,
     ) -> CimResult<()> {
-        let vms = self
-            .blocking(|m| {
-                m.definitions()
-                    .into_iter()
-                    .map(|d| {
-                        let state = m.state(&d);
-                        (d, state)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await?;
+        let vms = self.vms().await?;
         let model = instances::Model {
             hostname: &self.hostname,
             host: self.manager.host(),

@@ -49,6 +49,82 @@ pub mod class {
     pub const SNAPSHOT_OF: &str = "KVM_SnapshotOfVirtualSystem";
     /// VM to the snapshot last applied to it.
     pub const LAST_APPLIED: &str = "KVM_LastAppliedSnapshot";
+    /// The host's processors, as a pool VMs draw vCPUs from.
+    pub const PROCESSOR_POOL: &str = "KVM_ProcessorPool";
+    /// The host's memory, as a pool.
+    pub const MEMORY_POOL: &str = "KVM_MemoryPool";
+    /// What a pool can allocate.
+    pub const ALLOCATION_CAPABILITIES: &str = "KVM_AllocationCapabilities";
+    /// Allocation capabilities to their Default/Minimum/Maximum/Increment template RASDs.
+    pub const SETTINGS_DEFINE_CAPABILITIES: &str = "KVM_SettingsDefineCapabilities";
+    /// Host to pool.
+    pub const HOSTED_RESOURCE_POOL: &str = "KVM_HostedResourcePool";
+    /// Pool to the devices allocated from it.
+    pub const ELEMENT_ALLOCATED_FROM_POOL: &str = "KVM_ElementAllocatedFromPool";
+    /// Pool to the RASDs allocated from it.
+    pub const RESOURCE_ALLOCATION_FROM_POOL: &str = "KVM_ResourceAllocationFromPool";
+}
+
+/// A pool: the processor pool or the memory pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// `ProcessorPool/0`.
+    Processor,
+    /// `MemoryPool/0`.
+    Memory,
+}
+
+impl Pool {
+    /// Both pools.
+    pub const ALL: [Pool; 2] = [Pool::Processor, Pool::Memory];
+
+    /// PoolID, also the InstanceID of the pool and of its allocation capabilities.
+    pub fn id(self) -> &'static str {
+        match self {
+            Pool::Processor => "ProcessorPool/0",
+            Pool::Memory => "MemoryPool/0",
+        }
+    }
+
+    /// The pool's class.
+    pub fn class(self) -> &'static str {
+        match self {
+            Pool::Processor => class::PROCESSOR_POOL,
+            Pool::Memory => class::MEMORY_POOL,
+        }
+    }
+
+    /// The class of the RASDs allocated from it.
+    pub fn rasd_class(self) -> &'static str {
+        match self {
+            Pool::Processor => class::PROC_RASD,
+            Pool::Memory => class::MEM_RASD,
+        }
+    }
+}
+
+/// The template RASDs a pool's allocation capabilities define (libvirt-cim's InstanceIDs),
+/// with the ValueRole and ValueRange of the association to each.
+pub const TEMPLATES: [(&str, u16, u16); 4] = [
+    ("Default", 0, 0),
+    ("Minimum", 3, 1),
+    ("Maximum", 3, 2),
+    ("Increment", 3, 3),
+];
+
+/// A pool.
+pub fn pool(pool: Pool) -> ObjectPath {
+    path(pool.class()).with_key("InstanceID", pool.id())
+}
+
+/// A pool's allocation capabilities.
+pub fn allocation_capabilities(pool: Pool) -> ObjectPath {
+    path(class::ALLOCATION_CAPABILITIES).with_key("InstanceID", pool.id())
+}
+
+/// A template RASD of a pool ("Default", "Minimum", "Maximum", "Increment").
+pub fn template(pool: Pool, role: &str) -> ObjectPath {
+    path(pool.rasd_class()).with_key("InstanceID", role)
 }
 
 fn path(class: &str) -> ObjectPath {
