@@ -109,6 +109,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct VmHandle {
     name: String,
     pid: u32,
+    socket: PathBuf,
     control: Mutex<UnixStream>,
     exit: Mutex<Option<ExitRecord>>,
     exited: Condvar,
@@ -134,14 +135,31 @@ impl VmHandle {
             Request::Shutdown { timeout_ms } => Duration::from_millis(*timeout_ms) + REPLY_TIMEOUT,
             _ => REPLY_TIMEOUT,
         };
-        let mut stream = lock(&self.control);
         let io = |error| SupervisorError::Connection {
             name: self.name.clone(),
             error,
         };
+        // One request at a time per connection: while the main one waits (a graceful
+        // shutdown can take a minute), others go over a connection of their own.
+        let mut own;
+        let mut shared;
+        let stream: &mut UnixStream = match self.control.try_lock() {
+            Ok(guard) => {
+                shared = guard;
+                &mut shared
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                shared = p.into_inner();
+                &mut shared
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                own = connect(&self.socket).map_err(io)?.0;
+                &mut own
+            }
+        };
         stream.set_read_timeout(Some(wait)).map_err(io)?;
-        protocol::write_message(&mut *stream, request).map_err(io)?;
-        match protocol::read_message(&mut *stream).map_err(io)? {
+        protocol::write_message(stream, request).map_err(io)?;
+        match protocol::read_message(stream).map_err(io)? {
             Some(response) => Ok(response),
             None => Err(io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -449,6 +467,7 @@ impl Supervisor {
         let handle = Arc::new(VmHandle {
             name: name.to_owned(),
             pid,
+            socket: self.socket(name),
             control: Mutex::new(control),
             exit: Mutex::new(None),
             exited: Condvar::new(),

@@ -259,6 +259,22 @@ fn a_guest_that_does_not_answer_times_out_and_a_hard_stop_still_works() {
     })
     .unwrap();
     host.wait_console("spin", "spinning with interrupts disabled");
+    // While one request waits for the guest, others are answered at once.
+    let waiting = {
+        let vm = vm.clone();
+        std::thread::spawn(move || vm.call(&Request::Shutdown { timeout_ms: 1000 }))
+    };
+    wait_for("the shutdown to begin", || {
+        vm.status().unwrap().state == State::ShuttingDown
+    });
+    let asked = Instant::now();
+    assert_eq!(vm.status().unwrap().state, State::ShuttingDown);
+    assert!(
+        asked.elapsed() < Duration::from_millis(200),
+        "status waited for the shutdown"
+    );
+    let err = waiting.join().unwrap().unwrap_err();
+    assert_eq!(vm_error_kind(err), ErrorKind::Timeout);
     let started = Instant::now();
     let err = vm.call(&Request::Shutdown { timeout_ms: 300 }).unwrap_err();
     assert_eq!(vm_error_kind(err), ErrorKind::Timeout);

@@ -40,6 +40,8 @@ const QUALIFIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("qualifier
 const NAMESPACES: TableDefinition<&str, ()> = TableDefinition::new("namespaces");
 /// Key: the VM's name, value its definition (JSON).
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
+/// Key: the job's id, value its record (JSON).
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
 /// the serialized object.
@@ -85,6 +87,7 @@ impl Store {
         txn.open_table(QUALIFIERS)?;
         txn.open_table(NAMESPACES)?;
         txn.open_table(VMS)?;
+        txn.open_table(JOBS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -135,6 +138,21 @@ impl Store {
     /// All VM definitions as (name, definition).
     pub fn vms(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.all(VMS)
+    }
+
+    /// Stores a job record (serialized by the caller).
+    pub fn put_job(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.put(JOBS, id, record)
+    }
+
+    /// Removes a job; false if there was none.
+    pub fn delete_job(&self, id: &str) -> Result<bool, StoreError> {
+        self.remove(JOBS, id)
+    }
+
+    /// All job records as (id, record).
+    pub fn jobs(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all(JOBS)
     }
 
     /// Stores a user record (serialized by the caller) under `name`.

@@ -82,8 +82,43 @@ def define(conn, name, vcpus=2, memory_mib=64, **extra):
                              ResourceSettings=[proc, mem])
 
 
+def spin(server, name):
+    """Makes the test guest spin with interrupts off: it stops answering its keyboard."""
+    vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
+    try:
+        assert vm.request({"request": "send_console", "bytes": list(b"s")})["response"] == "ok"
+        pid = vm.request({"request": "status"})["pid"]
+    finally:
+        vm.sock.close()
+    console = server.data_dir / "vms" / f"{name}.console.log"
+    deadline = time.monotonic() + 10
+    while console.read_text().count("spinning with interrupts disabled") < spin.count.get(name, 0) + 1:
+        assert time.monotonic() < deadline, "the guest did not start spinning"
+        time.sleep(0.01)
+    spin.count[name] = spin.count.get(name, 0) + 1
+    return pid
+
+
+spin.count = {}
+
+
+def wait_job(conn, job, timeout=60):
+    """Follows a job to its end; returns the instance."""
+    deadline = time.monotonic() + timeout
+    while True:
+        instance = conn.GetInstance(job)
+        if instance["JobState"] in (7, 10):  # Completed, Exception
+            return instance
+        assert time.monotonic() < deadline, f"job {job} still {instance['JobState']}"
+        time.sleep(0.02)
+
+
 def change(conn, system, state, **kw):
-    rv, _ = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(state), **kw)
+    """RequestStateChange; a job (4096) is followed to its end, and its code returned."""
+    rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(state), **kw)
+    if rv == 4096:
+        job = wait_job(conn, out["Job"])
+        return 0 if job["JobState"] == 7 else job["ErrorCode"]
     return rv
 
 
@@ -271,29 +306,50 @@ def test_processors_and_memory_change_while_the_vm_is_stopped(virt):
         conn.InvokeMethod("DestroySystem", svc, AffectedSystem=system)
 
 
-def test_a_guest_that_ignores_shutdown_is_powered_off_and_a_busy_vm_says_so(virt):
-    import threading
-
+def test_a_guest_that_ignores_shutdown_is_powered_off_by_a_job_and_a_busy_vm_says_so(virt):
     conn = virt.conn()
     system = define(conn, "stubborn", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
     try:
         assert change(conn, system, 2) == 0
         wait_advancing(virt, "stubborn")
-        vm = VmSocket(virt.data_dir / "run" / "stubborn.sock")
-        assert vm.request({"request": "send_console", "bytes": list(b"s")})["response"] == "ok"
-        vm.sock.close()
-        results = {}
+        spin(virt, "stubborn")
         timeout = pywbem.CIMDateTime("00000000000002.000000:000")
-        worker = threading.Thread(target=lambda: results.update(
-            shutdown=change(virt.conn(), system, 4, TimeoutPeriod=timeout)))
         started = time.monotonic()
-        worker.start()
-        time.sleep(0.5)
+        rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(4),
+                                    TimeoutPeriod=timeout)
+        assert rv == 4096, "a shutdown runs as a job"
+        assert time.monotonic() - started < 1, "and answers at once"
+        job = conn.GetInstance(out["Job"])
+        assert job["JobState"] == 4 and job["Name"] == "RequestStateChange(4) of stubborn"
+        assert job["TimeSubmitted"] is not None and job["DeleteOnCompletion"] is False
+        (affected,) = conn.AssociatorNames(out["Job"], AssocClass="KVM_AffectedJobElement")
+        assert affected["Name"] == "stubborn"
+        owned = conn.AssociatorNames(system, AssocClass="KVM_OwningJobElement")
+        assert out["Job"]["InstanceID"] in [j["InstanceID"] for j in owned]
         assert change(conn, system, 9) == 4099, "busy with the shutdown"
-        worker.join(30)
-        assert results["shutdown"] == 0
-        assert time.monotonic() - started >= 2, "waited for the guest first"
+        job = wait_job(conn, out["Job"])
+        assert job["JobState"] == 7 and job["PercentComplete"] == 100
+        assert time.monotonic() - started >= 2, "it waited for the guest first"
         assert enabled_state(conn, system) == 3
+        rv, err = conn.InvokeMethod("GetError", out["Job"])
+        assert rv == 0 and err.get("Error") is None, "a completed job has no error"
+        rv, _ = conn.InvokeMethod("RequestStateChange", out["Job"], RequestedState=Uint16(4))
+        assert rv == 1, "jobs cannot be cancelled"
+
+        # A job whose VM process dies under it ends in an exception that GetError explains.
+        assert change(conn, system, 2) == 0
+        pid = spin(virt, "stubborn")
+        rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(4),
+                                    TimeoutPeriod=pywbem.CIMDateTime("00000000000030.000000:000"))
+        assert rv == 4096
+        time.sleep(0.3)
+        os.kill(pid, 9)
+        job = wait_job(conn, out["Job"])
+        assert job["JobState"] == 10 and job["ErrorCode"] == 4, job
+        rv, err = conn.InvokeMethod("GetError", out["Job"])
+        assert rv == 0 and err["Error"]["Message"] == job["ErrorDescription"]
+        assert enabled_state(conn, system) == 3
+        assert conn.GetInstance(system)["HealthState"] == 20, "the killed process counts as a crash"
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
 

@@ -2,11 +2,12 @@
 //! live states. Each class has one builder; associations are built from the same paths as
 //! the instances they join.
 
-use cim_schema::{Class, DateTime, Instance, ObjectPath, Timestamp, Value};
+use cim_schema::{Class, DateTime, Instance, Interval, ObjectPath, Timestamp, Value};
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
 use super::definition::{self, Snapshot, VmDefinition};
+use super::jobs::Job;
 use super::paths::{self, class, Pool};
 use super::state::CimState;
 
@@ -18,6 +19,8 @@ pub struct Model<'a> {
     pub host: &'a HostInventory,
     /// Every defined VM with its lifecycle state.
     pub vms: &'a [(VmDefinition, State)],
+    /// The jobs.
+    pub jobs: &'a [Job],
 }
 
 /// Snapshot types CreateSnapshot takes: 2 full (DMTF), and libvirt-cim's 32768 (the same)
@@ -104,6 +107,8 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         per_vm(&|d, s| vec![memory(class, d, s)])
     } else if is(class::STATE_CAPABILITIES) {
         per_vm(&|d, _| vec![state_capabilities(class, d)])
+    } else if is(class::JOB) {
+        model.jobs.iter().map(|j| job(class, j)).collect()
     } else if is(class::PROCESSOR_POOL) {
         vec![pool(class, model, Pool::Processor)]
     } else if is(class::MEMORY_POOL) {
@@ -341,6 +346,68 @@ fn template_quantity(model: &Model, pool: Pool, role: &str) -> (u64, &'static st
     }
 }
 
+fn datetime_ms(ms: u64) -> Value {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    Value::DateTime(DateTime::Timestamp(Timestamp::from_unix(
+        secs,
+        (ms % 1000) as u32 * 1000,
+    )))
+}
+
+fn job(class: &Class, j: &Job) -> Instance {
+    use super::jobs::state;
+    let path = paths::job(&j.id);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let elapsed = j.finished_ms.unwrap_or(now).saturating_sub(j.submitted_ms);
+    let status = match j.state {
+        state::RUNNING => "Running".to_owned(),
+        state::COMPLETED => "Completed".to_owned(),
+        _ => format!(
+            "Failed: {}",
+            j.error_description.as_deref().unwrap_or("unknown")
+        ),
+    };
+    let operational = match j.state {
+        state::RUNNING => vec![2, 8],    // OK, Starting
+        state::COMPLETED => vec![2, 17], // OK, Completed
+        _ => vec![6, 17],                // Error, Completed
+    };
+    let mut values = vec![
+        ("Name", text(&j.name)),
+        ("ElementName", text(&j.name)),
+        ("JobState", Value::UInt16(j.state)),
+        ("JobStatus", text(&status)),
+        ("PercentComplete", Value::UInt16(j.percent)),
+        ("TimeSubmitted", datetime_ms(j.submitted_ms)),
+        ("StartTime", datetime_ms(j.submitted_ms)),
+        (
+            "ElapsedTime",
+            Value::DateTime(DateTime::Interval(Interval::from_duration(
+                std::time::Duration::from_millis(elapsed),
+            ))),
+        ),
+        (
+            "TimeOfLastStateChange",
+            datetime_ms(j.finished_ms.unwrap_or(j.submitted_ms)),
+        ),
+        (
+            "TimeBeforeRemoval",
+            Value::DateTime(DateTime::Interval(Interval::from_duration(
+                super::jobs::TIME_BEFORE_REMOVAL,
+            ))),
+        ),
+        ("DeleteOnCompletion", Value::Boolean(false)),
+        ("ErrorCode", Value::UInt16(j.error_code)),
+        ("OperationalStatus", u16s(&operational)),
+    ];
+    if let Some(description) = &j.error_description {
+        values.push(("ErrorDescription", text(description)));
+    }
+    build(class, with_keys(&path, values))
+}
+
 fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Instance {
     let path = paths::snapshot(&d.name, &s.id);
     let created = Timestamp::from_unix(i64::try_from(s.created).unwrap_or(i64::MAX), 0);
@@ -523,6 +590,39 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             )
         })
         .collect()
+    } else if is(class::AFFECTED_JOB_ELEMENT) {
+        model
+            .jobs
+            .iter()
+            .map(|j| {
+                let mut a = pair(
+                    "AffectedElement",
+                    paths::system(&j.vm),
+                    "AffectingElement",
+                    paths::job(&j.id),
+                );
+                // 1: Other, described.
+                a.set("ElementEffects", u16s(&[1]));
+                a.set(
+                    "OtherElementEffectsDescriptions",
+                    Value::Array(vec![Some(text("state change"))]),
+                );
+                a
+            })
+            .collect()
+    } else if is(class::OWNING_JOB_ELEMENT) {
+        model
+            .jobs
+            .iter()
+            .map(|j| {
+                pair(
+                    "OwningElement",
+                    paths::system(&j.vm),
+                    "OwnedElement",
+                    paths::job(&j.id),
+                )
+            })
+            .collect()
     } else if is(class::HOSTED_RESOURCE_POOL) {
         Pool::ALL
             .iter()

@@ -2,7 +2,7 @@
 //! hypervisor's supervisor says of their processes. Every operation here blocks; providers
 //! call it from tokio's blocking pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 use cim_schema::{Instance, ObjectPath, Value};
 
 use super::definition::{self, Snapshot, VmDefinition};
+use super::jobs::{Job, Jobs};
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
 
@@ -44,6 +45,30 @@ impl ChangeError {
             ChangeError::Timeout(_) => 3,
             ChangeError::Failed(_) => 4,
         }
+    }
+}
+
+impl ChangeError {
+    /// What happened, for a person.
+    pub fn describe(&self) -> String {
+        match self {
+            ChangeError::InvalidTransition(m)
+            | ChangeError::Timeout(m)
+            | ChangeError::Failed(m) => m.clone(),
+            ChangeError::Busy => "another state change of the VM is in progress".into(),
+        }
+    }
+}
+
+/// A VM claimed for one state change; released when dropped.
+pub struct Claim {
+    busy: Arc<Mutex<BTreeSet<String>>>,
+    name: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.busy).remove(&self.name);
     }
 }
 
@@ -88,7 +113,9 @@ pub struct VirtManager {
     store: Arc<Store>,
     definitions: Mutex<BTreeMap<String, VmDefinition>>,
     /// One lock per VM held through a state change, so that a second one gets 4099.
-    busy: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    busy: Arc<Mutex<BTreeSet<String>>>,
+    /// Background state changes.
+    jobs: Jobs,
     /// Saved states and console logs live here.
     vm_dir: PathBuf,
     host: HostInventory,
@@ -109,13 +136,15 @@ impl VirtManager {
             })?;
             definitions.insert(name, definition);
         }
+        let jobs = Jobs::load(store.clone())?;
         std::fs::create_dir_all(&vm_dir)
             .map_err(|e| CimError::failed(format!("{}: {e}", vm_dir.display())))?;
         Ok(VirtManager {
             supervisor,
             store,
             definitions: Mutex::new(definitions),
-            busy: Mutex::default(),
+            busy: Arc::default(),
+            jobs,
             vm_dir,
             host,
         })
@@ -246,10 +275,7 @@ impl VirtManager {
     /// Takes a full snapshot (memory, vCPUs, devices) of a running or paused VM; with
     /// `then_stop` the VM is powered off afterwards (libvirt-cim's "suspend" type).
     pub fn create_snapshot(&self, name: &str, then_stop: bool) -> Result<Snapshot, ChangeError> {
-        let gate = lock(&self.busy).entry(name.to_owned()).or_default().clone();
-        let Ok(_held) = gate.try_lock() else {
-            return Err(ChangeError::Busy);
-        };
+        let _claim = self.claim(name)?;
         let mut definition = self
             .definition(name)
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
@@ -292,10 +318,7 @@ impl VirtManager {
     /// Puts a VM back in a snapshot's state: a running VM is powered off first, and the
     /// snapshot runs on in a new process.
     pub fn apply_snapshot(&self, name: &str, id: &str) -> Result<(), ChangeError> {
-        let gate = lock(&self.busy).entry(name.to_owned()).or_default().clone();
-        let Ok(_held) = gate.try_lock() else {
-            return Err(ChangeError::Busy);
-        };
+        let _claim = self.claim(name)?;
         let mut definition = self
             .definition(name)
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
@@ -378,6 +401,61 @@ impl VirtManager {
         self.vm_dir.join(format!("{name}.console.log"))
     }
 
+    /// Claims a VM for one state change, or says it is busy with another.
+    fn claim(&self, name: &str) -> Result<Claim, ChangeError> {
+        if !lock(&self.busy).insert(name.to_owned()) {
+            return Err(ChangeError::Busy);
+        }
+        Ok(Claim {
+            busy: self.busy.clone(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The jobs.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Starts a state change that takes a while (a graceful shutdown, a save) as a job, after
+    /// checking that the VM's state allows it; the VM stays claimed until the job ends.
+    pub fn begin_change(
+        self: &Arc<Self>,
+        name: &str,
+        requested: u16,
+        change: Change,
+    ) -> Result<Job, ChangeError> {
+        let claim = self.claim(name)?;
+        let definition = self
+            .definition(name)
+            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
+        let state = self.state(&definition);
+        let allowed = match change {
+            Change::ShutDown(_) => state == State::Running,
+            Change::Offline => matches!(state, State::Running | State::Paused),
+            _ => true,
+        };
+        if !allowed {
+            return Err(ChangeError::InvalidTransition(format!(
+                "VM {name} is {state}"
+            )));
+        }
+        let job = self
+            .jobs
+            .start(format!("RequestStateChange({requested}) of {name}"), name)
+            .map_err(|e| ChangeError::Failed(e.description))?;
+        let (manager, id, name) = (self.clone(), job.id.clone(), name.to_owned());
+        std::thread::Builder::new()
+            .name(format!("job-{name}"))
+            .spawn(move || {
+                let result = manager.perform(&name, requested, change);
+                manager.jobs.finish(&id, &result);
+                drop(claim);
+            })
+            .map_err(|e| ChangeError::Failed(format!("starting the job: {e}")))?;
+        Ok(job)
+    }
+
     /// Carries out a requested state change and records the request.
     pub fn change_state(
         &self,
@@ -385,13 +463,15 @@ impl VirtManager {
         requested: u16,
         change: Change,
     ) -> Result<(), ChangeError> {
+        let _claim = self.claim(name)?;
+        self.perform(name, requested, change)
+    }
+
+    /// Carries out a state change on a claimed VM.
+    fn perform(&self, name: &str, requested: u16, change: Change) -> Result<(), ChangeError> {
         let mut definition = self
             .definition(name)
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
-        let gate = lock(&self.busy).entry(name.to_owned()).or_default().clone();
-        let Ok(_held) = gate.try_lock() else {
-            return Err(ChangeError::Busy);
-        };
         definition.requested_state = requested;
         self.persist(&definition)
             .map_err(|e| ChangeError::Failed(e.description))?;

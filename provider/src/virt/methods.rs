@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cim_schema::{DateTime, Name, ObjectPath, Value};
+use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 
 use super::definition;
 use super::manager::Change;
@@ -117,6 +117,21 @@ impl Virt {
             return Err(CimError::not_found(format!(
                 "Referenced domain `{name}' does not exist"
             )));
+        }
+        // A graceful shutdown and a save take a while: they run as a job (4096).
+        if matches!(change, Change::ShutDown(_) | Change::Offline) {
+            let manager = self.manager.clone();
+            let started =
+                tokio::task::spawn_blocking(move || manager.begin_change(&name, requested, change))
+                    .await
+                    .map_err(|e| CimError::failed(format!("the VM operation failed: {e}")))?;
+            return Ok(match started {
+                Ok(job) => done(
+                    4096,
+                    vec![(Name::new("Job"), Value::Reference(paths::job(&job.id)))],
+                ),
+                Err(e) => done(e.code(), vec![]),
+            });
         }
         let result = self
             .blocking(move |m| m.change_state(&name, requested, change))
@@ -265,6 +280,33 @@ impl Virt {
         self.blocking(move |m| m.destroy_snapshot(&name, &id))
             .await??;
         Ok(done(0, vec![]))
+    }
+
+    /// CIM_ConcreteJob.GetError: the job's error as an embedded CIM_Error, or none.
+    pub(super) async fn job_error(&self, target: &ObjectPath) -> CimResult<MethodResult> {
+        let id = match target.key("InstanceID") {
+            Some(Value::String(s)) => paths::parse_job_id(s).map(str::to_owned),
+            _ => None,
+        }
+        .ok_or_else(|| CimError::invalid_parameter("GetError needs a KVM_ConcreteJob instance"))?;
+        let job = self.manager.jobs().get(&id).ok_or_else(|| {
+            CimError::not_found(format!(
+                "job {id} does not exist (finished jobs are kept 5 minutes)"
+            ))
+        })?;
+        let out = match &job.error_description {
+            Some(message) => {
+                let mut error = Instance::new(Name::new("CIM_Error"));
+                error.set("ErrorType", Value::UInt16(4)); // Software Error
+                error.set("PerceivedSeverity", Value::UInt16(5)); // Major
+                error.set("OwningEntity", Value::from("cimvirt"));
+                error.set("Message", Value::from(message.as_str()));
+                error.set("CIMStatusCode", Value::UInt32(1)); // CIM_ERR_FAILED
+                vec![(Name::new("Error"), Value::Instance(Box::new(error)))]
+            }
+            None => vec![],
+        };
+        Ok(done(0, out))
     }
 
     fn require_defined(&self, name: &str) -> CimResult<()> {

@@ -15,6 +15,7 @@
 
 pub mod definition;
 mod instances;
+pub mod jobs;
 pub mod manager;
 mod methods;
 pub mod paths;
@@ -37,7 +38,7 @@ use paths::class;
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 28] = [
+const INSTANCE_CLASSES: [&str; 31] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -66,6 +67,9 @@ const INSTANCE_CLASSES: [&str; 28] = [
     class::HOSTED_RESOURCE_POOL,
     class::ELEMENT_ALLOCATED_FROM_POOL,
     class::RESOURCE_ALLOCATION_FROM_POOL,
+    class::JOB,
+    class::AFFECTED_JOB_ELEMENT,
+    class::OWNING_JOB_ELEMENT,
 ];
 
 /// The providers, sharing one manager.
@@ -88,6 +92,7 @@ impl Virt {
         registry.register_methods(NAMESPACE, class::COMPUTER_SYSTEM, self.clone());
         registry.register_methods(NAMESPACE, class::MANAGEMENT_SERVICE, self.clone());
         registry.register_methods(NAMESPACE, class::SNAPSHOT_SERVICE, self.clone());
+        registry.register_methods(NAMESPACE, class::JOB, self.clone());
     }
 
     /// Advertises the profiles these providers implement in the interop namespace (DSP1033),
@@ -168,10 +173,12 @@ impl InstanceProvider for Virt {
         path: &ObjectPath,
     ) -> CimResult<Instance> {
         let vms = self.vms().await?;
+        let jobs = self.manager.jobs().list();
         let model = instances::Model {
             hostname: &self.hostname,
             host: self.manager.host(),
             vms: &vms,
+            jobs: &jobs,
         };
         let wanted = path.local();
         instances::of_class(class, &model)
@@ -189,10 +196,12 @@ impl InstanceProvider for Virt {
         sink: &InstanceSink,
     ) -> CimResult<()> {
         let vms = self.vms().await?;
+        let jobs = self.manager.jobs().list();
         let model = instances::Model {
             hostname: &self.hostname,
             host: self.manager.host(),
             vms: &vms,
+            jobs: &jobs,
         };
         let Some(instances) = instances::of_class(class, &model) else {
             return Err(CimError::not_supported(format!(
@@ -236,6 +245,14 @@ impl MethodProvider for Virt {
             self.apply_snapshot(&arguments).await
         } else if is(class::SNAPSHOT_SERVICE, "DestroySnapshot") {
             self.destroy_snapshot(&arguments).await
+        } else if is(class::JOB, "GetError") {
+            self.job_error(target).await
+        } else if is(class::JOB, "RequestStateChange") {
+            // Shutdowns and saves cannot be taken back half way. 1 = Not Supported.
+            Ok(MethodResult {
+                return_value: Value::UInt32(1),
+                out: vec![],
+            })
         } else {
             Err(CimError::new(
                 StatusCode::MethodNotAvailable,

@@ -63,6 +63,12 @@ pub mod class {
     pub const ELEMENT_ALLOCATED_FROM_POOL: &str = "KVM_ElementAllocatedFromPool";
     /// Pool to the RASDs allocated from it.
     pub const RESOURCE_ALLOCATION_FROM_POOL: &str = "KVM_ResourceAllocationFromPool";
+    /// A background state change.
+    pub const JOB: &str = "KVM_ConcreteJob";
+    /// Job to the VM it changes.
+    pub const AFFECTED_JOB_ELEMENT: &str = "KVM_AffectedJobElement";
+    /// VM to the jobs its methods started.
+    pub const OWNING_JOB_ELEMENT: &str = "KVM_OwningJobElement";
 }
 
 /// A pool: the processor pool or the memory pool.
@@ -214,6 +220,16 @@ pub fn snapshot_service_capabilities() -> ObjectPath {
 /// The settings (VSSD) of snapshot `id` of a VM.
 pub fn snapshot(name: &str, id: &str) -> ObjectPath {
     path(class::SETTING_DATA).with_key("InstanceID", format!("KVM:{name}:snapshot:{id}").as_str())
+}
+
+/// A job.
+pub fn job(id: &str) -> ObjectPath {
+    path(class::JOB).with_key("InstanceID", format!("KVM:Job:{id}").as_str())
+}
+
+/// The job id a job's InstanceID names.
+pub fn parse_job_id(instance_id: &str) -> Option<&str> {
+    instance_id.strip_prefix("KVM:Job:")
 }
 
 /// The VM and snapshot id a snapshot VSSD's InstanceID names.

@@ -1,0 +1,192 @@
+//! Jobs (DSP1103): state changes that take a while run in the background, and clients follow
+//! them as KVM_ConcreteJob instances. Records are in the database, so a job reported to a
+//! client survives a restart of cimvirtd (one that was running then ends as interrupted).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::manager::ChangeError;
+use crate::error::{CimError, CimResult};
+use crate::store::Store;
+
+/// CIM_ConcreteJob.JobState values used here.
+pub mod state {
+    /// The work is under way.
+    pub const RUNNING: u16 = 4;
+    /// It finished.
+    pub const COMPLETED: u16 = 7;
+    /// It failed.
+    pub const EXCEPTION: u16 = 10;
+}
+
+/// How long a finished job stays (CIM_ConcreteJob.TimeBeforeRemoval's default).
+pub const TIME_BEFORE_REMOVAL: Duration = Duration::from_secs(300);
+
+/// One job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique id (a UUID).
+    pub id: String,
+    /// What it does, e.g. "RequestStateChange(4)".
+    pub name: String,
+    /// The VM it works on.
+    pub vm: String,
+    /// JobState.
+    pub state: u16,
+    /// PercentComplete.
+    pub percent: u16,
+    /// Milliseconds since the Unix epoch.
+    pub submitted_ms: u64,
+    /// When it ended.
+    pub finished_ms: Option<u64>,
+    /// The method's return code the work ended with (0 when it completed).
+    pub error_code: u16,
+    /// Why it failed.
+    pub error_description: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every job, in memory and in the database.
+pub struct Jobs {
+    store: Arc<Store>,
+    jobs: Mutex<BTreeMap<String, Job>>,
+}
+
+impl Jobs {
+    /// Loads the stored jobs; one that was running when cimvirtd stopped ends as an exception.
+    pub fn load(store: Arc<Store>) -> CimResult<Jobs> {
+        let mut jobs = BTreeMap::new();
+        for (id, bytes) in store.jobs().map_err(|e| CimError::failed(e.to_string()))? {
+            let mut job: Job = serde_json::from_slice(&bytes)
+                .map_err(|e| CimError::failed(format!("the stored job {id}: {e}")))?;
+            if job.state == state::RUNNING {
+                job.state = state::EXCEPTION;
+                job.finished_ms = Some(now_ms());
+                job.error_code = 4;
+                job.error_description = Some("cimvirtd stopped while the job ran".into());
+            }
+            jobs.insert(id, job);
+        }
+        let loaded = Jobs {
+            store,
+            jobs: Mutex::new(jobs),
+        };
+        for job in loaded.list() {
+            loaded.persist(&job)?;
+        }
+        Ok(loaded)
+    }
+
+    fn persist(&self, job: &Job) -> CimResult<()> {
+        let bytes = serde_json::to_vec(job).map_err(|e| CimError::failed(e.to_string()))?;
+        self.store
+            .put_job(&job.id, &bytes)
+            .map_err(|e| CimError::failed(format!("storing job {}: {e}", job.id)))?;
+        lock(&self.jobs).insert(job.id.clone(), job.clone());
+        Ok(())
+    }
+
+    /// Records a new running job.
+    pub fn start(&self, name: String, vm: &str) -> CimResult<Job> {
+        let job = Job {
+            id: super::definition::random_uuid(),
+            name,
+            vm: vm.to_owned(),
+            state: state::RUNNING,
+            percent: 0,
+            submitted_ms: now_ms(),
+            finished_ms: None,
+            error_code: 0,
+            error_description: None,
+        };
+        self.persist(&job)?;
+        Ok(job)
+    }
+
+    /// Records how a job ended.
+    pub fn finish(&self, id: &str, result: &Result<(), ChangeError>) {
+        let Some(mut job) = lock(&self.jobs).get(id).cloned() else {
+            return;
+        };
+        job.finished_ms = Some(now_ms());
+        match result {
+            Ok(()) => {
+                job.state = state::COMPLETED;
+                job.percent = 100;
+            }
+            Err(e) => {
+                job.state = state::EXCEPTION;
+                job.error_code = e.code() as u16;
+                job.error_description = Some(e.describe());
+            }
+        }
+        if let Err(e) = self.persist(&job) {
+            tracing::error!(job = id, "recording the end of a job: {e}");
+        }
+    }
+
+    /// The jobs, once those finished longer than [`TIME_BEFORE_REMOVAL`] ago are removed.
+    pub fn list(&self) -> Vec<Job> {
+        let cutoff = now_ms().saturating_sub(TIME_BEFORE_REMOVAL.as_millis() as u64);
+        let expired: Vec<String> = lock(&self.jobs)
+            .values()
+            .filter(|j| j.finished_ms.is_some_and(|f| f < cutoff))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in expired {
+            lock(&self.jobs).remove(&id);
+            let _ = self.store.delete_job(&id);
+        }
+        lock(&self.jobs).values().cloned().collect()
+    }
+
+    /// One job.
+    pub fn get(&self, id: &str) -> Option<Job> {
+        lock(&self.jobs).get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_survive_a_restart_and_a_running_one_ends_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let (done, running) = {
+            let jobs = Jobs::load(Arc::new(Store::open(&path).unwrap())).unwrap();
+            let done = jobs
+                .start("RequestStateChange(6) of a".into(), "a")
+                .unwrap();
+            jobs.finish(&done.id, &Err(ChangeError::Failed("disk full".into())));
+            let running = jobs
+                .start("RequestStateChange(4) of b".into(), "b")
+                .unwrap();
+            (done.id, running.id)
+        };
+        let jobs = Jobs::load(Arc::new(Store::open(&path).unwrap())).unwrap();
+        let done = jobs.get(&done).unwrap();
+        assert_eq!((done.state, done.error_code), (state::EXCEPTION, 4));
+        assert_eq!(done.error_description.as_deref(), Some("disk full"));
+        let running = jobs.get(&running).unwrap();
+        assert_eq!(running.state, state::EXCEPTION);
+        assert_eq!(
+            running.error_description.as_deref(),
+            Some("cimvirtd stopped while the job ran")
+        );
+        assert_eq!(jobs.list().len(), 2, "finished minutes ago at most: kept");
+    }
+}
