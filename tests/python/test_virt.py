@@ -338,6 +338,7 @@ def test_a_guest_that_ignores_shutdown_is_powered_off_by_a_job_and_a_busy_vm_say
 
         # A job whose VM process dies under it ends in an exception that GetError explains.
         assert change(conn, system, 2) == 0
+        wait_advancing(virt, "stubborn")  # booted: its serial port takes commands
         pid = spin(virt, "stubborn")
         rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(4),
                                     TimeoutPeriod=pywbem.CIMDateTime("00000000000030.000000:000"))

@@ -384,8 +384,14 @@ impl VirtManager {
     /// and how the last process ended.
     pub fn state(&self, definition: &VmDefinition) -> State {
         if let Some(vm) = self.supervisor.get(&definition.name) {
-            if let Ok(status) = vm.status() {
-                return status.state;
+            match vm.status() {
+                Ok(status) => return status.state,
+                // The process is going: its watcher is about to record how it ended.
+                Err(_) => {
+                    if let Some(exit) = vm.wait_exit(Duration::from_secs(2)) {
+                        return exit.state;
+                    }
+                }
             }
         }
         if definition.saved.is_some() {
