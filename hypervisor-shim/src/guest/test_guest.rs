@@ -430,6 +430,7 @@ cimvirt_test_guest_end:
     timer_count = const TIMER_COUNT,
 );
 
+// The two labels `global_asm!` defines around the image; only their addresses are used.
 unsafe extern "C" {
     static cimvirt_test_guest_start: u8;
     static cimvirt_test_guest_end: u8;
