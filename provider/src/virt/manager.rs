@@ -11,6 +11,7 @@ use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Request};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
+use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
 use cim_schema::{Instance, ObjectPath, Value};
 
@@ -394,7 +395,11 @@ impl VirtManager {
                 }
             }
         }
-        if definition.saved.is_some() {
+        if definition
+            .saved
+            .as_ref()
+            .is_some_and(|dir| dir.join(SNAPSHOT_STATE_FILE).exists())
+        {
             return State::Saved;
         }
         match self.supervisor.last_exit(&definition.name) {
@@ -490,7 +495,11 @@ impl VirtManager {
                 State::Running => Ok(()),
                 _ => Err(invalid()),
             },
-            (Change::Enable, None) => match &definition.saved {
+            (Change::Enable, None) => match &definition
+                .saved
+                .clone()
+                .filter(|d| d.join(SNAPSHOT_STATE_FILE).exists())
+            {
                 Some(saved) => {
                     let vm = self.supervisor.restore(name, saved)?;
                     // Saved while paused, it comes back paused; Enabled means running.
@@ -503,6 +512,12 @@ impl VirtManager {
                         .map_err(|e| ChangeError::Failed(e.description))
                 }
                 None => {
+                    // An interrupted save left nothing to restore: boot afresh.
+                    if let Some(incomplete) = definition.saved.take() {
+                        let _ = std::fs::remove_dir_all(incomplete);
+                        self.persist(&definition)
+                            .map_err(|e| ChangeError::Failed(e.description))?;
+                    }
                     self.supervisor
                         .start(&definition.vm_config(self.console_log(name)))?;
                     Ok(())
@@ -538,11 +553,19 @@ impl VirtManager {
             (Change::Offline, Some(vm)) => {
                 let dir = self.vm_dir.join(format!("{name}.saved"));
                 let _ = std::fs::remove_dir_all(&dir);
-                vm.call(&Request::Save { dir: dir.clone() })?;
-                vm.wait_exit(Duration::from_secs(30));
-                definition.saved = Some(dir);
+                // Where the state goes is recorded first, so that a cimvirtd that dies
+                // during the save still finds it; a save that never completed has no
+                // state file and does not count.
+                definition.saved = Some(dir.clone());
                 self.persist(&definition)
-                    .map_err(|e| ChangeError::Failed(e.description))
+                    .map_err(|e| ChangeError::Failed(e.description))?;
+                if let Err(e) = vm.call(&Request::Save { dir: dir.clone() }) {
+                    definition.saved = None;
+                    let _ = self.persist(&definition);
+                    return Err(e.into());
+                }
+                vm.wait_exit(Duration::from_secs(30));
+                Ok(())
             }
             (Change::Quiesce, Some(vm)) => Ok(vm.call(&Request::Pause)?),
             (Change::Reboot, Some(vm)) => Ok(vm.call(&Request::Reboot)?),
