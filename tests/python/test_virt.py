@@ -233,8 +233,12 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
         assert names("CIM_SettingsDefineState") == ["KVM_VirtualSystemSettingData"]
         assert names("KVM_ElementSettingData") == ["KVM_VirtualSystemSettingData"]
         assert names("KVM_SystemDevice") == ["KVM_Memory", "KVM_Processor", "KVM_Processor"]
-        (elec,) = conn.Associators(system, AssocClass="KVM_ElementCapabilities")
+        (elec,) = conn.Associators(system, AssocClass="KVM_ElementCapabilities",
+                                   ResultClass="CIM_EnabledLogicalElementCapabilities")
         assert elec["RequestedStatesSupported"] == [2, 3, 4, 6, 9, 10, 11]
+        (snapshot_caps,) = conn.Associators(system, AssocClass="KVM_ElementCapabilities",
+                                            ResultClass="CIM_VirtualSystemSnapshotCapabilities")
+        assert snapshot_caps["SnapshotTypesEnabled"] == [], "an off VM has no state to snapshot"
 
         (vssd,) = conn.Associators(system, ResultClass="CIM_VirtualSystemSettingData",
                                    AssocClass="KVM_SettingsDefineState")
@@ -364,6 +368,8 @@ def test_snapshots_are_taken_applied_and_destroyed(virt):
         assert rv == 4097, "an off VM has no state to snapshot"
         assert change(conn, system, 2) == 0
         wait_advancing(virt, "snappy")
+        (caps,) = conn.Associators(system, ResultClass="KVM_VirtualSystemSnapshotCapabilities")
+        assert caps["SnapshotTypesEnabled"] == [2, 32768, 32769]
         assert change(conn, system, 9) == 0
         (at_snapshot,) = heartbeats(virt, "snappy")
         # Hyper-V's clients send SnapshotSettings as an empty string.

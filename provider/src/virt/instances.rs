@@ -107,6 +107,8 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         per_vm(&|d, s| vec![memory(class, d, s)])
     } else if is(class::STATE_CAPABILITIES) {
         per_vm(&|d, _| vec![state_capabilities(class, d)])
+    } else if is(class::SNAPSHOT_CAPABILITIES) {
+        per_vm(&|d, s| vec![snapshot_capabilities(class, d, s)])
     } else if is(class::JOB) {
         model.jobs.iter().map(|j| job(class, j)).collect()
     } else if is(class::PROCESSOR_POOL) {
@@ -344,6 +346,28 @@ fn template_quantity(model: &Model, pool: Pool, role: &str) -> (u64, &'static st
         (Pool::Memory, "Maximum") => (model.host.memory_total_bytes >> 10, "KiloBytes"),
         (Pool::Memory, _) => (1024, "KiloBytes"),
     }
+}
+
+/// What CreateSnapshot would take of this VM now: a running or paused VM has state to
+/// take; an off one has none.
+fn snapshot_capabilities(class: &Class, d: &VmDefinition, state: State) -> Instance {
+    let path = paths::snapshot_capabilities(&d.name);
+    let enabled: &[u16] = if matches!(state, State::Running | State::Paused) {
+        &SNAPSHOT_TYPES_SUPPORTED
+    } else {
+        &[]
+    };
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&d.name)),
+                ("SnapshotTypesEnabled", u16s(enabled)),
+                ("GuestOSNotificationEnabled", Value::Boolean(false)),
+            ],
+        ),
+    )
 }
 
 fn datetime_ms(ms: u64) -> Value {
@@ -803,13 +827,19 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 paths::allocation_capabilities(*p),
             )
         }));
-        out.extend(vms.map(|d| {
-            pair(
-                "ManagedElement",
-                paths::system(&d.name),
-                "Capabilities",
+        out.extend(vms.flat_map(|d| {
+            [
                 paths::state_capabilities(&d.name),
-            )
+                paths::snapshot_capabilities(&d.name),
+            ]
+            .map(|caps| {
+                pair(
+                    "ManagedElement",
+                    paths::system(&d.name),
+                    "Capabilities",
+                    caps,
+                )
+            })
         }));
         out
     } else {

@@ -5,7 +5,8 @@
 //! Served so far: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem,
 //! DestroySystem, ModifyResourceSettings for processors and memory) with its capabilities; per VM, KVM_ComputerSystem (live state,
 //! RequestStateChange), KVM_VirtualSystemSettingData, processor and memory RASDs,
-//! KVM_Processor and KVM_Memory, KVM_EnabledLogicalElementCapabilities; and the
+//! KVM_Processor and KVM_Memory, KVM_EnabledLogicalElementCapabilities,
+//! KVM_VirtualSystemSnapshotCapabilities; and the
 //! associations between them (HostedDependency, HostedService, SystemDevice,
 //! SettingsDefineState, ElementSettingData, VirtualSystemSettingDataComponent,
 //! ElementCapabilities); KVM_VirtualSystemSnapshotService (CreateSnapshot, ApplySnapshot,
@@ -38,7 +39,7 @@ use paths::class;
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 31] = [
+const INSTANCE_CLASSES: [&str; 32] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -67,6 +68,7 @@ const INSTANCE_CLASSES: [&str; 31] = [
     class::HOSTED_RESOURCE_POOL,
     class::ELEMENT_ALLOCATED_FROM_POOL,
     class::RESOURCE_ALLOCATION_FROM_POOL,
+    class::SNAPSHOT_CAPABILITIES,
     class::JOB,
     class::AFFECTED_JOB_ELEMENT,
     class::OWNING_JOB_ELEMENT,

@@ -63,6 +63,8 @@ pub mod class {
     pub const ELEMENT_ALLOCATED_FROM_POOL: &str = "KVM_ElementAllocatedFromPool";
     /// Pool to the RASDs allocated from it.
     pub const RESOURCE_ALLOCATION_FROM_POOL: &str = "KVM_ResourceAllocationFromPool";
+    /// The snapshot types one VM allows now.
+    pub const SNAPSHOT_CAPABILITIES: &str = "KVM_VirtualSystemSnapshotCapabilities";
     /// A background state change.
     pub const JOB: &str = "KVM_ConcreteJob";
     /// Job to the VM it changes.
@@ -251,4 +253,9 @@ mod tests {
         assert_eq!(parse_snapshot_id(id), Some(("vm-1.a", "12")));
         assert_eq!(parse_snapshot_id("KVM:vm"), None);
     }
+}
+
+/// A VM's snapshot capabilities.
+pub fn snapshot_capabilities(name: &str) -> ObjectPath {
+    path(class::SNAPSHOT_CAPABILITIES).with_key("InstanceID", format!("{name}/snapshot").as_str())
 }
