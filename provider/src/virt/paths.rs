@@ -240,6 +240,11 @@ pub fn parse_snapshot_id(instance_id: &str) -> Option<(&str, &str)> {
     rest.split_once(":snapshot:")
 }
 
+/// A VM's snapshot capabilities.
+pub fn snapshot_capabilities(name: &str) -> ObjectPath {
+    path(class::SNAPSHOT_CAPABILITIES).with_key("InstanceID", format!("{name}/snapshot").as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,9 +258,4 @@ mod tests {
         assert_eq!(parse_snapshot_id(id), Some(("vm-1.a", "12")));
         assert_eq!(parse_snapshot_id("KVM:vm"), None);
     }
-}
-
-/// A VM's snapshot capabilities.
-pub fn snapshot_capabilities(name: &str) -> ObjectPath {
-    path(class::SNAPSHOT_CAPABILITIES).with_key("InstanceID", format!("{name}/snapshot").as_str())
 }
