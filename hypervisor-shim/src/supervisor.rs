@@ -452,7 +452,11 @@ impl Supervisor {
                 )));
             }
         }
-        handle.call(&Request::Start)?;
+        if let Err(e) = handle.call(&Request::Start) {
+            // A VM that cannot start must not stay behind, built and waiting.
+            let _ = handle.call(&Request::Stop);
+            return Err(e);
+        }
         Ok(handle)
     }
 
