@@ -154,21 +154,31 @@ fn host(class: &Class, model: &Model) -> Instance {
     )
 }
 
+/// A running service of the host, named `name`.
+fn running_service(
+    class: &Class,
+    path: &ObjectPath,
+    name: &str,
+    extra: Vec<(&str, Value)>,
+) -> Instance {
+    let mut values = vec![
+        ("ElementName", text(name)),
+        ("EnabledState", Value::UInt16(2)),
+        ("Started", Value::Boolean(true)),
+        ("HealthState", Value::UInt16(5)),
+        ("OperationalStatus", u16s(&[2])),
+    ];
+    values.extend(extra);
+    build(class, with_keys(path, values))
+}
+
 fn service(class: &Class, model: &Model) -> Instance {
     let path = paths::service(model.hostname);
-    build(
+    running_service(
         class,
-        with_keys(
-            &path,
-            vec![
-                ("ElementName", text("Management Service")),
-                ("EnabledState", Value::UInt16(2)),
-                ("Started", Value::Boolean(true)),
-                ("Release", text(env!("CARGO_PKG_VERSION"))),
-                ("HealthState", Value::UInt16(5)),
-                ("OperationalStatus", u16s(&[2])),
-            ],
-        ),
+        &path,
+        "Management Service",
+        vec![("Release", text(env!("CARGO_PKG_VERSION")))],
     )
 }
 
@@ -459,19 +469,7 @@ fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Insta
 
 fn snapshot_service(class: &Class, model: &Model) -> Instance {
     let path = paths::snapshot_service(model.hostname);
-    build(
-        class,
-        with_keys(
-            &path,
-            vec![
-                ("ElementName", text("SnapshotService")),
-                ("EnabledState", Value::UInt16(2)),
-                ("Started", Value::Boolean(true)),
-                ("HealthState", Value::UInt16(5)),
-                ("OperationalStatus", u16s(&[2])),
-            ],
-        ),
-    )
+    running_service(class, &path, "SnapshotService", vec![])
 }
 
 fn snapshot_service_capabilities(class: &Class) -> Instance {

@@ -145,7 +145,30 @@ impl Virt {
     }
 }
 
+/// The live state the instances are built from.
+struct Live {
+    vms: Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>,
+    jobs: Vec<jobs::Job>,
+}
+
 impl Virt {
+    /// Reads the VMs' states and the jobs.
+    async fn live(&self) -> CimResult<Live> {
+        Ok(Live {
+            vms: self.vms().await?,
+            jobs: self.manager.jobs().list(),
+        })
+    }
+
+    fn model<'a>(&'a self, live: &'a Live) -> instances::Model<'a> {
+        instances::Model {
+            hostname: &self.hostname,
+            host: self.manager.host(),
+            vms: &live.vms,
+            jobs: &live.jobs,
+        }
+    }
+
     /// Every defined VM with its lifecycle state.
     async fn vms(
         &self,
@@ -174,14 +197,8 @@ impl InstanceProvider for Virt {
         class: &Arc<Class>,
         path: &ObjectPath,
     ) -> CimResult<Instance> {
-        let vms = self.vms().await?;
-        let jobs = self.manager.jobs().list();
-        let model = instances::Model {
-            hostname: &self.hostname,
-            host: self.manager.host(),
-            vms: &vms,
-            jobs: &jobs,
-        };
+        let live = self.live().await?;
+        let model = self.model(&live);
         let wanted = path.local();
         instances::of_class(class, &model)
             .unwrap_or_default()
@@ -197,14 +214,8 @@ impl InstanceProvider for Virt {
         class: &Arc<Class>,
         sink: &InstanceSink,
     ) -> CimResult<()> {
-        let vms = self.vms().await?;
-        let jobs = self.manager.jobs().list();
-        let model = instances::Model {
-            hostname: &self.hostname,
-            host: self.manager.host(),
-            vms: &vms,
-            jobs: &jobs,
-        };
+        let live = self.live().await?;
+        let model = self.model(&live);
         let Some(instances) = instances::of_class(class, &model) else {
             return Err(CimError::not_supported(format!(
                 "{} has no provider here",
