@@ -26,6 +26,14 @@ use lifecycle::State;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// Locks a mutex, going on with the data if a panicking thread poisoned it: what these
+/// mutexes guard (device registers, handles, sockets) stays consistent between uses.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Everything that can go wrong in the VMM.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -7,6 +7,7 @@
 
 use crate::cgroup::{self, CpuControl};
 use crate::lifecycle::State;
+use crate::lock;
 use crate::protocol::{self, ErrorKind, Event, Request, Response, Status};
 use crate::vmm::config::VmConfig;
 use crate::vmm::exit_record_path;
@@ -19,7 +20,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How the supervisor starts VM processes.
@@ -99,10 +100,6 @@ type Result<T> = std::result::Result<T, SupervisorError>;
 /// Hears every VM's events: the VM's name and the event. Process ends arrive as
 /// [`Event::State`] with off, saved or crashed.
 pub type EventListener = Arc<dyn Fn(&str, &Event) + Send + Sync>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One running VM process.
 #[derive(Debug)]

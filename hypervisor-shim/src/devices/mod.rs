@@ -43,17 +43,19 @@ impl Trigger for IrqLine {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct DevicesState {
     /// COM1's registers and receive FIFO.
-    pub serial: SerialSnapshot,
+    #[serde(with = "SerialStateDef")]
+    pub serial: SerialState,
     /// The i8042's buffer and command byte.
     pub i8042: i8042::I8042State,
     /// CMOS index and NVRAM.
     pub cmos: cmos::CmosState,
 }
 
-/// [`SerialState`] with serde, field for field.
-#[derive(Clone, Serialize, Deserialize)]
+/// [`SerialState`]'s fields, for serde's remote derive (vm-superio has no serde).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "SerialState")]
 #[allow(missing_docs)]
-pub struct SerialSnapshot {
+struct SerialStateDef {
     pub baud_divisor_low: u8,
     pub baud_divisor_high: u8,
     pub interrupt_enable: u8,
@@ -64,40 +66,6 @@ pub struct SerialSnapshot {
     pub modem_status: u8,
     pub scratch: u8,
     pub in_buffer: Vec<u8>,
-}
-
-impl From<SerialState> for SerialSnapshot {
-    fn from(s: SerialState) -> Self {
-        SerialSnapshot {
-            baud_divisor_low: s.baud_divisor_low,
-            baud_divisor_high: s.baud_divisor_high,
-            interrupt_enable: s.interrupt_enable,
-            interrupt_identification: s.interrupt_identification,
-            line_control: s.line_control,
-            line_status: s.line_status,
-            modem_control: s.modem_control,
-            modem_status: s.modem_status,
-            scratch: s.scratch,
-            in_buffer: s.in_buffer,
-        }
-    }
-}
-
-impl From<&SerialSnapshot> for SerialState {
-    fn from(s: &SerialSnapshot) -> Self {
-        SerialState {
-            baud_divisor_low: s.baud_divisor_low,
-            baud_divisor_high: s.baud_divisor_high,
-            interrupt_enable: s.interrupt_enable,
-            interrupt_identification: s.interrupt_identification,
-            line_control: s.line_control,
-            line_status: s.line_status,
-            modem_control: s.modem_control,
-            modem_status: s.modem_status,
-            scratch: s.scratch,
-            in_buffer: s.in_buffer.clone(),
-        }
-    }
 }
 
 /// All port-I/O devices.
@@ -199,7 +167,7 @@ impl Devices {
     /// Every device's state.
     pub fn state(&self) -> DevicesState {
         DevicesState {
-            serial: self.serial.state().into(),
+            serial: self.serial.state(),
             i8042: self.i8042.state(),
             cmos: self.cmos.state(),
         }
@@ -209,7 +177,7 @@ impl Devices {
     pub fn restore(&mut self, state: &DevicesState) -> std::io::Result<()> {
         let irq = IrqLine(self.serial_irq.try_clone()?);
         let console = std::mem::replace(self.serial.writer_mut(), console::Console::discard());
-        self.serial = Serial::from_state(&(&state.serial).into(), irq, NoEvents, console)
+        self.serial = Serial::from_state(&state.serial, irq, NoEvents, console)
             .map_err(|e| std::io::Error::other(format!("COM1 state: {e:?}")))?;
         self.i8042.restore(&state.i8042);
         self.cmos.restore(&state.cmos);

@@ -43,7 +43,7 @@ pub struct Subscribers(Arc<Mutex<Vec<UnixStream>>>);
 impl Subscribers {
     fn add(&self, stream: UnixStream) {
         let _ = stream.set_write_timeout(Some(SUBSCRIBER_WRITE_TIMEOUT));
-        crate::vmm::machine::lock(&self.0).push(stream);
+        crate::lock(&self.0).push(stream);
     }
 
     /// Sends `event` to every subscriber, dropping those that cannot take it.
@@ -52,7 +52,7 @@ impl Subscribers {
         if protocol::write_message(&mut frame, event).is_err() {
             return;
         }
-        let mut streams = crate::vmm::machine::lock(&self.0);
+        let mut streams = crate::lock(&self.0);
         streams.retain_mut(|s| io::Write::write_all(s, &frame).is_ok());
     }
 }

@@ -7,7 +7,7 @@ use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEve
 use crate::guest::test_guest::{self, layout};
 use crate::hypervisor::{Hypervisor, Vcpu, VcpuState, Vm, VmState};
 use crate::memory::Memory;
-use crate::Error;
+use crate::{lock, Error};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
@@ -257,12 +257,4 @@ fn configure_vcpu(
     // entry point.
     vcpu.make_runnable()?;
     Ok(())
-}
-
-/// Locks a mutex, going on with the data if a panicking thread poisoned it: device state is
-/// plain data and stays consistent between port accesses.
-pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,9 +1,9 @@
 //! vCPU threads. Each owns its vCPU and runs it; the control thread talks to it through a
 //! request channel and kicks it out of KVM_RUN with a signal.
 
-use super::machine::lock;
 use crate::devices::Devices;
 use crate::hypervisor::{Vcpu, VcpuExit, VcpuState};
+use crate::lock;
 use crate::memory::Memory;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Once};

@@ -4,9 +4,11 @@
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use cim_schema::{Class, Instance, Name, ObjectPath, Value};
+use cim_schema::{Class, Name, ObjectPath, Value};
 
-use super::provider::{InstanceProvider, InstanceSink, ProviderContext, Registry};
+use super::provider::{
+    build_instance as build, keys_of, InstanceProvider, InstanceSink, ProviderContext, Registry,
+};
 use crate::error::CimResult;
 use crate::schema::INTEROP_NAMESPACE;
 
@@ -114,6 +116,14 @@ impl Interop {
             .push(profile);
     }
 
+    /// The registered profiles, as they are now.
+    fn profiles(&self) -> Vec<Profile> {
+        self.profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Registers this provider for its classes in the interop namespace.
     pub fn register(self: &Arc<Self>, registry: &mut Registry) {
         let classes = [OBJECT_MANAGER, NAMESPACE, NAMESPACE_IN_MANAGER]
@@ -153,30 +163,6 @@ impl Interop {
         ObjectPath::class(Some(INTEROP_NAMESPACE.to_string()), p.class.clone())
             .with_key("InstanceID", p.instance_id.as_str())
     }
-}
-
-/// An instance of `class` with its defaults and the given values for the properties the
-/// class has (a value for a property it lacks is a bug caught by tests).
-fn build(class: &Class, values: Vec<(&str, Value)>) -> Instance {
-    let mut inst = Instance::from_class_defaults(class);
-    for (name, value) in values {
-        debug_assert!(
-            class.property(name).is_some(),
-            "{} has no {name}",
-            class.name
-        );
-        if class.property(name).is_some() {
-            inst.set(name, value);
-        }
-    }
-    inst
-}
-
-fn keys_of(path: &ObjectPath) -> Vec<(&str, Value)> {
-    path.keys
-        .iter()
-        .map(|k| (k.name.as_str(), k.value.clone()))
-        .collect()
 }
 
 #[async_trait]
@@ -222,11 +208,7 @@ impl InstanceProvider for Interop {
                 }
             }
         } else if PROFILE_CLASSES.iter().any(|c| class.name == **c) {
-            let profiles = self
-                .profiles
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let profiles = self.profiles();
             for p in profiles.iter().filter(|p| p.class == class.name) {
                 out.push(build(
                     class,
@@ -240,11 +222,7 @@ impl InstanceProvider for Interop {
                 ));
             }
         } else if CONFORMS_CLASSES.iter().any(|c| class.name == **c) {
-            let profiles = self
-                .profiles
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let profiles = self.profiles();
             for p in &profiles {
                 let dynamic = p
                     .dynamic_conformance
@@ -269,11 +247,7 @@ impl InstanceProvider for Interop {
                 }
             }
         } else if REFERENCED_CLASSES.iter().any(|c| class.name == **c) {
-            let profiles = self
-                .profiles
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let profiles = self.profiles();
             // DSP1033: the Antecedent is the referenced (component) profile, the Dependent
             // the profile that references (scopes) it.
             for p in &profiles {

@@ -269,3 +269,28 @@ pub(crate) fn method_not_available(class: &str, method: &str) -> CimError {
 pub(crate) fn with_path(path: ObjectPath, instance: Instance) -> Arc<InstanceWithPath> {
     Arc::new(InstanceWithPath { path, instance })
 }
+
+/// An instance of `class` with its defaults and the given values for the properties the
+/// class has (a value for a property it lacks is a provider bug, caught by debug builds).
+pub fn build_instance(class: &Class, values: Vec<(&str, Value)>) -> Instance {
+    let mut inst = Instance::from_class_defaults(class);
+    for (name, value) in values {
+        debug_assert!(
+            class.property(name).is_some(),
+            "{} has no {name}",
+            class.name
+        );
+        if class.property(name).is_some() {
+            inst.set(name, value);
+        }
+    }
+    inst
+}
+
+/// The key bindings of `path` as (property, value) pairs, to start an instance's values.
+pub fn keys_of(path: &ObjectPath) -> Vec<(&str, Value)> {
+    path.keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.value.clone()))
+        .collect()
+}

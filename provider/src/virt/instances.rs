@@ -10,6 +10,7 @@ use super::definition::{self, Snapshot, VmDefinition};
 use super::jobs::Job;
 use super::paths::{self, class, Pool};
 use super::state::CimState;
+use crate::cimom::provider::{build_instance as build, keys_of};
 
 /// What the instances are built from.
 pub struct Model<'a> {
@@ -30,25 +31,9 @@ pub const SNAPSHOT_TYPES_SUPPORTED: [u16; 3] = [2, 32768, 32769];
 /// The states RequestStateChange carries out (KVM_EnabledLogicalElementCapabilities).
 pub const REQUESTED_STATES_SUPPORTED: [u16; 7] = [2, 3, 4, 6, 9, 10, 11];
 
-/// An instance of `class` with its defaults and the given values for the properties the
-/// class has.
-fn build(class: &Class, values: Vec<(&str, Value)>) -> Instance {
-    let mut inst = Instance::from_class_defaults(class);
-    for (name, value) in values {
-        if class.property(name).is_some() {
-            inst.set(name, value);
-        }
-    }
-    inst
-}
-
 /// `path`'s keys, then `values`.
 fn with_keys<'a>(path: &'a ObjectPath, values: Vec<(&'a str, Value)>) -> Vec<(&'a str, Value)> {
-    let mut all: Vec<(&str, Value)> = path
-        .keys
-        .iter()
-        .map(|k| (k.name.as_str(), k.value.clone()))
-        .collect();
+    let mut all = keys_of(path);
     all.extend(values);
     all
 }
@@ -262,10 +247,6 @@ fn pool_amounts(model: &Model, pool: Pool) -> (u64, u64, &'static str) {
 fn pool(class: &Class, model: &Model, pool: Pool) -> Instance {
     let path = paths::pool(pool);
     let (capacity, reserved, units) = pool_amounts(model, pool);
-    let resource_type = match pool {
-        Pool::Processor => definition::RESOURCE_PROCESSOR,
-        Pool::Memory => definition::RESOURCE_MEMORY,
-    };
     build(
         class,
         with_keys(
@@ -273,7 +254,7 @@ fn pool(class: &Class, model: &Model, pool: Pool) -> Instance {
             vec![
                 ("PoolID", text(pool.id())),
                 ("ElementName", text(pool.id())),
-                ("ResourceType", Value::UInt16(resource_type)),
+                ("ResourceType", Value::UInt16(pool.resource_type())),
                 ("Primordial", Value::Boolean(true)),
                 ("Capacity", Value::UInt64(capacity)),
                 ("Reserved", Value::UInt64(reserved)),
@@ -287,17 +268,13 @@ fn pool(class: &Class, model: &Model, pool: Pool) -> Instance {
 
 fn allocation_capabilities(class: &Class, pool: Pool) -> Instance {
     let path = paths::allocation_capabilities(pool);
-    let resource_type = match pool {
-        Pool::Processor => definition::RESOURCE_PROCESSOR,
-        Pool::Memory => definition::RESOURCE_MEMORY,
-    };
     build(
         class,
         with_keys(
             &path,
             vec![
                 ("ElementName", text(pool.id())),
-                ("ResourceType", Value::UInt16(resource_type)),
+                ("ResourceType", Value::UInt16(pool.resource_type())),
                 // 2: Specific (the pool is named, not chosen by the host).
                 ("RequestTypesSupported", Value::UInt16(2)),
                 // 2: Dedicated.
@@ -321,17 +298,13 @@ pub fn templates(class: &Class, model: &Model) -> Vec<Instance> {
         .map(|(role, _, _)| {
             let (quantity, units) = template_quantity(model, pool, role);
             let path = paths::template(pool, role);
-            let resource_type = match pool {
-                Pool::Processor => definition::RESOURCE_PROCESSOR,
-                Pool::Memory => definition::RESOURCE_MEMORY,
-            };
             build(
                 class,
                 with_keys(
                     &path,
                     vec![
                         ("ElementName", text(role)),
-                        ("ResourceType", Value::UInt16(resource_type)),
+                        ("ResourceType", Value::UInt16(pool.resource_type())),
                         ("PoolID", text(pool.id())),
                         ("VirtualQuantity", Value::UInt64(quantity)),
                         ("AllocationUnits", text(units)),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypervisor_shim::inventory::HostInventory;
@@ -17,12 +17,9 @@ use cim_schema::{Instance, ObjectPath, Value};
 
 use super::definition::{self, Snapshot, VmDefinition};
 use super::jobs::{Job, Jobs};
+use super::lock;
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Why a state change was not made, in DSP1057's RequestStateChange return codes.
 #[derive(Debug, Clone, PartialEq, Eq)]

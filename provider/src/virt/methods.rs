@@ -72,6 +72,25 @@ fn snapshot_of(value: Option<&Value>, argument: &str) -> CimResult<(String, Stri
     Ok((name.to_owned(), snapshot.to_owned()))
 }
 
+/// The embedded RASDs of a ResourceSettings argument.
+fn embedded_rasds(value: Option<&Value>) -> CimResult<Vec<Instance>> {
+    match value {
+        Some(Value::Array(items)) => items
+            .iter()
+            .flatten()
+            .map(|item| match item {
+                Value::Instance(i) => Ok((**i).clone()),
+                other => Err(CimError::invalid_parameter(format!(
+                    "ResourceSettings holds {other:?}, not an embedded RASD"
+                ))),
+            })
+            .collect(),
+        other => Err(CimError::invalid_parameter(format!(
+            "ResourceSettings must be an array, not {other:?}"
+        ))),
+    }
+}
+
 fn done(code: u32, out: Vec<(Name, Value)>) -> MethodResult {
     MethodResult {
         return_value: Value::UInt32(code),
@@ -160,27 +179,11 @@ impl Virt {
                 ))
             }
         };
-        let mut resources = Vec::new();
-        match argument(arguments, "ResourceSettings") {
-            Some(Value::Array(items)) => {
-                for item in items.iter().flatten() {
-                    match item {
-                        Value::Instance(i) => resources.push((**i).clone()),
-                        other => {
-                            return Err(CimError::invalid_parameter(format!(
-                                "ResourceSettings holds {other:?}, not an embedded RASD"
-                            )))
-                        }
-                    }
-                }
-            }
-            None => {}
-            Some(other) => {
-                return Err(CimError::invalid_parameter(format!(
-                    "ResourceSettings must be an array, not {other:?}"
-                )))
-            }
-        }
+        // DefineSystem may leave ResourceSettings out: the defaults apply.
+        let resources = match argument(arguments, "ResourceSettings") {
+            None => Vec::new(),
+            given => embedded_rasds(given)?,
+        };
         let definition = definition::from_settings(&system, &resources, definition::random_uuid())?;
         let name = definition.name.clone();
         self.blocking(move |m| m.define(definition)).await??;
@@ -197,26 +200,14 @@ impl Virt {
         &self,
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
-        let mut rasds = Vec::new();
-        match argument(arguments, "ResourceSettings") {
-            Some(Value::Array(items)) => {
-                for item in items.iter().flatten() {
-                    match item {
-                        Value::Instance(i) => rasds.push((**i).clone()),
-                        other => {
-                            return Err(CimError::invalid_parameter(format!(
-                                "ResourceSettings holds {other:?}, not an embedded RASD"
-                            )))
-                        }
-                    }
-                }
-            }
-            _ => {
+        let rasds = match argument(arguments, "ResourceSettings") {
+            None => {
                 return Err(CimError::invalid_parameter(
                     "ResourceSettings (embedded RASDs) is required",
                 ))
             }
-        }
+            given => embedded_rasds(given)?,
+        };
         let paths = self.blocking(move |m| m.modify_resources(&rasds)).await??;
         let refs = Value::Array(
             paths

@@ -35,6 +35,14 @@ use crate::error::{CimError, CimResult, StatusCode};
 use manager::VirtManager;
 use paths::class;
 
+/// Locks a mutex, going on with the data if a panicking thread poisoned it: definitions,
+/// jobs and claims stay consistent between uses.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The namespace of the KVM_ classes.
 pub const NAMESPACE: &str = "root/virt";
 

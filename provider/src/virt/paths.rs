@@ -102,6 +102,14 @@ impl Pool {
         }
     }
 
+    /// The RASD ResourceType of what it holds.
+    pub fn resource_type(self) -> u16 {
+        match self {
+            Pool::Processor => super::definition::RESOURCE_PROCESSOR,
+            Pool::Memory => super::definition::RESOURCE_MEMORY,
+        }
+    }
+
     /// The class of the RASDs allocated from it.
     pub fn rasd_class(self) -> &'static str {
         match self {
