@@ -11,6 +11,8 @@ use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use crate::cimom::operation::Operation;
+use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::{Store, StoreError};
 
 /// What a user may do in a namespace.
@@ -52,6 +54,24 @@ impl User {
             .find(|r| r.namespace.trim_matches('/').eq_ignore_ascii_case(ns))
             .or_else(|| self.rights.iter().find(|r| r.namespace == "*"))
             .map(|r| r.access)
+    }
+
+    /// Whether the user may perform `op` (named `what` in the refusal) in `namespace`.
+    pub fn authorize(&self, namespace: &str, op: &Operation, what: &str) -> CimResult<()> {
+        match self.access(namespace) {
+            None => Err(CimError::new(
+                StatusCode::AccessDenied,
+                format!("user {} has no access to namespace {namespace}", self.name),
+            )),
+            Some(Access::ReadOnly) if op.is_write() => Err(CimError::new(
+                StatusCode::AccessDenied,
+                format!(
+                    "user {} may only read in namespace {namespace}; {what} changes state",
+                    self.name
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::cimom::pull::PullLimits;
 use crate::cimom::CimomConfig;
 use crate::cimxml::dom::XmlLimits;
 use crate::http::HttpLimits;
+use crate::wsman::WsmanConfig;
 
 /// The configuration file (every key optional).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -29,6 +30,44 @@ pub struct Config {
     pub log: LogConfig,
     /// The VM processes.
     pub vmm: VmmConfig,
+    /// `[wsman]`: the WS-Management endpoint.
+    pub wsman: WsmanSection,
+}
+
+/// `[wsman]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsmanSection {
+    /// The namespace of requests without a `__cimnamespace` selector.
+    pub default_namespace: String,
+    /// The largest response envelope when a client sets no MaxEnvelopeSize.
+    pub max_envelope_bytes: u64,
+    /// The most items one Pull or optimized Enumerate returns.
+    pub max_elements: u32,
+}
+
+impl Default for WsmanSection {
+    fn default() -> Self {
+        let d = WsmanConfig::default();
+        WsmanSection {
+            default_namespace: d.default_namespace,
+            max_envelope_bytes: d.max_envelope_size,
+            max_elements: d.max_elements,
+        }
+    }
+}
+
+impl WsmanSection {
+    /// The endpoint's settings.
+    pub fn settings(&self) -> WsmanConfig {
+        WsmanConfig {
+            default_namespace: self.default_namespace.clone(),
+            max_envelope_size: self
+                .max_envelope_bytes
+                .max(crate::wsman::envelope::MIN_ENVELOPE_SIZE),
+            max_elements: self.max_elements.max(1),
+        }
+    }
 }
 
 /// `[vmm]`: where VM processes live and which KVM they use.

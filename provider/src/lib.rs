@@ -5,6 +5,7 @@
 //! - [`cimxml`]: DSP0201 decoding and encoding.
 //! - [`cimom`]: the object manager: operations, providers, queries, pull enumerations,
 //!   the interop namespace.
+//! - [`wsman`]: WS-Management (DSP0226/0227/0230) decoding and encoding.
 //! - [`store`]: durable state in redb. [`auth`]: users and rights. [`config`]: settings.
 
 #![deny(missing_docs)]
@@ -15,6 +16,8 @@ pub mod cimxml;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod schema;
 pub mod store;
 pub mod virt;
+pub mod wsman;

@@ -1,8 +1,9 @@
 //! Enumeration contexts of the pull operations (DSP0200 5.3.3): open result streams held
 //! between requests, expiring after their OperationTimeout of inactivity.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
@@ -33,6 +34,23 @@ struct Context {
     peeked: Option<Item>,
     timeout: Duration,
     expires: Instant,
+    /// What a protocol layer keeps with the context (WS-Management: the enumeration mode
+    /// and filters), so it lives and expires with it.
+    attachment: Option<Attachment>,
+}
+
+/// State a protocol layer keeps with an enumeration context.
+pub type Attachment = Arc<dyn Any + Send + Sync>;
+
+/// What a pull does with the next item of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Return it.
+    Take,
+    /// Drop it (a filter applied by the protocol layer).
+    Skip,
+    /// Keep it for the next pull and end this one (the response is full).
+    Stop,
 }
 
 /// The open enumeration contexts.
@@ -129,6 +147,7 @@ impl PullContexts {
                 peeked: None,
                 timeout,
                 expires: Instant::now() + timeout,
+                attachment: None,
             },
         );
         Ok(id)
@@ -143,6 +162,21 @@ impl PullContexts {
         namespace: &str,
         form: ResultForm,
         max: u32,
+    ) -> CimResult<(Vec<Item>, bool)> {
+        self.pull_admitting(id, user, namespace, form, max, &mut |_| Admit::Take)
+            .await
+    }
+
+    /// Like [`pull`](Self::pull), with `admit` deciding for each item whether it is
+    /// returned, dropped, or left for the next pull.
+    pub async fn pull_admitting(
+        &self,
+        id: &str,
+        user: &str,
+        namespace: &str,
+        form: ResultForm,
+        max: u32,
+        admit: &mut (dyn FnMut(&Item) -> Admit + Send),
     ) -> CimResult<(Vec<Item>, bool)> {
         let (mut stream, mut peeked) = {
             let mut open = self.lock();
@@ -178,7 +212,14 @@ impl PullContexts {
                 None => stream.recv().await,
             };
             match next {
-                Some(Ok(item)) => items.push(item),
+                Some(Ok(item)) => match admit(&item) {
+                    Admit::Take => items.push(item),
+                    Admit::Skip => {}
+                    Admit::Stop => {
+                        peeked = Some(item);
+                        break;
+                    }
+                },
                 Some(Err(e)) => {
                     failure = Some(e);
                     break;
@@ -213,6 +254,46 @@ impl PullContexts {
             return Err(invalid_context(id));
         }
         Ok((items, end))
+    }
+
+    fn with_context<T>(
+        &self,
+        id: &str,
+        user: &str,
+        f: impl FnOnce(&mut Context) -> T,
+    ) -> CimResult<T> {
+        let mut open = self.lock();
+        match open.get_mut(id) {
+            Some(c) if c.user == user && (c.stream.is_some() || c.expires > Instant::now()) => {
+                Ok(f(c))
+            }
+            _ => Err(invalid_context(id)),
+        }
+    }
+
+    /// Keeps `attachment` with context `id`.
+    pub fn attach(&self, id: &str, user: &str, attachment: Attachment) -> CimResult<()> {
+        self.with_context(id, user, |c| c.attachment = Some(attachment))
+    }
+
+    /// What is kept with context `id`, and its namespace.
+    pub fn attachment(&self, id: &str, user: &str) -> CimResult<(String, Option<Attachment>)> {
+        self.with_context(id, user, |c| (c.namespace.clone(), c.attachment.clone()))
+    }
+
+    /// Sets a context's idle timeout and restarts it (WS-Enumeration Renew).
+    pub fn renew(&self, id: &str, user: &str, timeout: Duration) -> CimResult<()> {
+        self.with_context(id, user, |c| {
+            c.timeout = timeout;
+            c.expires = Instant::now() + timeout;
+        })
+    }
+
+    /// The time left before context `id` expires if left idle.
+    pub fn remaining(&self, id: &str, user: &str) -> CimResult<Duration> {
+        self.with_context(id, user, |c| {
+            c.expires.saturating_duration_since(Instant::now())
+        })
     }
 
     /// Closes a context.

@@ -1,17 +1,22 @@
-//! A small element tree for CIM-XML documents, read with quick-xml under limits.
+//! A small element tree for CIM-XML and SOAP documents, read with quick-xml under limits.
 //!
 //! Requests are bounded by the body size limit, so a tree is the simplest faithful model.
+//! Element names are resolved against their XML namespace declarations (CIM-XML uses none;
+//! WS-Management depends on them).
 //! There is no DTD processing: a DOCTYPE is refused outright, and the only entity references
 //! resolved are XML's five predefined ones and character references.
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
 
 /// An element: name, attributes in document order, child elements and text content.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Element {
-    /// The element name (CIM-XML uses no XML namespaces).
+    /// The element name as written, prefix included (CIM-XML uses no XML namespaces).
     pub name: String,
+    /// The namespace URI the element's name is bound to, if any.
+    pub namespace: Option<String>,
     /// Attributes as (name, unescaped value).
     pub attrs: Vec<(String, String)>,
     /// Child elements.
@@ -41,7 +46,7 @@ pub enum XmlError {
         message: String,
     },
     /// A document type declaration: DTDs are not processed, so they are refused.
-    #[error("a DOCTYPE declaration is not allowed in a CIM-XML message")]
+    #[error("a DOCTYPE declaration is not allowed in a request (DTDs are not processed)")]
     Doctype,
     /// Nesting deeper than the limit.
     #[error("XML elements are nested deeper than the limit of {0}")]
@@ -75,25 +80,72 @@ impl Element {
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
         self.children.iter().filter(move |c| c.name == name)
     }
+
+    /// The name without its prefix.
+    pub fn local_name(&self) -> &str {
+        self.name.rsplit(':').next().unwrap_or(&self.name)
+    }
+
+    /// Whether the element is `local` in namespace `namespace`.
+    pub fn is(&self, namespace: &str, local: &str) -> bool {
+        self.namespace.as_deref() == Some(namespace) && self.local_name() == local
+    }
+
+    /// The first child that is `local` in namespace `namespace`.
+    pub fn child_ns(&self, namespace: &str, local: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.is(namespace, local))
+    }
+
+    /// All children that are `local` in namespace `namespace`.
+    pub fn children_ns<'a>(
+        &'a self,
+        namespace: &'a str,
+        local: &'a str,
+    ) -> impl Iterator<Item = &'a Element> {
+        self.children.iter().filter(move |c| c.is(namespace, local))
+    }
+
+    /// The attribute whose name without prefix is `local` (SOAP clients differ in whether
+    /// they qualify `mustUnderstand`, and attribute prefixes are not resolved here).
+    pub fn attr_local(&self, local: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.rsplit(':').next() == Some(local))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Parses a whole document into its root element.
 pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
-    let mut reader = Reader::from_reader(input);
+    let mut reader = NsReader::from_reader(input);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.expand_empty_elements = false;
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
-    let malformed = |reader: &Reader<&[u8]>, message: String| XmlError::Malformed {
+    let malformed = |reader: &NsReader<&[u8]>, message: String| XmlError::Malformed {
         position: reader.buffer_position(),
         message,
     };
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| malformed(&reader, e.to_string()))?;
+        let (namespace, event) = match reader.read_resolved_event() {
+            Ok((ResolveResult::Bound(ns), event)) => (
+                Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+                event,
+            ),
+            Ok((ResolveResult::Unbound, event)) => (None, event),
+            Ok((ResolveResult::Unknown(prefix), _)) => {
+                return Err(malformed(
+                    &reader,
+                    format!(
+                        "namespace prefix '{}' is not declared",
+                        String::from_utf8_lossy(&prefix)
+                    ),
+                ))
+            }
+            Err(e) => return Err(malformed(&reader, e.to_string())),
+        };
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(malformed(&reader, "content after the root element".into()));
@@ -106,7 +158,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                stack.push(element(&start).map_err(|m| malformed(&reader, m))?);
+                stack.push(element(&start, namespace).map_err(|m| malformed(&reader, m))?);
             }
             Event::Empty(start) => {
                 count += 1;
@@ -116,7 +168,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let e = element(&start).map_err(|m| malformed(&reader, m))?;
+                let e = element(&start, namespace).map_err(|m| malformed(&reader, m))?;
                 attach(&mut stack, &mut root, e);
             }
             Event::End(_) => {
@@ -192,7 +244,7 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, e: Element) {
     }
 }
 
-fn element(start: &BytesStart<'_>) -> Result<Element, String> {
+fn element(start: &BytesStart<'_>, namespace: Option<String>) -> Result<Element, String> {
     let name = std::str::from_utf8(start.name().as_ref())
         .map_err(|e| e.to_string())?
         .to_string();
@@ -210,6 +262,7 @@ fn element(start: &BytesStart<'_>) -> Result<Element, String> {
     }
     Ok(Element {
         name,
+        namespace,
         attrs,
         children: Vec::new(),
         text: String::new(),
@@ -233,6 +286,20 @@ mod tests {
         assert_eq!(root.attr("x"), Some("1 & 2"));
         assert_eq!(root.child("B").unwrap().text, "a<bA");
         assert!(root.child("C").is_some());
+    }
+
+    #[test]
+    fn resolves_namespaces() {
+        let doc = br#"<s:E xmlns:s="urn:s" xmlns="urn:d"><s:H a:m="1" xmlns:a="urn:a"/><B/></s:E>"#;
+        let root = parse(doc, &LIMITS).unwrap();
+        assert!(root.is("urn:s", "E"));
+        assert!(root.child_ns("urn:s", "H").is_some());
+        assert_eq!(root.children[0].attr_local("m"), Some("1"));
+        assert_eq!(root.children[1].namespace.as_deref(), Some("urn:d"));
+        assert!(matches!(
+            parse(b"<q:a/>", &LIMITS),
+            Err(XmlError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -31,10 +31,10 @@ pub struct ServeArgs {
     /// The data directory [default: /var/lib/cimvirt as root, else ~/.local/share/cimvirt].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// An HTTP listener (repeatable) [default: 127.0.0.1:5988].
+    /// An HTTP listener (repeatable) [default: 127.0.0.1:5988 and 127.0.0.1:5985].
     #[arg(long = "http", value_name = "ADDR:PORT")]
     pub http: Vec<SocketAddr>,
-    /// An HTTPS listener (repeatable) [default: 0.0.0.0:5989].
+    /// An HTTPS listener (repeatable) [default: 0.0.0.0:5989 and 0.0.0.0:5986].
     #[arg(long = "https", value_name = "ADDR:PORT")]
     pub https: Vec<SocketAddr>,
     /// Serve no HTTP (HTTPS only).
@@ -61,6 +61,12 @@ struct Settings {
     config: Config,
 }
 
+fn addresses(list: &[&str]) -> Vec<SocketAddr> {
+    list.iter()
+        .map(|a| a.parse().expect("valid address"))
+        .collect()
+}
+
 fn settings(args: ServeArgs) -> Result<Settings, String> {
     let config = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
@@ -78,7 +84,8 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         config
             .http
             .clone()
-            .unwrap_or_else(|| vec!["127.0.0.1:5988".parse().expect("valid address")])
+            // CIM-XML's and WS-Management's ports; both protocols are served on each.
+            .unwrap_or_else(|| addresses(&["127.0.0.1:5988", "127.0.0.1:5985"]))
     };
     let https = if !args.https.is_empty() {
         args.https
@@ -86,7 +93,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         config
             .https
             .clone()
-            .unwrap_or_else(|| vec!["0.0.0.0:5989".parse().expect("valid address")])
+            .unwrap_or_else(|| addresses(&["0.0.0.0:5989", "0.0.0.0:5986"]))
     };
     if http.is_empty() && https.is_empty() {
         return Err("no listener configured: give --http or --https".into());
@@ -302,7 +309,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     listeners.extend(bind(&settings.https, Scheme::Https).await?);
     for l in &listeners {
         let addr = l.socket.local_addr().map_err(|e| e.to_string())?;
-        info!(scheme = ?l.scheme, %addr, "listening (CIM-XML at /cimom)");
+        info!(scheme = ?l.scheme, %addr, "listening (CIM-XML at /cimom, WS-Management at /wsman)");
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -344,6 +351,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         cimom.clone(),
         authenticator,
         limits.http(),
+        settings.config.wsman.settings(),
         stop_rx,
     )
     .await

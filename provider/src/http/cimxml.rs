@@ -19,14 +19,15 @@ use tracing::{debug, info, warn};
 use super::headers::{envelope_error, header_str, plain, protocol_error, CimHeaders};
 use super::stream::{self, Reply};
 use super::{HttpLimits, Scheme};
-use crate::auth::{Access, AuthOutcome, Authenticator, User};
+use crate::auth::{AuthOutcome, Authenticator, User};
 use crate::cimom::result::Outcome;
 use crate::cimom::{Cimom, RequestContext};
 use crate::cimxml::dom::XmlLimits;
 use crate::cimxml::encode::PathContext;
 use crate::cimxml::request;
 use crate::cimxml::response::ResponseWriter;
-use crate::error::{CimError, CimResult, StatusCode};
+use crate::error::{CimError, CimResult};
+use crate::wsman;
 
 /// Serves requests.
 pub struct Handler {
@@ -34,17 +35,36 @@ pub struct Handler {
     auth: Arc<Authenticator>,
     limits: HttpLimits,
     xml: XmlLimits,
+    wsman: wsman::Service,
 }
 
 impl Handler {
-    pub fn new(cimom: Arc<Cimom>, auth: Arc<Authenticator>, limits: HttpLimits) -> Self {
+    pub fn new(
+        cimom: Arc<Cimom>,
+        auth: Arc<Authenticator>,
+        limits: HttpLimits,
+        wsman: wsman::WsmanConfig,
+    ) -> Self {
         let xml = cimom.xml_limits();
         Handler {
+            wsman: wsman::Service::new(cimom.clone(), wsman),
             cimom,
             auth,
             limits,
             xml,
         }
+    }
+
+    pub(super) fn wsman(&self) -> &wsman::Service {
+        &self.wsman
+    }
+
+    pub(super) fn xml_limits(&self) -> XmlLimits {
+        self.xml
+    }
+
+    pub(super) fn request_timeout(&self) -> std::time::Duration {
+        self.limits.request_timeout
     }
 
     pub async fn handle(&self, req: Request<Incoming>, scheme: Scheme, peer: SocketAddr) -> Reply {
@@ -69,6 +89,11 @@ impl Handler {
         scheme: Scheme,
         peer: SocketAddr,
     ) -> Result<Reply, Reply> {
+        match req.uri().path() {
+            "/wsman" => return self.serve_wsman(req, scheme, peer, false).await,
+            "/wsman-anon/identify" => return self.serve_wsman(req, scheme, peer, true).await,
+            _ => {}
+        }
         let is_mpost = req.method().as_str() == "M-POST";
         if req.method() != Method::POST && !is_mpost {
             let mut r = plain(
@@ -82,7 +107,7 @@ impl Handler {
         if req.uri().path() != "/cimom" {
             return Err(plain(
                 HttpStatus::NOT_FOUND,
-                "no such endpoint; CIM-XML is served at /cimom",
+                "no such endpoint; CIM-XML is served at /cimom, WS-Management at /wsman",
             ));
         }
         let (parts, body) = req.into_parts();
@@ -124,7 +149,7 @@ impl Handler {
     }
 
     /// HTTP Basic against the user store; 401 with a Basic challenge otherwise.
-    async fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         headers: &HeaderMap,
         scheme: Scheme,
@@ -163,7 +188,11 @@ impl Handler {
     }
 
     /// The whole body, within the size limit (413) and the body timeout (408).
-    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Reply> {
+    pub(super) async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, Reply> {
         if let Some(len) =
             header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
         {
@@ -208,24 +237,7 @@ impl Handler {
     ) -> CimResult<Outcome> {
         let op = request.operation?;
         let ns = self.cimom.resolve_namespace(&request.namespace)?;
-        match user.access(&ns) {
-            None => {
-                return Err(CimError::new(
-                    StatusCode::AccessDenied,
-                    format!("user {} has no access to namespace {ns}", user.name),
-                ))
-            }
-            Some(Access::ReadOnly) if op.is_write() => {
-                return Err(CimError::new(
-                    StatusCode::AccessDenied,
-                    format!(
-                        "user {} may only read in namespace {ns}; {} changes state",
-                        user.name, request.method
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
+        user.authorize(&ns, &op, &request.method)?;
         let ctx = RequestContext {
             user: Arc::from(user.name.as_str()),
         };

@@ -1,5 +1,5 @@
-//! HTTP and HTTPS listeners: connections, TLS, authentication, limits, and the CIM-XML
-//! endpoint at `/cimom`.
+//! HTTP and HTTPS listeners: connections, TLS, authentication, limits, the CIM-XML
+//! endpoint at `/cimom` and the WS-Management endpoint at `/wsman`.
 
 pub mod body;
 mod cimxml;
@@ -7,6 +7,7 @@ mod headers;
 mod server;
 mod stream;
 pub mod tls;
+mod wsman;
 
 use std::time::Duration;
 

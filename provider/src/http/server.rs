@@ -16,6 +16,7 @@ use super::cimxml::Handler;
 use super::HttpLimits;
 use crate::auth::Authenticator;
 use crate::cimom::Cimom;
+use crate::wsman::WsmanConfig;
 
 /// HTTP or HTTPS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub async fn serve(
     cimom: Arc<Cimom>,
     auth: Arc<Authenticator>,
     limits: HttpLimits,
+    wsman: WsmanConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     if listeners.iter().any(|l| l.scheme == Scheme::Https) && tls.is_none() {
@@ -85,7 +87,7 @@ pub async fn serve(
         }));
     }
     drop(conn_tx);
-    let handler = Arc::new(Handler::new(cimom, auth, limits.clone()));
+    let handler = Arc::new(Handler::new(cimom, auth, limits.clone(), wsman));
     loop {
         let (stream, peer, scheme) = tokio::select! {
             next = conn_rx.recv() => match next {

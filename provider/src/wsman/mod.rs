@@ -1,0 +1,160 @@
+//! WS-Management (DSP0226) with the CIM binding (DSP0227) and the WS-CIM mapping
+//! (DSP0230): the SOAP envelopes of WinRM, openwsman and pypsrp, decoded into the same
+//! protocol-neutral operations the CIM-XML endpoint executes.
+//!
+//! - [`envelope`]: reading a request's headers; [`fault`]: faults and CIM status mapping.
+//! - [`resource`]: resource URIs and selectors; [`wscim`]: instances and values as XML.
+//! - [`identify`], [`transfer`] (Get, Put, Create, Delete), [`enumeration`] (Enumerate,
+//!   Pull, Release, Renew, GetStatus) and [`invoke`] (extrinsic methods) carry the
+//!   operations out; [`reply`] writes the response envelope.
+
+pub mod enumeration;
+pub mod envelope;
+pub mod fault;
+pub mod identify;
+pub mod invoke;
+pub mod names;
+pub mod reply;
+pub mod resource;
+pub mod transfer;
+pub mod wscim;
+
+use std::sync::Arc;
+
+use cim_schema::Value;
+
+use crate::auth::User;
+use crate::cimom::operation::Operation;
+use crate::cimom::result::Outcome;
+use crate::cimom::{Cimom, RequestContext};
+use envelope::Request;
+use fault::{Fault, Subcode};
+use reply::Reply;
+use resource::Resource;
+
+/// Settings of the WS-Management endpoint.
+#[derive(Clone, Debug)]
+pub struct WsmanConfig {
+    /// The namespace of a request with no `__cimnamespace` selector.
+    pub default_namespace: String,
+    /// The largest response envelope when the client sets no MaxEnvelopeSize.
+    pub max_envelope_size: u64,
+    /// The most items one Pull (or optimized Enumerate) returns.
+    pub max_elements: u32,
+}
+
+impl Default for WsmanConfig {
+    fn default() -> Self {
+        WsmanConfig {
+            default_namespace: "root/virt".into(),
+            max_envelope_size: 4 * 1024 * 1024,
+            max_elements: 10_000,
+        }
+    }
+}
+
+/// The WS-Management service over the object manager.
+pub struct Service {
+    cimom: Arc<Cimom>,
+    config: WsmanConfig,
+}
+
+impl Service {
+    /// A service executing on `cimom`.
+    pub fn new(cimom: Arc<Cimom>, config: WsmanConfig) -> Self {
+        Service { cimom, config }
+    }
+
+    /// Carries out an authenticated request.
+    pub async fn handle(&self, user: &User, request: &Request) -> Result<Reply, Fault> {
+        let Some(action) = request.action.as_deref() else {
+            return identify::answer(request, true);
+        };
+        if request.message_id.is_none() {
+            return Err(Fault::sender(
+                Subcode::MessageInformationHeaderRequired,
+                "the request has no wsa:MessageID",
+            ));
+        }
+        let call = Call {
+            cimom: &self.cimom,
+            user,
+            ctx: RequestContext {
+                user: Arc::from(user.name.as_str()),
+            },
+            request,
+            config: &self.config,
+        };
+        use names::action as A;
+        match action {
+            A::GET => transfer::get(&call).await,
+            A::PUT => transfer::put(&call).await,
+            A::CREATE => transfer::create(&call).await,
+            A::DELETE => transfer::delete(&call).await,
+            A::ENUMERATE => enumeration::enumerate(&call).await,
+            A::PULL => enumeration::pull(&call).await,
+            A::RELEASE => enumeration::release(&call).await,
+            A::RENEW => enumeration::renew(&call).await,
+            A::GET_STATUS => enumeration::get_status(&call).await,
+            a if a.starts_with(A::EVENTING_PREFIX) => Err(Fault::sender(
+                Subcode::ActionNotSupported,
+                format!(
+                    "WS-Eventing ({a}) is not supported by this service yet: indications are not implemented"
+                ),
+            )
+            .with_detail("ActionMismatch")),
+            _ => invoke::invoke(&call, action).await,
+        }
+    }
+}
+
+/// One request being carried out.
+pub struct Call<'a> {
+    /// The object manager.
+    pub cimom: &'a Arc<Cimom>,
+    /// The authenticated user.
+    pub user: &'a User,
+    /// The object manager's view of the user.
+    pub ctx: RequestContext,
+    /// The request.
+    pub request: &'a Request,
+    /// The endpoint's settings.
+    pub config: &'a WsmanConfig,
+}
+
+impl Call<'_> {
+    /// The resource the request addresses.
+    pub fn resource(&self) -> Result<Resource, Fault> {
+        resource::parse_uri(self.request.require_resource_uri()?)
+    }
+
+    /// The namespace: the `__cimnamespace` selector, else the one a WMI resource URI
+    /// names, else the default; resolved to the object manager's spelling.
+    pub fn namespace(&self, from_uri: Option<&str>) -> Result<String, Fault> {
+        let (selected, _) = resource::split_namespace(self.request.selectors.clone());
+        let ns = selected
+            .or_else(|| from_uri.map(str::to_string))
+            .unwrap_or_else(|| self.config.default_namespace.clone());
+        self.cimom.resolve_namespace(&ns).map_err(Fault::from)
+    }
+
+    /// The selectors that are keys (`__cimnamespace` taken out).
+    pub fn keys(&self) -> Vec<(String, Value)> {
+        resource::split_namespace(self.request.selectors.clone()).1
+    }
+
+    /// Checks the user's rights, then executes `op`.
+    pub async fn execute(&self, ns: &str, op: Operation, what: &str) -> Result<Outcome, Fault> {
+        self.user.authorize(ns, &op, what)?;
+        Ok(self.cimom.execute(&self.ctx, ns, op).await?)
+    }
+
+    /// The most octets the response envelope may have.
+    pub fn max_envelope_size(&self) -> usize {
+        let n = self
+            .request
+            .max_envelope_size
+            .unwrap_or(self.config.max_envelope_size);
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+}
