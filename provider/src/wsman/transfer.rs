@@ -22,19 +22,22 @@ pub struct Target {
     pub path: ObjectPath,
 }
 
+/// The class the resource URI names, and the namespace a WMI URI names.
+fn class_resource(call: &Call<'_>) -> Result<(String, Option<String>), Fault> {
+    match call.resource()? {
+        Resource::Class { name, namespace } => Ok((name, namespace)),
+        Resource::AllClasses => Err(Fault::sender(
+            Subcode::DestinationUnreachable,
+            "this operation needs the resource URI of a class, not all classes",
+        )
+        .with_detail("InvalidResourceURI")),
+    }
+}
+
 /// Resolves the addressed instance: namespace, the class (a subclass named by
 /// CreationClassName), and selectors checked against its keys.
 pub fn target(call: &Call<'_>, allow_class: bool) -> Result<Target, Fault> {
-    let (uri_class, uri_ns) = match call.resource()? {
-        Resource::Class { name, namespace } => (name, namespace),
-        Resource::AllClasses => {
-            return Err(Fault::sender(
-                Subcode::DestinationUnreachable,
-                "this operation needs the resource URI of a class, not all classes",
-            )
-            .with_detail("InvalidResourceURI"))
-        }
-    };
+    let (uri_class, uri_ns) = class_resource(call)?;
     let namespace = call.namespace(uri_ns.as_deref())?;
     let keys = call.keys();
     let schema = call.cimom.schema();
@@ -323,16 +326,7 @@ pub async fn put(call: &Call<'_>) -> Result<Reply, Fault> {
 
 /// WS-Transfer Create: a new instance from the body; answers its endpoint reference.
 pub async fn create(call: &Call<'_>) -> Result<Reply, Fault> {
-    let (uri_class, uri_ns) = match call.resource()? {
-        Resource::Class { name, namespace } => (name, namespace),
-        Resource::AllClasses => {
-            return Err(Fault::sender(
-                Subcode::DestinationUnreachable,
-                "Create needs the resource URI of a class",
-            )
-            .with_detail("InvalidResourceURI"))
-        }
-    };
+    let (uri_class, uri_ns) = class_resource(call)?;
     let namespace = call.namespace(uri_ns.as_deref())?;
     let body = call
         .request
