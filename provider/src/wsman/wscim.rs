@@ -249,7 +249,11 @@ fn parse_xs_datetime(s: &str) -> Option<DateTime> {
         (c, 0i16)
     } else if let Some(i) = time.rfind(['+', '-']).filter(|&i| i >= 8) {
         let (h, m) = time[i + 1..].split_once(':')?;
-        let minutes = h.parse::<i16>().ok()? * 60 + m.parse::<i16>().ok()?;
+        let (h, m) = (h.parse::<u8>().ok()?, m.parse::<u8>().ok()?);
+        if h > 14 || m > 59 {
+            return None;
+        }
+        let minutes = i16::from(h) * 60 + i16::from(m);
         (
             &time[..i],
             if &time[i..=i] == "-" {
@@ -492,6 +496,7 @@ mod tests {
             panic!()
         };
         assert_eq!(xs_duration(&i), "P1DT2H3M4S");
+        assert_eq!(parse_xs_datetime("2014-04-03T14:45:50+99999:00"), None);
         assert_eq!(
             parse_duration(&xs_duration(&i)).and_then(interval_of),
             Some(DateTime::Interval(i))
