@@ -345,8 +345,11 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
     };
     let namespace = call.namespace(uri_ns)?;
     let paths = e.mode == Mode::Epr;
+    // Nothing is read at open: the items are taken by `batch`, which fits them to the
+    // envelope.
     let open = OpenOptions {
         operation_timeout: context_timeout(call, e.expires)?,
+        max_object_count: 0,
         ..Default::default()
     };
     let class_name = match &resource {
@@ -455,15 +458,20 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
     let form = result.form;
     let state = Arc::new(state);
     let mut body = String::from("<wsen:EnumerateResponse>");
-    let mut ended = result.context.is_none();
-    let context = result.context.unwrap_or_else(|| "ended".into());
-    if !ended {
-        call.cimom
-            .pulls()
-            .attach(&context, &call.ctx.user, state.clone())?;
-    }
+    // Opened with MaxObjectCount 0, an enumeration always has a context: it cannot have
+    // ended before anything was read.
+    let context = result.context.ok_or_else(|| {
+        Fault::receiver(
+            Subcode::InternalError,
+            "Enumerate opened no enumeration context",
+        )
+    })?;
+    call.cimom
+        .pulls()
+        .attach(&context, &call.ctx.user, state.clone())?;
     let mut items = String::new();
-    if e.optimize && !ended {
+    let mut ended = false;
+    if e.optimize {
         let max = e.max_elements.unwrap_or(1).min(call.config.max_elements);
         ended = batch(call, &context, &state, form, max, &mut items).await?;
     }

@@ -23,7 +23,9 @@ pub struct Request {
     pub message_id: Option<String>,
     /// wsman:ResourceURI.
     pub resource_uri: Option<String>,
-    /// wsman:SelectorSet, `__cimnamespace` included.
+    /// The `__cimnamespace` selector.
+    pub cim_namespace: Option<String>,
+    /// The other selectors of wsman:SelectorSet: the keys.
     pub selectors: Vec<(String, Value)>,
     /// wsman:OptionSet: name and value.
     pub options: Vec<(String, String)>,
@@ -105,6 +107,7 @@ impl Request {
             action: None,
             message_id: None,
             resource_uri: None,
+            cim_namespace: None,
             selectors: Vec::new(),
             options: Vec::new(),
             operation_timeout: None,
@@ -173,7 +176,10 @@ impl Request {
                 }
             }
             (names::WSMAN, "ResourceURI") => self.resource_uri = Some(text()),
-            (names::WSMAN, "SelectorSet") => self.selectors = resource::read_selectors(&h)?,
+            (names::WSMAN, "SelectorSet") => {
+                (self.cim_namespace, self.selectors) =
+                    resource::split_namespace(resource::read_selectors(&h)?);
+            }
             (names::WSMAN, "OptionSet") => {
                 for o in h.children_ns(names::WSMAN, "Option") {
                     let name = o.attr("Name").unwrap_or("").to_string();
@@ -288,7 +294,8 @@ mod tests {
         assert_eq!(r.message_id.as_deref(), Some("uuid:ABC"));
         assert_eq!(r.operation_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(r.max_envelope_size, Some(153600));
-        assert_eq!(r.selectors.len(), 1);
+        assert_eq!(r.cim_namespace.as_deref(), Some("root/virt"));
+        assert!(r.selectors.is_empty());
     }
 
     #[test]

@@ -131,16 +131,18 @@ impl Call<'_> {
     /// The namespace: the `__cimnamespace` selector, else the one a WMI resource URI
     /// names, else the default; resolved to the object manager's spelling.
     pub fn namespace(&self, from_uri: Option<&str>) -> Result<String, Fault> {
-        let (selected, _) = resource::split_namespace(self.request.selectors.clone());
-        let ns = selected
-            .or_else(|| from_uri.map(str::to_string))
-            .unwrap_or_else(|| self.config.default_namespace.clone());
-        self.cimom.resolve_namespace(&ns).map_err(Fault::from)
+        let ns = self
+            .request
+            .cim_namespace
+            .as_deref()
+            .or(from_uri)
+            .unwrap_or(&self.config.default_namespace);
+        self.cimom.resolve_namespace(ns).map_err(Fault::from)
     }
 
     /// The selectors that are keys (`__cimnamespace` taken out).
     pub fn keys(&self) -> Vec<(String, Value)> {
-        resource::split_namespace(self.request.selectors.clone()).1
+        self.request.selectors.clone()
     }
 
     /// Checks the user's rights, then executes `op`.

@@ -3,7 +3,7 @@
 
 use super::fault::Fault;
 use super::names;
-use crate::cimxml::encode::text;
+use crate::cimxml::encode::{attr, text};
 
 /// A successful response: its action, extra headers and body content.
 #[derive(Debug, Default)]
@@ -30,24 +30,24 @@ impl Reply {
 /// Bytes an envelope adds around its body (headers included), for MaxEnvelopeSize checks.
 pub const ENVELOPE_OVERHEAD: usize = 1536;
 
+/// The prefixes every response declares on its envelope.
+const DECLARED: &[(&str, &str)] = &[
+    ("xmlns:s", names::SOAP),
+    ("xmlns:wsa", names::WSA),
+    ("xmlns:wsman", names::WSMAN),
+    ("xmlns:wsen", names::WSEN),
+    ("xmlns:wxf", names::WXF),
+    ("xmlns:wsmb", names::WSMB),
+    ("xmlns:wsmid", names::WSMID),
+    ("xmlns:xsi", names::XSI),
+];
+
 fn start(out: &mut String, action: &str, relates_to: Option<&str>) {
-    out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s=""#);
-    out.push_str(names::SOAP);
-    out.push_str(r#"" xmlns:wsa=""#);
-    out.push_str(names::WSA);
-    out.push_str(r#"" xmlns:wsman=""#);
-    out.push_str(names::WSMAN);
-    out.push_str(r#"" xmlns:wsen=""#);
-    out.push_str(names::WSEN);
-    out.push_str(r#"" xmlns:wxf=""#);
-    out.push_str(names::WXF);
-    out.push_str(r#"" xmlns:wsmb=""#);
-    out.push_str(names::WSMB);
-    out.push_str(r#"" xmlns:wsmid=""#);
-    out.push_str(names::WSMID);
-    out.push_str(r#"" xmlns:xsi=""#);
-    out.push_str(names::XSI);
-    out.push_str(r#""><s:Header><wsa:To>"#);
+    out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?><s:Envelope"#);
+    for (prefix, uri) in DECLARED {
+        attr(out, prefix, uri);
+    }
+    out.push_str("><s:Header><wsa:To>");
     out.push_str(names::ANONYMOUS);
     out.push_str("</wsa:To>");
     if !action.is_empty() {

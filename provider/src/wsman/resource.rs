@@ -1,10 +1,13 @@
 //! Addressing CIM objects (DSP0227 clause 7): resource URIs to classes, selector sets to
 //! instance paths, and the selector faults of DSP0226 clause 7.
 
-use cim_schema::{eq_ignore_case, Class, KeyBinding, Name, ObjectPath, Repository, Value};
+use cim_schema::{
+    eq_ignore_case, key_values_equal, Class, KeyBinding, Name, ObjectPath, Repository, Value,
+};
 
 use super::fault::{Fault, Subcode};
 use super::names;
+use crate::cimom::convert::coerce;
 use crate::cimxml::dom::Element;
 
 /// What a resource URI names.
@@ -195,13 +198,8 @@ pub fn instance_path(class: &Class, keys: Vec<(String, Value)>) -> Result<Object
                     Some("UnexpectedSelectors"),
                 )
             })?;
-        let value = crate::cimom::convert::coerce(
-            value,
-            decl.ty,
-            false,
-            &format!("selector {}", decl.name),
-        )
-        .map_err(|e| invalid_selectors(e.description, Some("TypeMismatch")))?;
+        let value = coerce(value, decl.ty, false, &format!("selector {}", decl.name))
+            .map_err(|e| invalid_selectors(e.description, Some("TypeMismatch")))?;
         bindings.push(KeyBinding {
             name: decl.name.clone(),
             value,
@@ -232,29 +230,22 @@ fn key_list(keys: &[&cim_schema::Property]) -> String {
 }
 
 /// Whether `path`'s keys equal the given selectors (the selector filter, and finding an
-/// instance of a subclass addressed through a superclass URI).
+/// instance of a subclass addressed through a superclass URI): each selector typed as its
+/// key, then compared by the rule paths compare with. References compare as local paths,
+/// since an endpoint reference names its namespace only when it differs.
 pub fn matches_selectors(path: &ObjectPath, keys: &[(String, Value)]) -> bool {
+    let local = |v: Value| match v {
+        Value::Reference(p) => Value::Reference(p.local()),
+        v => v,
+    };
     keys.iter().all(|(name, value)| {
         path.keys.iter().any(|kb| {
             eq_ignore_case(kb.name.as_str(), name)
-                && match (value, &kb.value) {
-                    (Value::String(s), v) => {
-                        super::wscim::scalar_text(v) == s.as_ref()
-                            || (matches!(v, Value::String(_) | Value::Boolean(_))
-                                && super::wscim::scalar_text(v).eq_ignore_ascii_case(s))
-                    }
-                    (Value::Reference(a), Value::Reference(b)) => {
-                        a.class_name == b.class_name
-                            && a.keys.len() == b.keys.len()
-                            && a.keys.iter().all(|k| {
-                                b.key(k.name.as_str()).is_some_and(|v| {
-                                    super::wscim::scalar_text(v)
-                                        == super::wscim::scalar_text(&k.value)
-                                })
-                            })
-                    }
-                    _ => false,
-                }
+                && kb
+                    .value
+                    .cim_type()
+                    .and_then(|ty| coerce(value.clone(), ty, false, "selector").ok())
+                    .is_some_and(|v| key_values_equal(&local(v), &local(kb.value.clone())))
         })
     })
 }
