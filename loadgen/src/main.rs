@@ -1,50 +1,51 @@
-//! `cimload`: a load generator for CIM-XML servers (cimvirtd, OpenPegasus, ...).
+//! `cimload`: a load generator for CIM-XML and WS-Management servers (cimvirtd,
+//! OpenPegasus, ...).
 //!
 //! `cimload run` drives one operation from N concurrent keep-alive connections for a
-//! while and prints requests per second, p50/p99 latency and, given the server's PID,
-//! the server's CPU time per request (from /proc). `cimload populate` creates instances
-//! to enumerate.
+//! while and prints the rate, p50/p99 latency and, given the server's PID, the server's
+//! CPU time per operation and per instance (from /proc). `cimload compare` runs the same
+//! reads over CIM-XML and over WS-Man and prints them side by side. `cimload populate`
+//! creates instances to read.
 
-use std::path::PathBuf;
+mod cimxml;
+mod client;
+mod stats;
+mod workload;
+mod wsman;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use bytes::Bytes;
-use clap::{Parser, Subcommand, ValueEnum};
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use clap::{Parser, Subcommand};
+
+use client::{Client, Target};
+use workload::{Op, Workload};
 
 #[derive(Parser)]
 #[command(
     name = "cimload",
-    about = "Load generator for CIM-XML (DSP0200) servers"
+    about = "Load generator for CIM-XML (DSP0200) and WS-Management (DSP0226) servers"
 )]
 struct Args {
     #[command(subcommand)]
     command: Command,
 }
 
+/// How long and how hard to drive an operation.
 #[derive(clap::Args, Clone)]
-struct Target {
-    /// Server URL: http://host:port or https://host:port.
+struct Load {
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// PID of the server, to report its CPU time and memory.
     #[arg(long)]
-    url: String,
-    /// User name.
-    #[arg(long, default_value = "admin")]
-    user: String,
-    /// Password.
-    #[arg(long)]
-    password: String,
-    /// CA certificate (PEM) that signs the server certificate, for https.
-    #[arg(long)]
-    ca_cert: Option<PathBuf>,
-    /// Namespace.
-    #[arg(long, default_value = "root/virt")]
-    namespace: String,
+    server_pid: Option<u32>,
+    /// Instances per response of the paged enumerations (MaxObjectCount, MaxElements).
+    #[arg(long, default_value_t = 100)]
+    max_objects: u32,
 }
 
 /// Options of `cimload run`.
@@ -52,33 +53,44 @@ struct Target {
 struct RunArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    load: Load,
     /// The operation.
     #[arg(long, value_enum)]
     op: Op,
-    /// Class for get-class, get-instance and enumerate-instances.
+    /// The class the operation reads.
     #[arg(long, default_value = "CIM_ManagedElement")]
     class: String,
     /// Concurrent connections.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Seconds to measure.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Seconds of warm-up before measuring.
-    #[arg(long, default_value_t = 0.5)]
-    warmup: f64,
-    /// PID of the server, to report its CPU time per request and its memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
     /// Print a Markdown table row instead of a report.
     #[arg(long)]
     row: bool,
+}
+
+/// Options of `cimload compare`.
+#[derive(clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    load: Load,
+    /// The classes to read (each gives one group of rows).
+    #[arg(long, required = true, num_args = 1..)]
+    class: Vec<String>,
+    /// Concurrencies to run each pair at.
+    #[arg(long, num_args = 1.., default_values_t = [1usize, 16])]
+    concurrency: Vec<usize>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Measure one operation.
     Run(RunArgs),
+    /// Measure the same reads over CIM-XML and WS-Man and print a table with the ratio of
+    /// server CPU per instance.
+    Compare(CompareArgs),
     /// Create COUNT instances of a keyed test class (created if missing).
     Populate {
         #[command(flatten)]
@@ -95,283 +107,54 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Op {
-    EnumerateClassNames,
-    GetClass,
-    GetInstance,
-    EnumerateInstances,
-}
-
-impl Op {
-    fn name(self) -> &'static str {
-        match self {
-            Op::EnumerateClassNames => "EnumerateClassNames",
-            Op::GetClass => "GetClass",
-            Op::GetInstance => "GetInstance",
-            Op::EnumerateInstances => "EnumerateInstances",
-        }
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn namespace_xml(ns: &str) -> String {
-    let segs: String = ns
-        .split('/')
-        .map(|s| format!("<NAMESPACE NAME=\"{}\"/>", escape(s)))
-        .collect();
-    format!("<LOCALNAMESPACEPATH>{segs}</LOCALNAMESPACEPATH>")
-}
-
-fn call_xml(method: &str, ns: &str, params: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\" ?><CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\">\
-         <MESSAGE ID=\"1\" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ><IMETHODCALL NAME=\"{method}\">{}{params}\
-         </IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>",
-        namespace_xml(ns)
-    )
-}
-
-fn class_param(name: &str, class: &str) -> String {
-    format!(
-        "<IPARAMVALUE NAME=\"{name}\"><CLASSNAME NAME=\"{}\"/></IPARAMVALUE>",
-        escape(class)
-    )
-}
-
-/// One keep-alive connection.
-struct Client {
-    target: Target,
-    sender: SendRequest<Full<Bytes>>,
-    auth: String,
-    host: String,
-}
-
-fn tls_connector(ca: &Option<PathBuf>) -> Result<tokio_rustls::TlsConnector, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = ca.as_ref().ok_or("https needs --ca-cert")?;
-    let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-    use rustls::pki_types::pem::PemObject as _;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-impl Client {
-    async fn connect(target: &Target) -> Result<Client, String> {
-        let (https, rest) = if let Some(r) = target.url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = target.url.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "URL must start with http:// or https://: {}",
-                target.url
-            ));
-        };
-        let host = rest.trim_end_matches('/').to_string();
-        let tcp = TcpStream::connect(&host)
-            .await
-            .map_err(|e| format!("{host}: {e}"))?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let sender = if https {
-            let server = host
-                .rsplit_once(':')
-                .map_or(host.as_str(), |(h, _)| h)
-                .to_string();
-            let name =
-                rustls::pki_types::ServerName::try_from(server).map_err(|e| e.to_string())?;
-            let tls = tls_connector(&target.ca_cert)?
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
-            sender
-        } else {
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
-            sender
-        };
-        let auth = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", target.user, target.password))
-        );
-        Ok(Client {
-            target: target.clone(),
-            sender,
-            auth,
-            host,
-        })
-    }
-
-    /// Sends one intrinsic call; returns the response body.
-    async fn call(&mut self, method: &str, body: &str) -> Result<Bytes, String> {
-        let req = Request::post("/cimom")
-            .header("Host", &self.host)
-            .header("Content-Type", "application/xml; charset=\"utf-8\"")
-            .header("CIMOperation", "MethodCall")
-            .header("CIMMethod", method)
-            .header("CIMObject", self.target.namespace.replace('/', "%2F"))
-            .header("Authorization", &self.auth)
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            ));
-        }
-        if bytes.windows(7).any(|w| w == b"<ERROR ") {
-            return Err(format!("CIM error: {}", String::from_utf8_lossy(&bytes)));
-        }
-        Ok(bytes)
-    }
-}
-
-/// CPU seconds (user + system) the process has used, from /proc.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
-}
-
-/// Clock ticks per second, from the auxiliary vector (AT_CLKTCK = 17).
-fn clock_ticks() -> f64 {
-    let auxv = std::fs::read("/proc/self/auxv").unwrap_or_default();
-    for pair in auxv.chunks_exact(16) {
-        let key = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
-        let value = u64::from_ne_bytes(pair[8..].try_into().expect("8 bytes"));
-        if key == 17 && value > 0 {
-            return value as f64;
-        }
-    }
-    100.0
-}
-
-/// VmRSS and VmHWM of the process in MiB.
-fn memory_mib(pid: u32) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<f64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-fn first_instance_name(xml: &[u8]) -> Option<String> {
-    let s = std::str::from_utf8(xml).ok()?;
-    let start = s.find("<INSTANCENAME")?;
-    let end = s[start..].find("</INSTANCENAME>")? + start + "</INSTANCENAME>".len();
-    Some(s[start..end].to_string())
-}
-
-async fn request_body(target: &Target, op: Op, class: &str) -> Result<String, String> {
-    let ns = &target.namespace;
-    Ok(match op {
-        Op::EnumerateClassNames => call_xml(
-            "EnumerateClassNames",
-            ns,
-            "<IPARAMVALUE NAME=\"DeepInheritance\"><VALUE>TRUE</VALUE></IPARAMVALUE>",
-        ),
-        Op::GetClass => call_xml(
-            "GetClass",
-            ns,
-            &format!(
-                "{}<IPARAMVALUE NAME=\"LocalOnly\"><VALUE>FALSE</VALUE></IPARAMVALUE>",
-                class_param("ClassName", class)
-            ),
-        ),
-        Op::EnumerateInstances => {
-            call_xml("EnumerateInstances", ns, &class_param("ClassName", class))
-        }
-        Op::GetInstance => {
-            let mut c = Client::connect(target).await?;
-            let names = c
-                .call(
-                    "EnumerateInstanceNames",
-                    &call_xml(
-                        "EnumerateInstanceNames",
-                        ns,
-                        &class_param("ClassName", class),
-                    ),
-                )
-                .await?;
-            let name =
-                first_instance_name(&names).ok_or(format!("class {class} has no instances"))?;
-            call_xml(
-                "GetInstance",
-                ns,
-                &format!("<IPARAMVALUE NAME=\"InstanceName\">{name}</IPARAMVALUE>"),
-            )
-        }
-    })
-}
-
+/// The figures of one measured run.
 struct Measured {
-    requests: usize,
-    bytes: usize,
+    units: usize,
+    requests_bytes: usize,
+    instances: usize,
     latencies_us: Vec<u32>,
     elapsed: f64,
     cpu: Option<f64>,
 }
 
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.units as f64 / self.elapsed
+    }
+    fn cpu_us_per_unit(&self) -> Option<f64> {
+        self.cpu.map(|c| c * 1e6 / self.units.max(1) as f64)
+    }
+    fn cpu_us_per_instance(&self) -> Option<f64> {
+        self.cpu.map(|c| c * 1e6 / self.instances.max(1) as f64)
+    }
+    fn kib_per_unit(&self) -> f64 {
+        self.requests_bytes as f64 / self.units.max(1) as f64 / 1024.0
+    }
+    fn instances_per_unit(&self) -> f64 {
+        self.instances as f64 / self.units.max(1) as f64
+    }
+}
+
+/// Repeats `work` from `concurrency` connections for the load's duration after its
+/// warm-up, and reads the server's CPU time at both ends of the measured part.
 async fn measure(
     target: &Target,
-    op: Op,
-    body: Arc<String>,
+    work: Arc<Workload>,
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-    pid: Option<u32>,
+    load: &Load,
 ) -> Result<Measured, String> {
-    let start = Instant::now() + warmup;
-    let end = start + duration;
+    let start = Instant::now() + Duration::from_secs_f64(load.warmup);
+    let end = start + Duration::from_secs_f64(load.duration);
+    let pid = load.server_pid;
     let cpu_before = Arc::new(std::sync::Mutex::new(None));
     let mut workers = Vec::new();
-    for _ in 0..concurrency {
+    for _ in 0..concurrency.max(1) {
         let target = target.clone();
-        let body = body.clone();
+        let work = work.clone();
         let cpu_before = cpu_before.clone();
         workers.push(tokio::spawn(async move {
             let mut client = Client::connect(&target).await?;
-            let mut latencies = Vec::new();
-            let mut bytes = 0usize;
+            let (mut latencies, mut bytes, mut instances) = (Vec::new(), 0usize, 0usize);
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
@@ -380,49 +163,47 @@ async fn measure(
                 if t0 >= start {
                     let mut first = cpu_before.lock().expect("not poisoned");
                     if first.is_none() {
-                        *first = Some(pid.and_then(cpu_seconds));
+                        *first = Some(pid.and_then(stats::cpu_seconds));
                     }
                 }
-                let resp = client.call(op.name(), &body).await?;
+                let done = work.run_once(&mut client, &target).await?;
                 if t0 >= start {
                     latencies.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    bytes += resp.len();
+                    bytes += done.bytes;
+                    instances += done.instances;
                 }
             }
-            Ok::<_, String>((latencies, bytes))
+            Ok::<_, String>((latencies, bytes, instances))
         }));
     }
-    let mut latencies_us = Vec::new();
-    let mut bytes = 0;
+    let (mut latencies_us, mut requests_bytes, mut instances) = (Vec::new(), 0, 0);
     for w in workers {
-        let (l, b) = w.await.map_err(|e| e.to_string())??;
+        let (l, b, i) = w.await.map_err(|e| e.to_string())??;
         latencies_us.extend(l);
-        bytes += b;
+        requests_bytes += b;
+        instances += i;
     }
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
     let cpu = match (
         *cpu_before.lock().expect("not poisoned"),
-        pid.and_then(cpu_seconds),
+        pid.and_then(stats::cpu_seconds),
     ) {
         (Some(Some(before)), Some(after)) => Some(after - before),
         _ => None,
     };
     latencies_us.sort_unstable();
     Ok(Measured {
-        requests: latencies_us.len(),
-        bytes,
+        units: latencies_us.len(),
+        requests_bytes,
+        instances,
         latencies_us,
         elapsed,
         cpu,
     })
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
+fn figure(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.decimals$}"))
 }
 
 async fn populate(
@@ -432,23 +213,20 @@ async fn populate(
     concurrency: usize,
 ) -> Result<(), String> {
     let mut c = Client::connect(&target).await?;
-    let ns = &target.namespace;
-    let exists = c
-        .call(
-            "GetClass",
-            &call_xml("GetClass", ns, &class_param("ClassName", &class)),
-        )
+    let ns = target.namespace.clone();
+    let get_class = cimxml::call_xml("GetClass", &ns, &cimxml::class_param("ClassName", &class));
+    if cimxml::call(&mut c, &ns, "GetClass", get_class)
         .await
-        .is_ok();
-    if !exists {
+        .is_err()
+    {
         let cls = format!(
             "<IPARAMVALUE NAME=\"NewClass\"><CLASS NAME=\"{0}\" SUPERCLASS=\"CIM_ManagedElement\">\
              <PROPERTY NAME=\"Id\" TYPE=\"string\"><QUALIFIER NAME=\"Key\" TYPE=\"boolean\"><VALUE>TRUE</VALUE></QUALIFIER></PROPERTY>\
              <PROPERTY NAME=\"Counter\" TYPE=\"uint32\"/><PROPERTY.ARRAY NAME=\"Tags\" TYPE=\"string\"/></CLASS></IPARAMVALUE>",
-            escape(&class)
+            cimxml::escape(&class)
         );
-        c.call("CreateClass", &call_xml("CreateClass", ns, &cls))
-            .await?;
+        let body = cimxml::call_xml("CreateClass", &ns, &cls);
+        cimxml::call(&mut c, &ns, "CreateClass", body).await?;
     }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -459,6 +237,7 @@ async fn populate(
         let next = next.clone();
         workers.push(tokio::spawn(async move {
             let mut c = Client::connect(&target).await?;
+            let ns = target.namespace.as_str();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= count {
@@ -472,13 +251,13 @@ async fn populate(
                      <PROPERTY NAME=\"Counter\" TYPE=\"uint32\"><VALUE>{i}</VALUE></PROPERTY>\
                      <PROPERTY.ARRAY NAME=\"Tags\" TYPE=\"string\"><VALUE.ARRAY><VALUE>bench</VALUE><VALUE>load</VALUE></VALUE.ARRAY></PROPERTY.ARRAY>\
                      </INSTANCE></IPARAMVALUE>",
-                    escape(&class)
+                    cimxml::escape(&class)
                 );
-                let body = call_xml("CreateInstance", &target.namespace, &inst);
-                match c.call("CreateInstance", &body).await {
+                let body = cimxml::call_xml("CreateInstance", ns, &inst);
+                match cimxml::call(&mut c, ns, "CreateInstance", body).await {
                     Ok(_) => {}
                     // CIM_ERR_ALREADY_EXISTS: populated by an earlier run; keep going.
-                    Err(e) if e.contains("CODE=\"11\"") => {}
+                    Err(e) if e.starts_with("CIM error 11:") => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -494,62 +273,27 @@ async fn populate(
     Ok(())
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let result = match args.command {
-        Command::Populate {
-            target,
-            class,
-            count,
-            concurrency,
-        } => populate(target, class, count, concurrency).await,
-        Command::Run(args) => run(args).await,
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cimload: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
 async fn run(args: RunArgs) -> Result<(), String> {
     let RunArgs {
         target,
+        load,
         op,
         class,
         concurrency,
-        duration,
-        warmup,
-        server_pid: pid,
         row,
     } = args;
-    let body = Arc::new(request_body(&target, op, &class).await?);
+    let work = Arc::new(Workload::prepare(&target, op, &class, load.max_objects).await?);
+    let pid = load.server_pid;
     // Reset the server's peak RSS (VmHWM) so the report shows the peak of this run; this
     // needs the right to write the process's clear_refs (same user or root).
     if let Some(pid) = pid {
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
     }
-    let mem_before = pid.and_then(memory_mib);
-    let m = measure(
-        &target,
-        op,
-        body,
-        concurrency.max(1),
-        Duration::from_secs_f64(warmup),
-        Duration::from_secs_f64(duration),
-        pid,
-    )
-    .await?;
-    let rps = m.requests as f64 / m.elapsed;
-    let p50 = percentile(&m.latencies_us, 0.50);
-    let p99 = percentile(&m.latencies_us, 0.99);
-    let cpu_us = m.cpu.map(|c| c * 1e6 / m.requests.max(1) as f64);
-    let scheme = target.url.split("://").next().unwrap_or("?");
-    let avg_kib = m.bytes as f64 / m.requests.max(1) as f64 / 1024.0;
-    let mem_after = pid.and_then(memory_mib);
+    let mem_before = pid.and_then(stats::memory_mib);
+    let m = measure(&target, work, concurrency, &load).await?;
+    let p50 = stats::percentile(&m.latencies_us, 0.50);
+    let p99 = stats::percentile(&m.latencies_us, 0.99);
+    let scheme = target.scheme();
     if row {
         println!(
             "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} |",
@@ -561,31 +305,125 @@ async fn run(args: RunArgs) -> Result<(), String> {
             },
             scheme.to_uppercase(),
             concurrency,
-            rps,
+            m.rate(),
             p50,
             p99,
-            cpu_us.map_or("n/a".into(), |c| format!("{c:.0}")),
-            avg_kib
+            figure(m.cpu_us_per_unit(), 0),
+            m.kib_per_unit()
         );
-    } else {
+        return Ok(());
+    }
+    println!(
+        "{} ({}) {class} over {scheme} x{concurrency}: {} operations in {:.1} s",
+        op.name(),
+        op.protocol(),
+        m.units,
+        m.elapsed
+    );
+    println!(
+        "  {:.0} operations/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KiB and {:.0} instances per operation",
+        m.rate(),
+        m.kib_per_unit(),
+        m.instances_per_unit()
+    );
+    if let Some(c) = m.cpu_us_per_unit() {
         println!(
-            "{} {} over {} x{}: {} requests in {:.1} s",
-            op.name(),
-            class,
-            scheme,
-            concurrency,
-            m.requests,
-            m.elapsed
+            "  server CPU {c:.0} us per operation, {} us per instance",
+            figure(m.cpu_us_per_instance(), 1)
         );
-        println!(
-            "  {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {avg_kib:.1} KiB per response"
-        );
-        if let Some(c) = cpu_us {
-            println!("  server CPU {c:.0} us per request");
-        }
-        if let (Some((rss0, _)), Some((rss1, hwm))) = (mem_before, mem_after) {
-            println!("  server memory: RSS {rss0:.1} MiB before, {rss1:.1} MiB after, peak {hwm:.1} MiB during the run");
+    }
+    let mem_after = pid.and_then(stats::memory_mib);
+    if let (Some((rss0, _)), Some((rss1, hwm))) = (mem_before, mem_after) {
+        println!("  server memory: RSS {rss0:.1} MiB before, {rss1:.1} MiB after, peak {hwm:.1} MiB during the run");
+    }
+    Ok(())
+}
+
+/// Pairs of a CIM-XML read and the WS-Man read that returns the same instances.
+const PAIRS: [(&str, Op, Op); 3] = [
+    ("Get one instance", Op::GetInstance, Op::WsmanGet),
+    (
+        "Enumerate, instances with paths, paged",
+        Op::PullInstances,
+        Op::WsmanEnumerateWithEpr,
+    ),
+    (
+        "Enumerate, each protocol's usual way",
+        Op::EnumerateInstances,
+        Op::WsmanEnumerate,
+    ),
+];
+
+async fn compare(args: CompareArgs) -> Result<(), String> {
+    let CompareArgs {
+        target,
+        load,
+        class,
+        concurrency,
+    } = args;
+    if load.server_pid.is_none() {
+        return Err("compare needs --server-pid: it compares the server's CPU time".into());
+    }
+    println!(
+        "| Read | Class | Protocol | Operation | Concurrency | ops/s | p50 ms | p99 ms | instances/op | KiB/op | server CPU µs/op | µs/instance | WS-Man / CIM-XML |"
+    );
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for class in &class {
+        for (label, cim, ws) in PAIRS {
+            for &c in &concurrency {
+                let mut baseline = None;
+                for op in [cim, ws] {
+                    let work =
+                        Arc::new(Workload::prepare(&target, op, class, load.max_objects).await?);
+                    let m = measure(&target, work, c, &load).await?;
+                    let per_instance = m.cpu_us_per_instance();
+                    let ratio = match (op == ws, baseline, per_instance) {
+                        (true, Some(b), Some(w)) if b > 0.0 => format!("{:.2}", w / b),
+                        _ => String::new(),
+                    };
+                    baseline = baseline.or(per_instance);
+                    let operation = match op {
+                        Op::PullInstances | Op::WsmanEnumerate | Op::WsmanEnumerateWithEpr => {
+                            format!("{} by {}", op.name(), load.max_objects)
+                        }
+                        _ => op.name().to_string(),
+                    };
+                    println!(
+                        "| {label} | {class} | {} | {operation} | {c} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {ratio} |",
+                        op.protocol(),
+                        m.rate(),
+                        stats::percentile(&m.latencies_us, 0.50),
+                        stats::percentile(&m.latencies_us, 0.99),
+                        m.instances_per_unit(),
+                        m.kib_per_unit(),
+                        figure(m.cpu_us_per_unit(), 0),
+                        figure(per_instance, 1),
+                    );
+                }
+            }
         }
     }
     Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Populate {
+            target,
+            class,
+            count,
+            concurrency,
+        } => populate(target, class, count, concurrency).await,
+        Command::Run(args) => run(args).await,
+        Command::Compare(args) => compare(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cimload: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
