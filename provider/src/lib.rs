@@ -21,3 +21,12 @@ pub mod schema;
 pub mod store;
 pub mod virt;
 pub mod wsman;
+
+/// Locks a mutex, going on with the data if a panicking thread poisoned it: every mutex
+/// in the server guards data that stays consistent between uses (no multi-step updates
+/// are left half done by a panic).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -4,6 +4,7 @@ instances, and raw SOAP for the fault paths."""
 
 import os
 import re
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -217,6 +218,44 @@ def test_filters_wql_cql_selector_association_and_polymorphism(srv):
     with pytest.raises(WSManFaultError) as e:
         wsman.enumerate(uri, enumerate_body(filter_="x", dialect="urn:no-such-dialect"))
     assert "FilterDialectRequestedUnavailable" in str(e.value.code)
+
+
+def test_total_items_count_estimate_of_plain_filtered_and_pulled_enumerations(srv):
+    enumerate_ = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate"
+    pull = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Pull"
+    ask = "<wsman:RequestTotalItemsCountEstimate/>"
+    uri = VENDOR + "Test_Person"
+
+    def estimate(r):
+        assert r.status_code == 200, r.text
+        doc = ET.fromstring(r.content)
+        return doc.find("s:Header/wsman:TotalItemsCountEstimate", NS).text, doc
+
+    def count(uri, body):
+        request = envelope(header(enumerate_, uri=uri, extra=ask), ET.tostring(body, encoding="unicode"))
+        return estimate(soap(srv, request))[0]
+
+    sel = ET.Element("{%s}SelectorSet" % NS["wsman"])
+    ET.SubElement(sel, "{%s}Selector" % NS["wsman"], Name="Name").text = "bob"
+    wql = "http://schemas.microsoft.com/wbem/wsman/1/WQL"
+    assert count(uri, enumerate_body()) == "3"
+    assert count(uri, enumerate_body(polymorphism="None")) == "2"
+    assert count(ALL, enumerate_body(filter_="SELECT * FROM Test_Person WHERE Age > 26", dialect=wql)) == "2"
+    assert count(uri, enumerate_body(
+        filter_=sel, dialect="http://schemas.dmtf.org/wbem/wsman/1/wsman/SelectorFilter")) == "1"
+    assert count(uri, enumerate_body(optimize=1, mode="EnumerateEPR")) == "3"
+
+    # A Pull answers the same total, also when the Enumerate did not ask for it; counting
+    # does not disturb the enumeration.
+    request = envelope(header(enumerate_, uri=uri), ET.tostring(enumerate_body(optimize=1), encoding="unicode"))
+    doc = ET.fromstring(soap(srv, request).content)
+    assert doc.find("s:Header/wsman:TotalItemsCountEstimate", NS) is None
+    context = doc.find("s:Body/wsen:EnumerateResponse/wsen:EnumerationContext", NS).text
+    body = f"<wsen:Pull><wsen:EnumerationContext>{context}</wsen:EnumerationContext><wsen:MaxElements>5</wsen:MaxElements></wsen:Pull>"
+    total, doc = estimate(soap(srv, envelope(header(pull, uri=uri, extra=ask), body)))
+    assert total == "3"
+    assert len(doc.find("s:Body/wsen:PullResponse/wsen:Items", NS)) == 2
+    assert doc.find("s:Body/wsen:PullResponse/wsen:EndOfSequence", NS) is not None
 
 
 def test_put_create_fragment_and_delete(srv):
@@ -439,6 +478,29 @@ def test_a_vm_is_defined_started_and_destroyed_over_wsman(srv):
     assert request_state(9) == "4097"
     assert request_state(3) == "0"
     assert state() == "3"
+
+    # A start and a save run as a job; the job's method is reached through the DMTF URI
+    # with its InstanceID alone (no CreationClassName to name the KVM_ class).
+    assert request_state(2) == "0"
+    inp = ET.Element(q + "RequestStateChange_INPUT")
+    ET.SubElement(inp, q + "RequestedState").text = "6"
+    out = body_of(wsman.invoke(cs + "/RequestStateChange", cs, inp, selector_set=vm))[0]
+    assert prop(out, "ReturnValue") == ["4096"]
+    job_epr = [c for c in out if c.tag.endswith("}Job")][0]
+    (instance_id,) = [s.text for s in job_epr.iter("{%s}Selector" % NS["wsman"]) if s.get("Name") == "InstanceID"]
+    job_uri = DMTF + "CIM_ConcreteJob"
+    job = SelectorSet()
+    job.add_option("InstanceID", instance_id)
+    deadline = time.monotonic() + 30
+    while prop(body_of(wsman.get(job_uri, selector_set=job))[0], "JobState") != ["7"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    j = "{%s}" % job_uri
+    out = body_of(wsman.invoke(job_uri + "/GetError", job_uri, ET.Element(j + "GetError_INPUT"), selector_set=job))[0]
+    assert out.tag == j + "GetError_OUTPUT"
+    assert prop(out, "ReturnValue") == ["0"]
+    assert state() == "6"
+    assert request_state(3) == "0"
 
     # DestroySystem takes the VM as an endpoint reference.
     inp = ET.Element(p + "DestroySystem_INPUT")

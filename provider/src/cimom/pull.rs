@@ -80,7 +80,7 @@ impl PullContexts {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Context>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.open)
     }
 
     /// The timeout for an OperationTimeout parameter, or CIM_ERR_INVALID_OPERATION_TIMEOUT.

@@ -74,6 +74,11 @@ pub fn text(out: &mut String, s: &str) {
     escaped(out, s, &TEXT_SPECIAL);
 }
 
+/// Writes `s` escaped for an attribute value (which is also safe as element content).
+pub fn attr_value(out: &mut String, s: &str) {
+    escaped(out, s, &ATTR_SPECIAL);
+}
+
 /// Writes `name="value"` with the value escaped for an attribute, preceded by a space.
 pub fn attr(out: &mut String, name: &str, value: &str) {
     out.push(' ');
@@ -84,7 +89,7 @@ pub fn attr(out: &mut String, name: &str, value: &str) {
 }
 
 /// Writes the text form of a scalar value, escaped for element content.
-fn scalar_into(out: &mut String, v: &Value) {
+pub fn scalar_into(out: &mut String, v: &Value) {
     match v {
         Value::Boolean(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
         Value::String(s) => text(out, s),

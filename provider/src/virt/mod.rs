@@ -32,16 +32,9 @@ use crate::cimom::provider::{
     InstanceProvider, InstanceSink, MethodProvider, MethodResult, ProviderContext, Registry,
 };
 use crate::error::{CimError, CimResult, StatusCode};
+use crate::lock;
 use manager::VirtManager;
 use paths::class;
-
-/// Locks a mutex, going on with the data if a panicking thread poisoned it: definitions,
-/// jobs and claims stay consistent between uses.
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// The namespace of the KVM_ classes.
 pub const NAMESPACE: &str = "root/virt";

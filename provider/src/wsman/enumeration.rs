@@ -40,9 +40,22 @@ struct State {
     as_class: Option<Arc<Class>>,
     /// The selector filter's keys.
     selectors: Vec<(String, Value)>,
+    /// The enumeration again, in its cheapest form, to count it for
+    /// TotalItemsCountEstimate.
+    count: Option<Operation>,
+    /// The count, once a client asked for it.
+    total: std::sync::Mutex<Option<u64>>,
 }
 
 impl State {
+    fn admits_item(&self, item: &Item) -> bool {
+        match item {
+            Item::Instance { object, .. } => self.admits(&object.path),
+            Item::Path(path) => self.admits(path),
+            _ => false,
+        }
+    }
+
     fn admits(&self, path: &ObjectPath) -> bool {
         self.exact_class
             .as_ref()
@@ -372,6 +385,8 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         exact_class: None,
         as_class: None,
         selectors: Vec::new(),
+        count: None,
+        total: Default::default(),
     };
     let plain = |class: String, open: OpenOptions| {
         if paths {
@@ -387,11 +402,9 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
             }
         }
     };
-    let mut countable = None;
     let (namespace, op) = match e.filter {
         None => {
             let class = need_class()?;
-            countable = Some(class.clone());
             (namespace, plain(class, open))
         }
         Some((d, f)) if d == names::dialect::SELECTOR => {
@@ -444,10 +457,7 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
             }
         }
     }
-    let estimate = match (&countable, call.request.request_estimate) {
-        (Some(class), true) => Some(count(call, &namespace, class).await?),
-        _ => None,
-    };
+    state.count = Some(paths_form(&op));
     let outcome = call.execute(&namespace, op, "Enumerate").await?;
     let Outcome::Pull(result) = outcome else {
         return Err(Fault::receiver(
@@ -475,6 +485,7 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         let max = e.max_elements.unwrap_or(1).min(call.config.max_elements);
         ended = batch(call, &context, &state, form, max, &mut items).await?;
     }
+    body.reserve(items.len() + 256);
     body.push_str("<wsen:EnumerationContext>");
     text(&mut body, &context);
     body.push_str("</wsen:EnumerationContext>");
@@ -489,37 +500,84 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
     body.push_str("</wsen:EnumerateResponse>");
     let mut reply = Reply::new(format!("{}Response", names::action::ENUMERATE), body);
     if call.request.request_estimate {
-        reply.headers = estimate_header(estimate);
+        reply.headers = estimate_header(total(call, &state).await?);
     }
     Ok(reply)
 }
 
-fn estimate_header(n: Option<u64>) -> String {
-    match n {
-        Some(n) => format!("<wsman:TotalItemsCountEstimate>{n}</wsman:TotalItemsCountEstimate>"),
-        None => "<wsman:TotalItemsCountEstimate xsi:nil=\"true\"/>".into(),
+fn estimate_header(n: u64) -> String {
+    format!("<wsman:TotalItemsCountEstimate>{n}</wsman:TotalItemsCountEstimate>")
+}
+
+/// The operation that enumerates the same items as `op` with paths only, where one
+/// exists: counting needs no instances.
+fn paths_form(op: &Operation) -> Operation {
+    match op.clone() {
+        Operation::OpenEnumerateInstances { class, open, .. } => {
+            Operation::OpenEnumerateInstancePaths { class, open }
+        }
+        Operation::OpenReferenceInstances {
+            object,
+            filter,
+            open,
+            ..
+        } => Operation::OpenReferenceInstancePaths {
+            object,
+            filter,
+            open,
+        },
+        Operation::OpenAssociatorInstances {
+            object,
+            filter,
+            open,
+            ..
+        } => Operation::OpenAssociatorInstancePaths {
+            object,
+            filter,
+            open,
+        },
+        op => op,
     }
 }
 
-/// The number of instances of `class` (TotalItemsCountEstimate of a plain enumeration).
-async fn count(call: &Call<'_>, ns: &str, class: &str) -> Result<u64, Fault> {
-    let outcome = call
-        .execute(
-            ns,
-            Operation::EnumerateInstanceNames {
-                class: class.into(),
-            },
-            "Enumerate",
-        )
-        .await?;
-    let Outcome::Stream(mut stream, _) = outcome else {
-        return Ok(0);
-    };
-    let mut n = 0;
-    while let Some(item) = stream.recv().await {
-        item?;
-        n += 1;
+/// The number of items the enumeration has in all (TotalItemsCountEstimate): the
+/// enumeration is run again, through the same filters, and counted. It is counted once,
+/// when a client first asks, and kept with the context.
+async fn total(call: &Call<'_>, state: &State) -> Result<u64, Fault> {
+    if let Some(n) = *crate::lock(&state.total) {
+        return Ok(n);
     }
+    let op = state.count.clone().ok_or_else(|| {
+        Fault::receiver(Subcode::InternalError, "the enumeration cannot be counted")
+    })?;
+    let Outcome::Pull(opened) = call.execute(&state.namespace, op, "Enumerate").await? else {
+        return Err(Fault::receiver(
+            Subcode::InternalError,
+            "counting opened no enumeration",
+        ));
+    };
+    let mut n = 0u64;
+    if let Some(context) = opened.context {
+        // Every item is counted and dropped, so the whole enumeration is read in one pull.
+        let mut admit = |item: &Item| {
+            if state.admits_item(item) {
+                n += 1;
+            }
+            Admit::Skip
+        };
+        call.cimom
+            .pulls()
+            .pull_admitting(
+                &context,
+                &call.ctx.user,
+                &state.namespace,
+                opened.form,
+                u32::MAX,
+                &mut admit,
+            )
+            .await?;
+    }
+    *crate::lock(&state.total) = Some(n);
     Ok(n)
 }
 
@@ -535,16 +593,18 @@ async fn batch(
 ) -> Result<bool, Fault> {
     let budget = call.max_envelope_size().saturating_sub(ENVELOPE_OVERHEAD);
     let mut too_big = false;
+    out.reserve(budget.min(64 * 1024));
     let mut admit = |item: &Item| {
-        let mut encoded = String::new();
-        if state.write(&mut encoded, item).is_none() {
+        // Written in place and cut back if it does not fit: no copy per item.
+        let mark = out.len();
+        if state.write(out, item).is_none() {
             return Admit::Skip;
         }
-        if out.len() + encoded.len() > budget {
+        if out.len() > budget {
+            out.truncate(mark);
             too_big = true;
             return Admit::Stop;
         }
-        out.push_str(&encoded);
         Admit::Take
     };
     let (items, ended) = call
@@ -623,7 +683,8 @@ pub async fn pull(call: &Call<'_>) -> Result<Reply, Fault> {
     };
     let mut items = String::new();
     let ended = batch(call, &id, &state, form, max, &mut items).await?;
-    let mut out = String::from("<wsen:PullResponse>");
+    let mut out = String::with_capacity(items.len() + 256);
+    out.push_str("<wsen:PullResponse>");
     if !ended {
         out.push_str("<wsen:EnumerationContext>");
         text(&mut out, &id);
@@ -638,7 +699,7 @@ pub async fn pull(call: &Call<'_>) -> Result<Reply, Fault> {
     out.push_str("</wsen:PullResponse>");
     let mut reply = Reply::new(format!("{}Response", names::action::PULL), out);
     if call.request.request_estimate {
-        reply.headers = estimate_header(None);
+        reply.headers = estimate_header(total(call, &state).await?);
     }
     Ok(reply)
 }

@@ -2,11 +2,11 @@
 //! the action URI, with its input parameters as the elements of `p:METHOD_INPUT` and its
 //! results as `p:METHOD_OUTPUT`.
 
-use cim_schema::{eq_ignore_case, Name, Value};
+use cim_schema::{eq_ignore_case, Name};
 
 use super::fault::{Fault, Subcode};
 use super::reply::{Reply, ENVELOPE_OVERHEAD};
-use super::transfer::{embedded_reader, target};
+use super::transfer::{embedded_reader, resolve, target};
 use super::{resource, wscim, Call};
 use crate::cimom::operation::{Operation, UntypedValue};
 use crate::cimom::result::Outcome;
@@ -77,7 +77,7 @@ pub async fn invoke(call: &Call<'_>, action: &str) -> Result<Reply, Fault> {
         .execute(
             &target.namespace,
             Operation::InvokeMethod {
-                target: target.path.clone(),
+                target: resolve(call, &target).await?,
                 method: decl.name.clone(),
                 parameters,
             },
@@ -96,25 +96,16 @@ pub async fn invoke(call: &Call<'_>, action: &str) -> Result<Reply, Fault> {
     attr(&mut body, "xmlns:p", &resource::class_uri(&action_class));
     attr(&mut body, "xmlns:cim", super::names::CIM_COMMON);
     body.push('>');
-    let mut write = |name: &str, v: &Value| {
-        let values: Vec<&Value> = match v {
-            Value::Array(items) => items.iter().flatten().collect(),
-            v => vec![v],
-        };
-        for v in values {
-            body.push_str("<p:");
-            body.push_str(name);
-            body.push('>');
-            wscim::write_value(&mut body, v, &target.namespace);
-            body.push_str("</p:");
-            body.push_str(name);
-            body.push('>');
-        }
-    };
     for (name, v) in &out {
-        write(name.as_str(), v);
+        wscim::write_named(&mut body, name.as_str(), Some(v), &target.namespace, "");
     }
-    write("ReturnValue", &return_value);
+    wscim::write_named(
+        &mut body,
+        "ReturnValue",
+        Some(&return_value),
+        &target.namespace,
+        "",
+    );
     body.push_str("</p:");
     body.push_str(decl.name.as_str());
     body.push_str("_OUTPUT>");

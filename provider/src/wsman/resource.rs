@@ -26,12 +26,22 @@ pub enum Resource {
 
 /// The resource URI of `class`: the DMTF prefix for `CIM_` classes, cimvirt's otherwise.
 pub fn class_uri(class: &str) -> String {
-    let prefix = if class.len() > 4 && class[..4].eq_ignore_ascii_case("CIM_") {
+    format!("{}{class}", class_prefix(class))
+}
+
+fn class_prefix(class: &str) -> &'static str {
+    if class.len() > 4 && class[..4].eq_ignore_ascii_case("CIM_") {
         names::DMTF_CLASS_PREFIX
     } else {
         names::VENDOR_CLASS_PREFIX
-    };
-    format!("{prefix}{class}")
+    }
+}
+
+/// Writes [`class_uri`] into `out`, escaped for element content and attribute values
+/// alike (so the encoders need no copy of it per instance).
+pub fn write_class_uri(out: &mut String, class: &str) {
+    out.push_str(class_prefix(class));
+    crate::cimxml::encode::attr_value(out, class);
 }
 
 /// Parses a resource URI. Any URI whose path ends in `/wbem/wscim/1/cim-schema/2/<class>`

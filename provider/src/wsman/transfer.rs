@@ -54,6 +54,16 @@ pub fn target(call: &Call<'_>, allow_class: bool) -> Result<Target, Fault> {
     })
 }
 
+/// The path of the instance `target` addresses, found as [`read`] finds it (a class
+/// path stays as it is).
+pub async fn resolve(call: &Call<'_>, target: &Target) -> Result<ObjectPath, Fault> {
+    if target.path.keys.is_empty() {
+        return Ok(target.path.clone());
+    }
+    let item = read(call, target).await?;
+    Ok(instance_of(&item)?.1.clone())
+}
+
 /// Reads the instance at `target`. A DMTF URI naming a superclass, with selectors that
 /// do not name the subclass (an InstanceID), is resolved by looking among the
 /// instances of the URI's class for one with those keys.

@@ -31,7 +31,9 @@ pub fn write_instance_as(
 ) {
     out.push_str("<p:");
     out.push_str(class);
-    attr(out, "xmlns:p", &resource::class_uri(class));
+    out.push_str(" xmlns:p=\"");
+    resource::write_class_uri(out, class);
+    out.push('"');
     attr(out, "xmlns:cim", names::CIM_COMMON);
     out.push_str(" xsi:type=\"p:");
     out.push_str(class);
@@ -49,7 +51,24 @@ pub fn write_instance_as(
 /// Writes the `p:NAME` elements of one property: one per array element, `xsi:nil` for
 /// NULL. `declarations` goes into each start tag (a fragment declares `p` itself).
 pub fn write_property(out: &mut String, p: &InstanceProperty, namespace: &str, declarations: &str) {
-    let name = p.name.as_str();
+    write_named(
+        out,
+        p.name.as_str(),
+        p.value.as_ref(),
+        namespace,
+        declarations,
+    );
+}
+
+/// Writes the `p:NAME` elements of a property or parameter `name` holding `value`: one
+/// per array element, `xsi:nil` for NULL (a NULL array element too, so positions hold).
+pub fn write_named(
+    out: &mut String,
+    name: &str,
+    value: Option<&Value>,
+    namespace: &str,
+    declarations: &str,
+) {
     let one = |out: &mut String, v: Option<&Value>| {
         out.push_str("<p:");
         out.push_str(name);
@@ -65,7 +84,7 @@ pub fn write_property(out: &mut String, p: &InstanceProperty, namespace: &str, d
             }
         }
     };
-    match &p.value {
+    match value {
         None => one(out, None),
         Some(Value::Array(items)) => {
             for item in items {
@@ -91,6 +110,24 @@ pub fn write_value(out: &mut String, v: &Value, namespace: &str) {
             out.push_str(&xs_duration(i));
             out.push_str("</cim:Interval>");
         }
+        v => write_scalar(out, v),
+    }
+}
+
+/// Writes the XML Schema text of a scalar, escaped; strings and integers go straight
+/// into `out` (they are most of what an enumeration writes).
+fn write_scalar(out: &mut String, v: &Value) {
+    match v {
+        Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::String(_)
+        | Value::UInt8(_)
+        | Value::SInt8(_)
+        | Value::UInt16(_)
+        | Value::SInt16(_)
+        | Value::UInt32(_)
+        | Value::SInt32(_)
+        | Value::UInt64(_)
+        | Value::SInt64(_) => crate::cimxml::encode::scalar_into(out, v),
         v => text(out, &scalar_text(v)),
     }
 }
@@ -123,7 +160,7 @@ pub fn write_epr_content(out: &mut String, path: &ObjectPath, namespace: &str) {
     out.push_str("<wsa:Address>");
     out.push_str(names::ANONYMOUS);
     out.push_str("</wsa:Address><wsa:ReferenceParameters><wsman:ResourceURI>");
-    text(out, &resource::class_uri(path.class_name.as_str()));
+    resource::write_class_uri(out, path.class_name.as_str());
     out.push_str("</wsman:ResourceURI><wsman:SelectorSet>");
     for kb in &path.keys {
         out.push_str("<wsman:Selector");
@@ -136,7 +173,7 @@ pub fn write_epr_content(out: &mut String, path: &ObjectPath, namespace: &str) {
                 write_epr_content(out, r, ns);
                 out.push_str("</wsa:EndpointReference>");
             }
-            v => text(out, &scalar_text(v)),
+            v => write_scalar(out, v),
         }
         out.push_str("</wsman:Selector>");
     }
@@ -480,6 +517,20 @@ mod tests {
         for bad in ["", "P", "PT", "60S", "P1Y", "PTS", "PT1S2"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn null_array_elements_keep_their_place_as_nil() {
+        let mut out = String::new();
+        let v = Value::Array(vec![Some(Value::UInt16(1)), None, Some(Value::UInt16(3))]);
+        write_named(&mut out, "Codes", Some(&v), "root/virt", "");
+        assert_eq!(
+            out,
+            "<p:Codes>1</p:Codes><p:Codes xsi:nil=\"true\"/><p:Codes>3</p:Codes>"
+        );
+        out.clear();
+        write_named(&mut out, "Codes", None, "root/virt", "");
+        assert_eq!(out, "<p:Codes xsi:nil=\"true\"/>");
     }
 
     #[test]
