@@ -1,9 +1,11 @@
-"""WS-Management at /wsman: pypsrp as a real client (HTTP and HTTPS, Basic auth), every
-request captured from real clients in ../shared/wsman-envelopes replayed against live
-instances, and raw SOAP for the fault paths."""
+"""WS-Management at /wsman: pypsrp and Debian's wsl as real clients (HTTP and HTTPS, Basic
+auth), every request captured from real clients in ../shared/wsman-envelopes replayed
+against live instances, and raw SOAP for the fault paths."""
 
 import os
 import re
+import shutil
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -514,6 +516,115 @@ def test_a_vm_is_defined_started_and_destroyed_over_wsman(srv):
     out = body_of(wsman.invoke(uri + "/DestroySystem", uri, inp, selector_set=vsms))[0]
     assert prop(out, "ReturnValue") == ["0"]
     assert conn.EnumerateInstanceNames("KVM_ComputerSystem") == []
+
+
+# --- wsl, Debian's WS-Management client (bash, curl, xmllint) ---------------------
+
+def wsl(srv, workdir, *args, https=False):
+    """Runs one wsl command in a fresh directory (wsl writes its requests and responses
+    there) and returns its exit status and the responses, in order."""
+    assert shutil.which("wsl"), "wsl is not installed: run scripts/setup-test-env"
+    workdir.mkdir()
+    port = srv.https_port if https else srv.http_port
+    endpoint = f"127.0.0.1:{port}"
+    env = dict(os.environ, WSENDPOINT=endpoint, WSUSER=ADMIN[0], WSPASS=ADMIN[1],
+               KEEPHISTORY="0", WSAUTOMATED="1", WSDEFAULTSCHEMA="schemas.cimvirt.org")
+    if https:
+        # wsl has curl check the server against ENDPOINT.crt when that file exists.
+        shutil.copy(srv.cert, workdir / f"{endpoint}.crt")
+    else:
+        env["WSNOSSL"] = "1"
+    r = subprocess.run(["wsl", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    files = sorted(workdir.glob("response-*.xml"), key=lambda p: int(p.stem.split("-")[1]))
+    responses = [ET.parse(f).getroot() for f in files]
+    for doc in responses:
+        assert doc.find("s:Body/s:Fault", NS) is None, (args, ET.tostring(doc, encoding="unicode"))
+    return r.returncode, responses
+
+
+def test_wsl_identifies_enumerates_gets_and_puts(srv, tmp_path):
+    code, (doc,) = wsl(srv, tmp_path / "identify", "identify", "check")
+    assert code == 0
+    assert doc.find("s:Body/wsmid:IdentifyResponse/wsmid:ProductVendor", NS).text == "cimvirt"
+
+    # wsl pulls while a response names a context: an enumeration that ends in its
+    # optimized Enumerate response must name none, or wsl's next Pull would fail.
+    names = lambda doc: sorted(prop(i, "Name")[0] for i in doc.find("s:Body/wsen:EnumerateResponse/wsman:Items", NS))
+    code, (doc,) = wsl(srv, tmp_path / "enum", "enum", "Test_Person", "-ns", "root/virt")
+    assert code == 0 and names(doc) == ["alice", "bob", "carol"]
+    assert doc.find("s:Body/wsen:EnumerateResponse/wsman:EndOfSequence", NS) is not None
+    code, (doc,) = wsl(srv, tmp_path / "cql", "enum", "Test_Person", "-ns", "root/virt",
+                       "-filter", "select * from Test_Person where Age > 26")
+    assert code == 0 and names(doc) == ["alice", "bob"]
+
+    code, (doc,) = wsl(srv, tmp_path / "get", "get", "Test_Person", "Name=alice")
+    assert code == 0 and prop(doc.find("s:Body", NS)[0], "Age") == ["30"]
+
+    # Put finds the instance with a CQL enumeration, then sends the changed property as a
+    # fragment. (Its whole-instance Put copies the instance out of the response by lines
+    # and finds none unless the start tag has no attributes, as iDRAC writes it.)
+    code, responses = wsl(srv, tmp_path / "put", "put", "Test_Person", "Age=26", "-fragment", "-ns", "root/virt",
+                          "-filter", "select * from Test_Person where Name='carol'")
+    # (wsl put exits 1 on success: it looks for "_OUTPUT" in the Put response, as its
+    # invoke does in a method's.)
+    fragment = responses[-1].find("s:Body/wsman:XmlFragment", NS)
+    assert prop(fragment, "Age") == ["26"], responses
+    conn = srv.conn()
+    carol = pywbem.CIMInstanceName("Test_Person", {"Name": "carol"})
+    assert conn.GetInstance(carol)["Age"] == 26
+    instance = conn.GetInstance(carol)
+    instance["Age"] = pywbem.Uint32(25)
+    conn.ModifyInstance(instance)
+
+
+@pytest.mark.skipif(not KVM, reason="NOT RUN: this host has no /dev/kvm")
+def test_wsl_defines_starts_and_destroys_a_vm_over_https(srv, tmp_path):
+    vendor = VENDOR.rstrip("/")
+    define = tmp_path / "define.xml"
+    rasd = ("<r:KVM_ResourceAllocationSettingData xmlns:r='{v}/KVM_ResourceAllocationSettingData'>"
+            "<r:ResourceType>{t}</r:ResourceType><r:VirtualQuantity>{q}</r:VirtualQuantity>{more}"
+            "</r:KVM_ResourceAllocationSettingData>")
+    define.write_text(
+        f"<p:DefineSystem_INPUT xmlns:p='{vendor}/KVM_VirtualSystemManagementService'>"
+        f"<p:SystemSettings><q:KVM_VirtualSystemSettingData xmlns:q='{vendor}/KVM_VirtualSystemSettingData'>"
+        "<q:ElementName>wslvm</q:ElementName></q:KVM_VirtualSystemSettingData></p:SystemSettings>"
+        "<p:ResourceSettings>" + rasd.format(v=vendor, t=3, q=1, more="") + "</p:ResourceSettings>"
+        "<p:ResourceSettings>" + rasd.format(v=vendor, t=4, q=32, more="<r:AllocationUnits>byte*2^20</r:AllocationUnits>")
+        + "</p:ResourceSettings></p:DefineSystem_INPUT>")
+    # invoke enumerates the class for the instance's EPR, then calls the method on it.
+    code, responses = wsl(srv, tmp_path / "define", "invoke", "KVM_VirtualSystemManagementService", "DefineSystem",
+                          "-raw", str(define), "-ns", "root/virt", https=True)
+    out = responses[-1].find("s:Body", NS)[0]
+    assert code == 0 and prop(out, "ReturnValue") == ["0"]
+
+    def request_state(n, step):
+        code, responses = wsl(srv, tmp_path / step, "invoke", "KVM_ComputerSystem", "RequestStateChange",
+                              f"RequestedState={n}", "-ns", "root/virt",
+                              "-filter", "select * from KVM_ComputerSystem where ElementName='wslvm'", https=True)
+        assert code == 0
+        return prop(responses[-1].find("s:Body", NS)[0], "ReturnValue")
+
+    def state(step):
+        code, (doc,) = wsl(srv, tmp_path / step, "get", "KVM_ComputerSystem",
+                           "CreationClassName=KVM_ComputerSystem", "Name=wslvm", https=True)
+        assert code == 0
+        return prop(doc.find("s:Body", NS)[0], "EnabledState")
+
+    assert state("defined") == ["3"]
+    assert request_state(2, "start") == ["0"]
+    assert state("started") == ["2"]
+    assert request_state(9, "pause") == ["0"]
+    assert state("paused") == ["9"]
+
+    # DestroySystem takes the VM's EPR from a file of an earlier enumeration.
+    code, _ = wsl(srv, tmp_path / "eprs", "enum", "KVM_ComputerSystem", "-ns", "root/virt",
+                  "-mode", "epr", "-filter", "select * from KVM_ComputerSystem where ElementName='wslvm'",
+                  https=True)
+    epr = tmp_path / "eprs" / "response.xml"
+    code, responses = wsl(srv, tmp_path / "destroy", "invoke", "KVM_VirtualSystemManagementService",
+                          "DestroySystem", f"AffectedSystem=FILE:{epr}", "-ns", "root/virt", https=True)
+    assert code == 0 and prop(responses[-1].find("s:Body", NS)[0], "ReturnValue") == ["0"]
+    assert [p for p in srv.conn().EnumerateInstanceNames("KVM_ComputerSystem") if p["Name"] == "wslvm"] == []
 
 
 # --- replaying what real clients sent ---------------------------------------------

@@ -486,9 +486,16 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         ended = batch(call, &context, &state, form, max, &mut items).await?;
     }
     body.reserve(items.len() + 256);
-    body.push_str("<wsen:EnumerationContext>");
-    text(&mut body, &context);
-    body.push_str("</wsen:EnumerationContext>");
+    if ended {
+        // The context is closed. The element is required, and empty it tells clients
+        // that pull while a response names a context (wsl, openwsman's) that there is
+        // nothing to pull, as openwsman's and OpenPegasus's servers answer.
+        body.push_str("<wsen:EnumerationContext/>");
+    } else {
+        body.push_str("<wsen:EnumerationContext>");
+        text(&mut body, &context);
+        body.push_str("</wsen:EnumerationContext>");
+    }
     if e.optimize {
         body.push_str("<wsman:Items>");
         body.push_str(&items);

@@ -54,8 +54,8 @@ pub fn target(call: &Call<'_>, allow_class: bool) -> Result<Target, Fault> {
     })
 }
 
-/// The path of the instance `target` addresses, found as [`read`] finds it (a class
-/// path stays as it is).
+/// The path of the instance `target` addresses, found as Get finds it: by its path, or
+/// among the URI class's instances by its keys (a class path stays as it is).
 pub async fn resolve(call: &Call<'_>, target: &Target) -> Result<ObjectPath, Fault> {
     if target.path.keys.is_empty() {
         return Ok(target.path.clone());
