@@ -458,6 +458,11 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         }
     }
     state.count = Some(paths_form(&op));
+    // Counted before the enumeration opens, so a failure leaves no context behind.
+    let estimate = match call.request.request_estimate {
+        true => Some(total(call, &state).await?),
+        false => None,
+    };
     let outcome = call.execute(&namespace, op, "Enumerate").await?;
     let Outcome::Pull(result) = outcome else {
         return Err(Fault::receiver(
@@ -506,8 +511,8 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
     }
     body.push_str("</wsen:EnumerateResponse>");
     let mut reply = Reply::new(format!("{}Response", names::action::ENUMERATE), body);
-    if call.request.request_estimate {
-        reply.headers = estimate_header(total(call, &state).await?);
+    if let Some(n) = estimate {
+        reply.headers = estimate_header(n);
     }
     Ok(reply)
 }
