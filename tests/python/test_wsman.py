@@ -260,6 +260,25 @@ def test_total_items_count_estimate_of_plain_filtered_and_pulled_enumerations(sr
     assert doc.find("s:Body/wsen:PullResponse/wsen:EndOfSequence", NS) is not None
 
 
+def test_an_enumeration_that_ends_at_once_names_no_context_except_to_winrm(srv):
+    enumerate_ = "http://schemas.xmlsoap.org/ws/2004/09/enumeration/Enumerate"
+    body = ET.tostring(enumerate_body(optimize=50), encoding="unicode")
+    winrm = ('<p:SessionId xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd" '
+             's:mustUnderstand="false">uuid:1</p:SessionId>')
+
+    def context(extra):
+        r = soap(srv, envelope(header(enumerate_, uri=VENDOR + "Test_Person", extra=extra), body))
+        assert r.status_code == 200, r.text
+        response = ET.fromstring(r.content).find("s:Body/wsen:EnumerateResponse", NS)
+        assert response.find("wsman:EndOfSequence", NS) is not None
+        return response.find("wsen:EnumerationContext", NS).text
+
+    # openwsman's and OpenPegasus's answer, which wsl and openwsman's client stop at.
+    assert context("") is None
+    # WinRM refuses an empty context; the closed context is named and never pulled.
+    assert context(winrm)
+
+
 def test_put_create_fragment_and_delete(srv):
     wsman = client(srv)
     uri = VENDOR + "Test_Person"

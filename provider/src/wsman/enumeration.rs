@@ -491,10 +491,12 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         ended = batch(call, &context, &state, form, max, &mut items).await?;
     }
     body.reserve(items.len() + 256);
-    if ended {
+    if ended && !call.request.winrm_client {
         // The context is closed. The element is required, and empty it tells clients
         // that pull while a response names a context (wsl, openwsman's) that there is
-        // nothing to pull, as openwsman's and OpenPegasus's servers answer.
+        // nothing to pull, as openwsman's and OpenPegasus's servers answer. WinRM
+        // refuses an empty one (OpenPegasus names the context for it in its SCX build)
+        // and stops at EndOfSequence, so its clients get the name.
         body.push_str("<wsen:EnumerationContext/>");
     } else {
         body.push_str("<wsen:EnumerationContext>");

@@ -37,6 +37,8 @@ pub struct Request {
     pub fragment: Option<String>,
     /// wsman:RequestTotalItemsCountEstimate.
     pub request_estimate: bool,
+    /// Whether the client sent WinRM's own headers (WinRM itself, pypsrp, pywinrm).
+    pub winrm_client: bool,
     /// The first element of the body, if any.
     pub body: Option<Element>,
 }
@@ -114,6 +116,7 @@ impl Request {
             max_envelope_size: None,
             fragment: None,
             request_estimate: false,
+            winrm_client: false,
             body: None,
         };
         let mut body = None;
@@ -157,6 +160,7 @@ impl Request {
         }
         let text = || h.text.trim().to_string();
         let ns = h.namespace.as_deref().unwrap_or("");
+        self.winrm_client |= ns == names::MS_WSMAN;
         match (ns, h.local_name()) {
             (names::WSA, "Action") => self.action = Some(text()),
             (names::WSA, "MessageID") => {
