@@ -170,6 +170,11 @@ def test_filters_wql_cql_selector_association_and_polymorphism(srv):
     got = drain(wsman, ALL, wsman.enumerate(ALL, enumerate_body(
         filter_="SELECT * FROM Test_Person WHERE Age > 26", dialect=wmi)))
     assert names(got) == ["alice", "bob"]
+    # A query has no paths-only form: its EPRs come from instances, in pulls too.
+    got = drain(wsman, ALL, wsman.enumerate(ALL, enumerate_body(
+        optimize=1, mode="EnumerateEPR", filter_="SELECT * FROM Test_Person WHERE Age > 26", dialect=wmi)))
+    assert sorted(s.text for e in got for s in e.iter("{%s}Selector" % NS["wsman"])
+                  if s.get("Name") == "Name") == ["alice", "bob"]
     got = drain(wsman, uri, wsman.enumerate(uri, enumerate_body(
         filter_="SELECT * FROM Test_Person WHERE Name = 'carol'",
         dialect="http://schemas.dmtf.org/wbem/cql/1/dsp0202.pdf")))

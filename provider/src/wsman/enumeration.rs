@@ -40,6 +40,10 @@ struct State {
     as_class: Option<Arc<Class>>,
     /// The selector filter's keys.
     selectors: Vec<(String, Value)>,
+    /// What the opened enumeration yields, which every pull of it asks for: paths, or
+    /// instances with paths (a query has no paths-only form, so it yields instances in
+    /// EnumerateEPR mode too).
+    form: ResultForm,
     /// The enumeration again, in its cheapest form, to count it for
     /// TotalItemsCountEstimate.
     count: Option<Operation>,
@@ -252,7 +256,6 @@ fn association(
     call: &Call<'_>,
     filter: &Element,
     default_ns: &str,
-    paths: bool,
     open: OpenOptions,
 ) -> Result<(String, Operation), Fault> {
     let (associators, f) = match (
@@ -298,45 +301,27 @@ fn association(
         ..Default::default()
     };
     let op = if associators {
-        let filter = AssociationFilter {
-            assoc_class: name("AssociationClassName"),
-            result_class: name("ResultClassName"),
-            role: name("Role"),
-            result_role: name("ResultRole"),
-        };
-        if paths {
-            Operation::OpenAssociatorInstancePaths {
-                object,
-                filter,
-                open,
-            }
-        } else {
-            Operation::OpenAssociatorInstances {
-                object,
-                filter,
-                options,
-                open,
-            }
+        Operation::OpenAssociatorInstances {
+            object,
+            filter: AssociationFilter {
+                assoc_class: name("AssociationClassName"),
+                result_class: name("ResultClassName"),
+                role: name("Role"),
+                result_role: name("ResultRole"),
+            },
+            options,
+            open,
         }
     } else {
-        let filter = AssociationFilter {
-            assoc_class: name("ResultClassName"),
-            role: name("Role"),
-            ..Default::default()
-        };
-        if paths {
-            Operation::OpenReferenceInstancePaths {
-                object,
-                filter,
-                open,
-            }
-        } else {
-            Operation::OpenReferenceInstances {
-                object,
-                filter,
-                options,
-                open,
-            }
+        Operation::OpenReferenceInstances {
+            object,
+            filter: AssociationFilter {
+                assoc_class: name("ResultClassName"),
+                role: name("Role"),
+                ..Default::default()
+            },
+            options,
+            open,
         }
     };
     Ok((ns, op))
@@ -357,7 +342,6 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         Resource::AllClasses => None,
     };
     let namespace = call.namespace(uri_ns)?;
-    let paths = e.mode == Mode::Epr;
     // Nothing is read at open: the items are taken by `batch`, which fits them to the
     // envelope.
     let open = OpenOptions {
@@ -385,22 +369,14 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
         exact_class: None,
         as_class: None,
         selectors: Vec::new(),
+        form: ResultForm::InstanceWithPath,
         count: None,
         total: Default::default(),
     };
-    let plain = |class: String, open: OpenOptions| {
-        if paths {
-            Operation::OpenEnumerateInstancePaths {
-                class: class.into(),
-                open,
-            }
-        } else {
-            Operation::OpenEnumerateInstances {
-                class: class.into(),
-                options: InstanceOptions::default(),
-                open,
-            }
-        }
+    let plain = |class: String, open: OpenOptions| Operation::OpenEnumerateInstances {
+        class: class.into(),
+        options: InstanceOptions::default(),
+        open,
     };
     let (namespace, op) = match e.filter {
         None => {
@@ -436,7 +412,7 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
             )
         }
         Some((d, f)) if d == names::dialect::ASSOCIATION => {
-            let (ns, op) = association(call, f, &namespace, paths, open)?;
+            let (ns, op) = association(call, f, &namespace, open)?;
             state.namespace = ns.clone();
             (ns, op)
         }
@@ -457,7 +433,13 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
             }
         }
     }
-    state.count = Some(paths_form(&op));
+    // EPRs need no instances; neither does counting.
+    let paths = paths_form(&op);
+    state.count = Some(paths.clone());
+    let op = match e.mode {
+        Mode::Epr => paths,
+        Mode::Object | Mode::ObjectAndEpr => op,
+    };
     // Counted before the enumeration opens, so a failure leaves no context behind.
     let estimate = match call.request.request_estimate {
         true => Some(total(call, &state).await?),
@@ -470,7 +452,7 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
             "Enumerate opened no enumeration",
         ));
     };
-    let form = result.form;
+    state.form = result.form;
     let state = Arc::new(state);
     let mut body = String::from("<wsen:EnumerateResponse>");
     // Opened with MaxObjectCount 0, an enumeration always has a context: it cannot have
@@ -488,7 +470,7 @@ pub async fn enumerate(call: &Call<'_>) -> Result<Reply, Fault> {
     let mut ended = false;
     if e.optimize {
         let max = e.max_elements.unwrap_or(1).min(call.config.max_elements);
-        ended = batch(call, &context, &state, form, max, &mut items).await?;
+        ended = batch(call, &context, &state, max, &mut items).await?;
     }
     body.reserve(items.len() + 256);
     if ended && !call.request.winrm_client {
@@ -524,7 +506,7 @@ fn estimate_header(n: u64) -> String {
 }
 
 /// The operation that enumerates the same items as `op` with paths only, where one
-/// exists: counting needs no instances.
+/// exists (a query has none).
 fn paths_form(op: &Operation) -> Operation {
     match op.clone() {
         Operation::OpenEnumerateInstances { class, open, .. } => {
@@ -601,7 +583,6 @@ async fn batch(
     call: &Call<'_>,
     context: &str,
     state: &State,
-    form: ResultForm,
     max: u32,
     out: &mut String,
 ) -> Result<bool, Fault> {
@@ -628,7 +609,7 @@ async fn batch(
             context,
             &call.ctx.user,
             &state.namespace,
-            form,
+            state.form,
             max,
             &mut admit,
         )
@@ -690,13 +671,8 @@ pub async fn pull(call: &Call<'_>) -> Result<Reply, Fault> {
         None => 1,
     }
     .min(call.config.max_elements);
-    let form = if state.mode == Mode::Epr {
-        ResultForm::InstancePath
-    } else {
-        ResultForm::InstanceWithPath
-    };
     let mut items = String::new();
-    let ended = batch(call, &id, &state, form, max, &mut items).await?;
+    let ended = batch(call, &id, &state, max, &mut items).await?;
     let mut out = String::with_capacity(items.len() + 256);
     out.push_str("<wsen:PullResponse>");
     if !ended {
