@@ -52,6 +52,9 @@ pub enum Error {
     /// Guest memory could not be read or written.
     #[error("guest memory access: {0}")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
+    /// A Linux kernel or initramfs could not be loaded.
+    #[error(transparent)]
+    LinuxBoot(#[from] arch::linux::LinuxBootError),
     /// A snapshot could not be written or read.
     #[error("snapshot: {0}")]
     Snapshot(String),

@@ -1,13 +1,15 @@
-//! The flat 64-bit GDT the VMM enters a guest with, and the segment registers that match it.
+//! The flat GDT the VMM enters a guest with (64-bit code for long-mode entries, 32-bit code
+//! for PVH), and the segment registers that match it.
 
 use kvm_bindings::kvm_segment;
 
 /// Descriptor flags (access byte and the granularity nibble) of each boot GDT entry.
-const FLAGS: [u16; 4] = [
+const FLAGS: [u16; 5] = [
     0,      // null
     0xa09b, // code: present, ring 0, execute/read, accessed, 64-bit, 4 KiB granularity
     0xc093, // data: present, ring 0, read/write, accessed, 32-bit operand size, 4 KiB granularity
     0x808b, // TSS: present, busy 64-bit TSS
+    0xc09b, // code: present, ring 0, execute/read, accessed, 32-bit, 4 KiB granularity
 ];
 
 /// The GDT index of the code segment.
@@ -16,6 +18,8 @@ pub const CODE_INDEX: usize = 1;
 pub const DATA_INDEX: usize = 2;
 /// The GDT index of the task-state segment.
 pub const TSS_INDEX: usize = 3;
+/// The GDT index of the 32-bit code segment (PVH's protected-mode entry).
+pub const CODE32_INDEX: usize = 4;
 
 /// Encodes one 8-byte descriptor.
 pub fn descriptor(flags: u16, base: u32, limit: u32) -> u64 {
@@ -28,12 +32,13 @@ pub fn descriptor(flags: u16, base: u32, limit: u32) -> u64 {
 }
 
 /// The boot GDT: every segment flat from 0 to 4 GiB.
-pub fn boot_gdt() -> [u64; 4] {
+pub fn boot_gdt() -> [u64; 5] {
     [
         descriptor(FLAGS[0], 0, 0),
         descriptor(FLAGS[CODE_INDEX], 0, 0xfffff),
         descriptor(FLAGS[DATA_INDEX], 0, 0xfffff),
         descriptor(FLAGS[TSS_INDEX], 0, 0xfffff),
+        descriptor(FLAGS[CODE32_INDEX], 0, 0xfffff),
     ]
 }
 
@@ -83,5 +88,10 @@ mod tests {
         );
         let tss = segment(TSS_INDEX, gdt[TSS_INDEX]);
         assert_eq!((tss.selector, tss.s, tss.type_), (0x18, 0, 0xb));
+        let code32 = segment(CODE32_INDEX, gdt[CODE32_INDEX]);
+        assert_eq!(
+            (code32.selector, code32.l, code32.db, code32.limit),
+            (0x20, 0, 1, 0xffff_ffff)
+        );
     }
 }

@@ -1,11 +1,27 @@
 //! Where things live in guest-physical memory.
 
-/// The boot GDT (four entries: null, code, data, TSS).
+/// The boot GDT (five entries: null, 64-bit code, data, TSS, 32-bit code).
 pub const BOOT_GDT: u64 = 0x500;
-/// An empty IDT for the 64-bit entry; the guest installs its own.
-pub const BOOT_IDT: u64 = 0x520;
+/// An empty IDT for the entry; the guest installs its own.
+pub const BOOT_IDT: u64 = 0x530;
+/// Linux's PVH start info (`hvm_start_info`).
+pub const PVH_START_INFO: u64 = 0x6000;
+/// The PVH memory map, after the start info.
+pub const PVH_MEMMAP: u64 = 0x6040;
+/// The PVH module list (the initramfs).
+pub const PVH_MODLIST: u64 = 0x6200;
+/// The stack pointer of a 64-bit Linux entry (the kernel switches to its own at once).
+pub const LINUX_BOOT_STACK: u64 = 0x8ff0;
+/// Linux's zero page (`struct boot_params`) for a 64-bit entry.
+pub const ZERO_PAGE: u64 = 0x7000;
+/// The kernel command line.
+pub const CMDLINE: u64 = 0x2_0000;
+/// Where the extended BIOS data area would start: base memory ends here.
+pub const EBDA_START: u64 = 0x9_fc00;
 /// The MP table: the last KiB of base memory, where guests look for it first.
-pub const MPTABLE: u64 = 0x9_fc00;
+pub const MPTABLE: u64 = EBDA_START;
+/// The first address above the BIOS area (1 MiB): kernels load at or above it.
+pub const HIGH_MEMORY: u64 = 0x10_0000;
 /// The IOAPIC's registers.
 pub const IOAPIC_ADDRESS: u64 = 0xfec0_0000;
 /// The local APICs' registers.

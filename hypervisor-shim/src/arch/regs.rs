@@ -45,6 +45,39 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
     sregs
 }
 
+/// Special registers for PVH's entry: 32-bit protected mode on flat segments, paging off
+/// (<https://xenbits.xen.org/docs/unstable/misc/pvh.html>), on top of the reset state `sregs`.
+pub fn pvh_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
+    let table = gdt::boot_gdt();
+    let data = gdt::segment(gdt::DATA_INDEX, table[gdt::DATA_INDEX]);
+    sregs.gdt.base = BOOT_GDT;
+    sregs.gdt.limit = (table.len() * 8 - 1) as u16;
+    sregs.idt.base = BOOT_IDT;
+    sregs.idt.limit = 7;
+    sregs.cs = gdt::segment(gdt::CODE32_INDEX, table[gdt::CODE32_INDEX]);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = gdt::segment(gdt::TSS_INDEX, table[gdt::TSS_INDEX]);
+    sregs.cr0 = CR0_PE | CR0_ET;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    sregs
+}
+
+/// General registers at PVH's entry point: interrupts off, the start info in `rbx`.
+pub fn pvh_regs(entry: u64, start_info: u64) -> kvm_regs {
+    kvm_regs {
+        rflags: 0x2,
+        rip: entry,
+        rbx: start_info,
+        ..Default::default()
+    }
+}
+
 /// General registers at a 64-bit entry point: interrupts off, the given stack and the two
 /// argument registers (`rsi` carries Linux's boot parameters; the test guest takes its vCPU
 /// index in `rdi`).
@@ -145,5 +178,14 @@ mod tests {
         assert_ne!(sregs.cr0 & CR0_PG, 0);
         assert_ne!(sregs.efer & EFER_LMA, 0);
         assert_eq!(sregs.cs.l, 1);
+    }
+
+    #[test]
+    fn pvh_enters_32_bit_protected_mode_without_paging() {
+        let sregs = pvh_sregs(long_mode_sregs(kvm_sregs::default(), 0x9000));
+        assert_eq!(sregs.cr0 & (CR0_PE | CR0_PG), CR0_PE);
+        assert_eq!((sregs.efer, sregs.cr4), (0, 0));
+        assert_eq!((sregs.cs.l, sregs.cs.db, sregs.cs.selector), (0, 1, 0x20));
+        assert_eq!(pvh_regs(0x100_0000, 0x6000).rbx, 0x6000);
     }
 }

@@ -41,9 +41,41 @@ pub enum Boot {
     /// The built-in test guest.
     #[default]
     TestGuest,
+    /// A Linux kernel: a bzImage, or an ELF vmlinux (entered through PVH where it has the
+    /// note), with an optional initramfs and the VM's own command-line arguments.
+    Linux {
+        /// The kernel image.
+        kernel: PathBuf,
+        /// The initial RAM file system (cpio, compressed or not).
+        #[serde(default)]
+        initramfs: Option<PathBuf>,
+        /// Arguments added after the VMM's own (console, reset and panic handling).
+        #[serde(default)]
+        cmdline: String,
+    },
 }
 
 impl VmConfig {
+    /// A VM booting the Linux `kernel` (and `initramfs`) with the given size, extra
+    /// command-line arguments and no console log.
+    pub fn linux(
+        name: &str,
+        vcpus: u32,
+        memory_mib: u64,
+        kernel: PathBuf,
+        initramfs: Option<PathBuf>,
+        cmdline: &str,
+    ) -> VmConfig {
+        VmConfig {
+            boot: Boot::Linux {
+                kernel,
+                initramfs,
+                cmdline: cmdline.to_owned(),
+            },
+            ..VmConfig::test_guest(name, vcpus, memory_mib)
+        }
+    }
+
     /// A test-guest VM with the given size and no console log.
     pub fn test_guest(name: &str, vcpus: u32, memory_mib: u64) -> VmConfig {
         VmConfig {
@@ -78,9 +110,8 @@ impl VmConfig {
                 self.name
             ));
         }
-        let limit = match self.boot {
-            Boot::TestGuest => max_vcpus.min(layout::MAX_VCPUS),
-        };
+        // The MP table (and the test guest) address APIC IDs below 255.
+        let limit = max_vcpus.min(layout::MAX_VCPUS);
         if self.vcpus == 0 || self.vcpus > limit {
             return Err(format!(
                 "{} vCPUs: this host and boot image allow 1 to {limit}",
@@ -124,6 +155,10 @@ mod tests {
             .unwrap_err()
             .contains("8 MiB"));
         assert!(VmConfig::test_guest("../x", 1, 64).validate(288).is_err());
+        let linux = VmConfig::linux("l", 1, 64, "/boot/vmlinuz".into(), None, "quiet");
+        let json = serde_json::to_string(&linux).unwrap();
+        assert!(json.contains(r#""kind":"linux""#), "{json}");
+        assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), linux);
         let json = r#"{"name":"a","vcpus":1,"memory_mib":16,"disk":"x"}"#;
         assert!(
             serde_json::from_str::<VmConfig>(json).is_err(),

@@ -2,7 +2,8 @@
 //! power-on state a reset goes back to.
 
 use super::config::{Boot, VmConfig};
-use crate::arch::{cpuid, mptable, paging, regs};
+use crate::arch::linux::{self, LinuxEntry};
+use crate::arch::{cpuid, layout as arch_layout, mptable, paging, regs};
 use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEvent, COM1_GSI};
 use crate::guest::test_guest::{self, layout};
 use crate::hypervisor::{Hypervisor, Vcpu, VcpuState, Vm, VmState};
@@ -110,7 +111,7 @@ impl Machine {
         };
         match saved {
             None => {
-                let cr3 = machine.load_boot_image()?;
+                let entry = machine.load_boot_image()?;
                 let cpuid = hypervisor.supported_cpuid()?;
                 for (index, vcpu) in vcpus.iter().enumerate() {
                     configure_vcpu(
@@ -118,7 +119,7 @@ impl Machine {
                         cpuid.clone(),
                         index as u32,
                         machine.config.vcpus,
-                        cr3,
+                        entry,
                     )?;
                 }
                 machine.power_on.vcpus = vcpus
@@ -148,10 +149,10 @@ impl Machine {
     }
 
     /// Writes the boot image (and what it is told about the machine), the boot GDT and the
-    /// page tables into guest memory; returns CR3.
-    pub fn load_boot_image(&self) -> Result<u64, Error> {
+    /// page tables into guest memory; returns how the vCPUs enter it.
+    pub fn load_boot_image(&self) -> Result<BootEntry, Error> {
         let mem = &self.memory.guest;
-        match self.config.boot {
+        let linux = match &self.config.boot {
             Boot::TestGuest => {
                 mem.write_slice(test_guest::image(), GuestAddress(layout::CODE))?;
                 let mut info = [0u8; 32];
@@ -159,11 +160,37 @@ impl Machine {
                 info[8..12].copy_from_slice(&self.config.vcpus.to_le_bytes());
                 info[16..24].copy_from_slice(&self.config.memory_bytes().to_le_bytes());
                 mem.write_slice(&info, GuestAddress(layout::INFO))?;
+                None
             }
-        }
+            Boot::Linux {
+                kernel,
+                initramfs,
+                cmdline,
+            } => {
+                let loaded = linux::load(
+                    mem,
+                    self.config.memory_bytes(),
+                    kernel,
+                    initramfs.as_deref(),
+                    cmdline,
+                )?;
+                tracing::info!(
+                    kernel = %kernel.display(),
+                    format = ?loaded.format,
+                    entry = ?loaded.entry,
+                    initramfs = ?loaded.initramfs,
+                    "Linux kernel loaded"
+                );
+                Some(loaded.entry)
+            }
+        };
         mptable::write(mem, self.config.vcpus).map_err(Error::Config)?;
         regs::write_descriptor_tables(mem)?;
-        Ok(paging::write_identity_map(mem)?)
+        let cr3 = paging::write_identity_map(mem)?;
+        Ok(match linux {
+            None => BootEntry::TestGuest { cr3 },
+            Some(entry) => BootEntry::Linux { cr3, entry },
+        })
     }
 
     /// Guest page frame numbers written since the last call, by the guest (the KVM dirty
@@ -198,6 +225,25 @@ impl Machine {
     }
 }
 
+/// How the vCPUs enter the guest.
+#[derive(Clone, Copy, Debug)]
+pub enum BootEntry {
+    /// Every vCPU at the test guest's entry in long mode through `cr3`, each with its own
+    /// stack and its index in `rdi`.
+    TestGuest {
+        /// The identity map's root.
+        cr3: u64,
+    },
+    /// The boot vCPU at the kernel's entry; the others wait for the INIT/SIPI the kernel
+    /// sends them, as on a PC.
+    Linux {
+        /// The identity map's root, for a 64-bit entry.
+        cr3: u64,
+        /// The kernel's entry.
+        entry: LinuxEntry,
+    },
+}
+
 /// Gives the VM every region of `memory`, as one slot each.
 fn map_guest_memory(vm: &dyn Vm, memory: &Memory, log_dirty: bool) -> Result<(), Error> {
     for (slot, region) in memory.guest.iter().enumerate() {
@@ -219,6 +265,7 @@ fn map_guest_memory(vm: &dyn Vm, memory: &Memory, log_dirty: bool) -> Result<(),
 /// Reads the test guest's heartbeat counters from `memory`.
 pub fn heartbeats(config: &VmConfig, memory: &Memory) -> Vec<u64> {
     match config.boot {
+        Boot::Linux { .. } => Vec::new(),
         Boot::TestGuest => (0..u64::from(config.vcpus))
             .map(|i| {
                 memory
@@ -235,7 +282,7 @@ fn configure_vcpu(
     mut cpuid: kvm_bindings::CpuId,
     index: u32,
     count: u32,
-    cr3: u64,
+    entry: BootEntry,
 ) -> Result<(), Error> {
     cpuid::for_vcpu(&mut cpuid, index, count);
     vcpu.set_cpuid(&cpuid)?;
@@ -243,18 +290,41 @@ fn configure_vcpu(
     if !refused.is_empty() {
         tracing::debug!(index, ?refused, "KVM refused some boot MSRs");
     }
-    vcpu.set_sregs(&regs::long_mode_sregs(vcpu.sregs()?, cr3))?;
-    vcpu.set_fpu(&regs::boot_fpu())?;
-    let stack_top = layout::STACKS + (u64::from(index) + 1) * 4096;
-    vcpu.set_regs(&regs::entry_regs(
-        layout::CODE,
-        stack_top,
-        u64::from(index),
-        0,
-    ))?;
     vcpu.set_lapic(&regs::with_lint_pins(vcpu.lapic()?))?;
-    // Application processors would wait for INIT/SIPI; the test guest starts them all at its
-    // entry point.
-    vcpu.make_runnable()?;
+    match entry {
+        BootEntry::TestGuest { cr3 } => {
+            vcpu.set_sregs(&regs::long_mode_sregs(vcpu.sregs()?, cr3))?;
+            vcpu.set_fpu(&regs::boot_fpu())?;
+            let stack_top = layout::STACKS + (u64::from(index) + 1) * 4096;
+            vcpu.set_regs(&regs::entry_regs(
+                layout::CODE,
+                stack_top,
+                u64::from(index),
+                0,
+            ))?;
+            // The test guest needs no INIT/SIPI: every vCPU starts at its entry point.
+            vcpu.make_runnable()?;
+        }
+        // Application processors keep their reset state until the kernel starts them.
+        BootEntry::Linux { .. } if index != 0 => {}
+        BootEntry::Linux { cr3, entry } => {
+            vcpu.set_fpu(&regs::boot_fpu())?;
+            match entry {
+                LinuxEntry::Long64 { rip, boot_params } => {
+                    vcpu.set_sregs(&regs::long_mode_sregs(vcpu.sregs()?, cr3))?;
+                    vcpu.set_regs(&regs::entry_regs(
+                        rip,
+                        arch_layout::LINUX_BOOT_STACK,
+                        0,
+                        boot_params,
+                    ))?;
+                }
+                LinuxEntry::Pvh { rip, start_info } => {
+                    vcpu.set_sregs(&regs::pvh_sregs(vcpu.sregs()?))?;
+                    vcpu.set_regs(&regs::pvh_regs(rip, start_info))?;
+                }
+            }
+        }
+    }
     Ok(())
 }
