@@ -3,10 +3,13 @@
 //!
 //! What a boot can show depends on the host's KVM, which the VMM reports
 //! (`kvm::detect_kind`): on hardware KVM the kernel runs to the initramfs's /init, which
-//! prints a marker and reboots; on a software `kvm_pvm` host (this project's build machines)
-//! early kernel code runs in KVM's instruction emulator and user space cannot run, so the
-//! test checks the kernel's first console lines: its banner, the command line the VMM built,
-//! the memory map it gave, and the initramfs where it put it. Each test prints which it did.
+//! prints a marker with the CPUs it sees and waits for the ACPI power button; the test then
+//! asks for a graceful shutdown and sees the guest power off through ACPI S5. On a software
+//! `kvm_pvm` host (this project's build machines) early kernel code runs in KVM's
+//! instruction emulator and user space cannot run, so the test checks the kernel's first
+//! console lines: its banner, the command line the VMM built, the memory map it gave, the
+//! initramfs where it put it, the ACPI tables, and both vCPUs found through the MADT. Each
+//! test prints which it did.
 
 use hypervisor_shim::hypervisor::kvm::detect_kind;
 use hypervisor_shim::hypervisor::KvmKind;
@@ -82,7 +85,7 @@ impl Boot {
         let guest = guest_dir();
         let mut config = VmConfig::linux(
             "linux",
-            1,
+            2,
             memory_mib,
             guest.join(kernel),
             Some(guest.join("initramfs.cpio.gz")),
@@ -139,34 +142,54 @@ fn boot(kernel: &str) {
             "BIOS-e820: [mem 0x0000000000100000-0x000000000fffffff] usable",
             // The initramfs, where the VMM put it: the top of the guest's RAM.
             "RAMDISK: [mem 0x0f",
+            // The ACPI tables, from the RSDP the boot protocol passed, and the vCPUs in the
+            // MADT.
+            "ACPI: RSDP 0x00000000000E0000",
+            "ACPI: FACP 0x",
+            "ACPI: DSDT 0x",
+            "ACPI: APIC 0x",
+            "ACPI: Using ACPI (MADT) for SMP configuration information",
+            "smpboot: Allowing 2 CPUs",
         ],
         started,
     );
     match detect_kind() {
         KvmKind::Hardware => {
-            let init = boot.wait_console(&[INIT_MARKER], started);
-            // /init reboots; the i8042 reset line reaches the VMM.
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let init = boot.wait_console(
+                &[
+                    INIT_MARKER,
+                    "cimvirt-linux-guest: cpus: 2",
+                    "cimvirt-linux-guest: waiting for the power button",
+                ],
+                started,
+            );
+            // A graceful shutdown presses the ACPI power button; /init powers off, and the
+            // kernel's S5 write reaches the VMM.
+            vm.call(&Request::Shutdown { timeout_ms: 30_000 })
+                .expect("the guest powers off when the power button is pressed");
+            let deadline = Instant::now() + Duration::from_secs(10);
             while !boot
                 .events
                 .lock()
                 .unwrap()
                 .iter()
-                .any(|e| matches!(e, Event::Reset { .. }))
+                .any(|e| matches!(e, Event::GuestPowerOff))
             {
-                assert!(Instant::now() < deadline, "no reset after /init rebooted");
+                assert!(Instant::now() < deadline, "the guest powered off itself");
                 std::thread::sleep(Duration::from_millis(20));
             }
             eprintln!(
-                "{kernel} on hardware KVM: first kernel line after {first_line:?}, /init after {init:?}, then the guest's reboot"
+                "{kernel} on hardware KVM: first kernel line after {first_line:?}, /init after \
+                 {init:?}, then powered off through the ACPI power button"
             );
         }
         KvmKind::Pvm => {
             assert!(vm.status().is_ok(), "the VM process answers while it boots");
             eprintln!(
                 "{kernel} on kvm_pvm (software KVM): first kernel line after {first_line:?}; \
-                 the banner, command line, memory map and initramfs were checked; user space \
-                 cannot run on this host, so /init was not awaited"
+                 the banner, command line, memory map, initramfs, ACPI tables and MADT were \
+                 checked; user space cannot run on this host, so /init and the power button \
+                 were not awaited"
             );
         }
     }

@@ -20,6 +20,8 @@ pub const CMDLINE: u64 = 0x2_0000;
 pub const EBDA_START: u64 = 0x9_fc00;
 /// The MP table: the last KiB of base memory, where guests look for it first.
 pub const MPTABLE: u64 = EBDA_START;
+/// The ACPI tables, RSDP first, in the BIOS area (reserved in the memory map).
+pub const ACPI_TABLES: u64 = 0xe_0000;
 /// The first address above the BIOS area (1 MiB): kernels load at or above it.
 pub const HIGH_MEMORY: u64 = 0x10_0000;
 /// The IOAPIC's registers.

@@ -166,16 +166,31 @@ pub fn memory_map(memory_size: u64) -> Vec<(u64, u64, u32)> {
     map
 }
 
-/// Loads the kernel at `kernel` (and the initramfs, if any) into `mem` for a guest of
-/// `memory_size` bytes with `extra` command-line arguments, and writes the zero page or PVH
-/// start info.
+/// What to boot, and where the firmware tables are.
+pub struct LinuxImage<'a> {
+    /// The kernel image.
+    pub kernel: &'a Path,
+    /// The initramfs, if any.
+    pub initramfs: Option<&'a Path>,
+    /// The VM's own command-line arguments.
+    pub cmdline: &'a str,
+    /// The ACPI RSDP's address, if the VMM wrote ACPI tables.
+    pub rsdp: Option<u64>,
+}
+
+/// Loads `image` into `mem` for a guest of `memory_size` bytes, and writes the zero page or
+/// PVH start info.
 pub fn load<M: GuestMemoryBackend>(
     mem: &M,
     memory_size: u64,
-    kernel: &Path,
-    initramfs: Option<&Path>,
-    extra: &str,
+    image: &LinuxImage<'_>,
 ) -> Result<LoadedKernel, LinuxBootError> {
+    let LinuxImage {
+        kernel,
+        initramfs,
+        cmdline: extra,
+        rsdp,
+    } = *image;
     let kernel_name = kernel.display().to_string();
     let file_error = |what: &'static str, path: &Path| {
         let path = path.display().to_string();
@@ -233,14 +248,14 @@ pub fn load<M: GuestMemoryBackend>(
     let map = memory_map(memory_size);
     let entry = match loaded.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(rip) if is_elf => {
-            write_pvh_start_info(mem, &map, initramfs)?;
+            write_pvh_start_info(mem, &map, initramfs, rsdp)?;
             LinuxEntry::Pvh {
                 rip: rip.raw_value(),
                 start_info: layout::PVH_START_INFO,
             }
         }
         _ => {
-            write_zero_page(mem, &loaded, &map, cmdline_len, initramfs).map_err(|e| {
+            write_zero_page(mem, &loaded, &map, cmdline_len, initramfs, rsdp).map_err(|e| {
                 LinuxBootError::Kernel {
                     path: kernel_name.clone(),
                     reason: e,
@@ -320,6 +335,7 @@ fn write_zero_page<M: GuestMemoryBackend>(
     map: &[(u64, u64, u32)],
     cmdline_len: u32,
     initramfs: Option<(u64, u64)>,
+    rsdp: Option<u64>,
 ) -> Result<(), String> {
     let mut params = boot_params::default();
     match kernel.setup_header {
@@ -336,6 +352,7 @@ fn write_zero_page<M: GuestMemoryBackend>(
         }
     }
     params.hdr.type_of_loader = LOADER_UNDEFINED;
+    params.acpi_rsdp_addr = rsdp.unwrap_or(0);
     params.hdr.cmd_line_ptr = layout::CMDLINE as u32;
     params.hdr.cmdline_size = cmdline_len;
     if let Some((start, size)) = initramfs {
@@ -363,6 +380,7 @@ fn write_pvh_start_info<M: GuestMemoryBackend>(
     mem: &M,
     map: &[(u64, u64, u32)],
     initramfs: Option<(u64, u64)>,
+    rsdp: Option<u64>,
 ) -> Result<(), LinuxBootError> {
     const START_MAGIC: u32 = 0x336e_c578;
     let memmap: Vec<hvm_memmap_table_entry> = map
@@ -378,6 +396,7 @@ fn write_pvh_start_info<M: GuestMemoryBackend>(
         magic: START_MAGIC,
         version: 1,
         cmdline_paddr: layout::CMDLINE,
+        rsdp_paddr: rsdp.unwrap_or(0),
         memmap_paddr: layout::PVH_MEMMAP,
         memmap_entries: memmap.len() as u32,
         ..Default::default()
@@ -437,12 +456,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-a-kernel");
         std::fs::write(&path, vec![0u8; 8192]).unwrap();
-        let e = load(&mem, 32 << 20, &path, None, "").unwrap_err();
+        let image = |kernel| LinuxImage {
+            kernel,
+            initramfs: None,
+            cmdline: "",
+            rsdp: None,
+        };
+        let e = load(&mem, 32 << 20, &image(&path)).unwrap_err();
         assert!(
             e.to_string().contains("not-a-kernel"),
             "names the file: {e}"
         );
-        let e = load(&mem, 32 << 20, &dir.path().join("missing"), None, "").unwrap_err();
+        let e = load(&mem, 32 << 20, &image(&dir.path().join("missing"))).unwrap_err();
         assert!(e.to_string().starts_with("kernel "), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! The legacy devices of this VMM's PC, on one port-I/O bus: COM1 (16550, vm-superio), the
-//! i8042 controller, the CMOS RTC, the ACPI sleep control register and the POST port.
+//! i8042 controller, the CMOS RTC, the ACPI sleep control register and the POST port; and
+//! the ACPI power button's interrupt line.
 
 pub mod cmos;
 pub mod console;
@@ -74,6 +75,7 @@ pub struct Devices {
     serial_irq: EventFd,
     i8042: i8042::I8042,
     cmos: cmos::Cmos,
+    power_button: IrqLine,
     platform: Box<dyn Fn(PlatformEvent) + Send>,
     first_instruction: OnceLock<SystemTime>,
 }
@@ -85,6 +87,7 @@ impl Devices {
         console: console::Console,
         serial_irq: EventFd,
         keyboard_irq: EventFd,
+        power_button_irq: EventFd,
         memory: u64,
         platform: Box<dyn Fn(PlatformEvent) + Send>,
     ) -> std::io::Result<Devices> {
@@ -93,6 +96,7 @@ impl Devices {
             serial_irq,
             i8042: i8042::I8042::new(IrqLine(keyboard_irq)),
             cmos: cmos::Cmos::new(memory),
+            power_button: IrqLine(power_button_irq),
             platform,
             first_instruction: OnceLock::new(),
         })
@@ -152,6 +156,12 @@ impl Devices {
     /// Presses Ctrl-Alt-Del on the i8042 keyboard.
     pub fn ctrl_alt_del(&mut self) -> std::io::Result<()> {
         self.i8042.ctrl_alt_del()
+    }
+
+    /// Presses the ACPI power button: the Generic Event Device's interrupt, whose `_EVT`
+    /// method notifies the guest's power button driver (`arch::acpi`).
+    pub fn press_power_button(&self) -> std::io::Result<()> {
+        self.power_button.trigger()
     }
 
     /// When the guest first wrote the POST port.

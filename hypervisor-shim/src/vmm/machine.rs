@@ -3,7 +3,7 @@
 
 use super::config::{Boot, VmConfig};
 use crate::arch::linux::{self, LinuxEntry};
-use crate::arch::{cpuid, layout as arch_layout, mptable, paging, regs};
+use crate::arch::{acpi, cpuid, layout as arch_layout, mptable, paging, regs};
 use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEvent, COM1_GSI};
 use crate::guest::test_guest::{self, layout};
 use crate::hypervisor::{Hypervisor, Vcpu, VcpuState, Vm, VmState};
@@ -82,10 +82,13 @@ impl Machine {
         let keyboard_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
         vm.register_irqfd(&serial_irq, COM1_GSI)?;
         vm.register_irqfd(&keyboard_irq, i8042::KEYBOARD_GSI)?;
+        let power_button_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
+        vm.register_irqfd(&power_button_irq, acpi::POWER_BUTTON_GSI)?;
         let devices = Devices::new(
             console,
             serial_irq,
             keyboard_irq,
+            power_button_irq,
             config.memory_bytes(),
             platform,
         )
@@ -167,12 +170,17 @@ impl Machine {
                 initramfs,
                 cmdline,
             } => {
+                let rsdp = acpi::write_tables(mem, self.config.vcpus)
+                    .map_err(|e| Error::Config(e.to_string()))?;
                 let loaded = linux::load(
                     mem,
                     self.config.memory_bytes(),
-                    kernel,
-                    initramfs.as_deref(),
-                    cmdline,
+                    &linux::LinuxImage {
+                        kernel,
+                        initramfs: initramfs.as_deref(),
+                        cmdline,
+                        rsdp: Some(rsdp),
+                    },
                 )?;
                 tracing::info!(
                     kernel = %kernel.display(),

@@ -14,7 +14,7 @@ use crate::lifecycle::{Action, State};
 use crate::lock;
 use crate::protocol::{ErrorKind, Event, Request, Response, Status};
 use crate::{Error, ExitRecord};
-use config::VmConfig;
+use config::{Boot, VmConfig};
 use control::{PendingRequest, Subscribers};
 use machine::{Machine, Origin};
 use snapshot::MachineState;
@@ -346,8 +346,17 @@ impl Process {
                 Ok(())
             }
             (Request::Shutdown { timeout_ms }, _) => {
-                if let Err(e) = lock(&self.machine.devices).ctrl_alt_del() {
-                    request.fail(ErrorKind::Failed, format!("pressing Ctrl-Alt-Del: {e}"));
+                // Linux hears the ACPI power button (Ctrl-Alt-Del would reboot it); the test
+                // guest knows no ACPI and powers off on Ctrl-Alt-Del.
+                let (pressed, what) = match self.machine.config.boot {
+                    Boot::Linux { .. } => (
+                        lock(&self.machine.devices).press_power_button(),
+                        "the ACPI power button",
+                    ),
+                    Boot::TestGuest => (lock(&self.machine.devices).ctrl_alt_del(), "Ctrl-Alt-Del"),
+                };
+                if let Err(e) = pressed {
+                    request.fail(ErrorKind::Failed, format!("pressing {what}: {e}"));
                     return None;
                 }
                 self.set_state(State::ShuttingDown);
