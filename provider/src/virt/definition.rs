@@ -2,7 +2,7 @@
 //! become one.
 
 use cim_schema::{Instance, Value};
-use hypervisor_shim::vmm::config::VmConfig;
+use hypervisor_shim::vmm::config::{Boot, VmConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -39,6 +39,21 @@ pub struct VmDefinition {
     /// The snapshot last applied, by id.
     #[serde(default)]
     pub last_applied: Option<String>,
+    /// A Linux kernel to boot directly (the VSSD's Kernel, Ramdisk and CommandLine); the
+    /// built-in test guest when there is none.
+    #[serde(default)]
+    pub linux: Option<LinuxBoot>,
+}
+
+/// A Linux kernel booted directly, as the VSSD names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinuxBoot {
+    /// The kernel image on the host (bzImage, or ELF vmlinux booted through PVH).
+    pub kernel: PathBuf,
+    /// The initial RAM disk on the host.
+    pub ramdisk: Option<PathBuf>,
+    /// Command-line arguments after the VMM's own.
+    pub cmdline: String,
 }
 
 /// A snapshot of a VM: its complete state (memory, vCPUs, devices) in a directory.
@@ -57,9 +72,16 @@ pub struct Snapshot {
 }
 
 impl VmDefinition {
-    /// The VM process configuration: the built-in test guest until kernels and disks come.
+    /// The VM process configuration: its Linux kernel, or the built-in test guest.
     pub fn vm_config(&self, console_log: PathBuf) -> VmConfig {
         let mut config = VmConfig::test_guest(&self.name, self.vcpus, self.memory_mib);
+        if let Some(linux) = &self.linux {
+            config.boot = Boot::Linux {
+                kernel: linux.kernel.clone(),
+                initramfs: linux.ramdisk.clone(),
+                cmdline: linux.cmdline.clone(),
+            };
+        }
         config.console_log = Some(console_log);
         config
     }
@@ -127,11 +149,50 @@ pub fn from_settings(
         saved: None,
         snapshots: Vec::new(),
         last_applied: None,
+        linux: linux_boot(system)?,
     };
     for rasd in resources {
         apply_rasd(&mut definition, rasd)?;
     }
     Ok(definition)
+}
+
+/// The VSSD's Kernel, Ramdisk and CommandLine: each file must be an absolute path to a
+/// readable file on the host now, so that a definition that could never boot is refused at
+/// once rather than at start.
+fn linux_boot(system: &Instance) -> CimResult<Option<LinuxBoot>> {
+    let kernel = string_property(system, "Kernel");
+    let ramdisk = string_property(system, "Ramdisk");
+    let cmdline = string_property(system, "CommandLine").unwrap_or_default();
+    let Some(kernel) = kernel else {
+        if ramdisk.is_some() || !cmdline.is_empty() {
+            return Err(invalid(
+                "SystemSettings has a Ramdisk or CommandLine but no Kernel to boot".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let host_file = |what: &str, path: String| -> CimResult<PathBuf> {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(invalid(format!(
+                "{what} {}: give an absolute path on the host",
+                path.display()
+            )));
+        }
+        match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            Ok(meta) if meta.is_file() => Ok(path),
+            Ok(_) => Err(invalid(format!("{what} {}: not a file", path.display()))),
+            Err(e) => Err(invalid(format!("{what} {}: {e}", path.display()))),
+        }
+    };
+    hypervisor_shim::arch::linux::command_line(&cmdline)
+        .map_err(|e| invalid(format!("CommandLine: {e}")))?;
+    Ok(Some(LinuxBoot {
+        kernel: host_file("Kernel", kernel)?,
+        ramdisk: ramdisk.map(|r| host_file("Ramdisk", r)).transpose()?,
+        cmdline,
+    }))
 }
 
 /// Applies one processor or memory RASD to `definition`: the properties it gives replace
@@ -284,5 +345,58 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert_ne!(u, random_uuid());
+    }
+
+    #[test]
+    fn a_kernel_to_boot_must_be_an_absolute_path_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinux");
+        std::fs::write(&kernel, b"not checked here").unwrap();
+        let kernel_text = kernel.display().to_string();
+        let text = |s: &str| Value::String(s.into());
+        let vssd = |props: &[(&str, Value)]| {
+            let mut all = vec![("VirtualSystemIdentifier", text("vm"))];
+            all.extend(props.iter().cloned());
+            instance("KVM_VirtualSystemSettingData", &all)
+        };
+        let d = from_settings(
+            &vssd(&[
+                ("Kernel", text(&kernel_text)),
+                ("CommandLine", text("quiet")),
+            ]),
+            &[],
+            "u".into(),
+        )
+        .unwrap();
+        let config = d.vm_config("console".into());
+        assert_eq!(
+            config.boot,
+            Boot::Linux {
+                kernel: kernel.clone(),
+                initramfs: None,
+                cmdline: "quiet".into()
+            }
+        );
+        let refused = |props: &[(&str, Value)]| {
+            from_settings(&vssd(props), &[], "u".into())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(&[("Kernel", text("vmlinux"))]).contains("absolute"));
+        let missing = dir.path().join("gone").display().to_string();
+        assert!(refused(&[("Kernel", text(&missing))]).contains(&missing));
+        assert!(refused(&[
+            ("Kernel", text(&kernel_text)),
+            ("Ramdisk", text(&dir.path().display().to_string())),
+        ])
+        .contains("not a file"));
+        assert!(refused(&[("Ramdisk", text(&kernel_text))]).contains("no Kernel"));
+        assert_eq!(
+            from_settings(&vssd(&[]), &[], "u".into())
+                .unwrap()
+                .vm_config("c".into())
+                .boot,
+            Boot::TestGuest
+        );
     }
 }

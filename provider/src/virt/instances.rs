@@ -211,20 +211,24 @@ fn system(class: &Class, d: &VmDefinition, state: State) -> Instance {
 
 fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
     let path = paths::setting_data(&d.name);
-    build(
-        class,
-        with_keys(
-            &path,
-            vec![
-                ("ElementName", text(&d.name)),
-                ("VirtualSystemIdentifier", text(&d.name)),
-                ("VirtualSystemType", text("KVM")),
-                ("UUID", text(&d.uuid)),
-                ("Arch", text("x86_64")),
-                ("Emulator", text("cimvirtd")),
-            ],
-        ),
-    )
+    let mut values = vec![
+        ("ElementName", text(&d.name)),
+        ("VirtualSystemIdentifier", text(&d.name)),
+        ("VirtualSystemType", text("KVM")),
+        ("UUID", text(&d.uuid)),
+        ("Arch", text("x86_64")),
+        ("Emulator", text("cimvirtd")),
+    ];
+    if let Some(linux) = &d.linux {
+        values.push(("Kernel", text(&linux.kernel.display().to_string())));
+        if let Some(ramdisk) = &linux.ramdisk {
+            values.push(("Ramdisk", text(&ramdisk.display().to_string())));
+        }
+        if !linux.cmdline.is_empty() {
+            values.push(("CommandLine", text(&linux.cmdline)));
+        }
+    }
+    build(class, with_keys(&path, values))
 }
 
 /// What a pool holds and what the defined VMs take from it, in its AllocationUnits:

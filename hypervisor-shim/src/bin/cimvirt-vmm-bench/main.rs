@@ -5,6 +5,10 @@
 //! Usage: `cimvirt-vmm-bench [--vmm PATH] [--runs N] [--dir DIR]` (the VM program defaults
 //! to `cimvirt-vmm` beside this binary; snapshots go to DIR, default a temporary directory).
 //! `cimvirt-vmm-bench --host-kvm` prints the host's KVM kind and CPU.
+//! `cimvirt-vmm-bench --linux GUEST_DIR [--runs N] [--qemu PATH]` times Linux boots instead
+//! (see `linux.rs`).
+
+mod linux;
 
 use hypervisor_shim::protocol::{Event, Request};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig, VmHandle};
@@ -116,23 +120,31 @@ fn main() {
         .with_file_name("cimvirt-vmm");
     let mut runs = 20usize;
     let mut dir: Option<PathBuf> = None;
+    let mut linux_guest: Option<PathBuf> = None;
+    let mut qemu: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--vmm" => vmm = args.next().expect("--vmm PATH").into(),
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--dir" => dir = Some(args.next().expect("--dir DIR").into()),
+            "--linux" => linux_guest = Some(args.next().expect("--linux GUEST_DIR").into()),
+            "--qemu" => qemu = Some(args.next().expect("--qemu PATH").into()),
             "--host-kvm" => {
                 let host = hypervisor_shim::inventory::collect(Path::new("/dev/kvm"));
                 let kind = host.kvm.kind.map_or("none".to_owned(), |k| format!("{k:?}"));
                 println!("{kind} on {} ({} CPUs)", host.cpu_model, host.logical_cpus);
                 return;
             }
-            other => panic!("unknown argument {other:?}; usage: cimvirt-vmm-bench [--vmm PATH] [--runs N] [--dir DIR]"),
+            other => panic!("unknown argument {other:?}; usage: cimvirt-vmm-bench [--vmm PATH] [--runs N] [--dir DIR] [--linux GUEST_DIR [--qemu PATH]]"),
         }
     }
     let temp = tempfile::tempdir().expect("temporary directory");
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
+    if let Some(guest) = linux_guest {
+        linux::run(&guest, vmm, qemu, runs, &dir);
+        return;
+    }
     let supervisor = Supervisor::new(SupervisorConfig::new(dir.join("run"), vmm, Vec::new()))
         .expect("supervisor");
     let banners: Banners = Arc::default();
