@@ -4,6 +4,9 @@
 //! Without /dev/kvm these tests fail under CI (CI machines have it) and elsewhere print
 //! plainly that they did not run.
 
+mod common;
+
+use common::kvm_present;
 use hypervisor_shim::guest::test_guest::layout;
 use hypervisor_shim::hypervisor::KvmKind;
 use hypervisor_shim::lifecycle::State;
@@ -17,19 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const VMM: &str = env!("CARGO_BIN_EXE_cimvirt-vmm");
-
-/// Whether KVM is here; in CI its absence is a failure.
-fn kvm_present() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "/dev/kvm is missing on a CI machine"
-    );
-    eprintln!("NOT RUN: this host has no /dev/kvm, so the VM lifecycle tests cannot run here");
-    false
-}
 
 struct Host {
     dir: tempfile::TempDir,
@@ -144,7 +134,7 @@ fn vm_error_kind(err: SupervisorError) -> ErrorKind {
 
 #[test]
 fn boots_with_a_banner_and_every_vcpu_advances_its_heartbeat() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -165,7 +155,7 @@ fn boots_with_a_banner_and_every_vcpu_advances_its_heartbeat() {
 
 #[test]
 fn pause_stops_the_vcpus_and_resume_runs_them_again() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -220,7 +210,7 @@ fn pause_stops_the_vcpus_and_resume_runs_them_again() {
 
 #[test]
 fn graceful_shutdown_powers_the_guest_off() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -248,7 +238,7 @@ fn graceful_shutdown_powers_the_guest_off() {
 
 #[test]
 fn a_guest_that_does_not_answer_times_out_and_a_hard_stop_still_works() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -293,7 +283,7 @@ fn a_guest_that_does_not_answer_times_out_and_a_hard_stop_still_works() {
 
 #[test]
 fn guest_reset_and_power_off_are_detected() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -345,7 +335,7 @@ fn guest_reset_and_power_off_are_detected() {
 
 #[test]
 fn a_triple_fault_is_reported_as_a_crash() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -379,7 +369,7 @@ fn a_triple_fault_is_reported_as_a_crash() {
 
 #[test]
 fn the_dirty_log_reports_the_pages_guest_and_vmm_wrote() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -425,7 +415,7 @@ fn the_dirty_log_reports_the_pages_guest_and_vmm_wrote() {
 
 #[test]
 fn an_instruction_the_host_cannot_emulate_is_a_crash_that_names_it() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -459,7 +449,7 @@ fn an_instruction_the_host_cannot_emulate_is_a_crash_that_names_it() {
 
 #[test]
 fn a_killed_vm_process_is_reported_as_crashed_with_its_exit_reason() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -477,7 +467,7 @@ fn a_killed_vm_process_is_reported_as_crashed_with_its_exit_reason() {
 
 #[test]
 fn save_then_restore_in_a_new_process_continues_the_counters() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -548,7 +538,7 @@ fn save_then_restore_in_a_new_process_continues_the_counters() {
 
 #[test]
 fn applying_a_snapshot_takes_the_counters_back() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -611,7 +601,7 @@ fn applying_a_snapshot_takes_the_counters_back() {
 
 #[test]
 fn vms_outlive_a_killed_server_and_a_new_supervisor_adopts_them() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -673,7 +663,7 @@ fn vms_outlive_a_killed_server_and_a_new_supervisor_adopts_them() {
 
 #[test]
 fn twenty_vms_run_at_once() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -703,7 +693,7 @@ fn twenty_vms_run_at_once() {
 
 #[test]
 fn starting_twice_and_bad_definitions_are_refused() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();
@@ -759,7 +749,7 @@ fn without_kvm_starting_a_vm_names_the_cause() {
 
 #[test]
 fn cpu_limits_use_cgroup_v2_or_say_why_they_cannot() {
-    if !kvm_present() {
+    if !kvm_present("the VM lifecycle tests") {
         return;
     }
     let host = Host::new();

@@ -11,6 +11,9 @@
 //! initramfs where it put it, the ACPI tables, and both vCPUs found through the MADT. Each
 //! test prints which it did.
 
+mod common;
+
+use common::kvm_present;
 use hypervisor_shim::hypervisor::kvm::detect_kind;
 use hypervisor_shim::hypervisor::KvmKind;
 use hypervisor_shim::protocol::{Event, Request};
@@ -40,18 +43,6 @@ fn guest_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-fn kvm_present() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "/dev/kvm is missing on a CI machine"
-    );
-    eprintln!("NOT RUN: this host has no /dev/kvm, so Linux cannot boot here");
-    false
 }
 
 struct Boot {
@@ -197,21 +188,21 @@ fn boot(kernel: &str) {
 
 #[test]
 fn a_pvh_vmlinux_boots_without_its_decompressor() {
-    if kvm_present() {
+    if kvm_present("a Linux boot") {
         boot("vmlinux");
     }
 }
 
 #[test]
 fn a_bzimage_boots_through_its_64_bit_entry() {
-    if kvm_present() {
+    if kvm_present("a Linux boot") {
         boot("vmlinuz");
     }
 }
 
 #[test]
 fn a_vm_too_small_for_the_kernel_or_a_missing_kernel_is_refused_with_the_reason() {
-    if !kvm_present() {
+    if !kvm_present("a Linux boot") {
         return;
     }
     let boot = Boot::new();

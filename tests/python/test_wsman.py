@@ -759,3 +759,5 @@ def test_every_captured_client_request_gets_a_correct_answer(srv):
             code, subcode, _ = fault_of(r)
             assert expected in (code, subcode), (case, response)
     assert seen >= 50
+    # The replay started the VM; VMs outlive their server, so the test destroys it.
+    assert conn.InvokeMethod("DestroySystem", svc, AffectedSystem=vm)[0] == 0

@@ -21,23 +21,28 @@ pub fn write_descriptor_tables<M: GuestMemory>(mem: &M) -> Result<(), vm_memory:
     mem.write_obj(0u64, GuestAddress(BOOT_IDT))
 }
 
-/// Special registers for long mode with paging through `cr3`, on top of the vCPU's reset
-/// state `sregs`.
-pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
+/// Loads the boot GDT and the empty IDT, with `cs` from GDT entry `code_index` and every
+/// data segment flat.
+fn flat_segments(sregs: &mut kvm_sregs, code_index: usize) {
     let table = gdt::boot_gdt();
-    let code = gdt::segment(gdt::CODE_INDEX, table[gdt::CODE_INDEX]);
     let data = gdt::segment(gdt::DATA_INDEX, table[gdt::DATA_INDEX]);
     sregs.gdt.base = BOOT_GDT;
     sregs.gdt.limit = (table.len() * 8 - 1) as u16;
     sregs.idt.base = BOOT_IDT;
     sregs.idt.limit = 7;
-    sregs.cs = code;
+    sregs.cs = gdt::segment(code_index, table[code_index]);
     sregs.ds = data;
     sregs.es = data;
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = gdt::segment(gdt::TSS_INDEX, table[gdt::TSS_INDEX]);
+}
+
+/// Special registers for long mode with paging through `cr3`, on top of the vCPU's reset
+/// state `sregs`.
+pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
+    flat_segments(&mut sregs, gdt::CODE_INDEX);
     sregs.cr3 = cr3;
     sregs.cr4 |= CR4_PAE;
     sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
@@ -48,19 +53,7 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, cr3: u64) -> kvm_sregs {
 /// Special registers for PVH's entry: 32-bit protected mode on flat segments, paging off
 /// (<https://xenbits.xen.org/docs/unstable/misc/pvh.html>), on top of the reset state `sregs`.
 pub fn pvh_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
-    let table = gdt::boot_gdt();
-    let data = gdt::segment(gdt::DATA_INDEX, table[gdt::DATA_INDEX]);
-    sregs.gdt.base = BOOT_GDT;
-    sregs.gdt.limit = (table.len() * 8 - 1) as u16;
-    sregs.idt.base = BOOT_IDT;
-    sregs.idt.limit = 7;
-    sregs.cs = gdt::segment(gdt::CODE32_INDEX, table[gdt::CODE32_INDEX]);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = gdt::segment(gdt::TSS_INDEX, table[gdt::TSS_INDEX]);
+    flat_segments(&mut sregs, gdt::CODE32_INDEX);
     sregs.cr0 = CR0_PE | CR0_ET;
     sregs.cr3 = 0;
     sregs.cr4 = 0;
