@@ -246,8 +246,8 @@ pub fn load<M: GuestMemoryBackend>(
         Some(path) => Some(load_initramfs(mem, memory_size, &loaded, path)?),
     };
     let map = memory_map(memory_size);
-    let entry = match loaded.pvh_boot_cap {
-        PvhBootCapability::PvhEntryPresent(rip) if is_elf => {
+    let entry = match (format, loaded.pvh_boot_cap) {
+        (KernelFormat::ElfPvh, PvhBootCapability::PvhEntryPresent(rip)) => {
             write_pvh_start_info(mem, &map, initramfs, rsdp)?;
             LinuxEntry::Pvh {
                 rip: rip.raw_value(),
@@ -261,13 +261,12 @@ pub fn load<M: GuestMemoryBackend>(
                     reason: e,
                 }
             })?;
-            let rip = if is_elf {
-                loaded.kernel_load.raw_value()
-            } else {
-                loaded.kernel_load.raw_value() + BZIMAGE_64BIT_ENTRY_OFFSET
+            let offset = match format {
+                KernelFormat::BzImage => BZIMAGE_64BIT_ENTRY_OFFSET,
+                KernelFormat::ElfPvh | KernelFormat::Elf64 => 0,
             };
             LinuxEntry::Long64 {
-                rip,
+                rip: loaded.kernel_load.raw_value() + offset,
                 boot_params: layout::ZERO_PAGE,
             }
         }
