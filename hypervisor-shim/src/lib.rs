@@ -52,6 +52,9 @@ pub enum Error {
     /// Guest memory could not be read or written.
     #[error("guest memory access: {0}")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
+    /// The ACPI tables could not be written.
+    #[error("ACPI tables: {0}")]
+    Acpi(#[from] arch::acpi::AcpiError),
     /// A Linux kernel or initramfs could not be loaded.
     #[error(transparent)]
     LinuxBoot(#[from] arch::linux::LinuxBootError),

@@ -170,8 +170,7 @@ impl Machine {
                 initramfs,
                 cmdline,
             } => {
-                let rsdp = acpi::write_tables(mem, self.config.vcpus)
-                    .map_err(|e| Error::Config(e.to_string()))?;
+                let rsdp = acpi::write_tables(mem, self.config.vcpus)?;
                 let loaded = linux::load(
                     mem,
                     self.config.memory_bytes(),
