@@ -6,96 +6,17 @@
 
 mod common;
 
-use common::kvm_present;
+use common::{config, kvm_present, wait_for, Host, VMM};
 use hypervisor_shim::guest::test_guest::layout;
 use hypervisor_shim::hypervisor::KvmKind;
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request, Response};
-use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig, SupervisorError, VmHandle};
+use hypervisor_shim::supervisor::{Supervisor, SupervisorError, VmHandle};
 use hypervisor_shim::vmm::config::VmConfig;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const VMM: &str = env!("CARGO_BIN_EXE_cimvirt-vmm");
-
-struct Host {
-    dir: tempfile::TempDir,
-    supervisor: Supervisor,
-    events: Arc<Mutex<Vec<(String, Event)>>>,
-}
-
-impl Host {
-    fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let supervisor = Supervisor::new(config(&dir.path().join("run"))).unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        supervisor.listen(Arc::new(move |name, event| {
-            sink.lock().unwrap().push((name.to_owned(), event.clone()));
-        }));
-        Host {
-            dir,
-            supervisor,
-            events,
-        }
-    }
-
-    fn vm_config(&self, name: &str, vcpus: u32, memory_mib: u64) -> VmConfig {
-        let mut config = VmConfig::test_guest(name, vcpus, memory_mib);
-        config.console_log = Some(self.dir.path().join(format!("{name}.console")));
-        config
-    }
-
-    fn start(&self, name: &str, vcpus: u32) -> Arc<VmHandle> {
-        self.supervisor
-            .start(&self.vm_config(name, vcpus, 32))
-            .unwrap()
-    }
-
-    fn console(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.console"))).unwrap_or_default()
-    }
-
-    fn wait_console(&self, name: &str, text: &str) {
-        wait_for(&format!("{text:?} on {name}'s console"), || {
-            self.console(name).contains(text)
-        });
-    }
-
-    fn saw(&self, name: &str, wanted: &Event) -> bool {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(n, e)| n == name && e == wanted)
-    }
-}
-
-impl Drop for Host {
-    /// A failed test leaves no VM processes behind (they outlive their supervisor by design).
-    fn drop(&mut self) {
-        for name in self.supervisor.running() {
-            if let Some(vm) = self.supervisor.get(&name) {
-                let _ = vm.call(&Request::Stop);
-            }
-        }
-    }
-}
-
-fn config(run_dir: &Path) -> SupervisorConfig {
-    SupervisorConfig::new(run_dir.to_path_buf(), PathBuf::from(VMM), Vec::new())
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn heartbeats(vm: &VmHandle) -> Vec<u64> {
     vm.status().unwrap().heartbeats

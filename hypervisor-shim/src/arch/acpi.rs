@@ -9,6 +9,7 @@
 //! finds the RSDP by scanning when the boot protocol does not pass it.
 
 use super::layout;
+use crate::devices::virtio::layout as virtio_layout;
 use crate::devices::{power, COM1, COM1_GSI};
 use acpi_tables::aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
@@ -68,7 +69,7 @@ fn fix_checksum(table: &mut [u8]) {
 }
 
 /// The DSDT's AML: \_S5 for power-off, COM1, the power button and the GED that notifies it.
-pub fn dsdt_aml() -> Vec<u8> {
+pub fn dsdt_aml(virtio_devices: usize) -> Vec<u8> {
     // Each object is written in one statement: the AML builders borrow their parts, which
     // live as temporaries until the statement ends.
     let mut out = Vec::new();
@@ -125,6 +126,29 @@ pub fn dsdt_aml() -> Vec<u8> {
         ],
     )
     .to_aml_bytes(&mut out);
+    // Debian's kernels take virtio-mmio devices from ACPI only (LNRO0005, the ID Linux's
+    // virtio_mmio driver matches), not from the command line.
+    for index in 0..virtio_devices.min(virtio_layout::MAX_DEVICES) {
+        aml::Device::new(
+            format!("_SB_.VR{index:02X}").as_str().into(),
+            vec![
+                &aml::Name::new("_HID".into(), &"LNRO0005"),
+                &aml::Name::new("_UID".into(), &(index as u32)),
+                &aml::Name::new(
+                    "_CRS".into(),
+                    &aml::ResourceTemplate::new(vec![
+                        &aml::Memory32Fixed::new(
+                            true,
+                            virtio_layout::mmio_address(index) as u32,
+                            virtio_layout::MMIO_SIZE as u32,
+                        ),
+                        &aml::Interrupt::new(true, true, false, false, virtio_layout::GSIS[index]),
+                    ]),
+                ),
+            ],
+        )
+        .to_aml_bytes(&mut out);
+    }
     out
 }
 
@@ -175,7 +199,11 @@ fn fadt(dsdt: u64) -> Vec<u8> {
 }
 
 /// Writes every table for a guest with `vcpus` vCPUs; returns the RSDP's address.
-pub fn write_tables<M: GuestMemoryBackend>(mem: &M, vcpus: u32) -> Result<u64, AcpiError> {
+pub fn write_tables<M: GuestMemoryBackend>(
+    mem: &M,
+    vcpus: u32,
+    virtio_devices: usize,
+) -> Result<u64, AcpiError> {
     let mut next = layout::ACPI_TABLES + Rsdp::len() as u64;
     let mut place = |table: &[u8]| -> Result<u64, AcpiError> {
         let at = next.next_multiple_of(16);
@@ -188,7 +216,7 @@ pub fn write_tables<M: GuestMemoryBackend>(mem: &M, vcpus: u32) -> Result<u64, A
     };
 
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, oem_table_id(b"DSDT"), OEM_REVISION);
-    dsdt.append_slice(&dsdt_aml());
+    dsdt.append_slice(&dsdt_aml(virtio_devices));
     let dsdt_at = place(dsdt.as_slice())?;
     let fadt_at = place(&fadt(dsdt_at))?;
     let madt_at = place(&madt(vcpus))?;
@@ -224,7 +252,7 @@ mod tests {
     fn the_tables_chain_from_the_rsdp_with_valid_checksums() {
         let mem =
             vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
-        let rsdp_at = write_tables(&mem, 4).unwrap();
+        let rsdp_at = write_tables(&mem, 4, 2).unwrap();
         let mut rsdp = [0u8; 36];
         mem.read_slice(&mut rsdp, GuestAddress(rsdp_at)).unwrap();
         assert_eq!(&rsdp[..8], b"RSD PTR ");
@@ -272,6 +300,11 @@ mod tests {
             b"GED_",
             b"_EVT",
             b"ACPI0013",
+            b"VR00",
+            b"VR01",
+            b"LNRO0005",
+            // The second virtio device's register window, in its Memory32Fixed descriptor.
+            &0xd000_1000u32.to_le_bytes(),
         ] {
             assert!(
                 aml.windows(name.len()).any(|w| w == name),
@@ -279,12 +312,16 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
         }
+        assert!(
+            !aml.windows(4).any(|w| w == b"VR02"),
+            "two virtio devices, two entries"
+        );
     }
 
     #[test]
     fn the_most_vcpus_fit_in_the_bios_area() {
         let mem =
             vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
-        assert!(write_tables(&mem, 254).is_ok());
+        assert!(write_tables(&mem, 254, virtio_layout::MAX_DEVICES).is_ok());
     }
 }

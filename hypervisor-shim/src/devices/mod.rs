@@ -1,11 +1,12 @@
 //! The legacy devices of this VMM's PC, on one port-I/O bus: COM1 (16550, vm-superio), the
 //! i8042 controller, the CMOS RTC, the ACPI sleep control register and the POST port; and
-//! the ACPI power button's interrupt line.
+//! the ACPI power button's interrupt line. The virtio devices, on MMIO, are in [`virtio`].
 
 pub mod cmos;
 pub mod console;
 pub mod i8042;
 pub mod power;
+pub mod virtio;
 
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;

@@ -6,7 +6,7 @@ use kvm_bindings::{
     kvm_userspace_memory_region, CpuId, Msrs, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
     KVM_IRQCHIP_PIC_SLAVE, KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Kvm, VcpuExit as KvmExit, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit as KvmExit, VcpuFd, VmFd};
 use std::path::Path;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -133,6 +133,12 @@ impl Vm for KvmVm {
         self.fd
             .register_irqfd(event, gsi)
             .map_err(|e| HypervisorError::new("KVM_IRQFD", e))
+    }
+
+    fn register_mmio_ioevent(&self, event: &EventFd, address: u64, value: u32) -> Result<()> {
+        self.fd
+            .register_ioevent(event, &IoEventAddress::Mmio(address), value)
+            .map_err(|e| HypervisorError::new("KVM_IOEVENTFD", e))
     }
 
     fn create_vcpu(&self, index: u32) -> Result<Box<dyn Vcpu>> {

@@ -155,6 +155,9 @@ pub trait Vm: Send + Sync {
     ) -> Result<()>;
     /// Raises GSI `gsi` whenever `event` is written.
     fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<()>;
+    /// Signals `event` instead of exiting to the VMM when the guest writes the 32-bit value
+    /// `value` to guest-physical `address` (a virtio queue notification).
+    fn register_mmio_ioevent(&self, event: &EventFd, address: u64, value: u32) -> Result<()>;
     /// Creates vCPU `index`.
     fn create_vcpu(&self, index: u32) -> Result<Box<dyn Vcpu>>;
     /// Reads the in-kernel device state.

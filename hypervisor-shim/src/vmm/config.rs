@@ -1,5 +1,6 @@
 //! What a VM is made of.
 
+use crate::devices::virtio::{self, block::DiskConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -16,6 +17,9 @@ pub struct VmConfig {
     /// What to boot.
     #[serde(default)]
     pub boot: Boot,
+    /// The virtio block devices, in the order the guest finds them.
+    #[serde(default)]
+    pub disks: Vec<DiskConfig>,
     /// Where COM1's output goes, if anywhere.
     #[serde(default)]
     pub console_log: Option<PathBuf>,
@@ -83,6 +87,7 @@ impl VmConfig {
             vcpus,
             memory_mib,
             boot: Boot::TestGuest,
+            disks: Vec::new(),
             console_log: None,
             console_log_max_bytes: default_console_log_max(),
             cpu_weight: None,
@@ -130,6 +135,26 @@ impl VmConfig {
         }
         if self.cpu_limit_percent == Some(0) {
             return Err("CPU limit: 0% would never run".into());
+        }
+        self.validate_disks()
+    }
+
+    fn validate_disks(&self) -> Result<(), String> {
+        if self.disks.len() > virtio::layout::MAX_DEVICES {
+            return Err(format!(
+                "{} disks: a VM has at most {} virtio devices",
+                self.disks.len(),
+                virtio::layout::MAX_DEVICES
+            ));
+        }
+        for (i, disk) in self.disks.iter().enumerate() {
+            disk.validate()?;
+            if self.disks[..i].iter().any(|d| d.path == disk.path) {
+                return Err(format!(
+                    "disk {}: the same image twice",
+                    disk.path.display()
+                ));
+            }
         }
         Ok(())
     }

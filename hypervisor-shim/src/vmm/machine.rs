@@ -4,6 +4,11 @@
 use super::config::{Boot, VmConfig};
 use crate::arch::linux::{self, LinuxEntry};
 use crate::arch::{acpi, cpuid, layout as arch_layout, mptable, paging, regs};
+use crate::devices::virtio::block::Block;
+use crate::devices::virtio::bus::VirtioBus;
+use crate::devices::virtio::layout as virtio_layout;
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::{Interrupt, VirtioDevice};
 use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEvent, COM1_GSI};
 use crate::guest::test_guest::{self, layout};
 use crate::hypervisor::{Hypervisor, Vcpu, VcpuState, Vm, VmState};
@@ -35,6 +40,8 @@ pub struct Machine {
     pub memory: Arc<Memory>,
     /// The port-I/O devices.
     pub devices: Arc<Mutex<Devices>>,
+    /// The virtio devices, on MMIO.
+    pub virtio: Arc<VirtioBus>,
     /// MSRs a vCPU state carries.
     pub msr_indices: Vec<u32>,
     /// Whether KVM logs the pages guest code writes.
@@ -78,6 +85,8 @@ impl Machine {
             Origin::Snapshot { memory, state } => (memory, Some(state)),
         };
         map_guest_memory(&*vm, &memory, false)?;
+        let memory = Arc::new(memory);
+        let virtio = Arc::new(build_virtio(&*vm, &config, &memory)?);
         let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
         let keyboard_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
         vm.register_irqfd(&serial_irq, COM1_GSI)?;
@@ -107,8 +116,9 @@ impl Machine {
             },
             config,
             vm,
-            memory: Arc::new(memory),
+            memory,
             devices: Arc::new(Mutex::new(devices)),
+            virtio,
             msr_indices,
             dirty_logging: false,
         };
@@ -145,6 +155,10 @@ impl Machine {
                 lock(&machine.devices)
                     .restore(&state.devices)
                     .map_err(Error::Io)?;
+                machine
+                    .virtio
+                    .restore(&state.virtio)
+                    .map_err(Error::Snapshot)?;
                 machine.power_on = state.power_on.clone();
             }
         }
@@ -170,7 +184,7 @@ impl Machine {
                 initramfs,
                 cmdline,
             } => {
-                let rsdp = acpi::write_tables(mem, self.config.vcpus)?;
+                let rsdp = acpi::write_tables(mem, self.config.vcpus, self.virtio.len())?;
                 let loaded = linux::load(
                     mem,
                     self.config.memory_bytes(),
@@ -249,6 +263,38 @@ pub enum BootEntry {
         /// The kernel's entry.
         entry: LinuxEntry,
     },
+}
+
+/// The virtio devices of `config`, each with its interrupt line (an irqfd) and its queue
+/// notifications (ioeventfds, so that a notification wakes the I/O thread without a VM exit).
+fn build_virtio(vm: &dyn Vm, config: &VmConfig, memory: &Arc<Memory>) -> Result<VirtioBus, Error> {
+    use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
+    let mut transports = Vec::with_capacity(config.disks.len());
+    for (index, disk) in config.disks.iter().enumerate() {
+        let device = Block::new(disk, format!("virtio-blk{index}"))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let line = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
+        vm.register_irqfd(&line, virtio_layout::GSIS[index])?;
+        let notify = virtio_layout::mmio_address(index) + u64::from(VIRTIO_MMIO_QUEUE_NOTIFY);
+        let mut events = Vec::new();
+        for queue in 0..device.queue_max_sizes().len() {
+            let event = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
+            // Without it the transport signals the eventfd on the MMIO exit instead.
+            if let Err(e) = vm.register_mmio_ioevent(&event, notify, queue as u32) {
+                tracing::warn!("virtio device {index}: {e}; notifications will exit to the VMM");
+            }
+            events.push(event);
+        }
+        let transport = MmioTransport::new(
+            Box::new(device),
+            memory.clone(),
+            Arc::new(Interrupt::new(line)),
+            events,
+        )
+        .map_err(Error::Io)?;
+        transports.push(transport);
+    }
+    Ok(VirtioBus::new(transports))
 }
 
 /// Gives the VM every region of `memory`, as one slot each.

@@ -175,6 +175,7 @@ impl Process {
                 index as u32,
                 vcpu,
                 machine.devices.clone(),
+                machine.virtio.clone(),
                 machine.memory.clone(),
                 Box::new(move |f| {
                     let _ = failed.send(ControlEvent::VcpuFailed(f));
@@ -432,10 +433,13 @@ impl Process {
                 Err(e) => return Err(Error::Vcpu(e)),
             }
         }
+        // With no vCPU running, no new request arrives; the devices finish the ones in hand.
+        self.machine.virtio.pause();
         Ok(())
     }
 
     fn resume_all(&mut self) {
+        self.machine.virtio.resume();
         for vcpu in &self.vcpus {
             vcpu.resume();
         }
@@ -462,6 +466,7 @@ impl Process {
             vm: self.machine.vm.state()?,
             devices: lock(&self.machine.devices).state(),
             power_on: self.machine.power_on.clone(),
+            virtio: self.machine.virtio.snapshot(),
         })
     }
 
@@ -505,6 +510,7 @@ impl Process {
         lock(&self.machine.devices)
             .restore(&self.machine.power_on.devices)
             .map_err(Error::Io)?;
+        self.machine.virtio.reset();
         self.last_reset = Some(cause.to_owned());
         self.subscribers.broadcast(&Event::Reset {
             cause: cause.to_owned(),

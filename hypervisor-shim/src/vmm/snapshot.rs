@@ -5,6 +5,7 @@
 
 use super::config::VmConfig;
 use super::machine::PowerOnState;
+use crate::devices::virtio::mmio::TransportSnapshot;
 use crate::devices::DevicesState;
 use crate::hypervisor::{VcpuState, VmState};
 use crate::memory::Memory;
@@ -33,6 +34,9 @@ pub struct MachineState {
     pub devices: DevicesState,
     /// What a reset goes back to.
     pub power_on: PowerOnState,
+    /// The virtio devices' transports and queues.
+    #[serde(default)]
+    pub virtio: Vec<TransportSnapshot>,
 }
 
 /// The contents of `state.json`.

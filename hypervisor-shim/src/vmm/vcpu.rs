@@ -1,6 +1,7 @@
 //! vCPU threads. Each owns its vCPU and runs it; the control thread talks to it through a
 //! request channel and kicks it out of KVM_RUN with a signal.
 
+use crate::devices::virtio::bus::VirtioBus;
 use crate::devices::Devices;
 use crate::hypervisor::{Vcpu, VcpuExit, VcpuState};
 use crate::lock;
@@ -72,6 +73,7 @@ impl VcpuHandle {
         index: u32,
         vcpu: Box<dyn Vcpu>,
         devices: Arc<Mutex<Devices>>,
+        virtio: Arc<VirtioBus>,
         memory: Arc<Memory>,
         failed: Box<dyn Fn(VcpuFailure) + Send>,
         start_paused: bool,
@@ -94,6 +96,7 @@ impl VcpuHandle {
                     index,
                     vcpu,
                     devices,
+                    virtio,
                     memory,
                     requests: request_rx,
                     replies: reply_tx,
@@ -160,6 +163,7 @@ struct VcpuRunner {
     index: u32,
     vcpu: Box<dyn Vcpu>,
     devices: Arc<Mutex<Devices>>,
+    virtio: Arc<VirtioBus>,
     memory: Arc<Memory>,
     requests: Receiver<VcpuRequest>,
     replies: Sender<VcpuReply>,
@@ -252,8 +256,15 @@ impl VcpuRunner {
         match exit {
             VcpuExit::IoIn(port, data) => lock(&self.devices).io_in(port, data),
             VcpuExit::IoOut(port, data) => lock(&self.devices).io_out(port, data),
-            VcpuExit::MmioRead(_, data) => data.fill(0xff),
-            VcpuExit::MmioWrite(..) | VcpuExit::Interrupted => {}
+            VcpuExit::MmioRead(address, data) => {
+                if !self.virtio.read(address, data) {
+                    data.fill(0xff);
+                }
+            }
+            VcpuExit::MmioWrite(address, data) => {
+                self.virtio.write(address, data);
+            }
+            VcpuExit::Interrupted => {}
             VcpuExit::Shutdown => return Some(self.describe("triple fault (KVM_EXIT_SHUTDOWN)")),
             VcpuExit::SystemEvent(kind) => {
                 let what = match kind {

@@ -1,0 +1,476 @@
+//! virtio-blk (virtio 1.2, section 5.2) on a raw image file: read, write, flush, discard and
+//! write-zeroes (where the file system punches holes), read-only disks, and the device ID.
+//! Requests run on the device's I/O thread through the page cache, in bounded chunks.
+
+use super::io_thread::{IoThread, QueueHandler};
+use super::{ActiveQueues, Interrupt, VirtioDevice};
+use crate::memory::{GuestMemoryMmap, Memory};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use virtio_bindings::virtio_blk::*;
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use virtio_queue::{DescriptorChain, Queue, QueueT, Reader, Writer};
+use vmm_sys_util::fallocate::{fallocate, FallocateMode};
+
+/// The sector size of the protocol (and of our disks).
+pub const SECTOR_SIZE: u64 = 512;
+/// The length of a device ID (VIRTIO_BLK_ID_BYTES).
+pub const ID_BYTES: usize = 20;
+/// The one request queue's size.
+const QUEUE_SIZE: u16 = 256;
+/// Data moves between the file and guest memory through a buffer of this size, so that no
+/// request, however large it claims to be, makes the VMM allocate more.
+const CHUNK: usize = 1 << 20;
+/// Segments one discard or write-zeroes request may carry.
+const MAX_DISCARD_SEGMENTS: u32 = 32;
+/// The largest range of one discard or write-zeroes segment (2 GiB).
+const MAX_DISCARD_SECTORS: u32 = 1 << 22;
+
+/// A disk of a VM's definition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    /// The raw image file (or block device).
+    pub path: PathBuf,
+    /// The guest may read but not write it.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The device ID the guest reads (up to 20 ASCII characters; Linux shows it as the
+    /// disk's serial). Defaults to the image's file name.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+impl DiskConfig {
+    /// The device ID, padded with NULs (the default: the file name, cut to 20 bytes).
+    pub fn id_bytes(&self) -> [u8; ID_BYTES] {
+        let name = match &self.id {
+            Some(id) => id.clone(),
+            None => self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let mut id = [0u8; ID_BYTES];
+        for (slot, byte) in id.iter_mut().zip(name.bytes()) {
+            *slot = byte;
+        }
+        id
+    }
+
+    /// Checks what can be checked without opening the image.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.path.is_absolute() {
+            return Err(format!(
+                "disk {}: the image path must be absolute",
+                self.path.display()
+            ));
+        }
+        if let Some(id) = &self.id {
+            if id.len() > ID_BYTES || !id.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+                return Err(format!(
+                    "disk {}: the ID {id:?} must be at most {ID_BYTES} printable ASCII characters",
+                    self.path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open image: its file, size and what the file system lets us do with it.
+struct DiskImage {
+    file: File,
+    sectors: u64,
+    read_only: bool,
+    punches_holes: bool,
+}
+
+impl DiskImage {
+    fn open(config: &DiskConfig) -> std::io::Result<DiskImage> {
+        let path = &config.path;
+        let context = |what: &str, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("disk {}: {what}: {e}", path.display()))
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(!config.read_only)
+            .open(path)
+            .map_err(|e| context("opening", e))?;
+        // Two VMs writing one image corrupt it: a writer needs the image to itself, readers
+        // may share it (the lock goes with the file descriptor, so with the VM process).
+        let locked = if config.read_only {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        if let Err(e) = locked {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    format!("disk {}: another VM is using the image", path.display()),
+                ),
+                std::fs::TryLockError::Error(e) => context("locking", e),
+            });
+        }
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| context("sizing", e))?;
+        // Punching a hole past the end changes nothing, and fails where holes are unsupported.
+        let punches_holes = !config.read_only
+            && fallocate(&file, FallocateMode::PunchHole, true, size, 4096).is_ok();
+        Ok(DiskImage {
+            file,
+            sectors: size / SECTOR_SIZE,
+            read_only: config.read_only,
+            punches_holes,
+        })
+    }
+
+    /// The byte offset of `sector`, if `bytes` from there stay on the disk.
+    fn range(&self, sector: u64, bytes: u64) -> Option<u64> {
+        let sectors = bytes.div_ceil(SECTOR_SIZE);
+        (sector.checked_add(sectors)? <= self.sectors).then_some(sector * SECTOR_SIZE)
+    }
+}
+
+/// A virtio-blk device.
+pub struct Block {
+    image: Arc<DiskImage>,
+    id: [u8; ID_BYTES],
+    features: u64,
+    config_space: Vec<u8>,
+    name: String,
+    io_thread: Option<IoThread<BlockWorker>>,
+}
+
+impl Block {
+    /// Opens the image of `config` for a device whose I/O thread is called `name`.
+    pub fn new(config: &DiskConfig, name: String) -> std::io::Result<Block> {
+        let image = DiskImage::open(config)?;
+        let mut features = 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE
+            | 1 << VIRTIO_BLK_F_FLUSH
+            | 1 << VIRTIO_RING_F_EVENT_IDX;
+        if image.read_only {
+            features |= 1 << VIRTIO_BLK_F_RO;
+        }
+        if image.punches_holes {
+            features |= 1 << VIRTIO_BLK_F_DISCARD | 1 << VIRTIO_BLK_F_WRITE_ZEROES;
+        }
+        let config_space = config_space(image.sectors);
+        Ok(Block {
+            image: Arc::new(image),
+            id: config.id_bytes(),
+            features,
+            config_space,
+            name,
+            io_thread: None,
+        })
+    }
+
+    /// The disk's size in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.image.sectors
+    }
+}
+
+/// The configuration space (`struct virtio_blk_config`), laid out by the kernel's own
+/// definition.
+fn config_space(sectors: u64) -> Vec<u8> {
+    use std::mem::{offset_of, size_of};
+    let mut space = vec![0u8; size_of::<virtio_blk_config>()];
+    let mut put = |offset: usize, bytes: &[u8]| {
+        space[offset..offset + bytes.len()].copy_from_slice(bytes);
+    };
+    put(
+        offset_of!(virtio_blk_config, capacity),
+        &sectors.to_le_bytes(),
+    );
+    put(
+        offset_of!(virtio_blk_config, seg_max),
+        &u32::from(QUEUE_SIZE - 2).to_le_bytes(),
+    );
+    put(
+        offset_of!(virtio_blk_config, blk_size),
+        &(SECTOR_SIZE as u32).to_le_bytes(),
+    );
+    put(
+        offset_of!(virtio_blk_config, num_queues),
+        &1u16.to_le_bytes(),
+    );
+    for (field, value) in [
+        (
+            offset_of!(virtio_blk_config, max_discard_sectors),
+            MAX_DISCARD_SECTORS,
+        ),
+        (
+            offset_of!(virtio_blk_config, max_discard_seg),
+            MAX_DISCARD_SEGMENTS,
+        ),
+        (offset_of!(virtio_blk_config, discard_sector_alignment), 8),
+        (
+            offset_of!(virtio_blk_config, max_write_zeroes_sectors),
+            MAX_DISCARD_SECTORS,
+        ),
+        (
+            offset_of!(virtio_blk_config, max_write_zeroes_seg),
+            MAX_DISCARD_SEGMENTS,
+        ),
+    ] {
+        put(field, &value.to_le_bytes());
+    }
+    put(offset_of!(virtio_blk_config, write_zeroes_may_unmap), &[1]);
+    space
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        self.features
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        if let Some(bytes) = self.config_space.get(start..) {
+            let n = bytes.len().min(data.len());
+            data[..n].copy_from_slice(&bytes[..n]);
+        }
+    }
+
+    fn activate(&mut self, _driver_features: u64, active: ActiveQueues) -> std::io::Result<()> {
+        let worker = BlockWorker {
+            image: self.image.clone(),
+            id: self.id,
+            queues: active.queues,
+            memory: active.memory,
+            interrupt: active.interrupt,
+            buffer: vec![0; CHUNK],
+        };
+        self.io_thread = Some(IoThread::spawn(self.name.clone(), active.events, worker)?);
+        Ok(())
+    }
+
+    fn deactivate(&mut self) -> Option<Vec<Queue>> {
+        Some(self.io_thread.take()?.stop()?.queues)
+    }
+}
+
+/// The I/O thread's side: the queue and what requests need.
+struct BlockWorker {
+    image: Arc<DiskImage>,
+    id: [u8; ID_BYTES],
+    queues: Vec<Queue>,
+    memory: Arc<Memory>,
+    interrupt: Arc<Interrupt>,
+    buffer: Vec<u8>,
+}
+
+impl QueueHandler for BlockWorker {
+    fn process_queue(&mut self, index: usize) {
+        let mem = &self.memory.guest;
+        let Some(queue) = self.queues.get_mut(index) else {
+            return;
+        };
+        let mut used = 0usize;
+        loop {
+            if queue.disable_notification(mem).is_err() {
+                break;
+            }
+            while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                let head = chain.head_index();
+                let written = execute(&self.image, &self.id, &mut self.buffer, mem, chain);
+                if let Err(e) = queue.add_used(mem, head, written) {
+                    tracing::warn!("virtio-blk: returning a buffer: {e}");
+                }
+                used += 1;
+            }
+            // A request made available while notifications were off is processed now.
+            match queue.enable_notification(mem) {
+                Ok(true) => continue,
+                _ => break,
+            }
+        }
+        if used > 0 && queue.needs_notification(mem).unwrap_or(true) {
+            if let Err(e) = self.interrupt.signal_used_queue() {
+                tracing::warn!("virtio-blk: raising the interrupt: {e}");
+            }
+        }
+    }
+}
+
+/// What a request's header says.
+struct RequestHeader {
+    kind: u32,
+    sector: u64,
+}
+
+/// Carries out one request; returns the bytes written into the driver's buffers (data and
+/// status), which is what goes into the used ring.
+fn execute(
+    image: &DiskImage,
+    id: &[u8; ID_BYTES],
+    buffer: &mut [u8],
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+) -> u32 {
+    let (Ok(mut reader), Ok(mut writer)) =
+        (Reader::new(mem, chain.clone()), Writer::new(mem, chain))
+    else {
+        tracing::warn!("virtio-blk: a request's buffers are outside guest memory");
+        return 0;
+    };
+    // The status byte is the last writable byte; without it there is no way to answer.
+    let Some(data_len) = writer.available_bytes().checked_sub(1) else {
+        tracing::warn!("virtio-blk: a request without a status byte");
+        return 0;
+    };
+    let Ok(mut status_writer) = writer.split_at(data_len) else {
+        return 0;
+    };
+    let mut raw = [0u8; 16];
+    let status = match reader.read_exact(&mut raw) {
+        Err(_) => VIRTIO_BLK_S_IOERR,
+        Ok(()) => {
+            let header = RequestHeader {
+                kind: u32::from_le_bytes(raw[..4].try_into().unwrap_or_default()),
+                sector: u64::from_le_bytes(raw[8..].try_into().unwrap_or_default()),
+            };
+            match run_request(image, id, buffer, &header, &mut reader, &mut writer) {
+                Ok(()) => VIRTIO_BLK_S_OK,
+                Err(status) => status,
+            }
+        }
+    };
+    let _ = status_writer.write_all(&[status as u8]);
+    (writer.bytes_written() + 1) as u32
+}
+
+type Status = u32;
+
+fn run_request(
+    image: &DiskImage,
+    id: &[u8; ID_BYTES],
+    buffer: &mut [u8],
+    header: &RequestHeader,
+    reader: &mut Reader<'_, impl vm_memory::bitmap::BitmapSlice>,
+    writer: &mut Writer<'_, impl vm_memory::bitmap::BitmapSlice>,
+) -> Result<(), Status> {
+    let io_error = |what: &str, e: std::io::Error| {
+        tracing::warn!("virtio-blk: {what}: {e}");
+        VIRTIO_BLK_S_IOERR
+    };
+    match header.kind {
+        VIRTIO_BLK_T_IN => {
+            let len = writer.available_bytes();
+            let mut offset = sector_range(image, header.sector, len)?;
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(buffer.len());
+                image
+                    .file
+                    .read_exact_at(&mut buffer[..n], offset)
+                    .map_err(|e| io_error("reading the image", e))?;
+                writer
+                    .write_all(&buffer[..n])
+                    .map_err(|e| io_error("writing guest memory", e))?;
+                offset += n as u64;
+                left -= n;
+            }
+            Ok(())
+        }
+        VIRTIO_BLK_T_OUT => {
+            if image.read_only {
+                return Err(VIRTIO_BLK_S_IOERR);
+            }
+            let len = reader.available_bytes();
+            let mut offset = sector_range(image, header.sector, len)?;
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(buffer.len());
+                reader
+                    .read_exact(&mut buffer[..n])
+                    .map_err(|e| io_error("reading guest memory", e))?;
+                image
+                    .file
+                    .write_all_at(&buffer[..n], offset)
+                    .map_err(|e| io_error("writing the image", e))?;
+                offset += n as u64;
+                left -= n;
+            }
+            Ok(())
+        }
+        VIRTIO_BLK_T_FLUSH => {
+            if image.read_only {
+                return Ok(());
+            }
+            image
+                .file
+                .sync_data()
+                .map_err(|e| io_error("flushing the image", e))
+        }
+        VIRTIO_BLK_T_GET_ID => {
+            let n = writer.available_bytes().min(ID_BYTES);
+            writer
+                .write_all(&id[..n])
+                .map_err(|e| io_error("writing guest memory", e))
+        }
+        VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES => {
+            if image.read_only || !image.punches_holes {
+                return Err(VIRTIO_BLK_S_UNSUPP);
+            }
+            let segments = reader.available_bytes() / 16;
+            if segments == 0 || segments > MAX_DISCARD_SEGMENTS as usize {
+                return Err(VIRTIO_BLK_S_IOERR);
+            }
+            for _ in 0..segments {
+                let mut raw = [0u8; 16];
+                reader
+                    .read_exact(&mut raw)
+                    .map_err(|e| io_error("reading guest memory", e))?;
+                let sector = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+                let sectors = u32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
+                let flags = u32::from_le_bytes(raw[12..].try_into().unwrap_or_default());
+                // Discard takes no flags; write-zeroes only "may unmap".
+                if sectors > MAX_DISCARD_SECTORS
+                    || (header.kind == VIRTIO_BLK_T_DISCARD && flags != 0)
+                    || flags & !VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0
+                {
+                    return Err(VIRTIO_BLK_S_UNSUPP);
+                }
+                let bytes = u64::from(sectors) * SECTOR_SIZE;
+                let offset = image.range(sector, bytes).ok_or(VIRTIO_BLK_S_IOERR)?;
+                // Both leave zeros behind; punching also gives the space back.
+                fallocate(&image.file, FallocateMode::PunchHole, true, offset, bytes)
+                    .map_err(|e| io_error("punching a hole", e.into()))?;
+            }
+            Ok(())
+        }
+        _ => Err(VIRTIO_BLK_S_UNSUPP),
+    }
+}
+
+/// The byte offset of a data request's first sector: it must move whole sectors and stay
+/// on the disk.
+fn sector_range(image: &DiskImage, sector: u64, len: usize) -> Result<u64, Status> {
+    if !(len as u64).is_multiple_of(SECTOR_SIZE) {
+        return Err(VIRTIO_BLK_S_IOERR);
+    }
+    image.range(sector, len as u64).ok_or(VIRTIO_BLK_S_IOERR)
+}
