@@ -474,3 +474,247 @@ fn sector_range(image: &DiskImage, sector: u64, len: usize) -> Result<u64, Statu
     }
     image.range(sector, len as u64).ok_or(VIRTIO_BLK_S_IOERR)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use virtio_bindings::virtio_ring::VRING_DESC_F_WRITE;
+    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const HEADER: u64 = 0x1_0000;
+    const DATA: u64 = 0x10_0000;
+    const STATUS: u64 = 0x8_0000;
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        mem: GuestMemoryMmap,
+    }
+
+    impl Rig {
+        /// A 4 MiB image whose sector `s` is filled with the byte `s`.
+        fn new() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("disk.img");
+            let bytes: Vec<u8> = (0..8192u32)
+                .flat_map(|s| [s as u8; SECTOR_SIZE as usize])
+                .collect();
+            std::fs::write(&path, bytes).unwrap();
+            let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap();
+            Rig {
+                _dir: dir,
+                path,
+                mem,
+            }
+        }
+
+        fn image(&self, read_only: bool) -> DiskImage {
+            DiskImage::open(&DiskConfig {
+                path: self.path.clone(),
+                read_only,
+                id: Some("serial-1".into()),
+            })
+            .unwrap()
+        }
+
+        /// Runs one request of `kind` at `sector` with a data buffer of `len` bytes (written
+        /// by the device when `device_writes`); returns the used length and the status.
+        fn run(
+            &self,
+            image: &DiskImage,
+            kind: u32,
+            sector: u64,
+            len: u32,
+            device_writes: bool,
+        ) -> (u32, u8) {
+            let mut header = [0u8; 16];
+            header[..4].copy_from_slice(&kind.to_le_bytes());
+            header[8..].copy_from_slice(&sector.to_le_bytes());
+            self.mem.write_slice(&header, GuestAddress(HEADER)).unwrap();
+            self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+            let write = VRING_DESC_F_WRITE as u16;
+            let mut descs = vec![RawDescriptor::from(SplitDescriptor::new(HEADER, 16, 0, 0))];
+            if len > 0 {
+                let flags = if device_writes { write } else { 0 };
+                descs.push(RawDescriptor::from(SplitDescriptor::new(
+                    DATA, len, flags, 0,
+                )));
+            }
+            descs.push(RawDescriptor::from(SplitDescriptor::new(
+                STATUS, 1, write, 0,
+            )));
+            let queue = MockSplitQueue::new(&self.mem, 16);
+            let chain = queue.build_desc_chain(&descs).unwrap();
+            let mut buffer = vec![0u8; CHUNK];
+            let used = execute(
+                image,
+                b"serial-1\0\0\0\0\0\0\0\0\0\0\0\0",
+                &mut buffer,
+                &self.mem,
+                chain,
+            );
+            (used, self.mem.read_obj(GuestAddress(STATUS)).unwrap())
+        }
+
+        fn guest(&self, len: usize) -> Vec<u8> {
+            let mut bytes = vec![0u8; len];
+            self.mem.read_slice(&mut bytes, GuestAddress(DATA)).unwrap();
+            bytes
+        }
+    }
+
+    const OK: u8 = VIRTIO_BLK_S_OK as u8;
+    const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+    const UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
+
+    #[test]
+    fn reads_and_writes_larger_than_the_bounce_buffer_move_every_byte() {
+        let rig = Rig::new();
+        let image = rig.image(false);
+        let len = (CHUNK + 3 * SECTOR_SIZE as usize) as u32;
+        assert_eq!(
+            rig.run(&image, VIRTIO_BLK_T_IN, 10, len, true),
+            (len + 1, OK)
+        );
+        let read = rig.guest(len as usize);
+        assert_eq!(read[0], 10);
+        assert_eq!(read[len as usize - 1], (10 + len / 512 - 1) as u8);
+
+        rig.mem
+            .write_slice(&vec![0xab; len as usize], GuestAddress(DATA))
+            .unwrap();
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_OUT, 1, len, false), (1, OK));
+        let file = std::fs::read(&rig.path).unwrap();
+        assert_eq!(file[511], 0, "sector 0 untouched");
+        assert!(file[512..512 + len as usize].iter().all(|&b| b == 0xab));
+        assert_eq!(file[512 + len as usize], (1 + len / 512) as u8);
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_FLUSH, 0, 0, false), (1, OK));
+    }
+
+    #[test]
+    fn requests_past_the_end_or_of_partial_sectors_fail() {
+        let rig = Rig::new();
+        let image = rig.image(false);
+        assert_eq!(image.sectors, 8192);
+        let failed = (1, IOERR);
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_IN, 8191, 1024, true).1, IOERR);
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_OUT, 8192, 512, false), failed);
+        assert_eq!(
+            rig.run(&image, VIRTIO_BLK_T_OUT, u64::MAX, 512, false),
+            failed
+        );
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_OUT, 0, 100, false), failed);
+        assert_eq!(rig.run(&image, 99, 0, 0, false), (1, UNSUPP));
+        assert_eq!(std::fs::read(&rig.path).unwrap()[..512], [0u8; 512]);
+    }
+
+    #[test]
+    fn the_id_fills_what_the_driver_gives() {
+        let rig = Rig::new();
+        let image = rig.image(false);
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_GET_ID, 0, 20, true), (21, OK));
+        assert_eq!(&rig.guest(9), b"serial-1\0");
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_GET_ID, 0, 4, true), (5, OK));
+    }
+
+    #[test]
+    fn a_read_only_disk_refuses_writes_and_discards() {
+        let rig = Rig::new();
+        let image = rig.image(true);
+        assert!(!image.punches_holes);
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_OUT, 0, 512, false), (1, IOERR));
+        assert_eq!(
+            rig.run(&image, VIRTIO_BLK_T_DISCARD, 0, 16, false),
+            (1, UNSUPP)
+        );
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_FLUSH, 0, 0, false), (1, OK));
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_IN, 3, 512, true), (513, OK));
+        assert_eq!(rig.guest(1), [3]);
+    }
+
+    #[test]
+    fn discard_and_write_zeroes_punch_holes() {
+        let rig = Rig::new();
+        let image = rig.image(false);
+        // tmpfs, ext4, XFS and Btrfs all punch holes; the temporary directory is on one.
+        assert!(image.punches_holes, "the probe found no hole punching");
+        let segment = |sector: u64, sectors: u32, flags: u32| {
+            let mut raw = [0u8; 16];
+            raw[..8].copy_from_slice(&sector.to_le_bytes());
+            raw[8..12].copy_from_slice(&sectors.to_le_bytes());
+            raw[12..].copy_from_slice(&flags.to_le_bytes());
+            rig.mem.write_slice(&raw, GuestAddress(DATA)).unwrap();
+        };
+        let blocks = || std::fs::metadata(&rig.path).unwrap().blocks();
+        let before = blocks();
+        segment(0, 2048, 0);
+        assert_eq!(rig.run(&image, VIRTIO_BLK_T_DISCARD, 0, 16, false), (1, OK));
+        segment(4096, 8, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+        assert_eq!(
+            rig.run(&image, VIRTIO_BLK_T_WRITE_ZEROES, 0, 16, false),
+            (1, OK)
+        );
+        let file = std::fs::read(&rig.path).unwrap();
+        assert!(file[..1 << 20].iter().all(|&b| b == 0));
+        assert_eq!(file[(1 << 20) + 1], 2048u32 as u8);
+        assert!(file[4096 * 512..4104 * 512].iter().all(|&b| b == 0));
+        assert_eq!(file.len(), 4 << 20, "the size is kept");
+        assert!(blocks() < before, "the space went back to the file system");
+
+        segment(0, 8, 1);
+        assert_eq!(
+            rig.run(&image, VIRTIO_BLK_T_DISCARD, 0, 16, false),
+            (1, UNSUPP)
+        );
+        segment(8190, 8, 0);
+        assert_eq!(
+            rig.run(&image, VIRTIO_BLK_T_DISCARD, 0, 16, false),
+            (1, IOERR)
+        );
+    }
+
+    #[test]
+    fn a_chain_without_a_status_byte_is_returned_empty() {
+        let rig = Rig::new();
+        let image = rig.image(false);
+        let queue = MockSplitQueue::new(&rig.mem, 16);
+        let chain = queue
+            .build_desc_chain(&[RawDescriptor::from(SplitDescriptor::new(HEADER, 16, 0, 0))])
+            .unwrap();
+        let mut buffer = vec![0u8; CHUNK];
+        assert_eq!(
+            execute(&image, &[0; ID_BYTES], &mut buffer, &rig.mem, chain),
+            0
+        );
+    }
+
+    #[test]
+    fn the_configuration_space_carries_the_size_and_limits() {
+        let space = config_space(8192);
+        assert_eq!(space[..8], 8192u64.to_le_bytes());
+        assert_eq!(space[12..16], 254u32.to_le_bytes(), "seg_max");
+        assert_eq!(space[20..24], 512u32.to_le_bytes(), "blk_size");
+    }
+
+    #[test]
+    fn ids_and_paths_are_checked() {
+        let disk = |id: &str| DiskConfig {
+            path: "/images/a.img".into(),
+            read_only: false,
+            id: Some(id.into()),
+        };
+        assert!(disk("serial-1").validate().is_ok());
+        assert!(disk("twenty-one-characters").validate().is_err());
+        assert!(disk("tab\there").validate().is_err());
+        let relative = DiskConfig {
+            path: "a.img".into(),
+            read_only: false,
+            id: None,
+        };
+        assert!(relative.validate().unwrap_err().contains("absolute"));
+        assert_eq!(&relative.id_bytes()[..6], b"a.img\0");
+    }
+}

@@ -391,3 +391,142 @@ fn new_queues(max_sizes: &[u16]) -> std::io::Result<Vec<Queue>> {
         .map(|&max| Queue::new(max).map_err(|e| std::io::Error::other(e.to_string())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::block::{Block, DiskConfig};
+
+    struct Driver {
+        transport: MmioTransport,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Driver {
+        fn new() -> Driver {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("d.img");
+            std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+            let config = DiskConfig {
+                path,
+                read_only: false,
+                id: None,
+            };
+            let block = Block::new(&config, "test-blk".into()).unwrap();
+            let memory = Arc::new(Memory::anonymous(16 << 20).unwrap());
+            let interrupt = Arc::new(Interrupt::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()));
+            let events = vec![EventFd::new(libc::EFD_NONBLOCK).unwrap()];
+            let transport = MmioTransport::new(Box::new(block), memory, interrupt, events).unwrap();
+            Driver {
+                transport,
+                _dir: dir,
+            }
+        }
+
+        fn read(&self, offset: u32) -> u32 {
+            let mut data = [0u8; 4];
+            self.transport.read(u64::from(offset), &mut data);
+            u32::from_le_bytes(data)
+        }
+
+        fn write(&mut self, offset: u32, value: u32) {
+            self.transport
+                .write(u64::from(offset), &value.to_le_bytes());
+        }
+
+        fn negotiate(&mut self, high_features: u32) -> u32 {
+            self.write(VIRTIO_MMIO_STATUS, 0);
+            self.write(VIRTIO_MMIO_STATUS, 3);
+            self.write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+            self.write(VIRTIO_MMIO_DRIVER_FEATURES, high_features);
+            self.write(VIRTIO_MMIO_STATUS, 0xb);
+            self.read(VIRTIO_MMIO_STATUS)
+        }
+
+        fn set_up_queue(&mut self) {
+            self.write(VIRTIO_MMIO_QUEUE_SEL, 0);
+            self.write(VIRTIO_MMIO_QUEUE_NUM, 8);
+            self.write(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x10_0000);
+            self.write(VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x10_1000);
+            self.write(VIRTIO_MMIO_QUEUE_USED_LOW, 0x10_2000);
+            self.write(VIRTIO_MMIO_QUEUE_READY, 1);
+        }
+    }
+
+    #[test]
+    fn the_identity_registers_describe_a_modern_block_device() {
+        let mut driver = Driver::new();
+        assert_eq!(driver.read(VIRTIO_MMIO_MAGIC_VALUE), 0x7472_6976);
+        assert_eq!(driver.read(VIRTIO_MMIO_VERSION), 2);
+        assert_eq!(driver.read(VIRTIO_MMIO_DEVICE_ID), 2);
+        assert_eq!(driver.read(VIRTIO_MMIO_QUEUE_NUM_MAX), 256);
+        driver.write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+        assert_eq!(driver.read(VIRTIO_MMIO_DEVICE_FEATURES) & 1, 1, "VERSION_1");
+        let mut capacity = [0u8; 8];
+        driver.transport.read(0x100, &mut capacity);
+        assert_eq!(u64::from_le_bytes(capacity), 2048);
+    }
+
+    #[test]
+    fn features_ok_needs_version_1_and_nothing_unoffered() {
+        let mut driver = Driver::new();
+        assert_eq!(
+            driver.negotiate(0) & VIRTIO_CONFIG_S_FEATURES_OK,
+            0,
+            "legacy"
+        );
+        assert_eq!(
+            driver.negotiate(1 | 1 << 6) & VIRTIO_CONFIG_S_FEATURES_OK,
+            0,
+            "unoffered"
+        );
+        assert_ne!(driver.negotiate(1) & VIRTIO_CONFIG_S_FEATURES_OK, 0);
+    }
+
+    #[test]
+    fn driver_ok_starts_the_device_and_a_reset_stops_it() {
+        let mut driver = Driver::new();
+        driver.negotiate(1);
+        driver.set_up_queue();
+        driver.write(VIRTIO_MMIO_STATUS, 0xf);
+        assert!(driver.transport.active);
+        assert_eq!(driver.read(VIRTIO_MMIO_QUEUE_READY), 1);
+        // The queue cannot move under a running device.
+        driver.write(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x20_0000);
+        driver.transport.pause();
+        let saved = driver.transport.snapshot();
+        assert_eq!(saved.queues[0].desc_table, 0x10_0000);
+        assert_eq!((saved.queues[0].size, saved.status), (8, 0xf));
+        driver.transport.resume();
+        assert!(driver.transport.active);
+        driver.write(VIRTIO_MMIO_STATUS, 0);
+        assert!(!driver.transport.active);
+        assert_eq!(
+            driver.transport.snapshot().queues[0],
+            QueueSnapshot {
+                size: 256,
+                ..QueueSnapshot::default()
+            }
+        );
+        driver.transport.restore(&saved).unwrap();
+        driver.transport.resume();
+        assert!(
+            driver.transport.active,
+            "a restored device starts on resume"
+        );
+    }
+
+    #[test]
+    fn a_queue_outside_guest_memory_needs_a_reset() {
+        let mut driver = Driver::new();
+        driver.negotiate(1);
+        driver.set_up_queue();
+        driver.write(VIRTIO_MMIO_QUEUE_DESC_HIGH, 1);
+        driver.write(VIRTIO_MMIO_STATUS, 0xf);
+        assert!(!driver.transport.active);
+        assert_ne!(
+            driver.read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET,
+            0
+        );
+    }
+}
