@@ -7,7 +7,7 @@
 //! kernel's banner, "Linux version", is in the serial console's file; the CPU column is the
 //! VM process's own CPU time until then.
 
-use super::{percentile, process_cpu_ms};
+use super::{median, percentile, process_cpu_ms};
 use hypervisor_shim::arch::linux::command_line;
 use hypervisor_shim::protocol::Request;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
@@ -100,12 +100,6 @@ fn qemu_boot(qemu: &Path, guest: &Path, kernel: &str, dir: &Path) -> Sample {
     let _ = child.kill();
     let _ = child.wait();
     sample.unwrap_or_else(|| panic!("no kernel banner from {kernel} on QEMU within {TIMEOUT:?}"))
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    percentile(&sorted, 0.5)
 }
 
 /// Boots each image `runs` times on cimvirt (the VM program `vmm`) and on `qemu` (or the

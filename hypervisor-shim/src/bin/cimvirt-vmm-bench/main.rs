@@ -7,7 +7,9 @@
 //! `cimvirt-vmm-bench --host-kvm` prints the host's KVM kind and CPU.
 //! `cimvirt-vmm-bench --linux GUEST_DIR [--runs N] [--qemu PATH]` times Linux boots instead
 //! (see `linux.rs`).
+//! `cimvirt-vmm-bench --disk [--runs N]` measures virtio-blk against the host (see `disk.rs`).
 
+mod disk;
 mod linux;
 
 use hypervisor_shim::protocol::{Event, Request};
@@ -38,6 +40,12 @@ struct Row {
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    percentile(&sorted, 0.5)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -122,6 +130,7 @@ fn main() {
     let mut dir: Option<PathBuf> = None;
     let mut linux_guest: Option<PathBuf> = None;
     let mut qemu: Option<PathBuf> = None;
+    let mut disk = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -130,19 +139,24 @@ fn main() {
             "--dir" => dir = Some(args.next().expect("--dir DIR").into()),
             "--linux" => linux_guest = Some(args.next().expect("--linux GUEST_DIR").into()),
             "--qemu" => qemu = Some(args.next().expect("--qemu PATH").into()),
+            "--disk" => disk = true,
             "--host-kvm" => {
                 let host = hypervisor_shim::inventory::collect(Path::new("/dev/kvm"));
                 let kind = host.kvm.kind.map_or("none".to_owned(), |k| format!("{k:?}"));
                 println!("{kind} on {} ({} CPUs)", host.cpu_model, host.logical_cpus);
                 return;
             }
-            other => panic!("unknown argument {other:?}; usage: cimvirt-vmm-bench [--vmm PATH] [--runs N] [--dir DIR] [--linux GUEST_DIR [--qemu PATH]]"),
+            other => panic!("unknown argument {other:?}; usage: cimvirt-vmm-bench [--vmm PATH] [--runs N] [--dir DIR] [--linux GUEST_DIR [--qemu PATH]] [--disk]"),
         }
     }
     let temp = tempfile::tempdir().expect("temporary directory");
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
     if let Some(guest) = linux_guest {
         linux::run(&guest, vmm, qemu, runs, &dir);
+        return;
+    }
+    if disk {
+        disk::run(vmm, runs, &dir);
         return;
     }
     let supervisor = Supervisor::new(SupervisorConfig::new(dir.join("run"), vmm, Vec::new()))
