@@ -14,6 +14,7 @@
 mod common;
 
 use common::kvm_present;
+use hypervisor_shim::devices::virtio::block::DiskConfig;
 use hypervisor_shim::hypervisor::kvm::detect_kind;
 use hypervisor_shim::hypervisor::KvmKind;
 use hypervisor_shim::protocol::{Event, Request};
@@ -83,6 +84,14 @@ impl Boot {
             "cimvirt.test=linux-boot",
         );
         config.console_log = Some(self.dir.path().join("console"));
+        // A virtio disk the guest finds through the DSDT (LNRO0005) and reads.
+        let image = self.dir.path().join("disk.img");
+        std::fs::write(&image, b"cimvirt!".repeat(1 << 20)).unwrap();
+        config.disks = vec![DiskConfig {
+            path: image,
+            read_only: false,
+            id: Some("linux-disk".into()),
+        }];
         config
     }
 
@@ -150,6 +159,7 @@ fn boot(kernel: &str) {
                 &[
                     INIT_MARKER,
                     "cimvirt-linux-guest: cpus: 2",
+                    "cimvirt-linux-guest: disk vda: 16384 sectors, serial linux-disk, first bytes cimvirt!",
                     "cimvirt-linux-guest: waiting for the power button",
                 ],
                 started,
@@ -171,7 +181,8 @@ fn boot(kernel: &str) {
             }
             eprintln!(
                 "{kernel} on hardware KVM: first kernel line after {first_line:?}, /init after \
-                 {init:?}, then powered off through the ACPI power button"
+                 {init:?} (it read its virtio disk), then powered off through the ACPI power \
+                 button"
             );
         }
         KvmKind::Pvm => {
@@ -179,8 +190,8 @@ fn boot(kernel: &str) {
             eprintln!(
                 "{kernel} on kvm_pvm (software KVM): first kernel line after {first_line:?}; \
                  the banner, command line, memory map, initramfs, ACPI tables and MADT were \
-                 checked; user space cannot run on this host, so /init and the power button \
-                 were not awaited"
+                 checked; user space cannot run on this host, so /init, the virtio disk and \
+                 the power button were not awaited"
             );
         }
     }

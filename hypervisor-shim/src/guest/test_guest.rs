@@ -17,6 +17,9 @@
 //!   the device up, prints its size and ID, reads the first 4 KiB and prints their first 8
 //!   bytes, writes [`disk_pattern`] there, reads it back and compares, and flushes, printing
 //!   each request's status; `b` measures the disk (see [`bench`]);
+//! - `n` tests the first virtio-net device: it sends one broadcast frame of EtherType
+//!   [`NET_ETHERTYPE`] carrying `cimvirt test guest frame`, then waits (about ten seconds of
+//!   TSC time) for a frame of that EtherType and prints its text, skipping any other frames;
 //! - powers off when the i8042 delivers Ctrl-Alt-Del (the graceful shutdown request), by
 //!   writing S5 to the sleep control register.
 //!
@@ -72,7 +75,19 @@ pub mod layout {
     pub const BLK_READ_BACK: u64 = 0x20_5000;
     /// The 1 MiB buffer of the disk benchmark.
     pub const BENCH_BUFFER: u64 = 0x40_0000;
+    /// The network device's receive queue (descriptors; driver ring at +0x100, device ring
+    /// at +0x200).
+    pub const NET_RX_QUEUE: u64 = 0x20_6000;
+    /// Its transmit queue, laid out the same way.
+    pub const NET_TX_QUEUE: u64 = 0x20_6400;
+    /// The one receive buffer (2 KiB).
+    pub const NET_RX_BUFFER: u64 = 0x20_7000;
+    /// The frame the guest sends.
+    pub const NET_TX_BUFFER: u64 = 0x20_7800;
 }
+
+/// The EtherType of the test guest's frames (IEEE 802 "local experimental").
+pub const NET_ETHERTYPE: u16 = 0x88b5;
 
 /// The disk benchmark (`b`): on the first virtio-blk device, at queue depth 1, it writes then
 /// reads the whole disk sequentially in 1 MiB requests (up to the last whole MiB), then
@@ -117,6 +132,8 @@ pub mod command {
     pub const DISK: u8 = b'd';
     /// Benchmark the first virtio-blk device.
     pub const DISK_BENCH: u8 = b'b';
+    /// Send a frame on the first virtio-net device and wait for one.
+    pub const NET: u8 = b'n';
 }
 
 global_asm!(
@@ -139,6 +156,10 @@ global_asm!(
     .set BLK_BUFFER, {blk_buffer}
     .set BLK_READ_BACK, {blk_read_back}
     .set BENCH_BUFFER, {bench_buffer}
+    .set NET_RX_QUEUE, {net_rx_queue}
+    .set NET_TX_QUEUE, {net_tx_queue}
+    .set NET_RX_BUFFER, {net_rx_buffer}
+    .set NET_TX_BUFFER, {net_tx_buffer}
     .globl cimvirt_test_guest_start
     .globl cimvirt_test_guest_end
 cimvirt_test_guest_start:
@@ -350,6 +371,169 @@ cimvirt_test_guest_start:
     je .Ltg_disk
     cmp al, 0x62                        /* b */
     je .Ltg_bench
+    cmp al, 0x6e                        /* n */
+    je .Ltg_net
+    jmp .Ltg_serial_next
+
+.Ltg_net:
+    push rbx
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    mov r10d, {virtio_mmio}             /* the first virtio-net device among the windows */
+    mov ecx, {virtio_devices}
+.Ltg_net_probe:
+    cmp dword ptr [r10], 0x74726976
+    jne .Ltg_net_none
+    cmp dword ptr [r10 + 8], 1          /* network device */
+    je .Ltg_net_found
+    add r10, 0x1000
+    dec ecx
+    jnz .Ltg_net_probe
+.Ltg_net_none:
+    lea rsi, [rip + .Ltg_msg_net_none]
+    call .Ltg_puts
+    jmp .Ltg_net_done
+.Ltg_net_found:
+    mov dword ptr [r10 + 0x70], 0       /* reset, ACKNOWLEDGE, DRIVER */
+    mov dword ptr [r10 + 0x70], 1
+    mov dword ptr [r10 + 0x70], 3
+    mov dword ptr [r10 + 0x24], 0
+    mov dword ptr [r10 + 0x20], 0x20    /* MAC */
+    mov dword ptr [r10 + 0x24], 1
+    mov dword ptr [r10 + 0x20], 1       /* VERSION_1 */
+    mov dword ptr [r10 + 0x70], 0xb
+    test dword ptr [r10 + 0x70], 8
+    jz .Ltg_net_refused
+    mov rdi, NET_RX_QUEUE               /* empty rings and buffers */
+    xor eax, eax
+    mov ecx, 0x400
+    rep stosq
+    mov qword ptr [NET_RX_QUEUE], NET_RX_BUFFER   /* rx descriptor 0: 2 KiB, device-written */
+    mov dword ptr [NET_RX_QUEUE + 8], 2048
+    mov word ptr [NET_RX_QUEUE + 12], 2
+    mov word ptr [NET_RX_QUEUE + 0x104], 0
+    mov word ptr [NET_RX_QUEUE + 0x102], 1
+    xor ebx, ebx                        /* queue 0 (receive), then queue 1 (transmit) */
+    mov r8d, NET_RX_QUEUE
+.Ltg_net_queue:
+    mov dword ptr [r10 + 0x30], ebx
+    mov dword ptr [r10 + 0x38], 8
+    mov dword ptr [r10 + 0x80], r8d
+    mov dword ptr [r10 + 0x84], 0
+    lea eax, [r8 + 0x100]
+    mov dword ptr [r10 + 0x90], eax
+    mov dword ptr [r10 + 0x94], 0
+    lea eax, [r8 + 0x200]
+    mov dword ptr [r10 + 0xa0], eax
+    mov dword ptr [r10 + 0xa4], 0
+    mov dword ptr [r10 + 0x44], 1
+    add r8d, 0x400
+    inc ebx
+    cmp ebx, 2
+    jb .Ltg_net_queue
+    mov dword ptr [r10 + 0x70], 0xf     /* DRIVER_OK */
+    mov dword ptr [r10 + 0x50], 0       /* a receive buffer is there */
+    mov rdi, NET_TX_BUFFER + 12         /* the frame: broadcast, from our MAC */
+    mov dword ptr [rdi], 0xffffffff
+    mov word ptr [rdi + 4], 0xffff
+    lea rsi, [rip + .Ltg_msg_net_mac]
+    call .Ltg_puts
+    xor ecx, ecx
+.Ltg_net_mac:
+    mov al, byte ptr [r10 + 0x100 + rcx]
+    mov byte ptr [rdi + 6 + rcx], al
+    inc ecx
+    cmp ecx, 6
+    jb .Ltg_net_mac
+    mov word ptr [rdi + 12], {ethertype_be}
+    lea rsi, [rdi + 6]
+    call .Ltg_put_hex8                  /* 8 bytes: the MAC and the EtherType */
+    lea rsi, [rip + .Ltg_msg_newline]
+    call .Ltg_puts
+    lea rsi, [rip + .Ltg_msg_net_frame]
+    lea rdi, [rdi + 14]
+.Ltg_net_copy:
+    mov al, byte ptr [rsi]
+    mov byte ptr [rdi], al
+    inc rsi
+    inc rdi
+    test al, al
+    jnz .Ltg_net_copy
+    mov qword ptr [NET_TX_QUEUE], NET_TX_BUFFER   /* tx descriptor 0: header and 60 bytes */
+    mov dword ptr [NET_TX_QUEUE + 8], 72
+    mov word ptr [NET_TX_QUEUE + 0x104], 0
+    mov word ptr [NET_TX_QUEUE + 0x102], 1
+    mov dword ptr [r10 + 0x50], 1       /* notify the transmit queue */
+.Ltg_net_sent:
+    pause
+    cmp word ptr [NET_TX_QUEUE + 0x202], 1
+    jne .Ltg_net_sent
+    lea rsi, [rip + .Ltg_msg_net_sent]
+    call .Ltg_puts
+    xor r12d, r12d                      /* receive buffers used so far */
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov r13, 0x800000000                /* about ten seconds of TSC at a few GHz */
+    add r13, rax
+.Ltg_net_wait:
+    pause
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    cmp rax, r13
+    ja .Ltg_net_timeout
+    movzx eax, word ptr [NET_RX_QUEUE + 0x202]
+    cmp ax, r12w
+    je .Ltg_net_wait
+    inc r12d
+    cmp word ptr [NET_RX_BUFFER + 24], {ethertype_be}
+    je .Ltg_net_received
+    movzx eax, word ptr [NET_RX_QUEUE + 0x102]    /* another frame: give the buffer back */
+    mov edi, eax
+    and edi, 7
+    mov word ptr [NET_RX_QUEUE + 0x104 + rdi * 2], 0
+    inc eax
+    mov word ptr [NET_RX_QUEUE + 0x102], ax
+    mov dword ptr [r10 + 0x50], 0
+    jmp .Ltg_net_wait
+.Ltg_net_received:
+    lea rsi, [rip + .Ltg_msg_net_received]
+    call .Ltg_puts
+    lea eax, [r12d - 1]
+    and eax, 7
+    mov eax, dword ptr [NET_RX_QUEUE + 0x204 + rax * 8 + 4]   /* the used element's length */
+    sub eax, 12
+    call .Ltg_put_dec
+    lea rsi, [rip + .Ltg_msg_net_bytes]
+    call .Ltg_puts
+    mov byte ptr [NET_RX_BUFFER + 12 + 59], 0
+    mov esi, NET_RX_BUFFER + 26
+    call .Ltg_puts
+    lea rsi, [rip + .Ltg_msg_newline]
+    call .Ltg_puts
+    jmp .Ltg_net_done
+.Ltg_net_timeout:
+    lea rsi, [rip + .Ltg_msg_net_timeout]
+    call .Ltg_puts
+    jmp .Ltg_net_done
+.Ltg_net_refused:
+    lea rsi, [rip + .Ltg_msg_disk_refused]
+    call .Ltg_puts
+.Ltg_net_done:
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rbx
     jmp .Ltg_serial_next
 
 .Ltg_disk:
@@ -838,6 +1022,20 @@ cimvirt_test_guest_start:
     .asciz "cimvirt test guest: disk: no virtio block device\n"
 .Ltg_msg_disk_refused:
     .asciz "cimvirt test guest: disk: the device refused the driver\n"
+.Ltg_msg_net_none:
+    .asciz "cimvirt test guest: net: no virtio network device\n"
+.Ltg_msg_net_mac:
+    .asciz "cimvirt test guest: net: MAC and EtherType "
+.Ltg_msg_net_frame:
+    .asciz "cimvirt test guest frame"
+.Ltg_msg_net_sent:
+    .asciz "cimvirt test guest: net: sent 60 bytes\n"
+.Ltg_msg_net_received:
+    .asciz "cimvirt test guest: net: received "
+.Ltg_msg_net_bytes:
+    .asciz " bytes: "
+.Ltg_msg_net_timeout:
+    .asciz "cimvirt test guest: net: nothing received\n"
 .Ltg_msg_bench_seq_write:
     .asciz "cimvirt test guest: bench: seq-write done\n"
 .Ltg_msg_bench_seq_read:
@@ -869,6 +1067,12 @@ cimvirt_test_guest_end:
     blk_read_back = const layout::BLK_READ_BACK,
     bench_buffer = const layout::BENCH_BUFFER,
     random_ios = const bench::RANDOM_IOS,
+    net_rx_queue = const layout::NET_RX_QUEUE,
+    net_tx_queue = const layout::NET_TX_QUEUE,
+    net_rx_buffer = const layout::NET_RX_BUFFER,
+    net_tx_buffer = const layout::NET_TX_BUFFER,
+    ethertype_be = const NET_ETHERTYPE.swap_bytes(),
+    virtio_devices = const crate::devices::virtio::layout::MAX_DEVICES,
 );
 
 // The two labels `global_asm!` defines around the image; only their addresses are used.

@@ -1,6 +1,6 @@
 //! What a VM is made of.
 
-use crate::devices::virtio::{self, block::DiskConfig};
+use crate::devices::virtio::{self, block::DiskConfig, net::NetConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -20,6 +20,9 @@ pub struct VmConfig {
     /// The virtio block devices, in the order the guest finds them.
     #[serde(default)]
     pub disks: Vec<DiskConfig>,
+    /// The virtio network ports, after the disks.
+    #[serde(default)]
+    pub nics: Vec<NetConfig>,
     /// Where COM1's output goes, if anywhere.
     #[serde(default)]
     pub console_log: Option<PathBuf>,
@@ -88,6 +91,7 @@ impl VmConfig {
             memory_mib,
             boot: Boot::TestGuest,
             disks: Vec::new(),
+            nics: Vec::new(),
             console_log: None,
             console_log_max_bytes: default_console_log_max(),
             cpu_weight: None,
@@ -136,16 +140,20 @@ impl VmConfig {
         if self.cpu_limit_percent == Some(0) {
             return Err("CPU limit: 0% would never run".into());
         }
-        self.validate_disks()
+        self.validate_devices()
     }
 
-    fn validate_disks(&self) -> Result<(), String> {
-        if self.disks.len() > virtio::layout::MAX_DEVICES {
+    fn validate_devices(&self) -> Result<(), String> {
+        if self.disks.len() + self.nics.len() > virtio::layout::MAX_DEVICES {
             return Err(format!(
-                "{} disks: a VM has at most {} virtio devices",
+                "{} disks and {} network ports: a VM has at most {} virtio devices",
                 self.disks.len(),
+                self.nics.len(),
                 virtio::layout::MAX_DEVICES
             ));
+        }
+        for (index, nic) in self.nics.iter().enumerate() {
+            nic.validate(&self.name, index)?;
         }
         for (i, disk) in self.disks.iter().enumerate() {
             disk.validate()?;

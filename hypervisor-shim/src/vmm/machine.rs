@@ -8,6 +8,7 @@ use crate::devices::virtio::block::Block;
 use crate::devices::virtio::bus::VirtioBus;
 use crate::devices::virtio::layout as virtio_layout;
 use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::{Interrupt, VirtioDevice};
 use crate::devices::{console::Console, i8042, Devices, DevicesState, PlatformEvent, COM1_GSI};
 use crate::guest::test_guest::{self, layout};
@@ -265,14 +266,25 @@ pub enum BootEntry {
     },
 }
 
-/// The virtio devices of `config`, each with its interrupt line (an irqfd) and its queue
-/// notifications (ioeventfds, so that a notification wakes the I/O thread without a VM exit).
+/// The virtio devices of `config`, disks then network ports, each with its interrupt line
+/// (an irqfd) and its queue notifications (ioeventfds, so that a notification wakes the I/O
+/// thread without a VM exit to the VMM).
 fn build_virtio(vm: &dyn Vm, config: &VmConfig, memory: &Arc<Memory>) -> Result<VirtioBus, Error> {
     use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
-    let mut transports = Vec::with_capacity(config.disks.len());
+    let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for (index, disk) in config.disks.iter().enumerate() {
         let device = Block::new(disk, format!("virtio-blk{index}"))
             .map_err(|e| Error::Config(e.to_string()))?;
+        devices.push(Box::new(device));
+    }
+    for (index, nic) in config.nics.iter().enumerate() {
+        let device = Net::new(nic, &config.name, index)
+            .map_err(|e| Error::Config(format!("network port {index}: {e}")))?;
+        tracing::info!(index, tap = device.tap_name(), mac = %device.mac(), "network port ready");
+        devices.push(Box::new(device));
+    }
+    let mut transports = Vec::with_capacity(devices.len());
+    for (index, device) in devices.into_iter().enumerate() {
         let line = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::Io)?;
         vm.register_irqfd(&line, virtio_layout::GSIS[index])?;
         let notify = virtio_layout::mmio_address(index) + u64::from(VIRTIO_MMIO_QUEUE_NOTIFY);
@@ -286,7 +298,7 @@ fn build_virtio(vm: &dyn Vm, config: &VmConfig, memory: &Arc<Memory>) -> Result<
             events.push(event);
         }
         let transport = MmioTransport::new(
-            Box::new(device),
+            device,
             memory.clone(),
             Arc::new(Interrupt::new(line)),
             events,

@@ -263,7 +263,12 @@ impl VirtioDevice for Block {
             interrupt: active.interrupt,
             buffer: vec![0; CHUNK],
         };
-        self.io_thread = Some(IoThread::spawn(self.name.clone(), active.events, worker)?);
+        self.io_thread = Some(IoThread::spawn(
+            self.name.clone(),
+            active.events,
+            &[],
+            worker,
+        )?);
         Ok(())
     }
 

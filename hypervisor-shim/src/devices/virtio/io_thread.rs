@@ -1,7 +1,8 @@
 //! A device's I/O thread: an epoll loop (vmm-sys-util) over its queues' notification
-//! eventfds, so that request processing never runs on, or waits for, a vCPU thread.
+//! eventfds (and the device's own sources, such as a tap), so that request processing never
+//! runs on, or waits for, a vCPU thread.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::thread::JoinHandle;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
@@ -10,10 +11,14 @@ use vmm_sys_util::eventfd::EventFd;
 pub trait QueueHandler: Send + 'static {
     /// Processes what the driver made available on queue `index`.
     fn process_queue(&mut self, index: usize);
+    /// Handles readiness of the device's own source `index` (a tap, for a network device).
+    fn process_source(&mut self, _index: usize) {}
 }
 
-/// The epoll token of the stop eventfd; queues use their index.
+/// The epoll token of the stop eventfd; queues use their index, sources start at
+/// [`SOURCES`].
 const STOP: u64 = u64::MAX;
+const SOURCES: u64 = 1 << 32;
 
 /// A running I/O thread; [`IoThread::stop`] ends it and gives the handler back.
 pub struct IoThread<H> {
@@ -22,10 +27,17 @@ pub struct IoThread<H> {
 }
 
 impl<H: QueueHandler> IoThread<H> {
-    /// Starts `handler` on a thread named `name`, woken by `events` (one per queue). Every
-    /// queue is processed once at the start: the driver may have queued requests while the
-    /// device was stopped (a pause, a snapshot restore).
-    pub fn spawn(name: String, events: Vec<EventFd>, mut handler: H) -> std::io::Result<Self> {
+    /// Starts `handler` on a thread named `name`, woken by `events` (one per queue) and by
+    /// input on `sources` (descriptors the handler owns, watched edge-triggered: the handler
+    /// reads each until it would block, or until it has nowhere to put what it read). Every
+    /// queue and source is processed once at the start: the driver may have queued requests,
+    /// and the host sent input, while the device was stopped (a pause, a snapshot restore).
+    pub fn spawn(
+        name: String,
+        events: Vec<EventFd>,
+        sources: &[RawFd],
+        mut handler: H,
+    ) -> std::io::Result<Self> {
         let epoll = Epoll::new()?;
         let stop = EventFd::new(libc::EFD_NONBLOCK)?;
         epoll.ctl(
@@ -40,12 +52,26 @@ impl<H: QueueHandler> IoThread<H> {
                 EpollEvent::new(EventSet::IN, index as u64),
             )?;
         }
+        for (index, fd) in sources.iter().enumerate() {
+            epoll.ctl(
+                ControlOperation::Add,
+                *fd,
+                EpollEvent::new(
+                    EventSet::IN | EventSet::EDGE_TRIGGERED,
+                    SOURCES + index as u64,
+                ),
+            )?;
+        }
+        let source_count = sources.len();
         let stop_event = stop.try_clone()?;
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             for index in 0..events.len() {
                 handler.process_queue(index);
             }
-            let mut ready = vec![EpollEvent::default(); events.len() + 1];
+            for index in 0..source_count {
+                handler.process_source(index);
+            }
+            let mut ready = vec![EpollEvent::default(); events.len() + source_count + 1];
             loop {
                 let count = match epoll.wait(-1, &mut ready) {
                     Ok(count) => count,
@@ -58,6 +84,9 @@ impl<H: QueueHandler> IoThread<H> {
                 for event in &ready[..count] {
                     match event.data() {
                         STOP => return handler,
+                        token if token >= SOURCES => {
+                            handler.process_source((token - SOURCES) as usize)
+                        }
                         index => {
                             let index = index as usize;
                             // Reading resets the count: one pass serves every notification.

@@ -6,6 +6,7 @@
 //! - [`bus`]: a VM's devices by address.
 //! - [`io_thread`]: the event loop that waits on the queues' notifications.
 //! - [`block`]: virtio-blk on a raw image file.
+//! - [`net`]: virtio-net on a tap device attached to a bridge.
 //! - [`layout`]: where the devices sit in guest-physical memory and which GSIs they raise.
 
 pub mod block;
@@ -13,6 +14,7 @@ pub mod bus;
 pub mod io_thread;
 pub mod layout;
 pub mod mmio;
+pub mod net;
 
 use crate::memory::Memory;
 use serde::{Deserialize, Serialize};
