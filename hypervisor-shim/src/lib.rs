@@ -3,7 +3,9 @@
 //! - [`hypervisor`]: the `Hypervisor`/`Vm`/`Vcpu` traits and their KVM implementation.
 //! - [`arch`]: x86-64 boot setup (GDT, page tables, registers, CPUID, MSRs, LAPIC pins).
 //! - [`memory`]: guest RAM on a memfd, saved sparsely, restored copy-on-write.
-//! - [`devices`]: COM1, i8042, CMOS, the sleep control register.
+//! - [`devices`]: COM1, i8042, CMOS, the sleep control register, and virtio-mmio devices
+//!   (block on raw images, network on taps).
+//! - [`netif`]: network interfaces and Linux bridges; [`storage`]: pools of disk images.
 //! - [`guest`]: the built-in test guest.
 //! - [`vmm`]: one VM process: its machine, vCPU threads, control loop and snapshots.
 //! - [`protocol`] and [`lifecycle`]: the control socket's messages and the VM state machine.
@@ -18,7 +20,9 @@ pub mod hypervisor;
 pub mod inventory;
 pub mod lifecycle;
 pub mod memory;
+pub mod netif;
 pub mod protocol;
+pub mod storage;
 pub mod supervisor;
 pub mod vmm;
 

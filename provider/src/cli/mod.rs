@@ -1,8 +1,10 @@
 //! Command-line interface: one subcommand per job.
 
+mod bridge;
 mod host;
 mod mof;
 mod serve;
+mod storage;
 mod user;
 mod vm_demo;
 mod vmm;
@@ -22,6 +24,9 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create, list and delete the Linux bridges VM network ports attach to.
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
     /// Print what this host offers VMs: CPUs, memory, load, KVM (JSON).
     Host(host::HostCommand),
     /// Compile and inspect MOF (DSP0221) schemas.
@@ -29,6 +34,8 @@ enum Command {
     Mof(mof::MofCommand),
     /// Run the WBEM server (CIM-XML over HTTP and HTTPS).
     Serve(serve::ServeArgs),
+    /// Create, grow, list, import and delete the disk images of a storage pool.
+    Storage(storage::StorageCommand),
     /// Manage the users of a data directory (while the server is stopped).
     #[command(subcommand)]
     User(user::UserCommand),
@@ -46,6 +53,8 @@ pub fn run(args: Args) -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::User(cmd) => user::run(cmd),
         Command::Host(cmd) => host::run(cmd),
+        Command::Bridge(cmd) => bridge::run(cmd),
+        Command::Storage(cmd) => storage::run(cmd),
         Command::Vmm(cmd) => vmm::run(cmd),
         Command::VmDemo(cmd) => vm_demo::run(cmd),
     }

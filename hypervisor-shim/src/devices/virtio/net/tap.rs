@@ -1,59 +1,17 @@
 //! A tap device, opened by the VM process (the frames a guest sends come out of it on the
 //! host, and the host's frames for it go in), brought up and attached to a Linux bridge.
 
+use crate::netif::{self, ifreq, ioctl_ifreq};
 use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-
-/// linux/sockios.h: add an interface to a bridge (libc does not carry it for Linux).
-const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 
 /// An open tap device; it disappears when the last descriptor closes (it is not persistent).
 pub struct Tap {
     file: File,
     name: String,
-}
-
-/// An `ifreq` naming `name`.
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/')
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a network interface name (1 to 15 bytes, no '/')"),
-        ));
-    }
-    // SAFETY: ifreq is plain old data; all zeros is a valid value of it.
-    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (slot, byte) in request.ifr_name.iter_mut().zip(name.bytes()) {
-        *slot = byte as libc::c_char;
-    }
-    Ok(request)
-}
-
-/// A socket to address network interface ioctls to.
-fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) has no memory arguments; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// ioctl(2) with an `ifreq`, which the kernel reads and may write.
-fn ioctl_ifreq(fd: RawFd, request: libc::c_ulong, ifr: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: every request used here takes a pointer to one `ifreq`, which lives across the
-    // call; the kernel writes no more than its size.
-    let result = unsafe { libc::ioctl(fd, request as _, ifr as *mut libc::ifreq) };
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 impl Tap {
@@ -84,31 +42,12 @@ impl Tap {
 
     /// Sets the interface up.
     pub fn set_up(&self) -> io::Result<()> {
-        let socket = control_socket()?;
-        let mut request = ifreq(&self.name)?;
-        ioctl_ifreq(socket.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut request)?;
-        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-        let flags = unsafe { request.ifr_ifru.ifru_flags };
-        request.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
-        ioctl_ifreq(socket.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut request)
-            .map_err(|e| io::Error::new(e.kind(), format!("setting {} up: {e}", self.name)))
+        netif::set_up(&self.name)
     }
 
     /// Makes the tap a port of the Linux bridge `bridge`.
     pub fn attach_to_bridge(&self, bridge: &str) -> io::Result<()> {
-        let socket = control_socket()?;
-        let mut request = ifreq(&self.name)?;
-        ioctl_ifreq(socket.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut request)?;
-        // SAFETY: SIOCGIFINDEX filled the index member of the union.
-        let index = unsafe { request.ifr_ifru.ifru_ifindex };
-        let mut request = ifreq(bridge)?;
-        request.ifr_ifru.ifru_ifindex = index;
-        ioctl_ifreq(socket.as_raw_fd(), SIOCBRADDIF, &mut request).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("attaching {} to bridge {bridge}: {e}", self.name),
-            )
-        })
+        netif::add_to_bridge(bridge, &self.name)
     }
 
     /// Reads one frame; `WouldBlock` when none is waiting.
@@ -125,18 +64,5 @@ impl Tap {
 impl AsRawFd for Tap {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interface_names_are_checked() {
-        assert!(ifreq("tap0").is_ok());
-        assert!(ifreq("").is_err());
-        assert!(ifreq("sixteen-bytes-xx").is_err());
-        assert!(ifreq("a/b").is_err());
     }
 }
