@@ -192,6 +192,39 @@ mod tests {
         let json = serde_json::to_string(&linux).unwrap();
         assert!(json.contains(r#""kind":"linux""#), "{json}");
         assert_eq!(serde_json::from_str::<VmConfig>(&json).unwrap(), linux);
+        let mut with_devices = VmConfig::test_guest("vm-1", 1, 16);
+        let disk = |path: &str| DiskConfig {
+            path: path.into(),
+            read_only: false,
+            id: None,
+        };
+        with_devices.disks = vec![disk("/images/a.img"), disk("/images/b.img")];
+        with_devices.nics = vec![NetConfig::default()];
+        assert!(with_devices.validate(288).is_ok());
+        let json = serde_json::to_string(&with_devices).unwrap();
+        assert_eq!(
+            serde_json::from_str::<VmConfig>(&json).unwrap(),
+            with_devices
+        );
+        with_devices.disks.push(disk("/images/a.img"));
+        assert!(with_devices
+            .validate(288)
+            .unwrap_err()
+            .contains("same image twice"));
+        with_devices.disks = (0..13).map(|i| disk(&format!("/images/{i}.img"))).collect();
+        assert!(with_devices
+            .validate(288)
+            .unwrap_err()
+            .contains("at most 13"));
+        with_devices.disks.clear();
+        with_devices.nics = vec![NetConfig {
+            mac: Some("01:00:00:00:00:01".into()),
+            ..NetConfig::default()
+        }];
+        assert!(with_devices
+            .validate(288)
+            .unwrap_err()
+            .contains("multicast"));
         let json = r#"{"name":"a","vcpus":1,"memory_mib":16,"disk":"x"}"#;
         assert!(
             serde_json::from_str::<VmConfig>(json).is_err(),
