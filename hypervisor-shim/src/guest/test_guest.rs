@@ -16,7 +16,7 @@
 //! - `d` tests the first virtio-blk device (virtio-mmio at [`layout::VIRTIO_MMIO`]): it sets
 //!   the device up, prints its size and ID, reads the first 4 KiB and prints their first 8
 //!   bytes, writes [`disk_pattern`] there, reads it back and compares, and flushes, printing
-//!   each request's status; `b` measures the disk (see [`bench`]);
+//!   each request's status; `b` measures the disk (see [`disk_bench`]);
 //! - `n` tests the first virtio-net device: it sends one broadcast frame of EtherType
 //!   [`NET_ETHERTYPE`] carrying `cimvirt test guest frame`, then waits (about ten seconds of
 //!   TSC time) for a frame of that EtherType and prints its text, skipping any other frames;
@@ -91,10 +91,10 @@ pub const NET_ETHERTYPE: u16 = 0x88b5;
 
 /// The disk benchmark (`b`): on the first virtio-blk device, at queue depth 1, it writes then
 /// reads the whole disk sequentially in 1 MiB requests (up to the last whole MiB), then
-/// writes then reads [`bench::RANDOM_IOS`] random 4 KiB blocks, printing
+/// writes then reads [`disk_bench::RANDOM_IOS`] random 4 KiB blocks, printing
 /// `cimvirt test guest: bench: PHASE done` after each phase and the number of failed requests
 /// at the end. The host times the phases by the lines' arrival.
-pub mod bench {
+pub mod disk_bench {
     /// 4 KiB requests per random phase.
     pub const RANDOM_IOS: u64 = 4096;
     /// The bytes of one sequential request.
@@ -1066,7 +1066,7 @@ cimvirt_test_guest_end:
     blk_buffer = const layout::BLK_BUFFER,
     blk_read_back = const layout::BLK_READ_BACK,
     bench_buffer = const layout::BENCH_BUFFER,
-    random_ios = const bench::RANDOM_IOS,
+    random_ios = const disk_bench::RANDOM_IOS,
     net_rx_queue = const layout::NET_RX_QUEUE,
     net_tx_queue = const layout::NET_TX_QUEUE,
     net_rx_buffer = const layout::NET_RX_BUFFER,

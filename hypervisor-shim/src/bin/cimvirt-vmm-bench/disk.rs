@@ -8,7 +8,7 @@
 
 use super::{median, process_cpu_ms};
 use hypervisor_shim::devices::virtio::block::DiskConfig;
-use hypervisor_shim::guest::test_guest::{bench, command};
+use hypervisor_shim::guest::test_guest::{command, disk_bench as bench};
 use hypervisor_shim::protocol::Request;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use hypervisor_shim::vmm::config::VmConfig;
