@@ -17,3 +17,15 @@ pub fn random_uuid() -> String {
         &hex[20..]
     )
 }
+
+/// A random MAC address in the locally administered unicast range (`x2:...`).
+pub fn random_mac() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 6];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b[0] = (b[0] & 0xfc) | 0x02;
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

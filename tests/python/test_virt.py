@@ -12,7 +12,7 @@ import pytest
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint64
 
-from conftest import Server
+from conftest import Server, cimvirtd
 
 if not os.path.exists("/dev/kvm"):
     if os.environ.get("CI"):
@@ -199,6 +199,135 @@ def test_a_vm_goes_through_its_whole_life(virt):
 
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
     assert "life" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
+
+
+def send_console(server, name, text):
+    vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
+    try:
+        assert vm.request({"request": "send_console", "bytes": list(text)})["response"] == "ok"
+    finally:
+        vm.sock.close()
+
+
+def wait_console(server, name, text, timeout=30):
+    console = server.data_dir / "vms" / f"{name}.console.log"
+    deadline = time.monotonic() + timeout
+    while text not in (log := console.read_text() if console.exists() else ""):
+        assert time.monotonic() < deadline, f"{text!r} not on {name}'s console:\n{log}"
+        time.sleep(0.01)
+    return log
+
+
+def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt, tmp_path):
+    conn = virt.conn()
+    pool = tmp_path / "images"
+    # A volume from a storage pool, as `cimvirtd storage` makes them.
+    made = json.loads(cimvirtd("storage", "--pool", str(pool), "create", "disk0.img", "8M").stdout)
+    image = pool / "disk0.img"
+    assert made["path"] == str(image) and made["capacity"] == 8 << 20
+    with open(image, "r+b") as f:
+        f.write(b"cimvirt!")
+    cimvirtd("storage", "--pool", str(pool), "create", "disk1.img", "1M")
+
+    vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "disky"})
+    disk = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                       properties={"ResourceType": Uint16(17), "Address": str(image),
+                                   "VirtualDevice": "vda"})
+    nic = CIMInstance("KVM_NetResourceAllocationSettingData",
+                      properties={"ResourceType": Uint16(10), "NetworkName": "cvbr0"})
+    rv, out = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                                ResourceSettings=[disk, nic])
+    assert rv == 0
+    system = out["ResultingSystem"]
+    rasds = {i["InstanceID"]: i for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")}
+    disk_rasd = rasds["disky/vda"]
+    assert (disk_rasd.classname, disk_rasd["Address"], disk_rasd["VirtualQuantity"],
+            disk_rasd["AllocationUnits"], disk_rasd["readonly"]) == (
+        "KVM_DiskResourceAllocationSettingData", str(image), 8 << 20, "Bytes", False)
+    (net_id,) = [i for i in rasds if i.startswith("disky/") and i.count(":") == 5]
+    mac = net_id.split("/", 1)[1]
+    net_rasd = rasds[net_id]
+    assert (net_rasd["Address"], net_rasd["NetworkName"], net_rasd["NetworkType"]) == (
+        mac, "cvbr0", "bridge")
+    assert int(mac[:2], 16) & 3 == 2, "a generated MAC is locally administered"
+
+    # The VM's devices and settings are joined to it.
+    devices = {(p.classname, p["DeviceID"]) for p in conn.AssociatorNames(
+        system, AssocClass="KVM_SystemDevice")}
+    assert ("KVM_LogicalDisk", "disky/vda") in devices
+    assert ("KVM_NetworkPort", f"disky/{mac}") in devices
+    (port,) = [i for i in conn.EnumerateInstances("KVM_NetworkPort") if i["SystemName"] == "disky"]
+    assert port["PermanentAddress"] == mac.replace(":", "").upper()
+    (settings,) = [p for p in conn.EnumerateInstanceNames("KVM_VirtualSystemSettingData")
+                   if p["InstanceID"] == "KVM:disky"]
+    parts = {p["InstanceID"] for p in conn.AssociatorNames(
+        settings, AssocClass="KVM_VirtualSystemSettingDataComponent")}
+    assert parts == {"disky/proc", "disky/mem", "disky/vda", net_id}
+    logical = [p for p in conn.AssociatorNames(disk_rasd.path, AssocClass="KVM_SettingsDefineState")]
+    assert [p["DeviceID"] for p in logical] == ["disky/vda"]
+
+    # The network port goes (this test makes no bridge or tap on the host); a second,
+    # read-only disk comes, and is made writable.
+    assert conn.InvokeMethod("RemoveResourceSettings", service(conn),
+                             ResourceSettings=[net_rasd.path])[0] == 0
+    second = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                         properties={"ResourceType": Uint16(17), "Address": str(pool / "disk1.img"),
+                                     "readonly": True})
+    rv, out = conn.InvokeMethod("AddResourceSettings", service(conn), AffectedConfiguration=settings,
+                                ResourceSettings=[second])
+    assert rv == 0
+    (added,) = out["ResultingResourceSettings"]
+    assert added["InstanceID"] == "disky/vdb"
+    assert conn.GetInstance(added)["readonly"] is True
+    change_ro = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                            properties={"InstanceID": "disky/vdb", "readonly": False})
+    assert conn.InvokeMethod("ModifyResourceSettings", service(conn),
+                             ResourceSettings=[change_ro])[0] == 0
+    assert conn.GetInstance(added)["readonly"] is False
+    ids = {i["InstanceID"] for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")
+           if i["InstanceID"].startswith("disky/")}
+    assert ids == {"disky/proc", "disky/mem", "disky/vda", "disky/vdb"}
+
+    # The guest uses its first disk: it reads the image's bytes and writes its pattern.
+    assert change(conn, system, 2) == 0
+    wait_console(virt, "disky", "vCPUs online")
+    send_console(virt, "disky", b"d")
+    log = wait_console(virt, "disky", "flush status")
+    for line in ["disk: 16384 sectors, ID disk0.img\n",
+                 "disk: read status 0, first bytes 63696d7669727421\n",
+                 "disk: write status 0\n",
+                 "disk: read back status 0, same data\n",
+                 "disk: flush status 0\n"]:
+        assert line in log, log
+    assert image.read_bytes()[:4096] == bytes((i * 7 + 0x31) & 0xff for i in range(4096))
+
+    # Devices change only while the VM is stopped; an image in use cannot be deleted.
+    with pytest.raises(pywbem.CIMError) as refused:
+        conn.InvokeMethod("RemoveResourceSettings", service(conn), ResourceSettings=[added])
+    assert "while it is stopped" in refused.value.status_description
+    deleted = cimvirtd("storage", "--pool", str(pool), "delete", "disk0.img", check=False)
+    assert deleted.returncode != 0 and "in use by a running VM" in deleted.stderr
+    assert change(conn, system, 3) == 0
+    assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+
+    # Bad devices are refused with the reason.
+    for props, why in [
+        ({"Address": str(pool / "missing.img")}, "missing.img"),
+        ({"Address": "images/relative.img"}, "absolute"),
+        ({"Address": str(image), "VirtualDevice": "sda"}, "vda, vdb"),
+    ]:
+        bad = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                          properties={"ResourceType": Uint16(17), **props})
+        with pytest.raises(pywbem.CIMError) as refused:
+            conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                              ResourceSettings=[bad])
+        assert refused.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        assert why in refused.value.status_description
+    bad_mac = CIMInstance("KVM_NetResourceAllocationSettingData",
+                          properties={"ResourceType": Uint16(10), "Address": "01:00:5e:00:00:01"})
+    with pytest.raises(pywbem.CIMError) as refused:
+        conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd, ResourceSettings=[bad_mac])
+    assert "multicast" in refused.value.status_description
 
 
 def test_define_system_takes_mof_text_as_libvirt_cim_clients_send_it(virt):
@@ -509,11 +638,12 @@ def test_bad_definitions_are_refused_with_the_reason(virt):
         define(conn, "../escape")
     assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
     assert "use letters, digits" in err.value.status_description
-    disk = CIMInstance("KVM_DiskResourceAllocationSettingData", properties={"ResourceType": Uint16(17)})
-    vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "disky"})
+    tape = CIMInstance("CIM_ResourceAllocationSettingData", properties={"ResourceType": Uint16(18)})
+    vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "taped"})
     with pytest.raises(pywbem.CIMError) as err:
-        conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd, ResourceSettings=[disk])
+        conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd, ResourceSettings=[tape])
     assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+    assert "ResourceType 18" in err.value.status_description
     reader = virt.conn(creds=("reader", "reader-pass-2"))
     with pytest.raises(pywbem.CIMError) as err:
         define(reader, "sneaky")

@@ -2,6 +2,9 @@
 //! become one.
 
 use cim_schema::{Instance, Value};
+use hypervisor_shim::devices::virtio::block::DiskConfig;
+use hypervisor_shim::devices::virtio::layout::MAX_DEVICES;
+use hypervisor_shim::devices::virtio::net::{MacAddress, NetConfig};
 use hypervisor_shim::vmm::config::{Boot, VmConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -12,6 +15,14 @@ use crate::error::{CimError, CimResult, StatusCode};
 pub const RESOURCE_PROCESSOR: u16 = 3;
 /// RASD ResourceType for memory.
 pub const RESOURCE_MEMORY: u16 = 4;
+/// RASD ResourceType of a network interface as libvirt-cim writes it (Ethernet Adapter).
+pub const RESOURCE_ETHERNET_ADAPTER: u16 = 10;
+/// RASD ResourceType of a disk as libvirt-cim writes it (Disk Drive).
+pub const RESOURCE_DISK: u16 = 17;
+/// RASD ResourceType of a disk as DSP1047's storage allocation writes it (Logical Disk).
+pub const RESOURCE_LOGICAL_DISK: u16 = 31;
+/// RASD ResourceType of a network interface as DSP1050 writes it (Ethernet Connection).
+pub const RESOURCE_ETHERNET_CONNECTION: u16 = 33;
 /// vCPUs when DefineSystem gives no processor RASD.
 pub const DEFAULT_VCPUS: u32 = 1;
 /// Memory when DefineSystem gives no memory RASD.
@@ -43,6 +54,33 @@ pub struct VmDefinition {
     /// built-in test guest when there is none.
     #[serde(default)]
     pub linux: Option<LinuxBoot>,
+    /// The virtio disks, by guest device name.
+    #[serde(default)]
+    pub disks: Vec<DiskDefinition>,
+    /// The virtio network ports.
+    #[serde(default)]
+    pub nics: Vec<NicDefinition>,
+}
+
+/// A disk: a raw image on the host, seen by the guest as a virtio disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskDefinition {
+    /// The guest device name ("vda", "vdb" ...): the RASD's VirtualDevice, and with the VM's
+    /// name its InstanceID. The guest finds the disks in the order of these names.
+    pub device: String,
+    /// The image file or block device (the RASD's Address).
+    pub path: PathBuf,
+    /// Whether the guest may only read it.
+    pub read_only: bool,
+}
+
+/// A network port: a virtio network device on a tap attached to a bridge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicDefinition {
+    /// Its MAC address (the RASD's Address), lower-case `xx:xx:xx:xx:xx:xx`.
+    pub mac: String,
+    /// The Linux bridge it is connected to (NetworkName, or DSP1050's Connection).
+    pub bridge: Option<String>,
 }
 
 /// A Linux kernel booted directly, as the VSSD names it.
@@ -82,9 +120,56 @@ impl VmDefinition {
                 cmdline: linux.cmdline.clone(),
             };
         }
+        let mut disks: Vec<&DiskDefinition> = self.disks.iter().collect();
+        disks.sort_by(|a, b| device_order(&a.device).cmp(&device_order(&b.device)));
+        config.disks = disks
+            .into_iter()
+            .map(|d| DiskConfig {
+                path: d.path.clone(),
+                read_only: d.read_only,
+                id: None,
+            })
+            .collect();
+        config.nics = self
+            .nics
+            .iter()
+            .map(|n| NetConfig {
+                bridge: n.bridge.clone(),
+                tap: None,
+                mac: Some(n.mac.clone()),
+            })
+            .collect();
         config.console_log = Some(console_log);
         config
     }
+
+    /// The disk with guest device name `device`.
+    pub fn disk(&self, device: &str) -> Option<&DiskDefinition> {
+        self.disks.iter().find(|d| d.device == device)
+    }
+
+    /// The network port with MAC address `mac`.
+    pub fn nic(&self, mac: &str) -> Option<&NicDefinition> {
+        self.nics.iter().find(|n| n.mac.eq_ignore_ascii_case(mac))
+    }
+}
+
+/// Sorts "vdb" before "vdaa" (as Linux names them: by length, then alphabetically).
+fn device_order(device: &str) -> (usize, &str) {
+    (device.len(), device)
+}
+
+/// The guest device name of the `index`th disk: vda ... vdz, vdaa ...
+fn device_name(index: usize) -> String {
+    let mut suffix = Vec::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        suffix.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    suffix.reverse();
+    format!("vd{}", String::from_utf8_lossy(&suffix))
 }
 
 fn invalid(message: String) -> CimError {
@@ -150,6 +235,8 @@ pub fn from_settings(
         snapshots: Vec::new(),
         last_applied: None,
         linux: linux_boot(system)?,
+        disks: Vec::new(),
+        nics: Vec::new(),
     };
     for rasd in resources {
         apply_rasd(&mut definition, rasd)?;
@@ -195,9 +282,293 @@ fn linux_boot(system: &Instance) -> CimResult<Option<LinuxBoot>> {
     }))
 }
 
-/// Applies one processor or memory RASD to `definition`: the properties it gives replace
-/// the current ones (a partial RASD changes only what it names).
+/// What a RASD allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// vCPUs.
+    Processor,
+    /// Memory.
+    Memory,
+    /// A disk.
+    Disk,
+    /// A network port.
+    Nic,
+}
+
+/// The kind of resource `rasd` allocates, from its ResourceType.
+pub fn resource_kind(rasd: &Instance) -> CimResult<ResourceKind> {
+    let kind = unsigned_property(rasd, "ResourceType")?
+        .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
+    Ok(match u16::try_from(kind).unwrap_or(0) {
+        RESOURCE_PROCESSOR => ResourceKind::Processor,
+        RESOURCE_MEMORY => ResourceKind::Memory,
+        RESOURCE_DISK | RESOURCE_LOGICAL_DISK => ResourceKind::Disk,
+        RESOURCE_ETHERNET_ADAPTER | RESOURCE_ETHERNET_CONNECTION => ResourceKind::Nic,
+        other => {
+            return Err(CimError::new(
+                StatusCode::NotSupported,
+                format!(
+                    "{}: ResourceType {other} is not supported (processors 3, memory 4, disks \
+                     17 or 31, network ports 10 or 33 are)",
+                    rasd.class_name
+                ),
+            ))
+        }
+    })
+}
+
+fn boolean_property(instance: &Instance, name: &str) -> CimResult<Option<bool>> {
+    match instance.get(name) {
+        None => Ok(None),
+        Some(Value::Boolean(b)) => Ok(Some(*b)),
+        Some(other) => Err(invalid(format!(
+            "{}.{name} must be a boolean, not {other:?}",
+            instance.class_name
+        ))),
+    }
+}
+
+/// The first string of an array property (DSP1047's HostResource, DSP1050's Connection).
+fn first_of_array(instance: &Instance, name: &str) -> Option<String> {
+    match instance.get(name) {
+        Some(Value::Array(items)) => items.iter().flatten().find_map(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            _ => None,
+        }),
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// An image a disk may use: an absolute path to a file or block device the server can open
+/// now.
+fn disk_image(path: String) -> CimResult<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(invalid(format!(
+            "disk image {}: give an absolute path on the host",
+            path.display()
+        )));
+    }
+    match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() || meta.file_type().is_block_device() => Ok(path),
+        Ok(_) => Err(invalid(format!(
+            "disk image {}: not a file or block device",
+            path.display()
+        ))),
+        Err(e) => Err(invalid(format!("disk image {}: {e}", path.display()))),
+    }
+}
+
+/// A disk from a disk RASD: the image from Address (libvirt-cim) or HostResource (DSP1047),
+/// read-only from `readonly` or Access 1 (Readable), the device from VirtualDevice or the
+/// first free name. `current` is the disk being changed, if any.
+fn disk_from_rasd(
+    definition: &VmDefinition,
+    rasd: &Instance,
+    current: Option<&DiskDefinition>,
+) -> CimResult<DiskDefinition> {
+    let path =
+        match string_property(rasd, "Address").or_else(|| first_of_array(rasd, "HostResource")) {
+            Some(path) => disk_image(path)?,
+            None => match current {
+                Some(disk) => disk.path.clone(),
+                None => {
+                    return Err(invalid(format!(
+                        "{}: a disk names its image in Address (or HostResource)",
+                        rasd.class_name
+                    )))
+                }
+            },
+        };
+    let read_only = match (
+        boolean_property(rasd, "readonly")?,
+        unsigned_property(rasd, "Access")?,
+    ) {
+        (Some(read_only), _) => read_only,
+        (None, Some(access)) => access == 1,
+        (None, None) => current.is_some_and(|d| d.read_only),
+    };
+    let device = match (current, string_property(rasd, "VirtualDevice")) {
+        (Some(disk), Some(asked)) if asked != disk.device => {
+            return Err(invalid(format!(
+                "disk {}: the device name cannot change (remove the disk and add it again)",
+                disk.device
+            )))
+        }
+        (Some(disk), _) => disk.device.clone(),
+        (None, Some(asked)) => asked,
+        (None, None) => (0..)
+            .map(device_name)
+            .find(|name| definition.disk(name).is_none())
+            .unwrap_or_default(),
+    };
+    let valid_name = device.len() > 2
+        && device.starts_with("vd")
+        && device[2..].bytes().all(|b| b.is_ascii_lowercase());
+    if !valid_name {
+        return Err(invalid(format!(
+            "VirtualDevice {device:?}: disks are virtio disks named vda, vdb ..."
+        )));
+    }
+    let others = definition
+        .disks
+        .iter()
+        .filter(|d| Some(d.device.as_str()) != current.map(|c| c.device.as_str()));
+    for other in others {
+        if other.device == device {
+            return Err(invalid(format!(
+                "{}: a disk {device} exists already",
+                definition.name
+            )));
+        }
+        if other.path == path {
+            return Err(invalid(format!(
+                "{}: disk {} uses {} already",
+                definition.name,
+                other.device,
+                path.display()
+            )));
+        }
+    }
+    Ok(DiskDefinition {
+        device,
+        path,
+        read_only,
+    })
+}
+
+/// A network port from a network RASD: the MAC from Address (or a new random one), the
+/// bridge from NetworkName, DSP1050's Connection, or the PoolID `NetworkPool/<bridge>`.
+fn nic_from_rasd(
+    definition: &VmDefinition,
+    rasd: &Instance,
+    current: Option<&NicDefinition>,
+) -> CimResult<NicDefinition> {
+    let mac = match (current, string_property(rasd, "Address")) {
+        (Some(nic), Some(asked)) if !asked.eq_ignore_ascii_case(&nic.mac) => {
+            return Err(invalid(format!(
+                "network port {}: the MAC address cannot change (remove the port and add it again)",
+                nic.mac
+            )))
+        }
+        (Some(nic), _) => nic.mac.clone(),
+        (None, Some(asked)) => asked
+            .parse::<MacAddress>()
+            .map_err(|e| invalid(format!("network port Address: {e}")))?
+            .to_string(),
+        (None, None) => crate::ids::random_mac(),
+    };
+    let bridge = string_property(rasd, "NetworkName")
+        .or_else(|| first_of_array(rasd, "Connection"))
+        .or_else(|| {
+            string_property(rasd, "PoolID")
+                .and_then(|p| p.strip_prefix("NetworkPool/").map(str::to_owned))
+        })
+        .or_else(|| current.and_then(|n| n.bridge.clone()));
+    let nic = NicDefinition { mac, bridge };
+    NetConfig {
+        bridge: nic.bridge.clone(),
+        tap: None,
+        mac: Some(nic.mac.clone()),
+    }
+    .validate(&definition.name, definition.nics.len())
+    .map_err(invalid)?;
+    if current.is_none() && definition.nic(&nic.mac).is_some() {
+        return Err(invalid(format!(
+            "{}: a network port with MAC address {} exists already",
+            definition.name, nic.mac
+        )));
+    }
+    Ok(nic)
+}
+
+/// Adds the disk or network port of `rasd` to `definition`.
+pub fn add_device(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<String> {
+    let id = match resource_kind(rasd)? {
+        ResourceKind::Disk => {
+            let disk = disk_from_rasd(definition, rasd, None)?;
+            let id = disk.device.clone();
+            definition.disks.push(disk);
+            id
+        }
+        ResourceKind::Nic => {
+            let nic = nic_from_rasd(definition, rasd, None)?;
+            let id = nic.mac.clone();
+            definition.nics.push(nic);
+            id
+        }
+        ResourceKind::Processor | ResourceKind::Memory => {
+            return Err(invalid(format!(
+                "{} already has its processors and memory: change them with ModifyResourceSettings",
+                definition.name
+            )))
+        }
+    };
+    if definition.disks.len() + definition.nics.len() > MAX_DEVICES {
+        return Err(invalid(format!(
+            "{}: a VM has at most {MAX_DEVICES} disks and network ports together",
+            definition.name
+        )));
+    }
+    Ok(id)
+}
+
+/// Changes the disk `device` or the network port `mac` (one of them: the RASD's InstanceID
+/// resource) as `rasd` says.
+pub fn modify_device(
+    definition: &mut VmDefinition,
+    resource: &str,
+    rasd: &Instance,
+) -> CimResult<()> {
+    if let Some(index) = definition.disks.iter().position(|d| d.device == resource) {
+        let disk = disk_from_rasd(definition, rasd, Some(&definition.disks[index]))?;
+        definition.disks[index] = disk;
+        return Ok(());
+    }
+    if let Some(index) = definition
+        .nics
+        .iter()
+        .position(|n| n.mac.eq_ignore_ascii_case(resource))
+    {
+        let nic = nic_from_rasd(definition, rasd, Some(&definition.nics[index]))?;
+        definition.nics[index] = nic;
+        return Ok(());
+    }
+    Err(CimError::not_found(format!(
+        "{} has no disk or network port {resource}",
+        definition.name
+    )))
+}
+
+/// Removes the disk `device` or the network port `mac`.
+pub fn remove_device(definition: &mut VmDefinition, resource: &str) -> CimResult<()> {
+    let before = definition.disks.len() + definition.nics.len();
+    definition.disks.retain(|d| d.device != resource);
+    definition
+        .nics
+        .retain(|n| !n.mac.eq_ignore_ascii_case(resource));
+    if definition.disks.len() + definition.nics.len() == before {
+        return Err(CimError::not_found(format!(
+            "{} has no disk or network port {resource}",
+            definition.name
+        )));
+    }
+    Ok(())
+}
+
+/// Applies one RASD of DefineSystem to `definition`: processors and memory replace the
+/// defaults (a partial RASD changes only what it names); disks and network ports are added.
 pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
+    match resource_kind(rasd)? {
+        ResourceKind::Processor | ResourceKind::Memory => set_size(definition, rasd),
+        ResourceKind::Disk | ResourceKind::Nic => add_device(definition, rasd).map(|_| ()),
+    }
+}
+
+/// Applies a processor or memory RASD: the properties it gives replace the current ones.
+pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
     let kind = unsigned_property(rasd, "ResourceType")?
         .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
     let quantity = unsigned_property(rasd, "VirtualQuantity")?;
@@ -229,28 +600,20 @@ pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<(
             }
         }
         other => {
-            return Err(CimError::new(
-                StatusCode::NotSupported,
-                format!(
-                    "{}: ResourceType {other} is not supported yet (processors and memory are; \
-                     disks and network ports come with the virtio devices)",
-                    rasd.class_name
-                ),
-            ))
+            return Err(invalid(format!(
+                "{}: ResourceType {other} has no size to set",
+                rasd.class_name
+            )))
         }
     }
     Ok(())
 }
 
-/// The VM and the resource a RASD InstanceID (`<vm>/proc`, `<vm>/mem`) names.
-pub fn parse_rasd_id(instance_id: &str) -> Option<(&str, u16)> {
+/// The VM and the resource a RASD InstanceID names: `<vm>/proc`, `<vm>/mem`, `<vm>/<disk
+/// device>` or `<vm>/<MAC address>` (a MAC holds no '/', so the last '/' splits).
+pub fn parse_rasd_id(instance_id: &str) -> Option<(&str, &str)> {
     let (vm, resource) = instance_id.rsplit_once('/')?;
-    let kind = match resource {
-        "proc" => RESOURCE_PROCESSOR,
-        "mem" => RESOURCE_MEMORY,
-        _ => return None,
-    };
-    Some((vm, kind))
+    (!vm.is_empty() && !resource.is_empty()).then_some((vm, resource))
 }
 
 pub use crate::ids::random_uuid;
@@ -319,12 +682,18 @@ mod tests {
             "KVM_VirtualSystemSettingData",
             &[("ElementName", "vm2".into())],
         );
-        let disk = instance(
+        let tape = instance(
+            "CIM_ResourceAllocationSettingData",
+            &[("ResourceType", Value::UInt16(18))],
+        );
+        let err = from_settings(&vssd, &[tape], "u".into()).unwrap_err();
+        assert_eq!(err.code, StatusCode::NotSupported);
+        let imageless = instance(
             "KVM_DiskResourceAllocationSettingData",
             &[("ResourceType", Value::UInt16(17))],
         );
-        let err = from_settings(&vssd, &[disk], "u".into()).unwrap_err();
-        assert_eq!(err.code, StatusCode::NotSupported);
+        let err = from_settings(&vssd, &[imageless], "u".into()).unwrap_err();
+        assert!(err.description.contains("names its image"), "{err:?}");
         let odd = instance(
             "KVM_MemResourceAllocationSettingData",
             &[
@@ -337,6 +706,127 @@ mod tests {
             .unwrap_err()
             .description
             .contains("whole MiB"));
+    }
+
+    #[test]
+    fn disks_and_network_ports_are_added_named_changed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, [0u8; 4096]).unwrap();
+            Value::from(path.display().to_string().as_str())
+        };
+        let (a, b) = (image("a.img"), image("b.img"));
+        let vssd = instance(
+            "KVM_VirtualSystemSettingData",
+            &[("VirtualSystemIdentifier", "vm".into())],
+        );
+        let disk = |props: &[(&str, Value)]| {
+            let mut all = vec![("ResourceType", Value::UInt16(17))];
+            all.extend(props.iter().cloned());
+            instance("KVM_DiskResourceAllocationSettingData", &all)
+        };
+        let nic = |props: &[(&str, Value)]| {
+            let mut all = vec![("ResourceType", Value::UInt16(10))];
+            all.extend(props.iter().cloned());
+            instance("KVM_NetResourceAllocationSettingData", &all)
+        };
+        let mut d = from_settings(
+            &vssd,
+            &[
+                disk(&[("Address", a.clone())]),
+                // DSP1047's spelling: a logical disk with its image in HostResource.
+                instance(
+                    "CIM_StorageAllocationSettingData",
+                    &[
+                        ("ResourceType", Value::UInt16(31)),
+                        ("HostResource", Value::Array(vec![Some(b.clone())])),
+                        ("Access", Value::UInt16(1)),
+                    ],
+                ),
+                nic(&[("NetworkName", "br0".into())]),
+                nic(&[
+                    ("Address", "52:54:00:AA:BB:CC".into()),
+                    ("Connection", Value::Array(vec![Some("br1".into())])),
+                ]),
+            ],
+            "u".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.disks
+                .iter()
+                .map(|x| (x.device.as_str(), x.read_only))
+                .collect::<Vec<_>>(),
+            [("vda", false), ("vdb", true)]
+        );
+        assert_eq!(d.nics[0].bridge.as_deref(), Some("br0"));
+        let first_octet = u8::from_str_radix(&d.nics[0].mac[..2], 16).unwrap();
+        assert_eq!(first_octet & 0x3, 2, "locally administered, unicast");
+        assert_eq!(d.nics[1].mac, "52:54:00:aa:bb:cc");
+        assert_eq!(d.nics[1].bridge.as_deref(), Some("br1"));
+        let config = d.vm_config("c".into());
+        assert_eq!(config.disks.len(), 2);
+        assert_eq!(config.nics[1].mac.as_deref(), Some("52:54:00:aa:bb:cc"));
+
+        // The same image, the same device, a bad device name, a missing image.
+        for (props, why) in [
+            (vec![("Address", a.clone())], "uses"),
+            (
+                vec![("Address", image("c.img")), ("VirtualDevice", "vda".into())],
+                "exists already",
+            ),
+            (
+                vec![("Address", image("d.img")), ("VirtualDevice", "sda".into())],
+                "vda, vdb",
+            ),
+            (
+                vec![("Address", "/nonexistent.img".into())],
+                "/nonexistent.img",
+            ),
+            (vec![("Address", "relative.img".into())], "absolute"),
+        ] {
+            let err = add_device(&mut d, &disk(&props)).unwrap_err();
+            assert!(err.description.contains(why), "{why}: {err:?}");
+        }
+        let err = add_device(&mut d, &nic(&[("Address", "01:00:5e:00:00:01".into())])).unwrap_err();
+        assert!(err.description.contains("multicast"), "{err:?}");
+        let err = add_device(&mut d, &nic(&[("Address", "52:54:00:aa:bb:cc".into())])).unwrap_err();
+        assert!(err.description.contains("exists already"), "{err:?}");
+
+        assert_eq!(
+            add_device(&mut d, &disk(&[("Address", image("e.img"))])).unwrap(),
+            "vdc"
+        );
+        modify_device(&mut d, "vdc", &disk(&[("readonly", Value::Boolean(true))])).unwrap();
+        assert!(d.disk("vdc").unwrap().read_only);
+        let err =
+            modify_device(&mut d, "vdc", &disk(&[("VirtualDevice", "vdz".into())])).unwrap_err();
+        assert!(err.description.contains("cannot change"), "{err:?}");
+        modify_device(
+            &mut d,
+            "52:54:00:aa:bb:cc",
+            &nic(&[("NetworkName", "br2".into())]),
+        )
+        .unwrap();
+        assert_eq!(
+            d.nic("52:54:00:AA:BB:CC").unwrap().bridge.as_deref(),
+            Some("br2")
+        );
+        remove_device(&mut d, "vda").unwrap();
+        remove_device(&mut d, "52:54:00:aa:bb:cc").unwrap();
+        assert_eq!(
+            remove_device(&mut d, "vda").unwrap_err().code,
+            StatusCode::NotFound
+        );
+        assert_eq!((d.disks.len(), d.nics.len()), (2, 1));
+        assert_eq!(
+            parse_rasd_id("vm/52:54:00:aa:bb:cc"),
+            Some(("vm", "52:54:00:aa:bb:cc"))
+        );
+        assert_eq!(device_name(0), "vda");
+        assert_eq!(device_name(25), "vdz");
+        assert_eq!(device_name(26), "vdaa");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use cim_schema::{Class, DateTime, Instance, Interval, ObjectPath, Timestamp, Val
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
-use super::definition::{self, Snapshot, VmDefinition};
+use super::definition::{self, DiskDefinition, NicDefinition, Snapshot, VmDefinition};
 use super::jobs::Job;
 use super::paths::{self, class, Pool};
 use super::state::CimState;
@@ -86,6 +86,29 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         vec![snapshot_service_capabilities(class)]
     } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
         per_vm(&|d, _| vec![rasd(class, d)])
+    } else if is(class::DISK_RASD) {
+        per_vm(&|d, _| {
+            d.disks
+                .iter()
+                .map(|disk| disk_rasd(class, d, disk))
+                .collect()
+        })
+    } else if is(class::NET_RASD) {
+        per_vm(&|d, _| d.nics.iter().map(|nic| net_rasd(class, d, nic)).collect())
+    } else if is(class::LOGICAL_DISK) {
+        per_vm(&|d, s| {
+            d.disks
+                .iter()
+                .map(|disk| logical_disk(class, d, s, disk))
+                .collect()
+        })
+    } else if is(class::NETWORK_PORT) {
+        per_vm(&|d, s| {
+            d.nics
+                .iter()
+                .map(|nic| network_port(class, d, s, nic))
+                .collect()
+        })
     } else if is(class::PROCESSOR) {
         per_vm(&|d, s| (0..d.vcpus).map(|i| processor(class, d, s, i)).collect())
     } else if is(class::MEMORY) {
@@ -537,6 +560,127 @@ fn memory(class: &Class, d: &VmDefinition, state: State) -> Instance {
     )
 }
 
+/// The size of a disk's image now (0 if it cannot be read).
+fn image_bytes(disk: &DiskDefinition) -> u64 {
+    std::fs::metadata(&disk.path).map_or(0, |m| m.len())
+}
+
+fn disk_rasd(class: &Class, d: &VmDefinition, disk: &DiskDefinition) -> Instance {
+    let path = paths::disk_rasd(&d.name, &disk.device);
+    let image = disk.path.display().to_string();
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&disk.device)),
+                ("ResourceType", Value::UInt16(definition::RESOURCE_DISK)),
+                ("Address", text(&image)),
+                ("HostResource", Value::Array(vec![Some(text(&image))])),
+                ("VirtualDevice", text(&disk.device)),
+                ("VirtualQuantity", Value::UInt64(image_bytes(disk))),
+                ("AllocationUnits", text("Bytes")),
+                ("EmulatedType", Value::UInt16(0)),
+                ("BusType", text("virtio")),
+                ("DriverType", text("raw")),
+                ("readonly", Value::Boolean(disk.read_only)),
+            ],
+        ),
+    )
+}
+
+fn net_rasd(class: &Class, d: &VmDefinition, nic: &NicDefinition) -> Instance {
+    let path = paths::net_rasd(&d.name, &nic.mac);
+    let mut values = vec![
+        ("ElementName", text(&nic.mac)),
+        (
+            "ResourceType",
+            Value::UInt16(definition::RESOURCE_ETHERNET_ADAPTER),
+        ),
+        ("ResourceSubType", text("virtio")),
+        ("Address", text(&nic.mac)),
+        ("VirtualQuantity", Value::UInt64(1)),
+        // libvirt's name for a tap that joins no bridge is "ethernet".
+        (
+            "NetworkType",
+            text(if nic.bridge.is_some() {
+                "bridge"
+            } else {
+                "ethernet"
+            }),
+        ),
+    ];
+    if let Some(bridge) = &nic.bridge {
+        values.push(("NetworkName", text(bridge)));
+        values.push(("Connection", Value::Array(vec![Some(text(bridge))])));
+    }
+    build(class, with_keys(&path, values))
+}
+
+fn logical_disk(class: &Class, d: &VmDefinition, state: State, disk: &DiskDefinition) -> Instance {
+    let path = paths::logical_disk(&d.name, &disk.device);
+    let cim = CimState::of(state);
+    let blocks = image_bytes(disk) / 512;
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&disk.device)),
+                ("Name", text(&disk.path.display().to_string())),
+                ("BlockSize", Value::UInt64(512)),
+                ("NumberOfBlocks", Value::UInt64(blocks)),
+                ("ConsumableBlocks", Value::UInt64(blocks)),
+                ("EnabledState", Value::UInt16(cim.enabled_state)),
+                ("HealthState", Value::UInt16(cim.health_state)),
+                ("OperationalStatus", u16s(&[cim.operational_status])),
+            ],
+        ),
+    )
+}
+
+fn network_port(class: &Class, d: &VmDefinition, state: State, nic: &NicDefinition) -> Instance {
+    let path = paths::network_port(&d.name, &nic.mac);
+    let cim = CimState::of(state);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&nic.mac)),
+                // CIM writes a port's permanent address as 12 hex digits, no separators.
+                (
+                    "PermanentAddress",
+                    text(&nic.mac.replace(':', "").to_uppercase()),
+                ),
+                ("NetworkAddresses", Value::Array(vec![Some(text(&nic.mac))])),
+                // 2: Ethernet.
+                ("LinkTechnology", Value::UInt16(2)),
+                ("EnabledState", Value::UInt16(cim.enabled_state)),
+                ("HealthState", Value::UInt16(cim.health_state)),
+                ("OperationalStatus", u16s(&[cim.operational_status])),
+            ],
+        ),
+    )
+}
+
+/// A VM's disks and network ports, each as (device, its RASD).
+fn device_pairs(d: &VmDefinition) -> Vec<(ObjectPath, ObjectPath)> {
+    let disks = d.disks.iter().map(|disk| {
+        (
+            paths::logical_disk(&d.name, &disk.device),
+            paths::disk_rasd(&d.name, &disk.device),
+        )
+    });
+    let nics = d.nics.iter().map(|nic| {
+        (
+            paths::network_port(&d.name, &nic.mac),
+            paths::net_rasd(&d.name, &nic.mac),
+        )
+    });
+    disks.chain(nics).collect()
+}
+
 fn state_capabilities(class: &Class, d: &VmDefinition) -> Instance {
     let path = paths::state_capabilities(&d.name);
     build(
@@ -721,6 +865,7 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             (0..d.vcpus)
                 .map(|i| paths::processor(&d.name, i))
                 .chain([paths::memory(&d.name)])
+                .chain(device_pairs(d).into_iter().map(|(device, _)| device))
                 .map(move |dev| pair("GroupComponent", system.clone(), "PartComponent", dev))
                 .collect::<Vec<_>>()
         })
@@ -747,6 +892,11 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 "SettingData",
                 paths::mem_rasd(&d.name),
             ));
+            out.extend(
+                device_pairs(d)
+                    .into_iter()
+                    .map(|(device, rasd)| pair("ManagedElement", device, "SettingData", rasd)),
+            );
             out
         })
         .collect()
@@ -769,14 +919,18 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         .collect()
     } else if is(class::SETTING_DATA_COMPONENT) {
         vms.flat_map(|d| {
-            [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)].map(|rasd| {
-                pair(
-                    "GroupComponent",
-                    paths::setting_data(&d.name),
-                    "PartComponent",
-                    rasd,
-                )
-            })
+            [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)]
+                .into_iter()
+                .chain(device_pairs(d).into_iter().map(|(_, rasd)| rasd))
+                .map(|rasd| {
+                    pair(
+                        "GroupComponent",
+                        paths::setting_data(&d.name),
+                        "PartComponent",
+                        rasd,
+                    )
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
     } else if is(class::ELEMENT_CAPABILITIES) {

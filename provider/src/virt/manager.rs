@@ -18,6 +18,7 @@ use cim_schema::{Instance, ObjectPath, Value};
 use super::definition::{self, Snapshot, VmDefinition};
 use super::jobs::{Job, Jobs};
 use super::lock;
+use super::paths;
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
 
@@ -103,6 +104,14 @@ pub enum Change {
     Reboot,
     /// 11: reset.
     Reset,
+}
+
+/// The RASD of disk or network port `id` (a device name or a MAC address) of `definition`.
+fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
+    match definition.disk(id) {
+        Some(_) => paths::disk_rasd(&definition.name, id),
+        None => paths::net_rasd(&definition.name, id),
+    }
 }
 
 /// The host's VMs.
@@ -196,9 +205,10 @@ impl VirtManager {
         self.persist(&definition)
     }
 
-    /// Changes processor and memory allocations of stopped VMs (ModifyResourceSettings):
-    /// each RASD names its target by InstanceID (`<vm>/proc`, `<vm>/mem`) and replaces the
-    /// properties it gives. All or nothing: every change is checked before any is stored.
+    /// Changes the allocations of stopped VMs (ModifyResourceSettings): each RASD names its
+    /// target by InstanceID (`<vm>/proc`, `<vm>/mem`, `<vm>/<disk>`, `<vm>/<MAC>`) and
+    /// replaces the properties it gives. All or nothing: every change is checked before any
+    /// is stored.
     pub fn modify_resources(&self, rasds: &[Instance]) -> CimResult<Vec<ObjectPath>> {
         let mut changed: BTreeMap<String, VmDefinition> = BTreeMap::new();
         let mut results = Vec::with_capacity(rasds.len());
@@ -212,36 +222,104 @@ impl VirtManager {
                     )))
                 }
             };
-            let (vm, kind) = definition::parse_rasd_id(&id).ok_or_else(|| {
+            let (vm, resource) = definition::parse_rasd_id(&id).ok_or_else(|| {
                 CimError::not_found(format!(
-                    "no resource {id}: processor and memory RASDs are <vm>/proc and <vm>/mem"
+                    "no resource {id}: RASDs are <vm>/proc, <vm>/mem, <vm>/<disk> and <vm>/<MAC>"
                 ))
             })?;
-            let mut target = match changed.remove(vm) {
-                Some(d) => d,
-                None => self.definition(vm).ok_or_else(|| not_defined(vm))?,
-            };
-            let state = self.state(&target);
-            if !matches!(state, State::Defined | State::Off | State::Crashed) {
-                return Err(CimError::failed(format!(
-                    "VM {vm} is {state}: processors and memory change while it is stopped"
-                )));
-            }
+            let mut target = self.stopped_target(&mut changed, vm, "its resources change")?;
             let mut given = rasd.clone();
-            given.set("ResourceType", Value::UInt16(kind));
-            definition::apply_rasd(&mut target, &given)?;
+            let path = match resource {
+                "proc" | "mem" => {
+                    let (kind, path) = if resource == "proc" {
+                        (definition::RESOURCE_PROCESSOR, paths::proc_rasd(vm))
+                    } else {
+                        (definition::RESOURCE_MEMORY, paths::mem_rasd(vm))
+                    };
+                    given.set("ResourceType", Value::UInt16(kind));
+                    definition::set_size(&mut target, &given)?;
+                    path
+                }
+                device => {
+                    definition::modify_device(&mut target, device, &given)?;
+                    device_rasd_path(&target, device)
+                }
+            };
             self.check_fits(&target)?;
-            results.push(if kind == definition::RESOURCE_PROCESSOR {
-                super::paths::proc_rasd(vm)
-            } else {
-                super::paths::mem_rasd(vm)
-            });
+            results.push(path);
             changed.insert(vm.to_owned(), target);
         }
         for definition in changed.values() {
             self.persist(definition)?;
         }
         Ok(results)
+    }
+
+    /// Adds disks and network ports to the stopped VM `vm` (AddResourceSettings); returns
+    /// their RASDs. All or nothing.
+    pub fn add_resources(&self, vm: &str, rasds: &[Instance]) -> CimResult<Vec<ObjectPath>> {
+        let mut changed = BTreeMap::new();
+        let mut target = self.stopped_target(&mut changed, vm, "devices are added")?;
+        let mut results = Vec::with_capacity(rasds.len());
+        for rasd in rasds {
+            let id = definition::add_device(&mut target, rasd)?;
+            results.push(device_rasd_path(&target, &id));
+        }
+        self.check_fits(&target)?;
+        self.persist(&target)?;
+        Ok(results)
+    }
+
+    /// Removes the disks and network ports whose RASDs `paths` names from their stopped VMs
+    /// (RemoveResourceSettings). All or nothing.
+    pub fn remove_resources(&self, rasds: &[ObjectPath]) -> CimResult<()> {
+        let mut changed: BTreeMap<String, VmDefinition> = BTreeMap::new();
+        for path in rasds {
+            let id = path
+                .key("InstanceID")
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    CimError::invalid_parameter(format!("{path} does not name a RASD"))
+                })?;
+            let (vm, resource) = definition::parse_rasd_id(&id)
+                .ok_or_else(|| CimError::not_found(format!("no resource {id}")))?;
+            if matches!(resource, "proc" | "mem") {
+                return Err(CimError::invalid_parameter(format!(
+                    "{id}: a VM keeps its processors and memory (change them with ModifyResourceSettings)"
+                )));
+            }
+            let mut target = self.stopped_target(&mut changed, vm, "devices are removed")?;
+            definition::remove_device(&mut target, resource)?;
+            changed.insert(vm.to_owned(), target);
+        }
+        for definition in changed.values() {
+            self.persist(definition)?;
+        }
+        Ok(())
+    }
+
+    /// The definition of `vm` (as changed so far in `changed`, taken out of it), which must
+    /// be stopped: `what` happens only then.
+    fn stopped_target(
+        &self,
+        changed: &mut BTreeMap<String, VmDefinition>,
+        vm: &str,
+        what: &str,
+    ) -> CimResult<VmDefinition> {
+        let target = match changed.remove(vm) {
+            Some(d) => d,
+            None => self.definition(vm).ok_or_else(|| not_defined(vm))?,
+        };
+        let state = self.state(&target);
+        if !matches!(state, State::Defined | State::Off | State::Crashed) {
+            return Err(CimError::failed(format!(
+                "VM {vm} is {state}: {what} while it is stopped"
+            )));
+        }
+        Ok(target)
     }
 
     /// Checks a definition against the host and the boot image's limits.

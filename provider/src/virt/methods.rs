@@ -91,6 +91,15 @@ fn embedded_rasds(value: Option<&Value>) -> CimResult<Vec<Instance>> {
     }
 }
 
+fn references(paths: Vec<ObjectPath>) -> Value {
+    Value::Array(
+        paths
+            .into_iter()
+            .map(|p| Some(Value::Reference(p)))
+            .collect(),
+    )
+}
+
 fn done(code: u32, out: Vec<(Name, Value)>) -> MethodResult {
     MethodResult {
         return_value: Value::UInt32(code),
@@ -209,16 +218,79 @@ impl Virt {
             given => embedded_rasds(given)?,
         };
         let paths = self.blocking(move |m| m.modify_resources(&rasds)).await??;
-        let refs = Value::Array(
-            paths
-                .into_iter()
-                .map(|p| Some(Value::Reference(p)))
-                .collect(),
-        );
         Ok(done(
             0,
-            vec![(Name::new("ResultingResourceSettings"), refs)],
+            vec![(Name::new("ResultingResourceSettings"), references(paths))],
         ))
+    }
+
+    pub(super) async fn add_resource_settings(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let vm =
+            match argument(arguments, "AffectedConfiguration") {
+                Some(Value::Reference(path)) => match path.key("InstanceID") {
+                    Some(Value::String(id)) => id
+                        .strip_prefix("KVM:")
+                        .filter(|name| !name.contains(':'))
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            CimError::invalid_parameter(format!(
+                                "AffectedConfiguration {id} is not a VM's settings (KVM:<name>)"
+                            ))
+                        })?,
+                    _ => {
+                        return Err(CimError::invalid_parameter(
+                            "AffectedConfiguration has no InstanceID key",
+                        ))
+                    }
+                },
+                _ => return Err(CimError::invalid_parameter(
+                    "AffectedConfiguration (a KVM_VirtualSystemSettingData reference) is required",
+                )),
+            };
+        let rasds = match argument(arguments, "ResourceSettings") {
+            None => {
+                return Err(CimError::invalid_parameter(
+                    "ResourceSettings (embedded RASDs) is required",
+                ))
+            }
+            given => embedded_rasds(given)?,
+        };
+        let paths = self
+            .blocking(move |m| m.add_resources(&vm, &rasds))
+            .await??;
+        Ok(done(
+            0,
+            vec![(Name::new("ResultingResourceSettings"), references(paths))],
+        ))
+    }
+
+    pub(super) async fn remove_resource_settings(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let rasds: Vec<ObjectPath> = match argument(arguments, "ResourceSettings") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .flatten()
+                .map(|item| match item {
+                    Value::Reference(path) => Ok(path.clone()),
+                    other => Err(CimError::invalid_parameter(format!(
+                        "ResourceSettings holds {other:?}, not a RASD reference"
+                    ))),
+                })
+                .collect::<CimResult<_>>()?,
+            Some(Value::Reference(path)) => vec![path.clone()],
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "ResourceSettings (RASD references) is required",
+                ))
+            }
+        };
+        self.blocking(move |m| m.remove_resources(&rasds)).await??;
+        Ok(done(0, vec![]))
     }
 
     pub(super) async fn create_snapshot(

@@ -3,9 +3,10 @@
 //! on the integrated hypervisor through [`manager::VirtManager`].
 //!
 //! Served so far: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem,
-//! DestroySystem, ModifyResourceSettings for processors and memory) with its capabilities; per VM, KVM_ComputerSystem (live state,
-//! RequestStateChange), KVM_VirtualSystemSettingData, processor and memory RASDs,
-//! KVM_Processor and KVM_Memory, KVM_EnabledLogicalElementCapabilities,
+//! DestroySystem, AddResourceSettings, ModifyResourceSettings, RemoveResourceSettings) with
+//! its capabilities; per VM, KVM_ComputerSystem (live state, RequestStateChange),
+//! KVM_VirtualSystemSettingData, processor, memory, disk and network RASDs, KVM_Processor,
+//! KVM_Memory, KVM_LogicalDisk and KVM_NetworkPort, KVM_EnabledLogicalElementCapabilities,
 //! KVM_VirtualSystemSnapshotCapabilities; and the
 //! associations between them (HostedDependency, HostedService, SystemDevice,
 //! SettingsDefineState, ElementSettingData, VirtualSystemSettingDataComponent,
@@ -40,7 +41,7 @@ use paths::class;
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 32] = [
+const INSTANCE_CLASSES: [&str; 36] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -48,6 +49,10 @@ const INSTANCE_CLASSES: [&str; 32] = [
     class::SETTING_DATA,
     class::PROC_RASD,
     class::MEM_RASD,
+    class::DISK_RASD,
+    class::NET_RASD,
+    class::LOGICAL_DISK,
+    class::NETWORK_PORT,
     class::PROCESSOR,
     class::MEMORY,
     class::STATE_CAPABILITIES,
@@ -253,6 +258,10 @@ impl MethodProvider for Virt {
             self.destroy_system(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "ModifyResourceSettings") {
             self.modify_resource_settings(&arguments).await
+        } else if is(class::MANAGEMENT_SERVICE, "AddResourceSettings") {
+            self.add_resource_settings(&arguments).await
+        } else if is(class::MANAGEMENT_SERVICE, "RemoveResourceSettings") {
+            self.remove_resource_settings(&arguments).await
         } else if is(class::SNAPSHOT_SERVICE, "CreateSnapshot") {
             self.create_snapshot(&arguments).await
         } else if is(class::SNAPSHOT_SERVICE, "ApplySnapshot") {

@@ -21,6 +21,14 @@ pub mod class {
     pub const PROC_RASD: &str = "KVM_ProcResourceAllocationSettingData";
     /// A VM's memory allocation.
     pub const MEM_RASD: &str = "KVM_MemResourceAllocationSettingData";
+    /// A VM's disk allocation.
+    pub const DISK_RASD: &str = "KVM_DiskResourceAllocationSettingData";
+    /// A VM's network port allocation.
+    pub const NET_RASD: &str = "KVM_NetResourceAllocationSettingData";
+    /// A VM's disk.
+    pub const LOGICAL_DISK: &str = "KVM_LogicalDisk";
+    /// A VM's network port.
+    pub const NETWORK_PORT: &str = "KVM_NetworkPort";
     /// A VM's vCPU.
     pub const PROCESSOR: &str = "KVM_Processor";
     /// A VM's memory.
@@ -188,6 +196,26 @@ pub fn proc_rasd(name: &str) -> ObjectPath {
 /// A VM's memory RASD.
 pub fn mem_rasd(name: &str) -> ObjectPath {
     path(class::MEM_RASD).with_key("InstanceID", format!("{name}/mem").as_str())
+}
+
+/// A VM's disk RASD (`<vm>/<device>`).
+pub fn disk_rasd(vm: &str, device: &str) -> ObjectPath {
+    path(class::DISK_RASD).with_key("InstanceID", format!("{vm}/{device}").as_str())
+}
+
+/// A VM's network port RASD (`<vm>/<MAC>`).
+pub fn net_rasd(vm: &str, mac: &str) -> ObjectPath {
+    path(class::NET_RASD).with_key("InstanceID", format!("{vm}/{mac}").as_str())
+}
+
+/// A VM's disk.
+pub fn logical_disk(vm: &str, disk: &str) -> ObjectPath {
+    device(class::LOGICAL_DISK, vm, disk)
+}
+
+/// A VM's network port.
+pub fn network_port(vm: &str, mac: &str) -> ObjectPath {
+    device(class::NETWORK_PORT, vm, mac)
 }
 
 fn device(class: &str, vm: &str, id: &str) -> ObjectPath {
