@@ -60,3 +60,27 @@ def test_class_commands(server):
     assert "RequestStateChange" in out
     out = pywbemcli(server, "http", "qualifier", "enumerate")
     assert "Key" in out
+
+
+def test_a_vm_gets_a_disk_as_the_readme_shows(server, tmp_path):
+    image = tmp_path / "cli.img"
+    image.write_bytes(b"\0" * (1 << 20))
+    out = pywbemcli(server, "http", "instance", "invokemethod",
+                    "KVM_VirtualSystemManagementService.?", "DefineSystem", "-p",
+                    'SystemSettings=instance of KVM_VirtualSystemSettingData '
+                    '{ VirtualSystemIdentifier = "cli-disk"; };')
+    assert "ReturnValue=0" in out
+    out = pywbemcli(server, "http", "instance", "invokemethod",
+                    "KVM_VirtualSystemManagementService.?", "AddResourceSettings",
+                    "-p", 'AffectedConfiguration=KVM_VirtualSystemSettingData.InstanceID="KVM:cli-disk"',
+                    "-p", "ResourceSettings=instance of KVM_DiskResourceAllocationSettingData "
+                          f'{{ ResourceType = 17; Address = "{image}"; }};')
+    assert "ReturnValue=0" in out and 'InstanceID=\\"cli-disk/vda\\"' in out
+    out = pywbemcli(server, "http", "-o", "simple", "instance", "enumerate",
+                    "KVM_DiskResourceAllocationSettingData", "--pl", "InstanceID,VirtualQuantity")
+    assert '"cli-disk/vda"' in out and "1048576" in out
+    out = pywbemcli(server, "http", "instance", "invokemethod",
+                    "KVM_VirtualSystemManagementService.?", "DestroySystem", "-p",
+                    'AffectedSystem=KVM_ComputerSystem.CreationClassName="KVM_ComputerSystem",'
+                    'Name="cli-disk"')
+    assert "ReturnValue=0" in out
