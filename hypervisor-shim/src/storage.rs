@@ -123,11 +123,13 @@ fn check_unused(name: &str, file: &File) -> Result<(), StorageError> {
 }
 
 impl StoragePool {
-    /// The pool in `dir`, created if missing.
+    /// The pool in `dir`, created if missing. Its path is made absolute and free of links,
+    /// as the volume paths VMs are given are.
     pub fn open(dir: &Path) -> Result<StoragePool, StorageError> {
-        std::fs::create_dir_all(dir).map_err(io(format!("pool {}", dir.display())))?;
+        let context = format!("pool {}", dir.display());
+        std::fs::create_dir_all(dir).map_err(io(&context))?;
         Ok(StoragePool {
-            dir: dir.to_owned(),
+            dir: dir.canonicalize().map_err(io(context))?,
         })
     }
 

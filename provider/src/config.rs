@@ -32,6 +32,30 @@ pub struct Config {
     pub vmm: VmmConfig,
     /// `[wsman]`: the WS-Management endpoint.
     pub wsman: WsmanSection,
+    /// `[storage]`: the storage pools disks come from.
+    pub storage: StorageSection,
+}
+
+/// `[storage]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Storage pools by name, each a directory of raw images (`KVM_DiskPool`
+    /// `DiskPool/NAME`). Default: `default` in `DATA_DIR/images`.
+    pub pools: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl StorageSection {
+    /// The pools, or the default one in `data_dir`.
+    pub fn pools(&self, data_dir: &Path) -> Vec<(String, PathBuf)> {
+        if self.pools.is_empty() {
+            return vec![("default".into(), data_dir.join("images"))];
+        }
+        self.pools
+            .iter()
+            .map(|(name, dir)| (name.clone(), dir.clone()))
+            .collect()
+    }
 }
 
 /// `[wsman]`.

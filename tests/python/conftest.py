@@ -40,7 +40,8 @@ def cimvirtd(*args, stdin=None, check=True):
 class Server:
     """A running cimvirtd."""
 
-    def __init__(self, data_dir, extra_args=(), users=True):
+    def __init__(self, data_dir, extra_args=(), users=True, prefix=()):
+        """`prefix` runs the server under another command (`ip netns exec NS`)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if users:
@@ -52,7 +53,7 @@ class Server:
         self.log_path = self.data_dir / "server.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [str(BINARY), "serve", "--data-dir", str(self.data_dir),
+            [*prefix, str(BINARY), "serve", "--data-dir", str(self.data_dir),
              "--http", f"127.0.0.1:{self.http_port}", "--https", f"127.0.0.1:{self.https_port}",
              *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)

@@ -566,19 +566,53 @@ def test_the_virtualization_profiles_are_registered_with_their_central_instances
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
 
 
+def test_a_storage_pool_is_a_disk_pool_with_its_volumes_allocated_from_it(virt):
+    conn = virt.conn()
+    images = virt.data_dir / "images"
+    cimvirtd("storage", "--pool", str(images), "create", "pooled.img", "4M")
+    vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "pooled-disk"})
+    disk = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                       properties={"ResourceType": Uint16(17), "Address": str(images / "pooled.img")})
+    system = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                               ResourceSettings=[disk])[1]["ResultingSystem"]
+    try:
+        (pool,) = [p for p in conn.EnumerateInstances("KVM_DiskPool") if p["InstanceID"] == "DiskPool/default"]
+        assert (pool["PoolID"], pool["ResourceType"], pool["AllocationUnits"], pool["Primordial"]) == (
+            "DiskPool/default", 17, "Bytes", False)
+        assert 0 < pool["Reserved"] <= pool["Capacity"]
+        rasd = conn.GetInstance(pywbem.CIMInstanceName(
+            "KVM_DiskResourceAllocationSettingData", {"InstanceID": "pooled-disk/vda"}, namespace="root/virt"))
+        assert rasd["PoolID"] == "DiskPool/default"
+        assert [p["InstanceID"] for p in conn.AssociatorNames(
+            rasd.path, AssocClass="KVM_ResourceAllocationFromPool")] == ["DiskPool/default"]
+        assert [p["DeviceID"] for p in conn.AssociatorNames(
+            pool.path, AssocClass="KVM_ElementAllocatedFromPool")] == ["pooled-disk/vda"]
+        (caps,) = conn.Associators(pool.path, AssocClass="KVM_ElementCapabilities")
+        assert caps["InstanceID"] == "DiskPool/default"
+        templates = {t["InstanceID"]: t for t in conn.Associators(caps.path, AssocClass="KVM_SettingsDefineCapabilities")}
+        assert set(templates) == {f"DiskPool/default/{r}" for r in ("Default", "Minimum", "Maximum", "Increment")}
+        assert templates["DiskPool/default/Default"]["VirtualQuantity"] == 1 << 30
+        assert templates["DiskPool/default/Maximum"]["VirtualQuantity"] <= pool["Capacity"]
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_pools_and_their_allocation_templates(virt):
     conn = virt.conn()
     system = define(conn, "pooled", vcpus=2, memory_mib=32)[1]["ResultingSystem"]
     try:
         pools = {p["InstanceID"]: p for p in conn.EnumerateInstances("CIM_ResourcePool")}
-        assert set(pools) == {"ProcessorPool/0", "MemoryPool/0"}
+        # A network pool per bridge the host has (none is made here), and the default
+        # storage pool in the data directory.
+        assert {i for i in pools if not i.startswith("NetworkPool/")} == {
+            "ProcessorPool/0", "MemoryPool/0", "DiskPool/default"}
         mem = pools["MemoryPool/0"]
         assert mem["Primordial"] and mem["AllocationUnits"] == "KiloBytes"
         assert mem["Reserved"] >= 32 * 1024 and mem["Capacity"] > mem["Reserved"]
         assert pools["ProcessorPool/0"]["Reserved"] >= 2
         (host,) = conn.EnumerateInstanceNames("KVM_HostSystem")
         hosted = conn.AssociatorNames(host, AssocClass="KVM_HostedResourcePool")
-        assert sorted(p["InstanceID"] for p in hosted) == ["MemoryPool/0", "ProcessorPool/0"]
+        assert {p["InstanceID"] for p in hosted} == set(pools)
 
         (caps,) = conn.Associators(mem.path, AssocClass="KVM_ElementCapabilities")
         assert caps.classname == "KVM_AllocationCapabilities" and caps["InstanceID"] == "MemoryPool/0"

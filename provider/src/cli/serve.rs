@@ -295,8 +295,15 @@ async fn serve(settings: Settings) -> Result<(), String> {
     };
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
-    let manager = VirtManager::new(supervisor, store.clone(), data_dir.join("vms"), host)
-        .map_err(|e| e.to_string())?;
+    let storage_pools = settings.config.storage.pools(data_dir);
+    let manager = VirtManager::new(
+        supervisor,
+        store.clone(),
+        data_dir.join("vms"),
+        host,
+        storage_pools,
+    )
+    .map_err(|e| e.to_string())?;
     let virt = Virt::new(Arc::new(manager), identity.hostname.clone());
     virt.register(&mut registry);
     let interop = Interop::new(identity);

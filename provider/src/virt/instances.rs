@@ -8,6 +8,7 @@ use hypervisor_shim::lifecycle::State;
 
 use super::definition::{self, DiskDefinition, NicDefinition, Snapshot, VmDefinition};
 use super::jobs::Job;
+use super::manager::DiskPoolInfo;
 use super::paths::{self, class, Pool};
 use super::state::CimState;
 use crate::cimom::provider::{build_instance as build, keys_of};
@@ -22,6 +23,61 @@ pub struct Model<'a> {
     pub vms: &'a [(VmDefinition, State)],
     /// The jobs.
     pub jobs: &'a [Job],
+    /// The storage pools.
+    pub disk_pools: &'a [DiskPoolInfo],
+    /// The host's Linux bridges, by name.
+    pub bridges: &'a [String],
+}
+
+impl Model<'_> {
+    /// Every pool: the processors, the memory, each storage pool and each bridge.
+    pub fn pools(&self) -> Vec<Pool> {
+        let mut pools = vec![Pool::Processor, Pool::Memory];
+        pools.extend(self.disk_pools.iter().map(|p| Pool::Disk(p.name.clone())));
+        pools.extend(self.bridges.iter().map(|b| Pool::Network(b.clone())));
+        pools
+    }
+
+    /// The storage pool whose directory holds `disk`'s image.
+    fn disk_pool(&self, disk: &DiskDefinition) -> Option<&DiskPoolInfo> {
+        let dir = disk.path.parent()?;
+        self.disk_pools.iter().find(|p| p.dir == dir)
+    }
+
+    /// The network pool (bridge) `nic` is connected to, if the bridge exists.
+    fn network_pool(&self, nic: &NicDefinition) -> Option<Pool> {
+        let bridge = nic.bridge.as_ref()?;
+        self.bridges
+            .contains(bridge)
+            .then(|| Pool::Network(bridge.clone()))
+    }
+
+    /// Every disk and network port with the pool it is allocated from, as (pool, device,
+    /// RASD).
+    fn allocations_from_pools(&self) -> Vec<(Pool, ObjectPath, ObjectPath)> {
+        let mut out = Vec::new();
+        for (d, _) in self.vms {
+            for disk in &d.disks {
+                if let Some(pool) = self.disk_pool(disk) {
+                    out.push((
+                        Pool::Disk(pool.name.clone()),
+                        paths::logical_disk(&d.name, &disk.device),
+                        paths::disk_rasd(&d.name, &disk.device),
+                    ));
+                }
+            }
+            for nic in &d.nics {
+                if let Some(pool) = self.network_pool(nic) {
+                    out.push((
+                        pool,
+                        paths::network_port(&d.name, &nic.mac),
+                        paths::net_rasd(&d.name, &nic.mac),
+                    ));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Snapshot types CreateSnapshot takes: 2 full (DMTF), and libvirt-cim's 32768 (the same)
@@ -90,7 +146,7 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         per_vm(&|d, _| {
             d.disks
                 .iter()
-                .map(|disk| disk_rasd(class, d, disk))
+                .map(|disk| disk_rasd(class, model, d, disk))
                 .collect()
         })
     } else if is(class::NET_RASD) {
@@ -119,14 +175,22 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         per_vm(&|d, s| vec![snapshot_capabilities(class, d, s)])
     } else if is(class::JOB) {
         model.jobs.iter().map(|j| job(class, j)).collect()
-    } else if is(class::PROCESSOR_POOL) {
-        vec![pool(class, model, Pool::Processor)]
-    } else if is(class::MEMORY_POOL) {
-        vec![pool(class, model, Pool::Memory)]
-    } else if is(class::ALLOCATION_CAPABILITIES) {
-        Pool::ALL
+    } else if is(class::PROCESSOR_POOL)
+        || is(class::MEMORY_POOL)
+        || is(class::DISK_POOL)
+        || is(class::NETWORK_POOL)
+    {
+        model
+            .pools()
             .iter()
-            .map(|p| allocation_capabilities(class, *p))
+            .filter(|p| p.class().eq_ignore_ascii_case(name))
+            .map(|p| pool(class, model, p))
+            .collect()
+    } else if is(class::ALLOCATION_CAPABILITIES) {
+        model
+            .pools()
+            .iter()
+            .map(|p| allocation_capabilities(class, p))
             .collect()
     } else {
         associations(class, model)?
@@ -254,53 +318,72 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
     build(class, with_keys(&path, values))
 }
 
-/// What a pool holds and what the defined VMs take from it, in its AllocationUnits:
-/// (capacity, reserved, units).
-fn pool_amounts(model: &Model, pool: Pool) -> (u64, u64, &'static str) {
+/// What a pool holds and what is taken from it, in its AllocationUnits: (capacity, reserved,
+/// units). A storage pool's are its file system's size and the bytes in use on it; a
+/// network's, the ports of defined VMs connected to it (a bridge has no capacity).
+fn pool_amounts(model: &Model, pool: &Pool) -> (Option<u64>, u64, &'static str) {
     match pool {
         Pool::Processor => (
-            model.host.logical_cpus as u64,
+            Some(model.host.logical_cpus as u64),
             model.vms.iter().map(|(d, _)| u64::from(d.vcpus)).sum(),
             "Processors",
         ),
         Pool::Memory => (
-            model.host.memory_total_bytes >> 10,
+            Some(model.host.memory_total_bytes >> 10),
             model.vms.iter().map(|(d, _)| d.memory_mib << 10).sum(),
             "KiloBytes",
+        ),
+        Pool::Disk(name) => {
+            let info = model.disk_pools.iter().find(|p| &p.name == name);
+            (
+                info.map(|p| p.capacity),
+                info.map_or(0, |p| p.capacity.saturating_sub(p.available)),
+                "Bytes",
+            )
+        }
+        Pool::Network(bridge) => (
+            None,
+            model
+                .vms
+                .iter()
+                .flat_map(|(d, _)| &d.nics)
+                .filter(|n| n.bridge.as_ref() == Some(bridge))
+                .count() as u64,
+            "Ports",
         ),
     }
 }
 
-fn pool(class: &Class, model: &Model, pool: Pool) -> Instance {
+fn pool(class: &Class, model: &Model, pool: &Pool) -> Instance {
     let path = paths::pool(pool);
     let (capacity, reserved, units) = pool_amounts(model, pool);
-    build(
-        class,
-        with_keys(
-            &path,
-            vec![
-                ("PoolID", text(pool.id())),
-                ("ElementName", text(pool.id())),
-                ("ResourceType", Value::UInt16(pool.resource_type())),
-                ("Primordial", Value::Boolean(true)),
-                ("Capacity", Value::UInt64(capacity)),
-                ("Reserved", Value::UInt64(reserved)),
-                ("CurrentlyConsumedResource", Value::UInt64(reserved)),
-                ("MaxConsumableResource", Value::UInt64(capacity)),
-                ("AllocationUnits", text(units)),
-            ],
-        ),
-    )
+    let id = pool.id();
+    // The host's processors and memory are primordial; storage pools and bridges are made.
+    let primordial = matches!(pool, Pool::Processor | Pool::Memory);
+    let mut values = vec![
+        ("PoolID", text(&id)),
+        ("ElementName", text(&id)),
+        ("ResourceType", Value::UInt16(pool.resource_type())),
+        ("Primordial", Value::Boolean(primordial)),
+        ("Reserved", Value::UInt64(reserved)),
+        ("CurrentlyConsumedResource", Value::UInt64(reserved)),
+        ("AllocationUnits", text(units)),
+    ];
+    if let Some(capacity) = capacity {
+        values.push(("Capacity", Value::UInt64(capacity)));
+        values.push(("MaxConsumableResource", Value::UInt64(capacity)));
+    }
+    build(class, with_keys(&path, values))
 }
 
-fn allocation_capabilities(class: &Class, pool: Pool) -> Instance {
+fn allocation_capabilities(class: &Class, pool: &Pool) -> Instance {
     let path = paths::allocation_capabilities(pool);
     build(
         class,
         with_keys(
             &path,
             vec![
-                ("ElementName", text(pool.id())),
+                ("ElementName", text(&pool.id())),
                 ("ResourceType", Value::UInt16(pool.resource_type())),
                 // 2: Specific (the pool is named, not chosen by the host).
                 ("RequestTypesSupported", Value::UInt16(2)),
@@ -311,40 +394,67 @@ fn allocation_capabilities(class: &Class, pool: Pool) -> Instance {
     )
 }
 
-/// The template RASDs of `class` (a processor or memory RASD class): Default, Minimum,
-/// Maximum and Increment, which DefineSystem's defaults and limits are.
+/// The template RASDs of `class` (a RASD class): each pool's Default, Minimum, Maximum and
+/// Increment, which DefineSystem's defaults and limits are.
 pub fn templates(class: &Class, model: &Model) -> Vec<Instance> {
-    let Some(pool) = Pool::ALL
+    model
+        .pools()
         .into_iter()
-        .find(|p| class.name.as_str().eq_ignore_ascii_case(p.rasd_class()))
-    else {
-        return Vec::new();
-    };
-    paths::TEMPLATES
-        .iter()
-        .map(|(role, _, _)| {
-            let (quantity, units) = template_quantity(model, pool, role);
-            let path = paths::template(pool, role);
-            build(
-                class,
-                with_keys(
-                    &path,
-                    vec![
-                        ("ElementName", text(role)),
-                        ("ResourceType", Value::UInt16(pool.resource_type())),
-                        ("PoolID", text(pool.id())),
-                        ("VirtualQuantity", Value::UInt64(quantity)),
-                        ("AllocationUnits", text(units)),
-                    ],
-                ),
-            )
+        .filter(|p| class.name.as_str().eq_ignore_ascii_case(p.rasd_class()))
+        .flat_map(|pool| {
+            paths::TEMPLATES
+                .iter()
+                .map(|(role, _, _)| template(class, model, &pool, role))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
-fn template_quantity(model: &Model, pool: Pool, role: &str) -> (u64, &'static str) {
+fn template(class: &Class, model: &Model, pool: &Pool, role: &str) -> Instance {
+    let (quantity, units) = template_quantity(model, pool, role);
+    let path = paths::template(pool, role);
+    let mut values = vec![
+        ("ElementName", text(role)),
+        ("ResourceType", Value::UInt16(pool.resource_type())),
+        ("PoolID", text(&pool.id())),
+        ("VirtualQuantity", Value::UInt64(quantity)),
+        ("AllocationUnits", text(units)),
+    ];
+    match pool {
+        Pool::Disk(_) => {
+            values.push(("VirtualDevice", text("vda")));
+            values.push(("EmulatedType", Value::UInt16(0)));
+            values.push(("BusType", text("virtio")));
+            values.push(("DriverType", text("raw")));
+        }
+        Pool::Network(bridge) => {
+            values.push(("NetworkType", text("bridge")));
+            values.push(("NetworkName", text(bridge)));
+            values.push(("ResourceSubType", text("virtio")));
+        }
+        Pool::Processor | Pool::Memory => {}
+    }
+    build(class, with_keys(&path, values))
+}
+
+fn template_quantity(model: &Model, pool: &Pool, role: &str) -> (u64, &'static str) {
+    use hypervisor_shim::devices::virtio::layout::MAX_DEVICES;
     use hypervisor_shim::guest::test_guest::layout;
     match (pool, role) {
+        // A new volume's size: 1 GiB by default, from 1 MiB to what the pool has free.
+        (Pool::Disk(_), "Default") => (1 << 30, "Bytes"),
+        (Pool::Disk(_), "Minimum") => (1 << 20, "Bytes"),
+        (Pool::Disk(name), "Maximum") => (
+            model
+                .disk_pools
+                .iter()
+                .find(|p| &p.name == name)
+                .map_or(0, |p| p.available),
+            "Bytes",
+        ),
+        (Pool::Disk(_), _) => (512, "Bytes"),
+        (Pool::Network(_), "Maximum") => (MAX_DEVICES as u64, "Ports"),
+        (Pool::Network(_), _) => (1, "Ports"),
         (Pool::Processor, "Default") => (u64::from(definition::DEFAULT_VCPUS), "Processors"),
         (Pool::Processor, "Maximum") => (
             (model.host.logical_cpus as u64).min(u64::from(layout::MAX_VCPUS)),
@@ -565,10 +675,13 @@ fn image_bytes(disk: &DiskDefinition) -> u64 {
     std::fs::metadata(&disk.path).map_or(0, |m| m.len())
 }
 
-fn disk_rasd(class: &Class, d: &VmDefinition, disk: &DiskDefinition) -> Instance {
+fn disk_rasd(class: &Class, model: &Model, d: &VmDefinition, disk: &DiskDefinition) -> Instance {
     let path = paths::disk_rasd(&d.name, &disk.device);
     let image = disk.path.display().to_string();
-    build(
+    let pool_id = model
+        .disk_pool(disk)
+        .map(|p| Pool::Disk(p.name.clone()).id());
+    let mut instance = build(
         class,
         with_keys(
             &path,
@@ -586,7 +699,11 @@ fn disk_rasd(class: &Class, d: &VmDefinition, disk: &DiskDefinition) -> Instance
                 ("readonly", Value::Boolean(disk.read_only)),
             ],
         ),
-    )
+    );
+    if let Some(id) = pool_id {
+        instance.set("PoolID", text(&id));
+    }
+    instance
 }
 
 fn net_rasd(class: &Class, d: &VmDefinition, nic: &NicDefinition) -> Instance {
@@ -613,6 +730,7 @@ fn net_rasd(class: &Class, d: &VmDefinition, nic: &NicDefinition) -> Instance {
     if let Some(bridge) = &nic.bridge {
         values.push(("NetworkName", text(bridge)));
         values.push(("Connection", Value::Array(vec![Some(text(bridge))])));
+        values.push(("PoolID", text(&Pool::Network(bridge.clone()).id())));
     }
     build(class, with_keys(&path, values))
 }
@@ -767,29 +885,31 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             })
             .collect()
     } else if is(class::HOSTED_RESOURCE_POOL) {
-        Pool::ALL
+        model
+            .pools()
             .iter()
             .map(|p| {
                 pair(
                     "GroupComponent",
                     paths::host(model.hostname),
                     "PartComponent",
-                    paths::pool(*p),
+                    paths::pool(p),
                 )
             })
             .collect()
     } else if is(class::SETTINGS_DEFINE_CAPABILITIES) {
-        Pool::ALL
-            .iter()
+        model
+            .pools()
+            .into_iter()
             .flat_map(|p| {
                 paths::TEMPLATES
                     .iter()
                     .map(move |(role, value_role, value_range)| {
                         let mut sdc = pair(
                             "GroupComponent",
-                            paths::allocation_capabilities(*p),
+                            paths::allocation_capabilities(&p),
                             "PartComponent",
-                            paths::template(*p, role),
+                            paths::template(&p, role),
                         );
                         sdc.set("PropertyPolicy", Value::UInt16(0));
                         sdc.set("ValueRole", Value::UInt16(*value_role));
@@ -799,43 +919,59 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             })
             .collect()
     } else if is(class::ELEMENT_ALLOCATED_FROM_POOL) {
-        vms.flat_map(|d| {
-            (0..d.vcpus)
-                .map(|i| {
+        let mut out: Vec<Instance> = vms
+            .flat_map(|d| {
+                (0..d.vcpus)
+                    .map(|i| {
+                        pair(
+                            "Antecedent",
+                            paths::pool(&Pool::Processor),
+                            "Dependent",
+                            paths::processor(&d.name, i),
+                        )
+                    })
+                    .chain([pair(
+                        "Antecedent",
+                        paths::pool(&Pool::Memory),
+                        "Dependent",
+                        paths::memory(&d.name),
+                    )])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.extend(
+            model
+                .allocations_from_pools()
+                .into_iter()
+                .map(|(p, device, _)| pair("Antecedent", paths::pool(&p), "Dependent", device)),
+        );
+        out
+    } else if is(class::RESOURCE_ALLOCATION_FROM_POOL) {
+        let mut out: Vec<Instance> = vms
+            .flat_map(|d| {
+                [
                     pair(
                         "Antecedent",
-                        paths::pool(Pool::Processor),
+                        paths::pool(&Pool::Processor),
                         "Dependent",
-                        paths::processor(&d.name, i),
-                    )
-                })
-                .chain([pair(
-                    "Antecedent",
-                    paths::pool(Pool::Memory),
-                    "Dependent",
-                    paths::memory(&d.name),
-                )])
-                .collect::<Vec<_>>()
-        })
-        .collect()
-    } else if is(class::RESOURCE_ALLOCATION_FROM_POOL) {
-        vms.flat_map(|d| {
-            [
-                pair(
-                    "Antecedent",
-                    paths::pool(Pool::Processor),
-                    "Dependent",
-                    paths::proc_rasd(&d.name),
-                ),
-                pair(
-                    "Antecedent",
-                    paths::pool(Pool::Memory),
-                    "Dependent",
-                    paths::mem_rasd(&d.name),
-                ),
-            ]
-        })
-        .collect()
+                        paths::proc_rasd(&d.name),
+                    ),
+                    pair(
+                        "Antecedent",
+                        paths::pool(&Pool::Memory),
+                        "Dependent",
+                        paths::mem_rasd(&d.name),
+                    ),
+                ]
+            })
+            .collect();
+        out.extend(
+            model
+                .allocations_from_pools()
+                .into_iter()
+                .map(|(p, _, rasd)| pair("Antecedent", paths::pool(&p), "Dependent", rasd)),
+        );
+        out
     } else if is(class::SNAPSHOT_OF) {
         vms.flat_map(|d| {
             d.snapshots.iter().map(|s| {
@@ -948,12 +1084,12 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 paths::snapshot_service_capabilities(),
             ),
         ];
-        out.extend(Pool::ALL.iter().map(|p| {
+        out.extend(model.pools().iter().map(|p| {
             pair(
                 "ManagedElement",
-                paths::pool(*p),
+                paths::pool(p),
                 "Capabilities",
-                paths::allocation_capabilities(*p),
+                paths::allocation_capabilities(p),
             )
         }));
         out.extend(vms.flat_map(|d| {

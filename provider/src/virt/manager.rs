@@ -10,6 +10,7 @@ use std::time::Duration;
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Request};
+use hypervisor_shim::storage::StoragePool;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
@@ -126,6 +127,21 @@ pub struct VirtManager {
     /// Saved states and console logs live here.
     vm_dir: PathBuf,
     host: HostInventory,
+    /// The storage pools disks come from, by name.
+    storage_pools: Vec<(String, StoragePool)>,
+}
+
+/// A storage pool as the CIM model shows it.
+#[derive(Clone, Debug)]
+pub struct DiskPoolInfo {
+    /// Its name (`DiskPool/NAME`).
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The file system's size, in bytes.
+    pub capacity: u64,
+    /// The bytes still free.
+    pub available: u64,
 }
 
 impl VirtManager {
@@ -135,7 +151,16 @@ impl VirtManager {
         store: Arc<Store>,
         vm_dir: PathBuf,
         host: HostInventory,
+        storage_pools: Vec<(String, PathBuf)>,
     ) -> CimResult<Self> {
+        let storage_pools = storage_pools
+            .into_iter()
+            .map(|(name, dir)| {
+                StoragePool::open(&dir)
+                    .map(|pool| (name.clone(), pool))
+                    .map_err(|e| CimError::failed(format!("storage pool {name}: {e}")))
+            })
+            .collect::<CimResult<Vec<_>>>()?;
         let mut definitions = BTreeMap::new();
         for (name, bytes) in store.vms().map_err(|e| CimError::failed(e.to_string()))? {
             let definition: VmDefinition = serde_json::from_slice(&bytes).map_err(|e| {
@@ -154,7 +179,33 @@ impl VirtManager {
             jobs,
             vm_dir,
             host,
+            storage_pools,
         })
+    }
+
+    /// The storage pools with their space now (a pool whose file system cannot be read
+    /// shows none).
+    pub fn disk_pools(&self) -> Vec<DiskPoolInfo> {
+        self.storage_pools
+            .iter()
+            .map(|(name, pool)| {
+                let space = pool.space().ok();
+                DiskPoolInfo {
+                    name: name.clone(),
+                    dir: pool.dir().to_owned(),
+                    capacity: space.map_or(0, |s| s.capacity),
+                    available: space.map_or(0, |s| s.available),
+                }
+            })
+            .collect()
+    }
+
+    /// The storage pool `name`.
+    pub fn storage_pool(&self, name: &str) -> Option<&StoragePool> {
+        self.storage_pools
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, pool)| pool)
     }
 
     /// The host inventory taken at start.

@@ -41,7 +41,7 @@ use paths::class;
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 36] = [
+const INSTANCE_CLASSES: [&str; 38] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -69,6 +69,8 @@ const INSTANCE_CLASSES: [&str; 36] = [
     class::LAST_APPLIED,
     class::PROCESSOR_POOL,
     class::MEMORY_POOL,
+    class::DISK_POOL,
+    class::NETWORK_POOL,
     class::ALLOCATION_CAPABILITIES,
     class::SETTINGS_DEFINE_CAPABILITIES,
     class::HOSTED_RESOURCE_POOL,
@@ -155,14 +157,27 @@ impl Virt {
 struct Live {
     vms: Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>,
     jobs: Vec<jobs::Job>,
+    disk_pools: Vec<manager::DiskPoolInfo>,
+    bridges: Vec<String>,
 }
 
 impl Virt {
     /// Reads the VMs' states and the jobs.
     async fn live(&self) -> CimResult<Live> {
+        let (disk_pools, bridges) = self
+            .blocking(|m| {
+                // Bridges are read from sysfs; a host without it has none to offer.
+                let bridges = hypervisor_shim::netif::bridges()
+                    .map(|b| b.into_iter().map(|b| b.name).collect())
+                    .unwrap_or_default();
+                (m.disk_pools(), bridges)
+            })
+            .await?;
         Ok(Live {
             vms: self.vms().await?,
             jobs: self.manager.jobs().list(),
+            disk_pools,
+            bridges,
         })
     }
 
@@ -172,6 +187,8 @@ impl Virt {
             host: self.manager.host(),
             vms: &live.vms,
             jobs: &live.jobs,
+            disk_pools: &live.disk_pools,
+            bridges: &live.bridges,
         }
     }
 

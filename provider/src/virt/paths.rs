@@ -61,6 +61,10 @@ pub mod class {
     pub const PROCESSOR_POOL: &str = "KVM_ProcessorPool";
     /// The host's memory, as a pool.
     pub const MEMORY_POOL: &str = "KVM_MemoryPool";
+    /// A storage pool (a directory of images).
+    pub const DISK_POOL: &str = "KVM_DiskPool";
+    /// A network (a Linux bridge).
+    pub const NETWORK_POOL: &str = "KVM_NetworkPool";
     /// What a pool can allocate.
     pub const ALLOCATION_CAPABILITIES: &str = "KVM_AllocationCapabilities";
     /// Allocation capabilities to their Default/Minimum/Maximum/Increment template RASDs.
@@ -81,48 +85,59 @@ pub mod class {
     pub const OWNING_JOB_ELEMENT: &str = "KVM_OwningJobElement";
 }
 
-/// A pool: the processor pool or the memory pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A resource pool: the host's processors, its memory, a storage pool (a directory of
+/// images) or a network (a Linux bridge).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Pool {
     /// `ProcessorPool/0`.
     Processor,
     /// `MemoryPool/0`.
     Memory,
+    /// `DiskPool/NAME`: a storage pool of the server's configuration.
+    Disk(String),
+    /// `NetworkPool/BRIDGE`: a Linux bridge on the host.
+    Network(String),
 }
 
 impl Pool {
-    /// Both pools.
-    pub const ALL: [Pool; 2] = [Pool::Processor, Pool::Memory];
-
     /// PoolID, also the InstanceID of the pool and of its allocation capabilities.
-    pub fn id(self) -> &'static str {
+    pub fn id(&self) -> String {
         match self {
-            Pool::Processor => "ProcessorPool/0",
-            Pool::Memory => "MemoryPool/0",
+            Pool::Processor => "ProcessorPool/0".into(),
+            Pool::Memory => "MemoryPool/0".into(),
+            Pool::Disk(name) => format!("DiskPool/{name}"),
+            Pool::Network(bridge) => format!("NetworkPool/{bridge}"),
         }
     }
 
     /// The pool's class.
-    pub fn class(self) -> &'static str {
+    pub fn class(&self) -> &'static str {
         match self {
             Pool::Processor => class::PROCESSOR_POOL,
             Pool::Memory => class::MEMORY_POOL,
+            Pool::Disk(_) => class::DISK_POOL,
+            Pool::Network(_) => class::NETWORK_POOL,
         }
     }
 
     /// The RASD ResourceType of what it holds.
-    pub fn resource_type(self) -> u16 {
+    pub fn resource_type(&self) -> u16 {
+        use super::definition::*;
         match self {
-            Pool::Processor => super::definition::RESOURCE_PROCESSOR,
-            Pool::Memory => super::definition::RESOURCE_MEMORY,
+            Pool::Processor => RESOURCE_PROCESSOR,
+            Pool::Memory => RESOURCE_MEMORY,
+            Pool::Disk(_) => RESOURCE_DISK,
+            Pool::Network(_) => RESOURCE_ETHERNET_ADAPTER,
         }
     }
 
     /// The class of the RASDs allocated from it.
-    pub fn rasd_class(self) -> &'static str {
+    pub fn rasd_class(&self) -> &'static str {
         match self {
             Pool::Processor => class::PROC_RASD,
             Pool::Memory => class::MEM_RASD,
+            Pool::Disk(_) => class::DISK_RASD,
+            Pool::Network(_) => class::NET_RASD,
         }
     }
 }
@@ -137,18 +152,24 @@ pub const TEMPLATES: [(&str, u16, u16); 4] = [
 ];
 
 /// A pool.
-pub fn pool(pool: Pool) -> ObjectPath {
-    path(pool.class()).with_key("InstanceID", pool.id())
+pub fn pool(pool: &Pool) -> ObjectPath {
+    path(pool.class()).with_key("InstanceID", pool.id().as_str())
 }
 
 /// A pool's allocation capabilities.
-pub fn allocation_capabilities(pool: Pool) -> ObjectPath {
-    path(class::ALLOCATION_CAPABILITIES).with_key("InstanceID", pool.id())
+pub fn allocation_capabilities(pool: &Pool) -> ObjectPath {
+    path(class::ALLOCATION_CAPABILITIES).with_key("InstanceID", pool.id().as_str())
 }
 
-/// A template RASD of a pool ("Default", "Minimum", "Maximum", "Increment").
-pub fn template(pool: Pool, role: &str) -> ObjectPath {
-    path(pool.rasd_class()).with_key("InstanceID", role)
+/// A template RASD of a pool ("Default", "Minimum", "Maximum", "Increment"): libvirt-cim's
+/// bare role for the processor and memory pools, which have a RASD class each, and
+/// `POOLID/ROLE` for storage and network pools, which share theirs.
+pub fn template(pool: &Pool, role: &str) -> ObjectPath {
+    let id = match pool {
+        Pool::Processor | Pool::Memory => role.to_owned(),
+        Pool::Disk(_) | Pool::Network(_) => format!("{}/{role}", pool.id()),
+    };
+    path(pool.rasd_class()).with_key("InstanceID", id.as_str())
 }
 
 fn path(class: &str) -> ObjectPath {
