@@ -562,6 +562,29 @@ def test_the_virtualization_profiles_are_registered_with_their_central_instances
         assert "profiled" in [p["Name"] for p in central]
         (scoping,) = interop.Associators(vs.path, AssocClass="KVM_ReferencedProfile")
         assert scoping["InstanceID"] == sv["InstanceID"]
+
+        # The resource profiles, each with its central instances and scoped by DSP1042.
+        assert change(conn, system, 2) == 0
+        wait_advancing(virt, "profiled")
+        assert change(conn, system, 4) == 0  # a graceful shutdown runs as a job
+        def central(name, key="InstanceID"):
+            profiles = server.get_selected_profiles("DMTF", name)
+            assert profiles, f"{name} is not registered"
+            for profile in profiles:
+                (scope,) = interop.AssociatorNames(profile.path, AssocClass="KVM_ReferencedProfile")
+                assert scope["InstanceID"] == sv["InstanceID"], name
+            return {str(p[key]) for profile in profiles for p in interop.AssociatorNames(
+                profile.path, AssocClass="KVM_ElementConformsToProfile")}
+        pools = {"ProcessorPool/0", "MemoryPool/0", "DiskPool/default"}
+        assert pools <= central("Resource Allocation")
+        assert pools <= central("Allocation Capabilities")
+        assert central("Processor Resource Virtualization") == {"ProcessorPool/0"}
+        assert central("Memory Resource Virtualization") == {"MemoryPool/0"}
+        assert central("Storage Resource Virtualization") == {"DiskPool/default"}
+        assert all(p.startswith("NetworkPool/") for p in central("Ethernet Port Resource Virtualization"))
+        jobs = {j["InstanceID"] for j in conn.EnumerateInstanceNames("KVM_ConcreteJob")}
+        assert jobs and jobs == central("Job Control")
+        assert central("Virtual System Snapshot", key="Name") == {"SnapshotService"}
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
 

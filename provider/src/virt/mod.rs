@@ -35,7 +35,7 @@ use crate::cimom::provider::{
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::lock;
 use manager::VirtManager;
-use paths::class;
+use paths::{class, Pool};
 
 /// The namespace of the KVM_ classes.
 pub const NAMESPACE: &str = "root/virt";
@@ -106,39 +106,155 @@ impl Virt {
     }
 
     /// Advertises the profiles these providers implement in the interop namespace (DSP1033),
-    /// with libvirt-cim's InstanceIDs: System Virtualization (DSP1042, central instance the
-    /// host) and Virtual System (DSP1057, central instances the VMs, scoped by DSP1042).
+    /// with libvirt-cim's InstanceIDs where it has the profile: System Virtualization
+    /// (DSP1042, central instance the host), and, scoped by it, Virtual System (DSP1057,
+    /// the VMs), Resource Allocation (DSP1041, one registration per kind of pool, as
+    /// libvirt-cim has them), Allocation Capabilities (DSP1043), Processor, Memory, Storage
+    /// and Ethernet Port Resource Virtualization (DSP1044, DSP1045, DSP1047, DSP1050, their
+    /// pools), Job Control (DSP1103, the jobs) and Virtual System Snapshot (the snapshot
+    /// service). Central instances that come and go (VMs, storage pools, bridges, jobs)
+    /// are read when a client asks.
     pub fn register_profiles(self: &Arc<Self>, interop: &Interop) {
         const DSP1042: &str = "CIM:DSP1042-SystemVirtualization-1.0.0";
         let conforms = Name::new("KVM_ElementConformsToProfile");
-        interop.register_profile(Profile {
+        let profile = |id: &str, name: &str, version: &str| Profile {
             class: Name::new("KVM_RegisteredProfile"),
-            instance_id: DSP1042.into(),
+            instance_id: id.into(),
             organization: 2,
-            name: "System Virtualization".into(),
-            version: "1.0.0".into(),
-            conformance: vec![(conforms.clone(), paths::host(&self.hostname))],
+            name: name.into(),
+            version: version.into(),
+            conformance: Vec::new(),
             dynamic_conformance: None,
+            scoping: Some((Name::new("KVM_ReferencedProfile"), DSP1042.into())),
+        };
+        let fixed = |id: &str, name: &str, version: &str, central: Vec<ObjectPath>| Profile {
+            conformance: central
+                .into_iter()
+                .map(|path| (conforms.clone(), path))
+                .collect(),
+            ..profile(id, name, version)
+        };
+        let live = |id: &str, name: &str, version: &str, central: CentralElements| Profile {
+            dynamic_conformance: Some((conforms.clone(), central)),
+            ..profile(id, name, version)
+        };
+        let manager = self.manager.clone();
+        let pools_of = move |keep: fn(&Pool) -> bool| {
+            let manager = manager.clone();
+            CentralElements(Arc::new(move || {
+                current_pools(&manager)
+                    .into_iter()
+                    .filter(keep)
+                    .map(|p| paths::pool(&p))
+                    .collect()
+            }))
+        };
+
+        interop.register_profile(Profile {
             scoping: None,
+            ..fixed(
+                DSP1042,
+                "System Virtualization",
+                "1.0.0",
+                vec![paths::host(&self.hostname)],
+            )
         });
         let manager = self.manager.clone();
-        let vms = CentralElements(Arc::new(move || {
-            manager
-                .definitions()
-                .iter()
-                .map(|d| paths::system(&d.name))
-                .collect()
-        }));
-        interop.register_profile(Profile {
-            class: Name::new("KVM_RegisteredProfile"),
-            instance_id: "CIM:DSP1057-VirtualSystem-1.0.0a".into(),
-            organization: 2,
-            name: "Virtual System Profile".into(),
-            version: "1.0.0a".into(),
-            conformance: Vec::new(),
-            dynamic_conformance: Some((conforms, vms)),
-            scoping: Some((Name::new("KVM_ReferencedProfile"), DSP1042.into())),
-        });
+        interop.register_profile(live(
+            "CIM:DSP1057-VirtualSystem-1.0.0a",
+            "Virtual System Profile",
+            "1.0.0a",
+            CentralElements(Arc::new(move || {
+                manager
+                    .definitions()
+                    .iter()
+                    .map(|d| paths::system(&d.name))
+                    .collect()
+            })),
+        ));
+        const DSP1041: (&str, &str) = ("Resource Allocation", "1.1.0c");
+        interop.register_profile(fixed(
+            "CIM:DSP1041-ResourceAllocation-1.1.0c_p",
+            DSP1041.0,
+            DSP1041.1,
+            vec![paths::pool(&Pool::Processor)],
+        ));
+        interop.register_profile(fixed(
+            "CIM:DSP1041-ResourceAllocation-1.1.0c_m",
+            DSP1041.0,
+            DSP1041.1,
+            vec![paths::pool(&Pool::Memory)],
+        ));
+        interop.register_profile(live(
+            "CIM:DSP1041-ResourceAllocation-1.1.0c_d",
+            DSP1041.0,
+            DSP1041.1,
+            pools_of(|p| matches!(p, Pool::Disk(_))),
+        ));
+        interop.register_profile(live(
+            "CIM:DSP1041-ResourceAllocation-1.1.0c_n",
+            DSP1041.0,
+            DSP1041.1,
+            pools_of(|p| matches!(p, Pool::Network(_))),
+        ));
+        let manager = self.manager.clone();
+        interop.register_profile(live(
+            "CIM:DSP1043-AllocationCapabilities-1.0.0a",
+            "Allocation Capabilities",
+            "1.0.0a",
+            CentralElements(Arc::new(move || {
+                current_pools(&manager)
+                    .iter()
+                    .map(paths::allocation_capabilities)
+                    .collect()
+            })),
+        ));
+        interop.register_profile(fixed(
+            "CIM:DSP1044-ProcessorResourceVirtualization-1.0.0",
+            "Processor Resource Virtualization",
+            "1.0.0",
+            vec![paths::pool(&Pool::Processor)],
+        ));
+        interop.register_profile(fixed(
+            "CIM:DSP1045-MemoryResourceVirtualization-1.0.0",
+            "Memory Resource Virtualization",
+            "1.0.0",
+            vec![paths::pool(&Pool::Memory)],
+        ));
+        interop.register_profile(live(
+            "CIM:DSP1047-StorageResourceVirtualization-1.0.0",
+            "Storage Resource Virtualization",
+            "1.0.0",
+            pools_of(|p| matches!(p, Pool::Disk(_))),
+        ));
+        interop.register_profile(live(
+            "CIM:DSP1050-EthernetPortResourceVirtualization-1.0.0",
+            "Ethernet Port Resource Virtualization",
+            "1.0.0",
+            pools_of(|p| matches!(p, Pool::Network(_))),
+        ));
+        let manager = self.manager.clone();
+        interop.register_profile(live(
+            "CIM:DSP1103-JobControl-1.0.0",
+            "Job Control",
+            "1.0.0",
+            CentralElements(Arc::new(move || {
+                manager
+                    .jobs()
+                    .list()
+                    .iter()
+                    .map(|j| paths::job(&j.id))
+                    .collect()
+            })),
+        ));
+        // The DSP number of DMTF's snapshot profile is not cited: it could not be confirmed
+        // from the sources at hand; clients find the profile by organization and name.
+        interop.register_profile(fixed(
+            "CIM:VirtualSystemSnapshot-1.0.0",
+            "Virtual System Snapshot",
+            "1.0.0",
+            vec![paths::snapshot_service(&self.hostname)],
+        ));
     }
 
     /// Runs blocking VM work on tokio's blocking pool.
@@ -153,6 +269,21 @@ impl Virt {
     }
 }
 
+/// The pools the host has now: processors, memory, the storage pools and the bridges.
+fn current_pools(manager: &VirtManager) -> Vec<Pool> {
+    let mut pools = vec![Pool::Processor, Pool::Memory];
+    pools.extend(manager.disk_pools().into_iter().map(|p| Pool::Disk(p.name)));
+    pools.extend(host_bridges().into_iter().map(Pool::Network));
+    pools
+}
+
+/// The host's bridges by name, from sysfs (a host without it has none to offer).
+fn host_bridges() -> Vec<String> {
+    hypervisor_shim::netif::bridges()
+        .map(|b| b.into_iter().map(|b| b.name).collect())
+        .unwrap_or_default()
+}
+
 /// The live state the instances are built from.
 struct Live {
     vms: Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>,
@@ -164,15 +295,7 @@ struct Live {
 impl Virt {
     /// Reads the VMs' states and the jobs.
     async fn live(&self) -> CimResult<Live> {
-        let (disk_pools, bridges) = self
-            .blocking(|m| {
-                // Bridges are read from sysfs; a host without it has none to offer.
-                let bridges = hypervisor_shim::netif::bridges()
-                    .map(|b| b.into_iter().map(|b| b.name).collect())
-                    .unwrap_or_default();
-                (m.disk_pools(), bridges)
-            })
-            .await?;
+        let (disk_pools, bridges) = self.blocking(|m| (m.disk_pools(), host_bridges())).await?;
         Ok(Live {
             vms: self.vms().await?,
             jobs: self.manager.jobs().list(),
