@@ -459,7 +459,7 @@ def test_extrinsic_method_errors(model, conn):
     assert code_of(e) == pywbem.CIM_ERR_METHOD_NOT_FOUND
     # Declared but not implemented yet.
     with pytest.raises(CIMError) as e:
-        conn.InvokeMethod("ModifySystemSettings", CIMInstanceName(
+        conn.InvokeMethod("StartService", CIMInstanceName(
             "KVM_VirtualSystemManagementService", namespace=NS))
     assert code_of(e) == pywbem.CIM_ERR_METHOD_NOT_AVAILABLE
     # Implemented, on a VM that does not exist.

@@ -330,6 +330,48 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
     assert "multicast" in refused.value.status_description
 
 
+def test_modify_system_settings_changes_the_kernel_of_a_stopped_vm(virt, tmp_path):
+    conn = virt.conn()
+    system = define(conn, "modsys", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"not booted here")
+    (settings,) = [p for p in conn.EnumerateInstanceNames("KVM_VirtualSystemSettingData")
+                   if p["InstanceID"] == "KVM:modsys"]
+    try:
+        vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={
+            "InstanceID": "KVM:modsys", "Kernel": str(kernel), "CommandLine": "quiet"})
+        assert conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=vssd)[0] == 0
+        shown = conn.GetInstance(settings)
+        assert (shown["Kernel"], shown["CommandLine"]) == (str(kernel), "quiet")
+        # A property left out stays; one given as NULL goes (without a kernel, with its
+        # arguments: the VM boots the test guest again).
+        only_args = CIMInstance("KVM_VirtualSystemSettingData", properties={
+            "InstanceID": "KVM:modsys", "CommandLine": "loglevel=3"})
+        assert conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=only_args)[0] == 0
+        shown = conn.GetInstance(settings)
+        assert (shown["Kernel"], shown["CommandLine"]) == (str(kernel), "loglevel=3")
+        no_kernel = CIMInstance("KVM_VirtualSystemSettingData", properties={"InstanceID": "KVM:modsys"})
+        no_kernel["Kernel"] = pywbem.CIMProperty("Kernel", None, type="string")
+        assert conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=no_kernel)[0] == 0
+        shown = conn.GetInstance(settings)
+        assert shown["Kernel"] is None and shown["CommandLine"] is None
+
+        for props, why in [({"VirtualSystemIdentifier": "renamed"}, "keeps its"),
+                           ({"Kernel": "/nonexistent/vmlinux"}, "/nonexistent/vmlinux"),
+                           ({"InstanceID": "KVM:ghost"}, "ghost")]:
+            bad = CIMInstance("KVM_VirtualSystemSettingData", properties={"InstanceID": "KVM:modsys", **props})
+            with pytest.raises(pywbem.CIMError) as refused:
+                conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=bad)
+            assert why in refused.value.status_description
+        assert change(conn, system, 2) == 0
+        with pytest.raises(pywbem.CIMError) as refused:
+            conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=vssd)
+        assert "while it is stopped" in refused.value.status_description
+        assert change(conn, system, 3) == 0
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_define_system_takes_mof_text_as_libvirt_cim_clients_send_it(virt):
     conn = virt.conn()
     vssd = CIMInstance("KVM_VirtualSystemSettingData",
@@ -416,7 +458,7 @@ def test_processors_and_memory_change_while_the_vm_is_stopped(virt):
         assert change(conn, system, 2) == 0
         assert len(wait_advancing(virt, "grow")) == 2, "the guest runs with 2 vCPUs"
         (caps,) = conn.EnumerateInstances("KVM_VirtualSystemManagementCapabilities")
-        assert caps["SynchronousMethodsSupported"] == [2, 3, 5]
+        assert caps["SynchronousMethodsSupported"] == [2, 3, 5, 6, 7, 10]
 
         with pytest.raises(pywbem.CIMError) as err:
             conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[proc])

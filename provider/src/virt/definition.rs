@@ -244,6 +244,57 @@ pub fn from_settings(
     Ok(definition)
 }
 
+/// Applies ModifySystemSettings' VSSD to `definition`. Kernel, Ramdisk and CommandLine
+/// change to what the VSSD gives; a property given as NULL or empty is removed (without a
+/// Kernel the VM boots the built-in test guest), one left out stays. The name and the UUID
+/// are the VM's identity and cannot change.
+pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResult<()> {
+    for (property, current) in [
+        ("VirtualSystemIdentifier", definition.name.as_str()),
+        ("ElementName", definition.name.as_str()),
+        ("UUID", definition.uuid.as_str()),
+    ] {
+        if let Some(given) = string_property(vssd, property) {
+            if !given.eq_ignore_ascii_case(current) {
+                return Err(invalid(format!(
+                    "{property} {given:?}: VM {} keeps its {property} ({current})",
+                    definition.name
+                )));
+            }
+        }
+    }
+    let mut merged = Instance::new(vssd.class_name.clone());
+    if let Some(linux) = &definition.linux {
+        merged.set(
+            "Kernel",
+            Value::from(linux.kernel.display().to_string().as_str()),
+        );
+        if let Some(ramdisk) = &linux.ramdisk {
+            merged.set(
+                "Ramdisk",
+                Value::from(ramdisk.display().to_string().as_str()),
+            );
+        }
+        merged.set("CommandLine", Value::from(linux.cmdline.as_str()));
+    }
+    let given = |property: &str| vssd.properties.get(property).is_some();
+    if given("Kernel") && string_property(vssd, "Kernel").is_none() {
+        // No kernel: its initramfs and arguments go with it.
+        merged.properties.remove("Ramdisk");
+        merged.properties.remove("CommandLine");
+    }
+    for property in ["Kernel", "Ramdisk", "CommandLine"] {
+        if given(property) {
+            merged.properties.remove(property);
+            if let Some(value) = string_property(vssd, property) {
+                merged.set(property, Value::from(value.as_str()));
+            }
+        }
+    }
+    definition.linux = linux_boot(&merged)?;
+    Ok(())
+}
+
 /// The VSSD's Kernel, Ramdisk and CommandLine: each file must be an absolute path to a
 /// readable file on the host now, so that a definition that could never boot is refused at
 /// once rather than at start.

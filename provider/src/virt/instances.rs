@@ -266,9 +266,9 @@ fn management_capabilities(class: &Class) -> Instance {
                     "VirtualSystemTypesSupported",
                     Value::Array(vec![Some(text("KVM"))]),
                 ),
-                // DefineSystem (2), DestroySystem (3), ModifyResourceSettings (5): what this
-                // service offers so far.
-                ("SynchronousMethodsSupported", u16s(&[2, 3, 5])),
+                // DefineSystem (2), DestroySystem (3), ModifyResourceSettings (5),
+                // ModifySystemSettings (6), RemoveResourceSettings (7), AddResourceSettings (10).
+                ("SynchronousMethodsSupported", u16s(&[2, 3, 5, 6, 7, 10])),
                 ("AsynchronousMethodsSupported", Value::Array(vec![])),
             ],
         ),

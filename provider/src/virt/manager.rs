@@ -306,6 +306,31 @@ impl VirtManager {
         Ok(results)
     }
 
+    /// Changes the settings of a stopped VM (ModifySystemSettings): the VSSD names the VM by
+    /// InstanceID (`KVM:<name>`) or VirtualSystemIdentifier.
+    pub fn modify_system(&self, vssd: &Instance) -> CimResult<ObjectPath> {
+        let name = match (vssd.get("InstanceID"), vssd.get("VirtualSystemIdentifier")) {
+            (Some(Value::String(id)), _) => id
+                .strip_prefix("KVM:")
+                .filter(|n| !n.contains(':'))
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    CimError::invalid_parameter(format!(
+                        "SystemSettings InstanceID {id} is not a VM's settings (KVM:<name>)"
+                    ))
+                })?,
+            (None, Some(Value::String(name))) => name.to_string(),
+            _ => return Err(CimError::invalid_parameter(
+                "SystemSettings names its VM by InstanceID (KVM:<name>) or VirtualSystemIdentifier",
+            )),
+        };
+        let mut changed = BTreeMap::new();
+        let mut target = self.stopped_target(&mut changed, &name, "its settings change")?;
+        definition::modify_system(&mut target, vssd)?;
+        self.persist(&target)?;
+        Ok(paths::setting_data(&name))
+    }
+
     /// Adds disks and network ports to the stopped VM `vm` (AddResourceSettings); returns
     /// their RASDs. All or nothing.
     pub fn add_resources(&self, vm: &str, rasds: &[Instance]) -> CimResult<Vec<ObjectPath>> {

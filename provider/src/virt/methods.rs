@@ -224,6 +224,22 @@ impl Virt {
         ))
     }
 
+    pub(super) async fn modify_system_settings(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let vssd = match argument(arguments, "SystemSettings") {
+            Some(Value::Instance(i)) => (**i).clone(),
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "SystemSettings (an embedded VSSD) is required",
+                ))
+            }
+        };
+        self.blocking(move |m| m.modify_system(&vssd)).await??;
+        Ok(done(0, vec![]))
+    }
+
     pub(super) async fn add_resource_settings(
         &self,
         arguments: &[(Name, Option<Value>)],

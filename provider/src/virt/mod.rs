@@ -3,7 +3,8 @@
 //! on the integrated hypervisor through [`manager::VirtManager`].
 //!
 //! Served so far: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem,
-//! DestroySystem, AddResourceSettings, ModifyResourceSettings, RemoveResourceSettings) with
+//! DestroySystem, AddResourceSettings, ModifyResourceSettings, RemoveResourceSettings,
+//! ModifySystemSettings) with
 //! its capabilities; per VM, KVM_ComputerSystem (live state, RequestStateChange),
 //! KVM_VirtualSystemSettingData, processor, memory, disk and network RASDs, KVM_Processor,
 //! KVM_Memory, KVM_LogicalDisk and KVM_NetworkPort, KVM_EnabledLogicalElementCapabilities,
@@ -398,6 +399,8 @@ impl MethodProvider for Virt {
             self.destroy_system(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "ModifyResourceSettings") {
             self.modify_resource_settings(&arguments).await
+        } else if is(class::MANAGEMENT_SERVICE, "ModifySystemSettings") {
+            self.modify_system_settings(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "AddResourceSettings") {
             self.add_resource_settings(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "RemoveResourceSettings") {
