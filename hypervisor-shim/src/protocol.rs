@@ -38,6 +38,9 @@ pub enum Request {
         /// How long to wait before giving up (the VM keeps running).
         timeout_ms: u64,
     },
+    /// Stops waiting for a graceful shutdown: the `shutdown` request fails as cancelled and
+    /// the VM goes on running (a guest that powers off anyway is then off).
+    CancelShutdown,
     /// Powers off at once; the process exits.
     Stop,
     /// Hardware reset: devices and vCPUs to power-on state, the boot image reloaded.
@@ -107,6 +110,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The VMM failed.
     Failed,
+    /// A client withdrew the request.
+    Cancelled,
 }
 
 /// Something that happened to the VM.

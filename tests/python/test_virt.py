@@ -107,7 +107,7 @@ def wait_job(conn, job, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
         instance = conn.GetInstance(job)
-        if instance["JobState"] in (7, 10):  # Completed, Exception
+        if instance["JobState"] in (7, 8, 10):  # Completed, Terminated, Exception
             return instance
         assert time.monotonic() < deadline, f"job {job} still {instance['JobState']}"
         time.sleep(0.02)
@@ -330,6 +330,33 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
     assert "multicast" in refused.value.status_description
 
 
+def test_a_graceful_shutdown_job_is_cancelled_and_the_vm_runs_on(virt):
+    conn = virt.conn()
+    system = define(conn, "cancel", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    try:
+        assert change(conn, system, 2) == 0
+        wait_advancing(virt, "cancel")
+        spin(virt, "cancel")  # the guest stops answering Ctrl-Alt-Del
+        rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(4),
+                                    TimeoutPeriod=pywbem.CIMDateTime("00000000000100.000000:000"))
+        assert rv == 4096
+        job = out["Job"]
+        assert conn.GetInstance(job)["JobState"] == 4
+        rv, _ = conn.InvokeMethod("RequestStateChange", job, RequestedState=Uint16(2))
+        assert rv == 1, "only Terminate and Kill are offered"
+        rv, _ = conn.InvokeMethod("RequestStateChange", job, RequestedState=Uint16(4))
+        assert rv == 0
+        ended = wait_job(conn, job)
+        assert (ended["JobState"], ended["ErrorDescription"]) == (8, "cancelled by a client")
+        cs = conn.GetInstance(system)
+        assert (cs["EnabledState"], cs["RequestedState"]) == (2, 2), "it runs on"
+        rv, _ = conn.InvokeMethod("RequestStateChange", job, RequestedState=Uint16(5))
+        assert rv == 4097, "an ended job cannot be cancelled"
+        assert change(conn, system, 3) == 0
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_modify_system_settings_changes_the_kernel_of_a_stopped_vm(virt, tmp_path):
     conn = virt.conn()
     system = define(conn, "modsys", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
@@ -509,7 +536,7 @@ def test_a_guest_that_ignores_shutdown_is_powered_off_by_a_job_and_a_busy_vm_say
         rv, err = conn.InvokeMethod("GetError", out["Job"])
         assert rv == 0 and err.get("Error") is None, "a completed job has no error"
         rv, _ = conn.InvokeMethod("RequestStateChange", out["Job"], RequestedState=Uint16(4))
-        assert rv == 1, "jobs cannot be cancelled"
+        assert rv == 4097, "a completed job cannot be cancelled"
 
         # A job whose VM process dies under it ends in an exception that GetError explains.
         assert change(conn, system, 2) == 0

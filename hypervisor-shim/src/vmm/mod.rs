@@ -298,6 +298,22 @@ impl Process {
                 }
                 return None;
             }
+            Request::CancelShutdown => {
+                match self.shutdown.take() {
+                    Some(pending) => {
+                        pending
+                            .request
+                            .fail(ErrorKind::Cancelled, "the shutdown was cancelled");
+                        self.set_state(State::Running);
+                        request.reply(&Response::Ok);
+                    }
+                    None => request.fail(
+                        ErrorKind::InvalidState,
+                        format!("no shutdown is in progress (the VM is {})", self.state),
+                    ),
+                }
+                return None;
+            }
             Request::Hello { .. } | Request::Subscribe => {
                 request.fail(
                     ErrorKind::BadRequest,

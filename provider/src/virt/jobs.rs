@@ -19,6 +19,8 @@ pub mod state {
     pub const RUNNING: u16 = 4;
     /// It finished.
     pub const COMPLETED: u16 = 7;
+    /// A client cancelled it.
+    pub const TERMINATED: u16 = 8;
     /// It failed.
     pub const EXCEPTION: u16 = 10;
 }
@@ -47,6 +49,9 @@ pub struct Job {
     pub error_code: u16,
     /// Why it failed.
     pub error_description: Option<String>,
+    /// Whether RequestStateChange may terminate it.
+    #[serde(default)]
+    pub cancellable: bool,
 }
 
 fn now_ms() -> u64 {
@@ -96,7 +101,7 @@ impl Jobs {
     }
 
     /// Records a new running job.
-    pub fn start(&self, name: String, vm: &str) -> CimResult<Job> {
+    pub fn start(&self, name: String, vm: &str, cancellable: bool) -> CimResult<Job> {
         let job = Job {
             id: super::definition::random_uuid(),
             name,
@@ -107,6 +112,7 @@ impl Jobs {
             finished_ms: None,
             error_code: 0,
             error_description: None,
+            cancellable,
         };
         self.persist(&job)?;
         Ok(job)
@@ -122,6 +128,10 @@ impl Jobs {
             Ok(()) => {
                 job.state = state::COMPLETED;
                 job.percent = 100;
+            }
+            Err(ChangeError::Cancelled) => {
+                job.state = state::TERMINATED;
+                job.error_description = Some(ChangeError::Cancelled.describe());
             }
             Err(e) => {
                 job.state = state::EXCEPTION;
@@ -166,11 +176,11 @@ mod tests {
         let (done, running) = {
             let jobs = Jobs::load(Arc::new(Store::open(&path).unwrap())).unwrap();
             let done = jobs
-                .start("RequestStateChange(6) of a".into(), "a")
+                .start("RequestStateChange(6) of a".into(), "a", false)
                 .unwrap();
             jobs.finish(&done.id, &Err(ChangeError::Failed("disk full".into())));
             let running = jobs
-                .start("RequestStateChange(4) of b".into(), "b")
+                .start("RequestStateChange(4) of b".into(), "b", true)
                 .unwrap();
             (done.id, running.id)
         };

@@ -34,6 +34,8 @@ pub enum ChangeError {
     Timeout(String),
     /// 4: the change failed.
     Failed(String),
+    /// A client cancelled the job doing it.
+    Cancelled,
 }
 
 impl ChangeError {
@@ -43,7 +45,7 @@ impl ChangeError {
             ChangeError::InvalidTransition(_) => 4097,
             ChangeError::Busy => 4099,
             ChangeError::Timeout(_) => 3,
-            ChangeError::Failed(_) => 4,
+            ChangeError::Failed(_) | ChangeError::Cancelled => 4,
         }
     }
 }
@@ -56,6 +58,7 @@ impl ChangeError {
             | ChangeError::Timeout(m)
             | ChangeError::Failed(m) => m.clone(),
             ChangeError::Busy => "another state change of the VM is in progress".into(),
+            ChangeError::Cancelled => "cancelled by a client".into(),
         }
     }
 }
@@ -83,6 +86,10 @@ impl From<SupervisorError> for ChangeError {
                 kind: ErrorKind::Timeout,
                 message,
             } => ChangeError::Timeout(message),
+            SupervisorError::Vm {
+                kind: ErrorKind::Cancelled,
+                ..
+            } => ChangeError::Cancelled,
             other => ChangeError::Failed(other.to_string()),
         }
     }
@@ -602,9 +609,16 @@ impl VirtManager {
                 "VM {name} is {state}"
             )));
         }
+        // A graceful shutdown only waits for the guest, so it can be cancelled; a save cannot
+        // be taken back half way.
+        let cancellable = matches!(change, Change::ShutDown(_));
         let job = self
             .jobs
-            .start(format!("RequestStateChange({requested}) of {name}"), name)
+            .start(
+                format!("RequestStateChange({requested}) of {name}"),
+                name,
+                cancellable,
+            )
             .map_err(|e| ChangeError::Failed(e.description))?;
         let (manager, id, name) = (self.clone(), job.id.clone(), name.to_owned());
         std::thread::Builder::new()
@@ -616,6 +630,33 @@ impl VirtManager {
             })
             .map_err(|e| ChangeError::Failed(format!("starting the job: {e}")))?;
         Ok(job)
+    }
+
+    /// Cancels the running job `id` (RequestStateChange 4 Terminate or 5 Kill on the job):
+    /// a graceful shutdown stops waiting and the VM goes on running.
+    pub fn cancel_job(&self, id: &str) -> Result<(), ChangeError> {
+        let job = self
+            .jobs
+            .get(id)
+            .ok_or_else(|| ChangeError::Failed(format!("no job {id}")))?;
+        if job.state != super::jobs::state::RUNNING {
+            return Err(ChangeError::InvalidTransition(format!(
+                "job {id} has ended (JobState {})",
+                job.state
+            )));
+        }
+        if !job.cancellable {
+            return Err(ChangeError::InvalidTransition(format!(
+                "job {id} ({}) cannot be cancelled: a save is not taken back half way",
+                job.name
+            )));
+        }
+        let vm = self
+            .supervisor
+            .get(&job.vm)
+            .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {} has ended", job.vm)))?;
+        vm.call(&Request::CancelShutdown)?;
+        Ok(())
     }
 
     /// Carries out a requested state change and records the request.
@@ -696,6 +737,15 @@ impl VirtManager {
                         kind: ErrorKind::Timeout,
                         ..
                     }) => vm.call(&Request::Stop)?,
+                    // The client cancelled the job: the VM goes on running, as it now asks.
+                    Err(SupervisorError::Vm {
+                        kind: ErrorKind::Cancelled,
+                        ..
+                    }) => {
+                        definition.requested_state = 2;
+                        let _ = self.persist(&definition);
+                        return Err(ChangeError::Cancelled);
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 vm.wait_exit(Duration::from_secs(30));

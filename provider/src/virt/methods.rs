@@ -91,6 +91,17 @@ fn embedded_rasds(value: Option<&Value>) -> CimResult<Vec<Instance>> {
     }
 }
 
+/// The job id of a KVM_ConcreteJob path, for `method`.
+fn job_id(target: &ObjectPath, method: &str) -> CimResult<String> {
+    match target.key("InstanceID") {
+        Some(Value::String(s)) => paths::parse_job_id(s).map(str::to_owned),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        CimError::invalid_parameter(format!("{method} needs a KVM_ConcreteJob instance"))
+    })
+}
+
 fn references(paths: Vec<ObjectPath>) -> Value {
     Value::Array(
         paths
@@ -362,12 +373,40 @@ impl Virt {
     }
 
     /// CIM_ConcreteJob.GetError: the job's error as an embedded CIM_Error, or none.
-    pub(super) async fn job_error(&self, target: &ObjectPath) -> CimResult<MethodResult> {
-        let id = match target.key("InstanceID") {
-            Some(Value::String(s)) => paths::parse_job_id(s).map(str::to_owned),
-            _ => None,
+    /// RequestStateChange on a job (DSP1103): 4 Terminate and 5 Kill cancel a running
+    /// graceful shutdown; the other states are not supported (1), an ended job or one that
+    /// cannot be cancelled answers 4097.
+    pub(super) async fn job_state_change(
+        &self,
+        target: &ObjectPath,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let id = job_id(target, "RequestStateChange")?;
+        let requested = match argument(arguments, "RequestedState") {
+            Some(Value::UInt16(v)) => *v,
+            other => {
+                return Err(CimError::invalid_parameter(format!(
+                    "RequestedState (uint16) is required, not {other:?}"
+                )))
+            }
+        };
+        if !matches!(requested, 4 | 5) {
+            return Ok(done(1, vec![]));
         }
-        .ok_or_else(|| CimError::invalid_parameter("GetError needs a KVM_ConcreteJob instance"))?;
+        Ok(match self.blocking(move |m| m.cancel_job(&id)).await? {
+            Ok(()) => done(0, vec![]),
+            Err(e) => {
+                tracing::info!(
+                    code = e.code(),
+                    "job RequestStateChange({requested}) refused: {e:?}"
+                );
+                done(e.code(), vec![])
+            }
+        })
+    }
+
+    pub(super) async fn job_error(&self, target: &ObjectPath) -> CimResult<MethodResult> {
+        let id = job_id(target, "GetError")?;
         let job = self.manager.jobs().get(&id).ok_or_else(|| {
             CimError::not_found(format!(
                 "job {id} does not exist (finished jobs are kept 5 minutes)"

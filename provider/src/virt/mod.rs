@@ -414,11 +414,7 @@ impl MethodProvider for Virt {
         } else if is(class::JOB, "GetError") {
             self.job_error(target).await
         } else if is(class::JOB, "RequestStateChange") {
-            // Shutdowns and saves cannot be taken back half way. 1 = Not Supported.
-            Ok(MethodResult {
-                return_value: Value::UInt32(1),
-                out: vec![],
-            })
+            self.job_state_change(target, &arguments).await
         } else {
             Err(CimError::new(
                 StatusCode::MethodNotAvailable,
