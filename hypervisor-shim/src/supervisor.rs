@@ -553,8 +553,8 @@ impl Watcher {
         }
         lock(&self.running).remove(&self.handle.name);
         lock(&self.ended).insert(self.handle.name.clone(), record.clone());
-        *lock(&self.handle.exit) = Some(record.clone());
-        self.handle.exited.notify_all();
+        // Listeners hear of the end before anyone waiting for it goes on, so that what a
+        // waiter does next (destroying the VM, say) is reported after it.
         if record.state == State::Crashed {
             self.notify(&Event::Crashed {
                 reason: record.reason.clone(),
@@ -563,6 +563,8 @@ impl Watcher {
         self.notify(&Event::State {
             state: record.state,
         });
+        *lock(&self.handle.exit) = Some(record);
+        self.handle.exited.notify_all();
     }
 }
 

@@ -842,3 +842,52 @@ def test_definitions_survive_a_kill_and_running_vms_are_readopted(tmp_path):
     finally:
         code, log = again.stop()
     assert code == 0, log
+
+
+def test_vm_lifecycle_indications_reach_a_pywbem_listener(virt):
+    from conftest import free_port
+    received = []
+    port = free_port()
+    listener = pywbem.WBEMListener("127.0.0.1", http_port=port)
+    listener.add_callback(lambda indication, host: received.append(indication))
+    listener.start()
+    manager = pywbem.WBEMSubscriptionManager(subscription_manager_id="cimvirt-test")
+    server_id = manager.add_server(pywbem.WBEMServer(virt.conn(namespace="interop")))
+    try:
+        destination = manager.add_destination(server_id, f"http://127.0.0.1:{port}",
+                                              destination_id="listener", persistence_type="transient")
+        lifecycle = manager.add_filter(server_id, "root/virt",
+                                       "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA KVM_ComputerSystem",
+                                       query_language="WQL", filter_id="lifecycle")
+        alerts = manager.add_filter(server_id, "root/virt", "SELECT * FROM CIM_AlertIndication",
+                                    query_language="WQL", filter_id="alerts")
+        manager.add_subscriptions(server_id, lifecycle.path, [destination.path])
+        manager.add_subscriptions(server_id, alerts.path, [destination.path])
+
+        conn = virt.conn()
+        system = define(conn, "indicated", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+        assert change(conn, system, 2) == 0
+        wait_advancing(virt, "indicated")
+        assert change(conn, system, 3) == 0
+        assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+
+        def of(classname):
+            return [i for i in received if i.classname == classname
+                    and i["SourceInstance"]["Name"] == "indicated"]
+        deadline = time.monotonic() + 20
+        while not of("KVM_ComputerSystemDeletedIndication"):
+            assert time.monotonic() < deadline, f"indications so far: {[i.classname for i in received]}"
+            time.sleep(0.05)
+        (created,) = of("KVM_ComputerSystemCreatedIndication")
+        assert created["SourceInstance"]["EnabledState"] == 3
+        assert created["SourceInstanceModelPath"].endswith('KVM_ComputerSystem.CreationClassName="KVM_ComputerSystem",Name="indicated"')
+        states = [(i["PreviousInstance"]["EnabledState"], i["SourceInstance"]["EnabledState"])
+                  for i in of("KVM_ComputerSystemModifiedIndication")]
+        # Off to running (the process reports running at once), then running to off.
+        assert states == [(3, 2), (2, 3)], states
+        assert isinstance(created["IndicationTime"], pywbem.CIMDateTime)
+        assert len(of("KVM_ComputerSystemDeletedIndication")) == 1
+        assert not [i for i in received if i.classname.endswith("AlertIndication")]
+    finally:
+        manager.remove_server(server_id)
+        listener.stop()

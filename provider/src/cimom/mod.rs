@@ -11,6 +11,7 @@ mod associations;
 mod classes;
 pub mod convert;
 mod enumerations;
+pub mod indication;
 mod instances;
 pub mod interop;
 mod methods;
@@ -37,7 +38,7 @@ use associations::Traversal;
 use operation::Operation;
 use provider::{ProviderContext, Registry};
 use pull::{PullContexts, PullLimits};
-use result::Outcome;
+use result::{InstanceWithPath, Outcome};
 use table::InstanceTable;
 
 /// The namespace names accepted for the interop namespace besides its own name.
@@ -188,6 +189,27 @@ impl Cimom {
             config,
             writes: tokio::sync::Mutex::new(sequence),
         })
+    }
+
+    /// The static instances of exactly `class` in `namespace`: what clients created there,
+    /// such as indication subscriptions.
+    pub fn static_instances(&self, namespace: &str, class: &str) -> Vec<Arc<InstanceWithPath>> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .of_class(namespace, class)
+    }
+
+    /// The static instance at the local `path` in `namespace`.
+    pub fn static_instance(
+        &self,
+        namespace: &str,
+        path: &cim_schema::ObjectPath,
+    ) -> Option<Arc<InstanceWithPath>> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace, path)
     }
 
     /// The current schema snapshot.

@@ -296,21 +296,32 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
     let storage_pools = settings.config.storage.pools(data_dir);
-    let manager = VirtManager::new(
-        supervisor,
-        store.clone(),
-        data_dir.join("vms"),
-        host,
-        storage_pools,
-    )
-    .map_err(|e| e.to_string())?;
-    let virt = Virt::new(Arc::new(manager), identity.hostname.clone());
+    let (vm_events, vm_event_queue) = provider::virt::indications::channel();
+    let manager = Arc::new(
+        VirtManager::new(
+            supervisor,
+            store.clone(),
+            data_dir.join("vms"),
+            host,
+            storage_pools,
+            Some(vm_events),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let virt = Virt::new(manager.clone(), identity.hostname.clone());
     virt.register(&mut registry);
+    let hostname = identity.hostname.clone();
     let interop = Interop::new(identity);
     virt.register_profiles(&interop);
     interop.register(&mut registry);
     let cimom =
         Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
+    tokio::spawn(provider::virt::indications::run(
+        vm_event_queue,
+        manager,
+        cimom.clone(),
+        hostname,
+    ));
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;
     listeners.extend(bind(&settings.https, Scheme::Https).await?);

@@ -275,7 +275,7 @@ fn management_capabilities(class: &Class) -> Instance {
     )
 }
 
-fn system(class: &Class, d: &VmDefinition, state: State) -> Instance {
+pub(super) fn system(class: &Class, d: &VmDefinition, state: State) -> Instance {
     let cim = CimState::of(state);
     let path = paths::system(&d.name);
     build(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
-use hypervisor_shim::protocol::{ErrorKind, Request};
+use hypervisor_shim::protocol::{ErrorKind, Event, Request};
 use hypervisor_shim::storage::StoragePool;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
@@ -17,6 +17,7 @@ use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 use cim_schema::{Instance, ObjectPath, Value};
 
 use super::definition::{self, Snapshot, VmDefinition};
+use super::indications::{EventSender, VmChange, VmEvent};
 use super::jobs::{Job, Jobs};
 use super::lock;
 use super::paths;
@@ -114,6 +115,28 @@ pub enum Change {
     Reset,
 }
 
+/// Queues a modification event for each lifecycle state a VM process reports, with the
+/// state it had before (off, for a process's first report).
+fn report_state_changes(supervisor: &Supervisor, events: EventSender) {
+    let last: Mutex<BTreeMap<String, State>> = Mutex::default();
+    supervisor.listen(Arc::new(move |name, event| {
+        let Event::State { state } = event else {
+            return;
+        };
+        let previous = lock(&last)
+            .insert(name.to_owned(), *state)
+            .unwrap_or(State::Off);
+        if previous != *state {
+            let _ = events.send(VmEvent {
+                change: VmChange::Modified { previous },
+                vm: name.to_owned(),
+                definition: None,
+                state: *state,
+            });
+        }
+    }));
+}
+
 /// The RASD of disk or network port `id` (a device name or a MAC address) of `definition`.
 fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
     match definition.disk(id) {
@@ -136,6 +159,8 @@ pub struct VirtManager {
     host: HostInventory,
     /// The storage pools disks come from, by name.
     storage_pools: Vec<(String, StoragePool)>,
+    /// Where definitions and destructions are reported, for indications.
+    events: Option<EventSender>,
 }
 
 /// A storage pool as the CIM model shows it.
@@ -159,7 +184,11 @@ impl VirtManager {
         vm_dir: PathBuf,
         host: HostInventory,
         storage_pools: Vec<(String, PathBuf)>,
+        events: Option<EventSender>,
     ) -> CimResult<Self> {
+        if let Some(events) = &events {
+            report_state_changes(&supervisor, events.clone());
+        }
         let storage_pools = storage_pools
             .into_iter()
             .map(|(name, dir)| {
@@ -187,7 +216,19 @@ impl VirtManager {
             vm_dir,
             host,
             storage_pools,
+            events,
         })
+    }
+
+    fn report(&self, change: VmChange, definition: &VmDefinition, state: State) {
+        if let Some(events) = &self.events {
+            let _ = events.send(VmEvent {
+                change,
+                vm: definition.name.clone(),
+                definition: Some(definition.clone()),
+                state,
+            });
+        }
     }
 
     /// The storage pools with their space now (a pool whose file system cannot be read
@@ -260,7 +301,9 @@ impl VirtManager {
                 ));
             }
         }
-        self.persist(&definition)
+        self.persist(&definition)?;
+        self.report(VmChange::Created, &definition, State::Defined);
+        Ok(())
     }
 
     /// Changes the allocations of stopped VMs (ModifyResourceSettings): each RASD names its
@@ -523,6 +566,7 @@ impl VirtManager {
     /// Stops the VM if it runs, then forgets it and its saved state.
     pub fn destroy(&self, name: &str) -> CimResult<()> {
         let definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+        let last_state = self.state(&definition);
         if let Some(vm) = self.supervisor.get(name) {
             // It may end on its own meanwhile; what matters is that it is gone after.
             let _ = vm.call(&Request::Stop);
@@ -536,6 +580,7 @@ impl VirtManager {
             .delete_vm(name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
         lock(&self.definitions).remove(name);
+        self.report(VmChange::Deleted, &definition, last_state);
         Ok(())
     }
 

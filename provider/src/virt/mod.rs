@@ -17,6 +17,7 @@
 //! capabilities and Default/Minimum/Maximum/Increment template RASDs (DSP1043).
 
 pub mod definition;
+pub mod indications;
 mod instances;
 pub mod jobs;
 pub mod manager;
