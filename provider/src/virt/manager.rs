@@ -248,14 +248,6 @@ impl VirtManager {
             .collect()
     }
 
-    /// The storage pool `name`.
-    pub fn storage_pool(&self, name: &str) -> Option<&StoragePool> {
-        self.storage_pools
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, pool)| pool)
-    }
-
     /// The host inventory taken at start.
     pub fn host(&self) -> &HostInventory {
         &self.host

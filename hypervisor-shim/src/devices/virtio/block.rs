@@ -174,11 +174,6 @@ impl Block {
             io_thread: None,
         })
     }
-
-    /// The disk's size in sectors.
-    pub fn sectors(&self) -> u64 {
-        self.image.sectors
-    }
 }
 
 /// The configuration space (`struct virtio_blk_config`), laid out by the kernel's own

@@ -76,11 +76,6 @@ impl MmioTransport {
         })
     }
 
-    /// The device's queue count.
-    pub fn queue_count(&self) -> usize {
-        self.device.queue_max_sizes().len()
-    }
-
     fn offered_features(&self) -> u64 {
         self.device.features() | 1 << VIRTIO_F_VERSION_1
     }
