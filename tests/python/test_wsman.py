@@ -604,6 +604,8 @@ def test_wsl_identifies_enumerates_gets_and_puts(srv, tmp_path):
 @pytest.mark.skipif(not KVM, reason="NOT RUN: this host has no /dev/kvm")
 def test_wsl_defines_starts_and_destroys_a_vm_over_https(srv, tmp_path):
     vendor = VENDOR.rstrip("/")
+    image = tmp_path / "wslvm.img"
+    image.write_bytes(b"\0" * (1 << 20))
     define = tmp_path / "define.xml"
     rasd = ("<r:KVM_ResourceAllocationSettingData xmlns:r='{v}/KVM_ResourceAllocationSettingData'>"
             "<r:ResourceType>{t}</r:ResourceType><r:VirtualQuantity>{q}</r:VirtualQuantity>{more}"
@@ -614,6 +616,9 @@ def test_wsl_defines_starts_and_destroys_a_vm_over_https(srv, tmp_path):
         "<q:ElementName>wslvm</q:ElementName></q:KVM_VirtualSystemSettingData></p:SystemSettings>"
         "<p:ResourceSettings>" + rasd.format(v=vendor, t=3, q=1, more="") + "</p:ResourceSettings>"
         "<p:ResourceSettings>" + rasd.format(v=vendor, t=4, q=32, more="<r:AllocationUnits>byte*2^20</r:AllocationUnits>")
+        + "</p:ResourceSettings>"
+        # A disk, as a RASD of ResourceType 17 whose Address is the image.
+        "<p:ResourceSettings>" + rasd.format(v=vendor, t=17, q=1, more=f"<r:Address>{image}</r:Address>")
         + "</p:ResourceSettings></p:DefineSystem_INPUT>")
     # invoke enumerates the class for the instance's EPR, then calls the method on it.
     code, responses = wsl(srv, tmp_path / "define", "invoke", "KVM_VirtualSystemManagementService", "DefineSystem",
@@ -635,6 +640,9 @@ def test_wsl_defines_starts_and_destroys_a_vm_over_https(srv, tmp_path):
         return prop(doc.find("s:Body", NS)[0], "EnabledState")
 
     assert state("defined") == ["3"]
+    disk = srv.conn().GetInstance(pywbem.CIMInstanceName(
+        "KVM_DiskResourceAllocationSettingData", {"InstanceID": "wslvm/vda"}, namespace="root/virt"))
+    assert disk["Address"] == str(image) and disk["VirtualQuantity"] == 1 << 20
     assert request_state(2, "start") == ["0"]
     assert state("started") == ["2"]
     assert request_state(9, "pause") == ["0"]
