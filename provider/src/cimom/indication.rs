@@ -208,7 +208,7 @@ pub async fn post(destination: &str, body: String) -> Result<(), DeliveryError> 
 }
 
 /// Delivers `indication`, raised in `namespace`, to every subscription that selects it,
-/// trying each listener up to [`ATTEMPTS`] times.
+/// trying each listener up to three times, a second apart.
 pub async fn deliver(cimom: &Cimom, namespace: &str, indication: &Instance) {
     let targets = deliveries(cimom, namespace, indication);
     if targets.is_empty() {
