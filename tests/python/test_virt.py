@@ -455,7 +455,8 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
         assert "linked" in [p["Name"] for p in hosted]
         services = conn.AssociatorNames(host, AssocClass="KVM_HostedService")
         assert sorted(p.classname for p in services) == [
-            "KVM_VirtualSystemManagementService", "KVM_VirtualSystemSnapshotService"]
+            "KVM_ResourcePoolConfigurationService", "KVM_VirtualSystemManagementService",
+            "KVM_VirtualSystemSnapshotService"]
         (svc,) = conn.AssociatorNames(host, AssocClass="KVM_HostedService",
                                       ResultClass="CIM_VirtualSystemManagementService")
         (caps,) = conn.Associators(svc, AssocClass="KVM_ElementCapabilities")
@@ -687,6 +688,44 @@ def test_a_storage_pool_is_a_disk_pool_with_its_volumes_allocated_from_it(virt):
         assert templates["DiskPool/default/Maximum"]["VirtualQuantity"] <= pool["Capacity"]
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
+def test_volumes_are_created_and_deleted_in_a_storage_pool_through_cim(virt):
+    conn = virt.conn()
+    (rpcs,) = conn.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
+    (host,) = conn.EnumerateInstanceNames("KVM_HostSystem")
+    assert ("KVM_ResourcePoolConfigurationService", "RPCS") in [
+        (p.classname, p["Name"]) for p in conn.AssociatorNames(host, AssocClass="KVM_HostedService")]
+    pool = pywbem.CIMInstanceName("KVM_DiskPool", {"InstanceID": "DiskPool/default"}, namespace="root/virt")
+    settings = CIMInstance("KVM_StorageVolumeResourceAllocationSettingData", properties={
+        "VolumeName": "made.img", "Capacity": Uint64(8), "AllocationUnits": "byte*2^20"})
+    rv, out = conn.InvokeMethod("CreateResourceInPool", rpcs, Settings=settings, Pool=pool)
+    assert rv == 0
+    volume = conn.GetInstance(out["Resource"])
+    assert (volume["InstanceID"], volume["Capacity"], volume["PoolID"], volume["Path"]) == (
+        "DiskPool/default/made.img", 8 << 20, "DiskPool/default", str((virt.data_dir / "images" / "made.img").resolve()))
+    assert volume["AllocationQuantity"] < 8 << 20, "sparse"
+    assert "DiskPool/default/made.img" in [
+        v["InstanceID"] for v in conn.EnumerateInstances("KVM_StorageVolumeResourceAllocationSettingData")]
+
+    with pytest.raises(pywbem.CIMError) as refused:
+        conn.InvokeMethod("CreateResourceInPool", rpcs, Settings=settings, Pool=pool)
+    assert refused.value.status_code == pywbem.CIM_ERR_ALREADY_EXISTS
+    bad = CIMInstance("KVM_StorageVolumeResourceAllocationSettingData", properties={
+        "VolumeName": "../escape", "Capacity": Uint64(4096)})
+    with pytest.raises(pywbem.CIMError) as refused:
+        conn.InvokeMethod("CreateResourceInPool", rpcs, Settings=bad, Pool=pool)
+    assert refused.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    nowhere = pywbem.CIMInstanceName("KVM_DiskPool", {"InstanceID": "DiskPool/nowhere"}, namespace="root/virt")
+    with pytest.raises(pywbem.CIMError) as refused:
+        conn.InvokeMethod("CreateResourceInPool", rpcs, Settings=settings, Pool=nowhere)
+    assert refused.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+
+    assert conn.InvokeMethod("DeleteResourceInPool", rpcs, Resource=out["Resource"], Pool=pool)[0] == 0
+    assert not (virt.data_dir / "images" / "made.img").exists()
+    with pytest.raises(pywbem.CIMError) as refused:
+        conn.InvokeMethod("DeleteResourceInPool", rpcs, Resource=out["Resource"], Pool=pool)
+    assert refused.value.status_code == pywbem.CIM_ERR_NOT_FOUND
 
 
 def test_pools_and_their_allocation_templates(virt):

@@ -212,6 +212,26 @@ fn allocation_unit_bytes(units: &str) -> Option<u64> {
     }
 }
 
+/// `instance`'s `property` in bytes: the value times its AllocationUnits (`default_units`
+/// when it names none).
+pub fn byte_quantity(
+    instance: &Instance,
+    property: &str,
+    default_units: &str,
+) -> CimResult<Option<u64>> {
+    let Some(amount) = unsigned_property(instance, property)? else {
+        return Ok(None);
+    };
+    let units =
+        string_property(instance, "AllocationUnits").unwrap_or_else(|| default_units.into());
+    let unit = allocation_unit_bytes(&units)
+        .ok_or_else(|| invalid(format!("AllocationUnits {units:?} is not a unit of bytes")))?;
+    amount
+        .checked_mul(unit)
+        .map(Some)
+        .ok_or_else(|| invalid(format!("{property} {amount} {units} is too large")))
+}
+
 /// Builds a definition from DefineSystem's SystemSettings (a VSSD) and ResourceSettings
 /// (RASDs). `uuid` is used when the VSSD names none.
 pub fn from_settings(

@@ -12,6 +12,7 @@ use super::manager::DiskPoolInfo;
 use super::paths::{self, class, Pool};
 use super::state::CimState;
 use crate::cimom::provider::{build_instance as build, keys_of};
+use hypervisor_shim::storage::Volume;
 
 /// What the instances are built from.
 pub struct Model<'a> {
@@ -138,6 +139,15 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         })
     } else if is(class::SNAPSHOT_SERVICE) {
         vec![snapshot_service(class, model)]
+    } else if is(class::POOL_SERVICE) {
+        let path = paths::pool_service(model.hostname);
+        vec![running_service(class, &path, "RPCS", vec![])]
+    } else if is(class::VOLUME_RASD) {
+        model
+            .disk_pools
+            .iter()
+            .flat_map(|pool| pool.volumes.iter().map(|v| volume(class, pool, v)))
+            .collect()
     } else if is(class::SNAPSHOT_SERVICE_CAPABILITIES) {
         vec![snapshot_service_capabilities(class)]
     } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
@@ -577,6 +587,30 @@ fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Insta
     )
 }
 
+fn volume(class: &Class, pool: &DiskPoolInfo, volume: &Volume) -> Instance {
+    let path = paths::volume(&pool.name, &volume.name);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(&volume.name)),
+                ("VolumeName", text(&volume.name)),
+                ("Path", text(&volume.path.display().to_string())),
+                (
+                    "ResourceType",
+                    Value::UInt16(definition::RESOURCE_LOGICAL_DISK),
+                ),
+                ("PoolID", text(&Pool::Disk(pool.name.clone()).id())),
+                ("FormatType", Value::UInt16(1)),
+                ("Capacity", Value::UInt64(volume.capacity)),
+                ("AllocationQuantity", Value::UInt64(volume.allocation)),
+                ("AllocationUnits", text("Bytes")),
+            ],
+        ),
+    )
+}
+
 fn snapshot_service(class: &Class, model: &Model) -> Instance {
     let path = paths::snapshot_service(model.hostname);
     running_service(class, &path, "SnapshotService", vec![])
@@ -840,6 +874,7 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         [
             paths::service(model.hostname),
             paths::snapshot_service(model.hostname),
+            paths::pool_service(model.hostname),
         ]
         .into_iter()
         .map(|service| {

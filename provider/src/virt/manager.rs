@@ -10,7 +10,7 @@ use std::time::Duration;
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request};
-use hypervisor_shim::storage::StoragePool;
+use hypervisor_shim::storage::{StorageError, StoragePool, Volume};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
@@ -137,6 +137,21 @@ fn report_state_changes(supervisor: &Supervisor, events: EventSender) {
     }));
 }
 
+/// The CIM error of a storage pool failure.
+fn storage_error(e: StorageError) -> CimError {
+    let code = match &e {
+        StorageError::InvalidName(_)
+        | StorageError::InvalidSize(_)
+        | StorageError::Shrink { .. } => StatusCode::InvalidParameter,
+        StorageError::Exists(_) => StatusCode::AlreadyExists,
+        StorageError::NotFound(_) => StatusCode::NotFound,
+        StorageError::InUse(_) | StorageError::Convert(_) | StorageError::Io { .. } => {
+            StatusCode::Failed
+        }
+    };
+    CimError::new(code, e.to_string())
+}
+
 /// The RASD of disk or network port `id` (a device name or a MAC address) of `definition`.
 fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
     match definition.disk(id) {
@@ -174,6 +189,8 @@ pub struct DiskPoolInfo {
     pub capacity: u64,
     /// The bytes still free.
     pub available: u64,
+    /// Its volumes.
+    pub volumes: Vec<Volume>,
 }
 
 impl VirtManager {
@@ -243,9 +260,35 @@ impl VirtManager {
                     dir: pool.dir().to_owned(),
                     capacity: space.map_or(0, |s| s.capacity),
                     available: space.map_or(0, |s| s.available),
+                    volumes: pool.volumes().unwrap_or_default(),
                 }
             })
             .collect()
+    }
+
+    /// The storage pool `name`.
+    fn storage_pool(&self, name: &str) -> CimResult<&StoragePool> {
+        self.storage_pools
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, pool)| pool)
+            .ok_or_else(|| CimError::not_found(format!("no storage pool DiskPool/{name}")))
+    }
+
+    /// Creates volume `volume` of `bytes` in storage pool `pool` (CreateResourceInPool).
+    pub fn create_volume(&self, pool: &str, volume: &str, bytes: u64) -> CimResult<ObjectPath> {
+        self.storage_pool(pool)?
+            .create_volume(volume, bytes)
+            .map_err(storage_error)?;
+        Ok(paths::volume(pool, volume))
+    }
+
+    /// Deletes volume `volume` of storage pool `pool`, unless a running VM uses it
+    /// (DeleteResourceInPool).
+    pub fn delete_volume(&self, pool: &str, volume: &str) -> CimResult<()> {
+        self.storage_pool(pool)?
+            .delete_volume(volume)
+            .map_err(storage_error)
     }
 
     /// The host inventory taken at start.

@@ -91,6 +91,25 @@ fn embedded_rasds(value: Option<&Value>) -> CimResult<Vec<Instance>> {
     }
 }
 
+/// The storage pool a `Pool` argument names (a KVM_DiskPool reference, `DiskPool/NAME`).
+fn storage_pool_of(value: Option<&Value>) -> CimResult<String> {
+    match value {
+        Some(Value::Reference(path)) => match path.key("InstanceID") {
+            Some(Value::String(id)) => id
+                .strip_prefix("DiskPool/")
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    CimError::invalid_parameter(format!("Pool {id} is not a storage pool"))
+                }),
+            _ => Err(CimError::invalid_parameter("Pool has no InstanceID")),
+        },
+        _ => Err(CimError::invalid_parameter(
+            "Pool (a KVM_DiskPool reference) is required",
+        )),
+    }
+}
+
 /// The job id of a KVM_ConcreteJob path, for `method`.
 fn job_id(target: &ObjectPath, method: &str) -> CimResult<String> {
     match target.key("InstanceID") {
@@ -233,6 +252,70 @@ impl Virt {
             0,
             vec![(Name::new("ResultingResourceSettings"), references(paths))],
         ))
+    }
+
+    pub(super) async fn create_resource_in_pool(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let pool = storage_pool_of(argument(arguments, "Pool"))?;
+        let settings = match argument(arguments, "Settings") {
+            Some(Value::Instance(i)) => (**i).clone(),
+            _ => return Err(CimError::invalid_parameter(
+                "Settings (an embedded KVM_StorageVolumeResourceAllocationSettingData) is required",
+            )),
+        };
+        let name = match settings.get("VolumeName") {
+            Some(Value::String(s)) if !s.is_empty() => s.to_string(),
+            _ => return Err(CimError::invalid_parameter("Settings names no VolumeName")),
+        };
+        if !matches!(settings.get("FormatType"), None | Some(Value::UInt16(1))) {
+            return Err(CimError::invalid_parameter(
+                "FormatType: volumes are raw images (1)",
+            ));
+        }
+        let capacity = definition::byte_quantity(&settings, "Capacity", "Bytes")?
+            .ok_or_else(|| CimError::invalid_parameter("Settings gives no Capacity"))?;
+        let resource = self
+            .blocking(move |m| m.create_volume(&pool, &name, capacity))
+            .await??;
+        Ok(done(
+            0,
+            vec![(Name::new("Resource"), Value::Reference(resource))],
+        ))
+    }
+
+    pub(super) async fn delete_resource_in_pool(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let (pool, volume) = match argument(arguments, "Resource") {
+            Some(Value::Reference(path)) => match path.key("InstanceID") {
+                Some(Value::String(id)) => paths::parse_volume_id(id)
+                    .map(|(p, v)| (p.to_owned(), v.to_owned()))
+                    .ok_or_else(|| {
+                        CimError::invalid_parameter(format!(
+                            "Resource {id} is not a volume (DiskPool/POOL/VOLUME)"
+                        ))
+                    })?,
+                _ => return Err(CimError::invalid_parameter("Resource has no InstanceID")),
+            },
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "Resource (a volume's RASD reference) is required",
+                ))
+            }
+        };
+        if let Some(given) = argument(arguments, "Pool") {
+            if storage_pool_of(Some(given))? != pool {
+                return Err(CimError::invalid_parameter(format!(
+                    "the volume is in DiskPool/{pool}, not the Pool given"
+                )));
+            }
+        }
+        self.blocking(move |m| m.delete_volume(&pool, &volume))
+            .await??;
+        Ok(done(0, vec![]))
     }
 
     pub(super) async fn modify_system_settings(

@@ -43,7 +43,7 @@ use paths::{class, Pool};
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 38] = [
+const INSTANCE_CLASSES: [&str; 40] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -67,6 +67,8 @@ const INSTANCE_CLASSES: [&str; 38] = [
     class::ELEMENT_CAPABILITIES,
     class::SNAPSHOT_SERVICE,
     class::SNAPSHOT_SERVICE_CAPABILITIES,
+    class::POOL_SERVICE,
+    class::VOLUME_RASD,
     class::SNAPSHOT_OF,
     class::LAST_APPLIED,
     class::PROCESSOR_POOL,
@@ -104,6 +106,7 @@ impl Virt {
         registry.register_methods(NAMESPACE, class::COMPUTER_SYSTEM, self.clone());
         registry.register_methods(NAMESPACE, class::MANAGEMENT_SERVICE, self.clone());
         registry.register_methods(NAMESPACE, class::SNAPSHOT_SERVICE, self.clone());
+        registry.register_methods(NAMESPACE, class::POOL_SERVICE, self.clone());
         registry.register_methods(NAMESPACE, class::JOB, self.clone());
     }
 
@@ -402,6 +405,16 @@ impl MethodProvider for Virt {
             self.modify_resource_settings(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "ModifySystemSettings") {
             self.modify_system_settings(&arguments).await
+        } else if is(class::POOL_SERVICE, "CreateResourceInPool") {
+            self.create_resource_in_pool(&arguments).await
+        } else if is(class::POOL_SERVICE, "DeleteResourceInPool") {
+            self.delete_resource_in_pool(&arguments).await
+        } else if is(class::POOL_SERVICE, "RefreshResourcesInPool") {
+            // Volumes are read from the pool's directory whenever a client asks.
+            Ok(MethodResult {
+                return_value: Value::UInt32(0),
+                out: vec![],
+            })
         } else if is(class::MANAGEMENT_SERVICE, "AddResourceSettings") {
             self.add_resource_settings(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "RemoveResourceSettings") {

@@ -63,6 +63,10 @@ pub mod class {
     pub const MEMORY_POOL: &str = "KVM_MemoryPool";
     /// A storage pool (a directory of images).
     pub const DISK_POOL: &str = "KVM_DiskPool";
+    /// The service that creates and deletes volumes in storage pools.
+    pub const POOL_SERVICE: &str = "KVM_ResourcePoolConfigurationService";
+    /// A volume (an image file) in a storage pool.
+    pub const VOLUME_RASD: &str = "KVM_StorageVolumeResourceAllocationSettingData";
     /// A network (a Linux bridge).
     pub const NETWORK_POOL: &str = "KVM_NetworkPool";
     /// What a pool can allocate.
@@ -269,6 +273,29 @@ pub fn snapshot_service(hostname: &str) -> ObjectPath {
         .with_key("SystemName", hostname)
         .with_key("CreationClassName", class::SNAPSHOT_SERVICE)
         .with_key("Name", "SnapshotService")
+}
+
+/// The pool configuration service.
+pub fn pool_service(hostname: &str) -> ObjectPath {
+    path(class::POOL_SERVICE)
+        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
+        .with_key("SystemName", hostname)
+        .with_key("CreationClassName", class::POOL_SERVICE)
+        .with_key("Name", "RPCS")
+}
+
+/// Volume `volume` of storage pool `pool` (InstanceID `DiskPool/POOL/VOLUME`).
+pub fn volume(pool: &str, volume: &str) -> ObjectPath {
+    path(class::VOLUME_RASD).with_key(
+        "InstanceID",
+        format!("{}/{volume}", Pool::Disk(pool.to_owned()).id()).as_str(),
+    )
+}
+
+/// The storage pool and volume a volume's InstanceID names.
+pub fn parse_volume_id(instance_id: &str) -> Option<(&str, &str)> {
+    let (pool, volume) = instance_id.strip_prefix("DiskPool/")?.split_once('/')?;
+    (!pool.is_empty() && !volume.is_empty()).then_some((pool, volume))
 }
 
 /// The snapshot service's capabilities.
