@@ -201,6 +201,12 @@ def test_a_vm_goes_through_its_whole_life(virt):
     assert "life" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
 
 
+def settings_of(conn, name):
+    (settings,) = [p for p in conn.EnumerateInstanceNames("KVM_VirtualSystemSettingData")
+                   if p["InstanceID"] == f"KVM:{name}"]
+    return settings
+
+
 def send_console(server, name, text):
     vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
     try:
@@ -265,6 +271,15 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
     assert parts == {"disky/proc", "disky/mem", "disky/vda", net_id}
     logical = [p for p in conn.AssociatorNames(disk_rasd.path, AssocClass="KVM_SettingsDefineState")]
     assert [p["DeviceID"] for p in logical] == ["disky/vda"]
+    # DSP1047's second level: the image under the drive.
+    (sasd,) = [i for i in conn.EnumerateInstances("KVM_StorageAllocationSettingData")
+               if i["InstanceID"] == "disky/vda"]
+    assert (sasd["ResourceType"], sasd["HostResource"], sasd["Access"], sasd["VirtualQuantity"],
+            sasd["VirtualResourceBlockSize"]) == (31, [str(image)], 3, (8 << 20) // 512, 512)
+    assert sasd["Parent"].endswith('KVM_DiskResourceAllocationSettingData.InstanceID="disky/vda"')
+    assert ("KVM_StorageAllocationSettingData", "disky/vda") in {
+        (p.classname, p["InstanceID"]) for p in conn.AssociatorNames(
+            settings_of(conn, "disky"), AssocClass="KVM_VirtualSystemSettingDataComponent")}
 
     # The network port goes (this test makes no bridge or tap on the host); a second,
     # read-only disk comes, and is made writable.
@@ -668,6 +683,22 @@ def test_a_storage_pool_is_a_disk_pool_with_its_volumes_allocated_from_it(virt):
                        properties={"ResourceType": Uint16(17), "Address": str(images / "pooled.img")})
     system = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
                                ResourceSettings=[disk])[1]["ResultingSystem"]
+    # The same kind of disk in DSP1047's two levels, as Hyper-V-style scripts write it: a
+    # drive, and a storage allocation with the image.
+    cimvirtd("storage", "--pool", str(images), "create", "two-level.img", "1M")
+    drive = CIMInstance("CIM_ResourceAllocationSettingData", properties={"ResourceType": Uint16(17)})
+    sasd = CIMInstance("CIM_StorageAllocationSettingData", properties={
+        "ResourceType": Uint16(31), "HostResource": [str(images / "two-level.img")], "Access": Uint16(1)})
+    two_level = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=CIMInstance(
+        "KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "two-level"}),
+        ResourceSettings=[drive, sasd])[1]["ResultingSystem"]
+    try:
+        shown = conn.GetInstance(pywbem.CIMInstanceName(
+            "KVM_StorageAllocationSettingData", {"InstanceID": "two-level/vda"}, namespace="root/virt"))
+        assert (shown["HostResource"], shown["Access"], shown["PoolID"]) == (
+            [str(images / "two-level.img")], 1, "DiskPool/default")
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=two_level)
     try:
         (pool,) = [p for p in conn.EnumerateInstances("KVM_DiskPool") if p["InstanceID"] == "DiskPool/default"]
         assert (pool["PoolID"], pool["ResourceType"], pool["AllocationUnits"], pool["Primordial"]) == (

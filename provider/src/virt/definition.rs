@@ -258,10 +258,56 @@ pub fn from_settings(
         disks: Vec::new(),
         nics: Vec::new(),
     };
-    for rasd in resources {
+    for rasd in &pair_drives_with_images(resources)? {
         apply_rasd(&mut definition, rasd)?;
     }
     Ok(definition)
+}
+
+/// DSP1047's two levels, as Hyper-V-style clients send them: a drive RASD (ResourceType 17)
+/// without an image, and a storage allocation (31) whose HostResource is the image. Each
+/// imageless drive takes the next such allocation, in order, as one disk: the drive's
+/// VirtualDevice with the allocation's image and Access. Other RASDs pass unchanged.
+fn pair_drives_with_images(resources: &[Instance]) -> CimResult<Vec<Instance>> {
+    let has_image = |r: &Instance| {
+        string_property(r, "Address").is_some() || first_of_array(r, "HostResource").is_some()
+    };
+    let kind = |r: &Instance| unsigned_property(r, "ResourceType").ok().flatten();
+    let mut images: std::collections::VecDeque<&Instance> = resources
+        .iter()
+        .filter(|r| kind(r) == Some(u64::from(RESOURCE_LOGICAL_DISK)) && has_image(r))
+        .collect();
+    let drives = resources
+        .iter()
+        .filter(|r| kind(r) == Some(u64::from(RESOURCE_DISK)) && !has_image(r))
+        .count();
+    // Without storage allocations an imageless drive is refused for its missing image.
+    if drives == 0 || images.is_empty() {
+        return Ok(resources.to_vec());
+    }
+    if drives != images.len() {
+        return Err(invalid(format!(
+            "{drives} disk drives without an image and {} storage allocations with one: each \
+             drive needs its own",
+            images.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(resources.len());
+    for rasd in resources {
+        match kind(rasd) {
+            Some(k) if k == u64::from(RESOURCE_DISK) && !has_image(rasd) => {
+                let image = images.pop_front().unwrap_or(rasd);
+                let mut disk = image.clone();
+                if let Some(device) = rasd.get("VirtualDevice") {
+                    disk.set("VirtualDevice", device.clone());
+                }
+                out.push(disk);
+            }
+            Some(k) if k == u64::from(RESOURCE_LOGICAL_DISK) && has_image(rasd) => {}
+            _ => out.push(rasd.clone()),
+        }
+    }
+    Ok(out)
 }
 
 /// Applies ModifySystemSettings' VSSD to `definition`. Kernel, Ramdisk and CommandLine
@@ -898,6 +944,48 @@ mod tests {
         assert_eq!(device_name(0), "vda");
         assert_eq!(device_name(25), "vdz");
         assert_eq!(device_name(26), "vdaa");
+    }
+
+    #[test]
+    fn dsp1047_drives_take_their_images_from_storage_allocations() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("a.img");
+        std::fs::write(&image, [0u8; 4096]).unwrap();
+        let path = Value::from(image.display().to_string().as_str());
+        let vssd = instance(
+            "KVM_VirtualSystemSettingData",
+            &[("VirtualSystemIdentifier", "hv".into())],
+        );
+        let drive = instance(
+            "CIM_ResourceAllocationSettingData",
+            &[
+                ("ResourceType", Value::UInt16(17)),
+                ("VirtualDevice", "vdb".into()),
+            ],
+        );
+        let sasd = instance(
+            "CIM_StorageAllocationSettingData",
+            &[
+                ("ResourceType", Value::UInt16(31)),
+                ("HostResource", Value::Array(vec![Some(path)])),
+                ("Access", Value::UInt16(1)),
+            ],
+        );
+        let d = from_settings(&vssd, &[sasd.clone(), drive.clone()], "u".into()).unwrap();
+        assert_eq!(d.disks.len(), 1);
+        assert_eq!(
+            (
+                d.disks[0].device.as_str(),
+                d.disks[0].read_only,
+                &d.disks[0].path
+            ),
+            ("vdb", true, &image)
+        );
+        let err = from_settings(&vssd, &[drive.clone(), drive, sasd], "u".into()).unwrap_err();
+        assert!(
+            err.description.contains("each drive needs its own"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -39,9 +39,11 @@ impl Model<'_> {
         pools
     }
 
-    /// The storage pool whose directory holds `disk`'s image.
+    /// The storage pool whose directory holds `disk`'s image (pool directories are
+    /// canonical; the image's may be written through a link).
     fn disk_pool(&self, disk: &DiskDefinition) -> Option<&DiskPoolInfo> {
         let dir = disk.path.parent()?;
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         self.disk_pools.iter().find(|p| p.dir == dir)
     }
 
@@ -157,6 +159,13 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             d.disks
                 .iter()
                 .map(|disk| disk_rasd(class, model, d, disk))
+                .collect()
+        })
+    } else if is(class::STORAGE_SASD) {
+        per_vm(&|d, _| {
+            d.disks
+                .iter()
+                .map(|disk| storage_sasd(class, model, d, disk))
                 .collect()
         })
     } else if is(class::NET_RASD) {
@@ -740,6 +749,32 @@ fn disk_rasd(class: &Class, model: &Model, d: &VmDefinition, disk: &DiskDefiniti
     instance
 }
 
+/// DSP1047's storage allocation under a disk's drive RASD: the image it maps (HostResource),
+/// its size in 512-byte blocks, and whether the guest may write it (Access).
+fn storage_sasd(class: &Class, model: &Model, d: &VmDefinition, disk: &DiskDefinition) -> Instance {
+    let path = paths::storage_sasd(&d.name, &disk.device);
+    let image = disk.path.display().to_string();
+    let drive = paths::disk_rasd(&d.name, &disk.device).to_string();
+    let mut values = vec![
+        ("ElementName", text(&disk.device)),
+        (
+            "ResourceType",
+            Value::UInt16(definition::RESOURCE_LOGICAL_DISK),
+        ),
+        ("HostResource", Value::Array(vec![Some(text(&image))])),
+        ("Parent", text(&drive)),
+        ("VirtualQuantity", Value::UInt64(image_bytes(disk) / 512)),
+        ("VirtualQuantityUnits", text("count(fixed size block)")),
+        ("VirtualResourceBlockSize", Value::UInt64(512)),
+        // 1: Readable, 3: Read/Write Supported.
+        ("Access", Value::UInt16(if disk.read_only { 1 } else { 3 })),
+    ];
+    if let Some(pool) = model.disk_pool(disk) {
+        values.push(("PoolID", text(&Pool::Disk(pool.name.clone()).id())));
+    }
+    build(class, with_keys(&path, values))
+}
+
 fn net_rasd(class: &Class, d: &VmDefinition, nic: &NicDefinition) -> Instance {
     let path = paths::net_rasd(&d.name, &nic.mac);
     let mut values = vec![
@@ -1006,6 +1041,18 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 .into_iter()
                 .map(|(p, _, rasd)| pair("Antecedent", paths::pool(&p), "Dependent", rasd)),
         );
+        // A disk's storage allocation comes from its pool too.
+        out.extend(model.vms.iter().flat_map(|(d, _)| {
+            d.disks.iter().filter_map(|disk| {
+                let pool = model.disk_pool(disk)?;
+                Some(pair(
+                    "Antecedent",
+                    paths::pool(&Pool::Disk(pool.name.clone())),
+                    "Dependent",
+                    paths::storage_sasd(&d.name, &disk.device),
+                ))
+            })
+        }));
         out
     } else if is(class::SNAPSHOT_OF) {
         vms.flat_map(|d| {
@@ -1093,6 +1140,11 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)]
                 .into_iter()
                 .chain(device_pairs(d).into_iter().map(|(_, rasd)| rasd))
+                .chain(
+                    d.disks
+                        .iter()
+                        .map(|disk| paths::storage_sasd(&d.name, &disk.device)),
+                )
                 .map(|rasd| {
                     pair(
                         "GroupComponent",

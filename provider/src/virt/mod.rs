@@ -43,7 +43,7 @@ use paths::{class, Pool};
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 40] = [
+const INSTANCE_CLASSES: [&str; 41] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -52,6 +52,7 @@ const INSTANCE_CLASSES: [&str; 40] = [
     class::PROC_RASD,
     class::MEM_RASD,
     class::DISK_RASD,
+    class::STORAGE_SASD,
     class::NET_RASD,
     class::LOGICAL_DISK,
     class::NETWORK_PORT,

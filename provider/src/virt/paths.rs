@@ -25,6 +25,8 @@ pub mod class {
     pub const DISK_RASD: &str = "KVM_DiskResourceAllocationSettingData";
     /// A VM's network port allocation.
     pub const NET_RASD: &str = "KVM_NetResourceAllocationSettingData";
+    /// The image behind a VM's disk (DSP1047's second level, under the drive RASD).
+    pub const STORAGE_SASD: &str = "KVM_StorageAllocationSettingData";
     /// A VM's disk.
     pub const LOGICAL_DISK: &str = "KVM_LogicalDisk";
     /// A VM's network port.
@@ -226,6 +228,11 @@ pub fn mem_rasd(name: &str) -> ObjectPath {
 /// A VM's disk RASD (`<vm>/<device>`).
 pub fn disk_rasd(vm: &str, device: &str) -> ObjectPath {
     path(class::DISK_RASD).with_key("InstanceID", format!("{vm}/{device}").as_str())
+}
+
+/// The image of a VM's disk (`<vm>/<device>`, as its drive's RASD).
+pub fn storage_sasd(vm: &str, device: &str) -> ObjectPath {
+    path(class::STORAGE_SASD).with_key("InstanceID", format!("{vm}/{device}").as_str())
 }
 
 /// A VM's network port RASD (`<vm>/<MAC>`).
