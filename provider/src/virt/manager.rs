@@ -17,6 +17,7 @@ use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 use cim_schema::{Instance, ObjectPath, Value};
 
 use super::definition::{self, Snapshot, VmDefinition};
+use super::devices;
 use super::indications::{EventSender, VmChange, VmEvent};
 use super::jobs::{Job, Jobs};
 use super::lock;
@@ -377,7 +378,7 @@ impl VirtManager {
                     path
                 }
                 device => {
-                    definition::modify_device(&mut target, device, &given)?;
+                    devices::modify_device(&mut target, device, &given)?;
                     device_rasd_path(&target, device)
                 }
             };
@@ -423,7 +424,7 @@ impl VirtManager {
         let mut target = self.stopped_target(&mut changed, vm, "devices are added")?;
         let mut results = Vec::with_capacity(rasds.len());
         for rasd in rasds {
-            let id = definition::add_device(&mut target, rasd)?;
+            let id = devices::add_device(&mut target, rasd)?;
             results.push(device_rasd_path(&target, &id));
         }
         self.check_fits(&target)?;
@@ -453,7 +454,7 @@ impl VirtManager {
                 )));
             }
             let mut target = self.stopped_target(&mut changed, vm, "devices are removed")?;
-            definition::remove_device(&mut target, resource)?;
+            devices::remove_device(&mut target, resource)?;
             changed.insert(vm.to_owned(), target);
         }
         for definition in changed.values() {

@@ -7,7 +7,7 @@ use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 
 use super::definition;
 use super::manager::Change;
-use super::{paths, Virt};
+use super::{paths, properties, Virt};
 use crate::cimom::provider::MethodResult;
 use crate::error::{CimError, CimResult};
 
@@ -274,7 +274,7 @@ impl Virt {
                 "FormatType: volumes are raw images (1)",
             ));
         }
-        let capacity = definition::byte_quantity(&settings, "Capacity", "Bytes")?
+        let capacity = properties::byte_quantity(&settings, "Capacity", "Bytes")?
             .ok_or_else(|| CimError::invalid_parameter("Settings gives no Capacity"))?;
         let resource = self
             .blocking(move |m| m.create_volume(&pool, &name, capacity))

@@ -17,12 +17,14 @@
 //! capabilities and Default/Minimum/Maximum/Increment template RASDs (DSP1043).
 
 pub mod definition;
+mod devices;
 pub mod indications;
 mod instances;
 pub mod jobs;
 pub mod manager;
 mod methods;
 pub mod paths;
+mod properties;
 mod state;
 
 use std::sync::Arc;
