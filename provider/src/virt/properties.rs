@@ -69,6 +69,7 @@ pub fn byte_quantity(
         .ok_or_else(|| invalid(format!("{property} {amount} {units} is too large")))
 }
 
+/// A boolean property; an error for another type.
 pub(super) fn boolean_property(instance: &Instance, name: &str) -> CimResult<Option<bool>> {
     match instance.get(name) {
         None => Ok(None),
