@@ -153,6 +153,9 @@ fn storage_error(e: StorageError) -> CimError {
     CimError::new(code, e.to_string())
 }
 
+/// How long a cancel waits for a just-started shutdown job to reach its VM.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
 /// The RASD of disk or network port `id` (a device name or a MAC address) of `definition`.
 fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
     match definition.disk(id) {
@@ -736,8 +739,28 @@ impl VirtManager {
             .supervisor
             .get(&job.vm)
             .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {} has ended", job.vm)))?;
-        vm.call(&Request::CancelShutdown)?;
-        Ok(())
+        // The job may not have asked the VM for the shutdown yet (it has just started): the
+        // VM then has none to cancel, and the request is tried again until it has.
+        let deadline = std::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            match vm.call(&Request::CancelShutdown) {
+                Ok(()) => return Ok(()),
+                Err(SupervisorError::Vm {
+                    kind: ErrorKind::InvalidState,
+                    message,
+                }) => {
+                    let running = self
+                        .jobs
+                        .get(id)
+                        .is_some_and(|j| j.state == super::jobs::state::RUNNING);
+                    if !running || std::time::Instant::now() >= deadline {
+                        return Err(ChangeError::InvalidTransition(message));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Carries out a requested state change and records the request.
