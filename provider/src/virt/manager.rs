@@ -193,7 +193,7 @@ pub struct DiskPoolInfo {
     pub capacity: u64,
     /// The bytes still free.
     pub available: u64,
-    /// Its volumes.
+    /// Its volumes (listed only for the requests that show them).
     pub volumes: Vec<Volume>,
 }
 
@@ -253,8 +253,8 @@ impl VirtManager {
     }
 
     /// The storage pools with their space now (a pool whose file system cannot be read
-    /// shows none).
-    pub fn disk_pools(&self) -> Vec<DiskPoolInfo> {
+    /// shows none), and their volumes if `with_volumes` (an empty list otherwise).
+    pub fn disk_pools(&self, with_volumes: bool) -> Vec<DiskPoolInfo> {
         self.storage_pools
             .iter()
             .map(|(name, pool)| {
@@ -264,7 +264,11 @@ impl VirtManager {
                     dir: pool.dir().to_owned(),
                     capacity: space.map_or(0, |s| s.capacity),
                     available: space.map_or(0, |s| s.available),
-                    volumes: pool.volumes().unwrap_or_default(),
+                    volumes: if with_volumes {
+                        pool.volumes().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect()

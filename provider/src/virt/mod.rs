@@ -280,7 +280,12 @@ impl Virt {
 /// The pools the host has now: processors, memory, the storage pools and the bridges.
 fn current_pools(manager: &VirtManager) -> Vec<Pool> {
     let mut pools = vec![Pool::Processor, Pool::Memory];
-    pools.extend(manager.disk_pools().into_iter().map(|p| Pool::Disk(p.name)));
+    pools.extend(
+        manager
+            .disk_pools(false)
+            .into_iter()
+            .map(|p| Pool::Disk(p.name)),
+    );
     pools.extend(host_bridges().into_iter().map(Pool::Network));
     pools
 }
@@ -302,8 +307,13 @@ struct Live {
 
 impl Virt {
     /// Reads the VMs' states and the jobs.
-    async fn live(&self) -> CimResult<Live> {
-        let (disk_pools, bridges) = self.blocking(|m| (m.disk_pools(), host_bridges())).await?;
+    /// Reads what the instances of `class` are built from. Only volume instances list the
+    /// storage pools' directories: every other request would pay for it for nothing.
+    async fn live(&self, class: &Class) -> CimResult<Live> {
+        let with_volumes = class.name.as_str().eq_ignore_ascii_case(class::VOLUME_RASD);
+        let (disk_pools, bridges) = self
+            .blocking(move |m| (m.disk_pools(with_volumes), host_bridges()))
+            .await?;
         Ok(Live {
             vms: self.vms().await?,
             jobs: self.manager.jobs().list(),
@@ -351,7 +361,7 @@ impl InstanceProvider for Virt {
         class: &Arc<Class>,
         path: &ObjectPath,
     ) -> CimResult<Instance> {
-        let live = self.live().await?;
+        let live = self.live(class).await?;
         let model = self.model(&live);
         let wanted = path.local();
         instances::of_class(class, &model)
@@ -368,7 +378,7 @@ impl InstanceProvider for Virt {
         class: &Arc<Class>,
         sink: &InstanceSink,
     ) -> CimResult<()> {
-        let live = self.live().await?;
+        let live = self.live(class).await?;
         let model = self.model(&live);
         let Some(instances) = instances::of_class(class, &model) else {
             return Err(CimError::not_supported(format!(
