@@ -15,6 +15,20 @@ pub fn shared_dir() -> PathBuf {
     dir
 }
 
+/// Whether /dev/kvm is here; in CI its absence is a failure, elsewhere the test says plainly
+/// that it does not run.
+pub fn kvm_present() -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "/dev/kvm is missing on a CI machine"
+    );
+    eprintln!("NOT RUN: this host has no /dev/kvm");
+    false
+}
+
 /// The repository root.
 pub fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

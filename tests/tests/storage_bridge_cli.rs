@@ -2,28 +2,15 @@
 //! imported, guarded while a VM uses them and deleted; a bridge made, given a VM's port and
 //! deleted, inside a network namespace the test makes.
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cimvirt_tests::{cimvirtd, run_cimvirtd};
+use cimvirt_tests::{cimvirtd, kvm_present, run_cimvirtd};
 use hypervisor_shim::devices::virtio::block::DiskConfig;
 use hypervisor_shim::devices::virtio::net::NetConfig;
 use hypervisor_shim::protocol::Request;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use hypervisor_shim::vmm::config::VmConfig;
-
-fn kvm_present() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "/dev/kvm is missing on a CI machine"
-    );
-    eprintln!("NOT RUN: this host has no /dev/kvm");
-    false
-}
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(

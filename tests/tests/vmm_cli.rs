@@ -6,22 +6,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cimvirt_tests::{cimvirtd, run_cimvirtd};
+use cimvirt_tests::{cimvirtd, kvm_present, run_cimvirtd};
 use hypervisor_shim::protocol::Request;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use hypervisor_shim::vmm::config::VmConfig;
-
-fn kvm_present() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "/dev/kvm is missing on a CI machine"
-    );
-    eprintln!("NOT RUN: this host has no /dev/kvm");
-    false
-}
 
 #[test]
 fn host_reports_the_kvm_kind_and_the_hardware() {

@@ -374,15 +374,7 @@ pub use crate::ids::random_uuid;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cim_schema::Name;
-
-    fn instance(class: &str, props: &[(&str, Value)]) -> Instance {
-        let mut i = Instance::new(Name::new(class));
-        for (n, v) in props {
-            i.set(*n, v.clone());
-        }
-        i
-    }
+    use crate::virt::properties::instance;
 
     #[test]
     fn processors_and_memory_in_any_byte_unit() {

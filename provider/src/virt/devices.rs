@@ -305,16 +305,8 @@ mod tests {
     use super::*;
     use crate::error::StatusCode;
     use crate::virt::definition::{from_settings, parse_rasd_id};
-    use cim_schema::Name;
+    use crate::virt::properties::instance;
     use cim_schema::Value;
-
-    fn instance(class: &str, props: &[(&str, Value)]) -> Instance {
-        let mut i = Instance::new(Name::new(class));
-        for (n, v) in props {
-            i.set(*n, v.clone());
-        }
-        i
-    }
 
     #[test]
     fn disks_and_network_ports_are_added_named_changed_and_removed() {

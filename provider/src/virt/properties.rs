@@ -6,6 +6,16 @@ use cim_schema::{Instance, Value};
 
 use crate::error::{CimError, CimResult, StatusCode};
 
+/// An instance of `class` with `props`, as a client would embed it (for tests).
+#[cfg(test)]
+pub(super) fn instance(class: &str, props: &[(&str, Value)]) -> Instance {
+    let mut i = Instance::new(cim_schema::Name::new(class));
+    for (n, v) in props {
+        i.set(*n, v.clone());
+    }
+    i
+}
+
 /// `CIM_ERR_INVALID_PARAMETER` with `message`.
 pub(super) fn invalid(message: String) -> CimError {
     CimError::new(StatusCode::InvalidParameter, message)

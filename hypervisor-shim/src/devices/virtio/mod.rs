@@ -64,6 +64,19 @@ impl Interrupt {
     }
 }
 
+/// Copies from a device's configuration space `space` at `offset` into `data`; bytes past
+/// its end read as zero.
+pub fn read_config_space(space: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(bytes) = space.get(start..) {
+        let n = bytes.len().min(data.len());
+        data[..n].copy_from_slice(&bytes[..n]);
+    }
+}
+
 /// What a device's I/O thread works with once the driver has set the device up.
 pub struct ActiveQueues {
     /// The queues, in the device's order, with the driver's ring addresses.

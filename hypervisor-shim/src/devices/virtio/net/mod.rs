@@ -167,14 +167,7 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        if let Some(bytes) = self.config_space.get(start..) {
-            let n = bytes.len().min(data.len());
-            data[..n].copy_from_slice(&bytes[..n]);
-        }
+        super::read_config_space(&self.config_space, offset, data);
     }
 
     fn activate(&mut self, _driver_features: u64, active: ActiveQueues) -> std::io::Result<()> {
