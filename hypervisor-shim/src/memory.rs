@@ -258,8 +258,9 @@ fn vmm_bitmap(region: &GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap {
     std::ops::Deref::deref(region).bitmap()
 }
 
-/// The data (non-hole) ranges of `file` within `offset .. offset + len`, relative to `offset`.
-fn data_extents(file: &File, offset: u64, len: u64) -> io::Result<Vec<(u64, u64)>> {
+/// The data (non-hole) ranges of `file` within `offset .. offset + len`, relative to `offset`
+/// (SEEK_DATA and SEEK_HOLE): what a copy of a sparse file must carry.
+pub fn data_extents(file: &File, offset: u64, len: u64) -> io::Result<Vec<(u64, u64)>> {
     let fd = file.as_raw_fd();
     let end = offset + len;
     let mut ranges = Vec::new();

@@ -34,6 +34,33 @@ pub struct Config {
     pub wsman: WsmanSection,
     /// `[storage]`: the storage pools disks come from.
     pub storage: StorageSection,
+    /// `[migration]`: how VMs move to other cimvirt hosts.
+    pub migration: MigrationSection,
+}
+
+/// `[migration]`: the account this server uses on destination hosts, and their port.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationSection {
+    /// The user name on the destination hosts (with write access to root/virt there).
+    pub user: Option<String>,
+    /// A file holding that user's password (its first line).
+    pub password_file: Option<PathBuf>,
+    /// The destinations' HTTPS port when DestinationHost names none.
+    pub port: u16,
+    /// Seconds one request to the destination may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for MigrationSection {
+    fn default() -> Self {
+        MigrationSection {
+            user: None,
+            password_file: None,
+            port: 5989,
+            timeout_secs: 120,
+        }
+    }
 }
 
 /// `[storage]`.
@@ -125,6 +152,9 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// The private key (PEM).
     pub key: Option<PathBuf>,
+    /// Certificates (PEM files) trusted in outgoing HTTPS: migration destinations and
+    /// indication listeners. Default: the server's own certificate.
+    pub trusted: Vec<PathBuf>,
 }
 
 /// `[log]`.

@@ -914,17 +914,25 @@ def test_definitions_survive_a_kill_and_running_vms_are_readopted(tmp_path):
     assert code == 0, log
 
 
-def test_vm_lifecycle_indications_reach_a_pywbem_listener(virt):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_vm_lifecycle_indications_reach_a_pywbem_listener(virt, scheme):
     from conftest import free_port
     received = []
     port = free_port()
-    listener = pywbem.WBEMListener("127.0.0.1", http_port=port)
+    if scheme == "http":
+        listener = pywbem.WBEMListener("127.0.0.1", http_port=port)
+    else:
+        # The listener presents the server's own certificate, which the server trusts when
+        # [tls] trusted names none: the delivery verifies it and the name 127.0.0.1.
+        tls = virt.data_dir / "tls"
+        listener = pywbem.WBEMListener("127.0.0.1", https_port=port, certfile=str(tls / "cert.pem"),
+                                       keyfile=str(tls / "key.pem"))
     listener.add_callback(lambda indication, host: received.append(indication))
     listener.start()
-    manager = pywbem.WBEMSubscriptionManager(subscription_manager_id="cimvirt-test")
+    manager = pywbem.WBEMSubscriptionManager(subscription_manager_id=f"cimvirt-test-{scheme}")
     server_id = manager.add_server(pywbem.WBEMServer(virt.conn(namespace="interop")))
     try:
-        destination = manager.add_destination(server_id, f"http://127.0.0.1:{port}",
+        destination = manager.add_destination(server_id, f"{scheme}://127.0.0.1:{port}",
                                               destination_id="listener", persistence_type="transient")
         lifecycle = manager.add_filter(server_id, "root/virt",
                                        "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA KVM_ComputerSystem",

@@ -129,6 +129,41 @@ pub fn read(dir: &Path) -> Result<SnapshotFile, Error> {
     serde_json::from_value(head).map_err(|e| Error::Snapshot(format!("{}: {e}", path.display())))
 }
 
+/// Gives the snapshot in `dir` the configuration `config` of the host it will run on (its
+/// console log, its kernel's place), as a migration's destination does. The machine must stay
+/// the same: the name, vCPUs, memory and the number of disks and network ports are checked.
+pub fn retarget(dir: &Path, config: &VmConfig) -> Result<(), Error> {
+    let mut file = read(dir)?;
+    let old = &file.config;
+    let shape = |c: &VmConfig| {
+        (
+            c.name.clone(),
+            c.vcpus,
+            c.memory_mib,
+            c.disks.len(),
+            c.nics.len(),
+        )
+    };
+    if shape(old) != shape(config) {
+        return Err(Error::Snapshot(format!(
+            "the snapshot in {} is of a different machine (name, vCPUs, MiB, disks, ports: {:?}, \
+             not {:?})",
+            dir.display(),
+            shape(old),
+            shape(config)
+        )));
+    }
+    file.config = config.clone();
+    let tmp = dir.join(".state.json.tmp");
+    let json = serde_json::to_vec(&file).map_err(|e| Error::Snapshot(e.to_string()))?;
+    let io = |e: std::io::Error| Error::Snapshot(format!("rewriting {}: {e}", tmp.display()));
+    fs::write(&tmp, json).map_err(io)?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    fs::rename(&tmp, dir.join(STATE_FILE)).map_err(io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

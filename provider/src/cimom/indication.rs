@@ -2,8 +2,10 @@
 //! namespace goes to every enabled `CIM_IndicationSubscription` in the interop namespace whose
 //! filter selects it (WQL: the FROM class or a superclass of the indication, the WHERE
 //! condition, the source namespaces), as a CIM-XML `ExportIndication` request POSTed to the
-//! subscription's `CIM_ListenerDestinationCIMXML`. Subscriptions, filters and destinations are
-//! the static instances clients create there (pywbem's `WBEMSubscriptionManager` does).
+//! subscription's `CIM_ListenerDestinationCIMXML`, over HTTP or HTTPS (the listener's
+//! certificate verified against the server's trust anchors). Subscriptions, filters and
+//! destinations are the static instances clients create there (pywbem's
+//! `WBEMSubscriptionManager` does).
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use tracing::{debug, warn};
 use super::query::{Language, Query};
 use super::Cimom;
 use crate::cimxml::encode;
+use crate::http::client::{Client, Url};
 use crate::schema::INTEROP_NAMESPACE;
 
 /// How often and how far apart a failed delivery is tried (CIM_IndicationService's
@@ -148,8 +151,8 @@ pub fn export_request(indication: &Instance, message_id: &str) -> String {
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// The destination is not an `http://` URL.
-    #[error("destination {0}: only http:// listeners are supported")]
+    /// The destination is not an `http://` or `https://` URL.
+    #[error("destination {0}")]
     Unsupported(String),
     /// The listener could not be reached or did not answer in time.
     #[error("{0}")]
@@ -159,28 +162,18 @@ pub enum DeliveryError {
     Refused(u16),
 }
 
-/// POSTs one export request to `destination`.
-pub async fn post(destination: &str, body: String) -> Result<(), DeliveryError> {
-    let rest = destination
-        .strip_prefix("http://")
-        .ok_or_else(|| DeliveryError::Unsupported(destination.to_owned()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+/// POSTs one export request to `destination`, over HTTPS where its URL says so.
+pub async fn post(client: &Client, destination: &str, body: String) -> Result<(), DeliveryError> {
+    let url = Url::parse(destination).map_err(|e| DeliveryError::Unsupported(e.to_string()))?;
     let transport =
         |e: &dyn std::fmt::Display| DeliveryError::Transport(format!("{destination}: {e}"));
     let work = async {
-        let stream = tokio::net::TcpStream::connect(authority)
+        let mut sender = client
+            .connect::<Full<Bytes>>(&url)
             .await
-            .map_err(|e| transport(&e))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| transport(&e))?;
-        tokio::spawn(connection);
-        let request = hyper::Request::post(path)
-            .header(HOST, authority)
+            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
+        let request = hyper::Request::post(url.path.as_str())
+            .header(HOST, url.authority())
             .header(CONTENT_TYPE, "application/xml; charset=\"utf-8\"")
             .header("CIMExport", "MethodRequest")
             .header("CIMExportMethod", "ExportIndication")
@@ -209,7 +202,7 @@ pub async fn post(destination: &str, body: String) -> Result<(), DeliveryError> 
 
 /// Delivers `indication`, raised in `namespace`, to every subscription that selects it,
 /// trying each listener up to three times, a second apart.
-pub async fn deliver(cimom: &Cimom, namespace: &str, indication: &Instance) {
+pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication: &Instance) {
     let targets = deliveries(cimom, namespace, indication);
     if targets.is_empty() {
         return;
@@ -218,7 +211,7 @@ pub async fn deliver(cimom: &Cimom, namespace: &str, indication: &Instance) {
     for target in targets {
         let mut attempt = 1;
         loop {
-            match post(&target.destination, body.clone()).await {
+            match post(client, &target.destination, body.clone()).await {
                 Ok(()) => {
                     debug!(destination = target.destination, class = %indication.class_name, "indication delivered");
                     break;

@@ -20,6 +20,7 @@ use provider::cimom::Cimom;
 use provider::config::{default_data_dir, Config};
 use provider::http::{self, tls, Listener, Scheme};
 use provider::store::Store;
+use provider::virt::migration::MigrationSettings;
 use provider::virt::{manager::VirtManager, Virt};
 
 /// Options of `serve`; each overrides the configuration file.
@@ -291,8 +292,14 @@ async fn serve(settings: Settings) -> Result<(), String> {
             sha256 = certificate.fingerprint,
             "TLS certificate fingerprint"
         );
-        Some(certificate.config)
+        Some((certificate.config, certificate.cert_path))
     };
+    let own_certificate = tls.as_ref().map(|(_, path)| path.clone());
+    let tls = tls.map(|(config, _)| config);
+    let trusted =
+        http::client::trust_anchors(&settings.config.tls.trusted, own_certificate.as_deref());
+    let outgoing =
+        http::client::Client::new(&trusted).map_err(|e| format!("[tls] trusted: {e}"))?;
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
     let storage_pools = settings.config.storage.pools(data_dir);
@@ -308,7 +315,19 @@ async fn serve(settings: Settings) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
     );
-    let virt = Virt::new(manager.clone(), identity.hostname.clone());
+    let migration = &settings.config.migration;
+    let virt = Virt::new(
+        manager.clone(),
+        identity.hostname.clone(),
+        MigrationSettings {
+            client: outgoing.clone(),
+            user: migration.user.clone(),
+            password_file: migration.password_file.clone(),
+            port: migration.port,
+            timeout: Duration::from_secs(migration.timeout_secs.max(1)),
+        },
+    );
+    let migration_endpoint = provider::virt::migration::Receiver::new(manager.clone());
     virt.register(&mut registry);
     let hostname = identity.hostname.clone();
     let interop = Interop::new(identity);
@@ -321,6 +340,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         manager,
         cimom.clone(),
         hostname,
+        outgoing,
     ));
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;
@@ -366,10 +386,13 @@ async fn serve(settings: Settings) -> Result<(), String> {
     http::serve(
         listeners,
         tls,
-        cimom.clone(),
-        authenticator,
+        http::Services {
+            cimom: cimom.clone(),
+            auth: authenticator,
+            wsman: settings.config.wsman.settings(),
+            endpoints: vec![migration_endpoint],
+        },
         limits.http(),
-        settings.config.wsman.settings(),
         stop_rx,
     )
     .await

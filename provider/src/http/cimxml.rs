@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::headers::{envelope_error, header_str, plain, protocol_error, CimHeaders};
 use super::stream::{self, Reply};
-use super::{HttpLimits, Scheme};
+use super::{Endpoint, HttpLimits, Scheme};
 use crate::auth::{AuthOutcome, Authenticator, User};
 use crate::cimom::result::Outcome;
 use crate::cimom::{Cimom, RequestContext};
@@ -36,6 +36,7 @@ pub struct Handler {
     limits: HttpLimits,
     xml: XmlLimits,
     wsman: wsman::Service,
+    endpoints: Vec<Arc<dyn Endpoint>>,
 }
 
 impl Handler {
@@ -44,6 +45,7 @@ impl Handler {
         auth: Arc<Authenticator>,
         limits: HttpLimits,
         wsman: wsman::WsmanConfig,
+        endpoints: Vec<Arc<dyn Endpoint>>,
     ) -> Self {
         let xml = cimom.xml_limits();
         Handler {
@@ -52,6 +54,7 @@ impl Handler {
             auth,
             limits,
             xml,
+            endpoints,
         }
     }
 
@@ -92,7 +95,13 @@ impl Handler {
         match req.uri().path() {
             "/wsman" => return self.serve_wsman(req, scheme, peer, false).await,
             "/wsman-anon/identify" => return self.serve_wsman(req, scheme, peer, true).await,
-            _ => {}
+            path => {
+                let endpoint = self.endpoints.iter().find(|e| path.starts_with(e.prefix()));
+                if let Some(endpoint) = endpoint {
+                    let user = self.authenticate(req.headers(), scheme, peer).await?;
+                    return Ok(endpoint.serve(user, req).await);
+                }
+            }
         }
         let is_mpost = req.method().as_str() == "M-POST";
         if req.method() != Method::POST && !is_mpost {

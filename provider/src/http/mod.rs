@@ -3,6 +3,7 @@
 
 pub mod body;
 mod cimxml;
+pub mod client;
 mod headers;
 mod server;
 mod stream;
@@ -11,7 +12,25 @@ mod wsman;
 
 use std::time::Duration;
 
-pub use server::{serve, Listener, Scheme, ServeError};
+pub use server::{serve, Listener, Scheme, ServeError, Services};
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use crate::auth::User;
+use body::ResponseBody;
+
+/// A further endpoint beside CIM-XML and WS-Management, under a path prefix of its own;
+/// it gets the requests of authenticated users only.
+#[async_trait::async_trait]
+pub trait Endpoint: Send + Sync {
+    /// The path prefix it serves, such as `/cimvirt/migration/`.
+    fn prefix(&self) -> &'static str;
+    /// Answers one request of `user`.
+    async fn serve(&self, user: Arc<User>, request: Request<Incoming>) -> Response<ResponseBody>;
+}
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Debug)]

@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::cimxml::Handler;
-use super::HttpLimits;
+use super::{Endpoint, HttpLimits};
 use crate::auth::Authenticator;
 use crate::cimom::Cimom;
 use crate::wsman::WsmanConfig;
@@ -45,15 +45,26 @@ pub enum ServeError {
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 58\r\nConnection: close\r\nRetry-After: 1\r\n\r\nthe server has reached its limit of concurrent connections";
 
+/// What the server answers: CIM-XML and WS-Management from the object manager, for the
+/// users `auth` knows, and the further `endpoints`.
+pub struct Services {
+    /// The object manager.
+    pub cimom: Arc<Cimom>,
+    /// The users.
+    pub auth: Arc<Authenticator>,
+    /// The WS-Management settings.
+    pub wsman: WsmanConfig,
+    /// Endpoints beside `/cimom` and `/wsman`.
+    pub endpoints: Vec<Arc<dyn Endpoint>>,
+}
+
 /// Serves all listeners until `shutdown` turns true, then stops accepting, lets running
 /// requests finish (up to the grace period) and returns.
 pub async fn serve(
     listeners: Vec<Listener>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    cimom: Arc<Cimom>,
-    auth: Arc<Authenticator>,
+    services: Services,
     limits: HttpLimits,
-    wsman: WsmanConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     if listeners.iter().any(|l| l.scheme == Scheme::Https) && tls.is_none() {
@@ -87,7 +98,13 @@ pub async fn serve(
         }));
     }
     drop(conn_tx);
-    let handler = Arc::new(Handler::new(cimom, auth, limits.clone(), wsman));
+    let handler = Arc::new(Handler::new(
+        services.cimom,
+        services.auth,
+        limits.clone(),
+        services.wsman,
+        services.endpoints,
+    ));
     loop {
         let (stream, peer, scheme) = tokio::select! {
             next = conn_rx.recv() => match next {

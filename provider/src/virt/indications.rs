@@ -17,6 +17,7 @@ use super::manager::VirtManager;
 use super::{instances, paths, NAMESPACE};
 use crate::cimom::provider::build_instance;
 use crate::cimom::{indication, Cimom};
+use crate::http::client::Client;
 
 /// What happened to a VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,7 @@ pub async fn run(
     manager: Arc<VirtManager>,
     cimom: Arc<Cimom>,
     hostname: String,
+    client: Client,
 ) {
     while let Some(event) = events.recv().await {
         let definition = match event.definition.clone() {
@@ -69,7 +71,7 @@ pub async fn run(
             },
         };
         if let Some(indication) = build(&cimom, &hostname, &event, &definition) {
-            indication::deliver(&cimom, NAMESPACE, &indication).await;
+            indication::deliver(&client, &cimom, NAMESPACE, &indication).await;
         }
     }
 }

@@ -152,6 +152,16 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             .collect()
     } else if is(class::SNAPSHOT_SERVICE_CAPABILITIES) {
         vec![snapshot_service_capabilities(class)]
+    } else if is(class::MIGRATION_SERVICE) {
+        let path = paths::migration_service(model.hostname);
+        vec![running_service(class, &path, "MigrationService", vec![])]
+    } else if is(class::MIGRATION_CAPABILITIES) {
+        vec![migration_capabilities(class)]
+    } else if is(class::MIGRATION_SETTING_DATA) {
+        MIGRATION_SETTINGS
+            .iter()
+            .map(|(kind, migration_type, _)| migration_setting_data(class, kind, *migration_type))
+            .collect()
     } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
         per_vm(&|d, _| vec![rasd(class, d)])
     } else if is(class::DISK_RASD) {
@@ -641,6 +651,47 @@ fn snapshot_service_capabilities(class: &Class) -> Instance {
     )
 }
 
+/// The migration settings carried out: name, MigrationType, and DSP1043's ValueRole (0
+/// Default, 3 Supported).
+const MIGRATION_SETTINGS: [(&str, u16, u16); 3] =
+    [("Resume", 3, 0), ("Restart", 4, 3), ("Offline", 1, 3)];
+
+fn migration_capabilities(class: &Class) -> Instance {
+    let path = paths::migration_capabilities();
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text("MigrationCapabilities")),
+                // CheckVirtualSystemIsMigratableToHost (4) and ToSystem (5) answer at once;
+                // MigrateVirtualSystemToHost (2) and ToSystem (3) run as jobs.
+                ("SynchronousMethodsSupported", u16s(&[4, 5])),
+                ("AsynchronousMethodsSupported", u16s(&[2, 3])),
+                // DNS names, IPv4 and IPv6 addresses.
+                ("DestinationHostFormatsSupported", u16s(&[2, 3, 4])),
+            ],
+        ),
+    )
+}
+
+fn migration_setting_data(class: &Class, kind: &str, migration_type: u16) -> Instance {
+    let path = paths::migration_setting_data(kind);
+    let mut values = vec![
+        ("ElementName", text(kind)),
+        ("MigrationType", Value::UInt16(migration_type)),
+        // HTTPS, the peer's certificate and name verified.
+        ("TransportType", Value::UInt16(4)),
+    ];
+    if migration_type == 1 {
+        values.push((
+            "Caption",
+            text("Other: a stopped VM's definition moves (offline)"),
+        ));
+    }
+    build(class, with_keys(&path, values))
+}
+
 fn rasd(class: &Class, d: &VmDefinition) -> Instance {
     let processor = class.name.as_str().eq_ignore_ascii_case(class::PROC_RASD);
     let (path, resource_type, quantity, units) = if processor {
@@ -910,6 +961,7 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             paths::service(model.hostname),
             paths::snapshot_service(model.hostname),
             paths::pool_service(model.hostname),
+            paths::migration_service(model.hostname),
         ]
         .into_iter()
         .map(|service| {
@@ -968,6 +1020,18 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             })
             .collect()
     } else if is(class::SETTINGS_DEFINE_CAPABILITIES) {
+        let migration = MIGRATION_SETTINGS.iter().map(|(kind, _, value_role)| {
+            let mut sdc = pair(
+                "GroupComponent",
+                paths::migration_capabilities(),
+                "PartComponent",
+                paths::migration_setting_data(kind),
+            );
+            sdc.set("PropertyPolicy", Value::UInt16(0));
+            sdc.set("ValueRole", Value::UInt16(*value_role));
+            sdc.set("ValueRange", Value::UInt16(0));
+            sdc
+        });
         model
             .pools()
             .into_iter()
@@ -987,6 +1051,7 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                         sdc
                     })
             })
+            .chain(migration)
             .collect()
     } else if is(class::ELEMENT_ALLOCATED_FROM_POOL) {
         let mut out: Vec<Instance> = vms
@@ -1169,6 +1234,12 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 paths::snapshot_service(model.hostname),
                 "Capabilities",
                 paths::snapshot_service_capabilities(),
+            ),
+            pair(
+                "ManagedElement",
+                paths::migration_service(model.hostname),
+                "Capabilities",
+                paths::migration_capabilities(),
             ),
         ];
         out.extend(model.pools().iter().map(|p| {

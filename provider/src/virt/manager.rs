@@ -325,27 +325,32 @@ impl VirtManager {
 
     /// Defines a new VM after checking it against the host and the other VMs.
     pub fn define(&self, definition: VmDefinition) -> CimResult<()> {
-        self.check_fits(&definition)?;
-        {
-            let definitions = lock(&self.definitions);
-            if definitions.contains_key(&definition.name) {
-                return Err(CimError::new(
-                    StatusCode::AlreadyExists,
-                    format!("a VM named {} is already defined", definition.name),
-                ));
-            }
-            if let Some(other) = definitions
-                .values()
-                .find(|d| d.uuid.eq_ignore_ascii_case(&definition.uuid))
-            {
-                return Err(CimError::new(
-                    StatusCode::AlreadyExists,
-                    format!("VM {} already has UUID {}", other.name, definition.uuid),
-                ));
-            }
-        }
+        self.check_new(&definition)?;
         self.persist(&definition)?;
         self.report(VmChange::Created, &definition, State::Defined);
+        Ok(())
+    }
+
+    /// Checks that `definition` can be defined here: it fits the host, its images are there,
+    /// and its name and UUID are free.
+    pub fn check_new(&self, definition: &VmDefinition) -> CimResult<()> {
+        self.check_fits(definition)?;
+        let definitions = lock(&self.definitions);
+        if definitions.contains_key(&definition.name) {
+            return Err(CimError::new(
+                StatusCode::AlreadyExists,
+                format!("a VM named {} is already defined", definition.name),
+            ));
+        }
+        if let Some(other) = definitions
+            .values()
+            .find(|d| d.uuid.eq_ignore_ascii_case(&definition.uuid))
+        {
+            return Err(CimError::new(
+                StatusCode::AlreadyExists,
+                format!("VM {} already has UUID {}", other.name, definition.uuid),
+            ));
+        }
         Ok(())
     }
 
@@ -615,6 +620,13 @@ impl VirtManager {
             let _ = vm.call(&Request::Stop);
             vm.wait_exit(Duration::from_secs(30));
         }
+        self.forget(&definition, last_state)
+    }
+
+    /// Removes a VM that no longer runs here: its record, saved state and snapshots; it is
+    /// reported deleted.
+    pub(super) fn forget(&self, definition: &VmDefinition, last_state: State) -> CimResult<()> {
+        let name = &definition.name;
         if let Some(saved) = &definition.saved {
             let _ = std::fs::remove_dir_all(saved);
         }
@@ -623,8 +635,18 @@ impl VirtManager {
             .delete_vm(name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
         lock(&self.definitions).remove(name);
-        self.report(VmChange::Deleted, &definition, last_state);
+        self.report(VmChange::Deleted, definition, last_state);
         Ok(())
+    }
+
+    /// The VM processes.
+    pub(super) fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Where per-VM files (saved states, console logs, migrations) are.
+    pub(super) fn vm_dir(&self) -> &std::path::Path {
+        &self.vm_dir
     }
 
     /// The lifecycle state: from the VM process when there is one, else from the definition
@@ -654,12 +676,12 @@ impl VirtManager {
         }
     }
 
-    fn console_log(&self, name: &str) -> PathBuf {
+    pub(super) fn console_log(&self, name: &str) -> PathBuf {
         self.vm_dir.join(format!("{name}.console.log"))
     }
 
     /// Claims a VM for one state change, or says it is busy with another.
-    fn claim(&self, name: &str) -> Result<Claim, ChangeError> {
+    pub(super) fn claim(&self, name: &str) -> Result<Claim, ChangeError> {
         if !lock(&self.busy).insert(name.to_owned()) {
             return Err(ChangeError::Busy);
         }
@@ -700,19 +722,30 @@ impl VirtManager {
         // A graceful shutdown only waits for the guest, so it can be cancelled; a save cannot
         // be taken back half way.
         let cancellable = matches!(change, Change::ShutDown(_));
+        let title = format!("RequestStateChange({requested}) of {name}");
+        let name = name.to_owned();
+        self.spawn_job(claim, title, cancellable, move |manager| {
+            manager.perform(&name, requested, change)
+        })
+    }
+
+    /// Runs `work` as job `title` on a thread of its own; the VM stays claimed until it ends.
+    pub(super) fn spawn_job(
+        self: &Arc<Self>,
+        claim: Claim,
+        title: String,
+        cancellable: bool,
+        work: impl FnOnce(&VirtManager) -> Result<(), ChangeError> + Send + 'static,
+    ) -> Result<Job, ChangeError> {
         let job = self
             .jobs
-            .start(
-                format!("RequestStateChange({requested}) of {name}"),
-                name,
-                cancellable,
-            )
+            .start(title, &claim.name, cancellable)
             .map_err(|e| ChangeError::Failed(e.description))?;
-        let (manager, id, name) = (self.clone(), job.id.clone(), name.to_owned());
+        let (manager, id) = (self.clone(), job.id.clone());
         std::thread::Builder::new()
-            .name(format!("job-{name}"))
+            .name(format!("job-{}", claim.name))
             .spawn(move || {
-                let result = manager.perform(&name, requested, change);
+                let result = work(&manager);
                 manager.jobs.finish(&id, &result);
                 drop(claim);
             })

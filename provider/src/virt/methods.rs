@@ -14,7 +14,10 @@ use crate::error::{CimError, CimResult};
 /// How long RequestStateChange(4) waits for the guest when the client gives no timeout.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn argument<'a>(arguments: &'a [(Name, Option<Value>)], name: &str) -> Option<&'a Value> {
+pub(super) fn argument<'a>(
+    arguments: &'a [(Name, Option<Value>)],
+    name: &str,
+) -> Option<&'a Value> {
     arguments
         .iter()
         .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
@@ -36,7 +39,7 @@ fn interval(value: Option<&Value>) -> Option<Duration> {
 }
 
 /// The Name key of a KVM_ComputerSystem reference argument.
-fn system_name(value: Option<&Value>, argument: &str) -> CimResult<String> {
+pub(super) fn system_name(value: Option<&Value>, argument: &str) -> CimResult<String> {
     match value {
         Some(Value::Reference(path)) => match path.key("Name") {
             Some(Value::String(s)) => Ok(s.to_string()),
@@ -130,7 +133,7 @@ fn references(paths: Vec<ObjectPath>) -> Value {
     )
 }
 
-fn done(code: u32, out: Vec<(Name, Value)>) -> MethodResult {
+pub(super) fn done(code: u32, out: Vec<(Name, Value)>) -> MethodResult {
     MethodResult {
         return_value: Value::UInt32(code),
         out,

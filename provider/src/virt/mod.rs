@@ -2,19 +2,20 @@
 //! devices, and the methods that define, destroy and change the state of VMs, carried out
 //! on the integrated hypervisor through [`manager::VirtManager`].
 //!
-//! Served so far: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem,
-//! DestroySystem, AddResourceSettings, ModifyResourceSettings, RemoveResourceSettings,
-//! ModifySystemSettings) with
-//! its capabilities; per VM, KVM_ComputerSystem (live state, RequestStateChange),
+//! Served: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem, DestroySystem,
+//! AddResourceSettings, ModifyResourceSettings, RemoveResourceSettings, ModifySystemSettings)
+//! with its capabilities; per VM, KVM_ComputerSystem (live state, RequestStateChange),
 //! KVM_VirtualSystemSettingData, processor, memory, disk and network RASDs, KVM_Processor,
 //! KVM_Memory, KVM_LogicalDisk and KVM_NetworkPort, KVM_EnabledLogicalElementCapabilities,
-//! KVM_VirtualSystemSnapshotCapabilities; and the
-//! associations between them (HostedDependency, HostedService, SystemDevice,
-//! SettingsDefineState, ElementSettingData, VirtualSystemSettingDataComponent,
-//! ElementCapabilities); KVM_VirtualSystemSnapshotService (CreateSnapshot, ApplySnapshot,
-//! DestroySnapshot) with snapshots as VSSDs, SnapshotOfVirtualSystem and
-//! LastAppliedSnapshot; the processor and memory pools (DSP1041) with their allocation
-//! capabilities and Default/Minimum/Maximum/Increment template RASDs (DSP1043).
+//! KVM_VirtualSystemSnapshotCapabilities; and the associations between them
+//! (HostedDependency, HostedService, SystemDevice, SettingsDefineState, ElementSettingData,
+//! VirtualSystemSettingDataComponent, ElementCapabilities); KVM_VirtualSystemSnapshotService
+//! (CreateSnapshot, ApplySnapshot, DestroySnapshot) with snapshots as VSSDs,
+//! SnapshotOfVirtualSystem and LastAppliedSnapshot; the processor, memory, disk and network
+//! pools (DSP1041) with their allocation capabilities and Default/Minimum/Maximum/Increment
+//! template RASDs (DSP1043); KVM_ResourcePoolConfigurationService; jobs (DSP1103);
+//! KVM_VirtualSystemMigrationService (DSP1081, [`migration`]) with its capabilities and
+//! settings.
 
 pub mod definition;
 mod devices;
@@ -23,6 +24,7 @@ mod instances;
 pub mod jobs;
 pub mod manager;
 mod methods;
+pub mod migration;
 pub mod paths;
 mod properties;
 mod state;
@@ -39,13 +41,14 @@ use crate::cimom::provider::{
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::lock;
 use manager::VirtManager;
+use migration::MigrationSettings;
 use paths::{class, Pool};
 
 /// The namespace of the KVM_ classes.
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 41] = [
+const INSTANCE_CLASSES: [&str; 44] = [
     class::HOST_SYSTEM,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
@@ -87,18 +90,30 @@ const INSTANCE_CLASSES: [&str; 41] = [
     class::JOB,
     class::AFFECTED_JOB_ELEMENT,
     class::OWNING_JOB_ELEMENT,
+    class::MIGRATION_SERVICE,
+    class::MIGRATION_CAPABILITIES,
+    class::MIGRATION_SETTING_DATA,
 ];
 
 /// The providers, sharing one manager.
 pub struct Virt {
     manager: Arc<VirtManager>,
     hostname: String,
+    migration: MigrationSettings,
 }
 
 impl Virt {
-    /// Providers over `manager` for the host `hostname`.
-    pub fn new(manager: Arc<VirtManager>, hostname: String) -> Arc<Self> {
-        Arc::new(Virt { manager, hostname })
+    /// Providers over `manager` for the host `hostname`, migrating VMs with `migration`.
+    pub fn new(
+        manager: Arc<VirtManager>,
+        hostname: String,
+        migration: MigrationSettings,
+    ) -> Arc<Self> {
+        Arc::new(Virt {
+            manager,
+            hostname,
+            migration,
+        })
     }
 
     /// Registers the instance and method providers in `root/virt`.
@@ -111,6 +126,7 @@ impl Virt {
         registry.register_methods(NAMESPACE, class::SNAPSHOT_SERVICE, self.clone());
         registry.register_methods(NAMESPACE, class::POOL_SERVICE, self.clone());
         registry.register_methods(NAMESPACE, class::JOB, self.clone());
+        registry.register_methods(NAMESPACE, class::MIGRATION_SERVICE, self.clone());
     }
 
     /// Advertises the profiles these providers implement in the interop namespace (DSP1033),
@@ -119,9 +135,10 @@ impl Virt {
     /// the VMs), Resource Allocation (DSP1041, one registration per kind of pool, as
     /// libvirt-cim has them), Allocation Capabilities (DSP1043), Processor, Memory, Storage
     /// and Ethernet Port Resource Virtualization (DSP1044, DSP1045, DSP1047, DSP1050, their
-    /// pools), Job Control (DSP1103, the jobs) and Virtual System Snapshot (the snapshot
-    /// service). Central instances that come and go (VMs, storage pools, bridges, jobs)
-    /// are read when a client asks.
+    /// pools), Job Control (DSP1103, the jobs), Virtual System Snapshot (the snapshot
+    /// service) and Virtual System Migration (DSP1081, the migration service). Central
+    /// instances that come and go (VMs, storage pools, bridges, jobs) are read when a client
+    /// asks.
     pub fn register_profiles(self: &Arc<Self>, interop: &Interop) {
         const DSP1042: &str = "CIM:DSP1042-SystemVirtualization-1.0.0";
         let conforms = Name::new("KVM_ElementConformsToProfile");
@@ -254,6 +271,12 @@ impl Virt {
                     .map(|j| paths::job(&j.id))
                     .collect()
             })),
+        ));
+        interop.register_profile(fixed(
+            "CIM:DSP1081-VirtualSystemMigration-0.8.1",
+            "Virtual System Migration",
+            "0.8.1",
+            vec![paths::migration_service(&self.hostname)],
         ));
         // The DSP number of DMTF's snapshot profile is not cited: it could not be confirmed
         // from the sources at hand; clients find the profile by organization and name.
@@ -442,6 +465,8 @@ impl MethodProvider for Virt {
             self.job_error(target).await
         } else if is(class::JOB, "RequestStateChange") {
             self.job_state_change(target, &arguments).await
+        } else if class.eq_ignore_ascii_case(class::MIGRATION_SERVICE) {
+            self.migration_method(method_name, &arguments).await
         } else {
             Err(CimError::new(
                 StatusCode::MethodNotAvailable,

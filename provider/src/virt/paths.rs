@@ -89,6 +89,12 @@ pub mod class {
     pub const AFFECTED_JOB_ELEMENT: &str = "KVM_AffectedJobElement";
     /// VM to the jobs its methods started.
     pub const OWNING_JOB_ELEMENT: &str = "KVM_OwningJobElement";
+    /// The service that moves VMs to other hosts.
+    pub const MIGRATION_SERVICE: &str = "KVM_VirtualSystemMigrationService";
+    /// Its capabilities.
+    pub const MIGRATION_CAPABILITIES: &str = "KVM_VirtualSystemMigrationCapabilities";
+    /// The migration settings it supports, as defaults.
+    pub const MIGRATION_SETTING_DATA: &str = "KVM_VirtualSystemMigrationSettingData";
 }
 
 /// A resource pool: the host's processors, its memory, a storage pool (a directory of
@@ -280,6 +286,28 @@ pub fn snapshot_service(hostname: &str) -> ObjectPath {
         .with_key("SystemName", hostname)
         .with_key("CreationClassName", class::SNAPSHOT_SERVICE)
         .with_key("Name", "SnapshotService")
+}
+
+/// The migration service (libvirt-cim's Name, "MigrationService").
+pub fn migration_service(hostname: &str) -> ObjectPath {
+    path(class::MIGRATION_SERVICE)
+        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
+        .with_key("SystemName", hostname)
+        .with_key("CreationClassName", class::MIGRATION_SERVICE)
+        .with_key("Name", "MigrationService")
+}
+
+/// The migration service's capabilities.
+pub fn migration_capabilities() -> ObjectPath {
+    path(class::MIGRATION_CAPABILITIES).with_key("InstanceID", "MigrationCapabilities")
+}
+
+/// The migration settings of one MigrationType the service carries out.
+pub fn migration_setting_data(kind: &str) -> ObjectPath {
+    path(class::MIGRATION_SETTING_DATA).with_key(
+        "InstanceID",
+        format!("MigrationSettingData/{kind}").as_str(),
+    )
 }
 
 /// The pool configuration service.
