@@ -1,0 +1,137 @@
+"""Migration between two cimvirt hosts on this machine, as a management client drives it:
+two release cimvirtd servers on loopback (sharing one certificate, each with the other's
+account), one VM running the built-in test guest, its memory above 4 MiB filled with a pattern (the
+guest's `f` command), moved back and forth with MigrateVirtualSystemToHost (MigrationType
+3, Resume).
+
+Prints a Markdown table per guest size: the time from the method call to the job's
+completion as the client polls it, the time the guest was paused (from the source's log:
+from the pause to the destination's answer to the commit, which comes after the restore),
+and the bytes of guest memory sent. Run through scripts/bench-migration."""
+
+import json
+import os
+import re
+import socket
+import struct
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pywbem
+from pywbem import CIMInstance, Uint16, Uint64
+
+from bench_virt import free_port, heartbeat, ms, status, wait_running
+
+BINARY = Path(sys.argv[1] if len(sys.argv) > 1 else "target/release/cimvirtd").resolve()
+RUNS = int(os.environ.get("RUNS", "20"))
+PASSWORD = "bench-pass"
+
+
+def fill_memory(data, name):
+    """Has the guest write a pattern over its memory above 4 MiB, so that all of it moves."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(data / "run" / f"{name}.sock"))
+    try:
+        for message in ({"request": "hello", "version": 1},
+                        {"request": "send_console", "bytes": list(b"f")}):
+            body = json.dumps(message).encode()
+            sock.sendall(struct.pack("<I", len(body)) + body)
+            (length,) = struct.unpack("<I", sock.recv(4, socket.MSG_WAITALL))
+            sock.recv(length, socket.MSG_WAITALL)
+    finally:
+        sock.close()
+    console = data / "vms" / f"{name}.console.log"
+    while "filled" not in console.read_text():
+        time.sleep(0.01)
+
+
+def start(data, config):
+    subprocess.run([BINARY, "user", "add", "admin", "--data-dir", data], input=f"{PASSWORD}\n".encode(),
+                   check=True, capture_output=True)
+    http, https = free_port(), free_port()
+    log = open(data / "server.log", "w")
+    proc = subprocess.Popen([BINARY, "serve", "--data-dir", data, "--config", config,
+                             "--http", f"127.0.0.1:{http}", "--https", f"127.0.0.1:{https}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    while "cimvirtd ready" not in (data / "server.log").read_text():
+        assert proc.poll() is None, (data / "server.log").read_text()
+        time.sleep(0.05)
+    conn = pywbem.WBEMConnection(f"http://127.0.0.1:{http}", ("admin", PASSWORD),
+                                 default_namespace="root/virt")
+    return proc, conn, f"127.0.0.1:{https}"
+
+
+def main():
+    base = Path(tempfile.mkdtemp(prefix="cimvirt-bench-migration-"))
+    (base / "password").write_text(PASSWORD + "\n")
+    migration = f'[migration]\nuser = "admin"\npassword_file = "{base / "password"}"\n'
+    (base / "a.toml").write_text(migration)
+    hosts = []
+    try:
+        (base / "a").mkdir()
+        hosts.append((base / "a", *start(base / "a", base / "a.toml")))
+        tls = base / "a" / "tls"
+        (base / "b.toml").write_text(f'[tls]\ncert = "{tls / "cert.pem"}"\nkey = "{tls / "key.pem"}"\n'
+                                     + migration)
+        (base / "b").mkdir()
+        hosts.append((base / "b", *start(base / "b", base / "b.toml")))
+        print("| Guest memory | Runs | Call to job completed, median | p99 | Guest paused, median | p99 | Memory data sent |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for memory_mib in (64, 1024):
+            name = f"mover{memory_mib}"
+            data, _, conn, _ = hosts[0]
+            (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+            vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": name})
+            mem = CIMInstance("KVM_MemResourceAllocationSettingData",
+                              properties={"ResourceType": Uint16(4), "VirtualQuantity": Uint64(memory_mib),
+                                          "AllocationUnits": "byte*2^20"})
+            system = conn.InvokeMethod("DefineSystem", svc, SystemSettings=vssd, ResourceSettings=[mem])[1]["ResultingSystem"]
+            assert conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(2))[0] == 0
+            wait_running(data, name)
+            fill_memory(data, name)
+            calls, pauses, sent = [], [], []
+            for run in range(RUNS):
+                source, target = hosts[run % 2], hosts[(run + 1) % 2]
+                (src_data, _, src, _), (dst_data, _, dst, dst_host) = source, target
+                (migration_svc,) = src.EnumerateInstanceNames("KVM_VirtualSystemMigrationService")
+                (system,) = [p for p in src.EnumerateInstanceNames("KVM_ComputerSystem") if p["Name"] == name]
+                before = heartbeat(src_data, name)
+                t = time.perf_counter()
+                rv, out = src.InvokeMethod("MigrateVirtualSystemToHost", migration_svc, ComputerSystem=system,
+                                           DestinationHost=dst_host)
+                assert rv == 4096, rv
+                while (job := src.GetInstance(out["Job"]))["JobState"] == 4:
+                    time.sleep(0.001)
+                calls.append((time.perf_counter() - t) * 1e3)
+                assert job["JobState"] == 7, job["ErrorDescription"]
+                assert heartbeat(dst_data, name) >= before, "the guest went on from where it was"
+                line = [l for l in (src_data / "server.log").read_text().splitlines()
+                        if "moved to" in l and f'vm="{name}"' in l][-1]
+                pauses.append(int(re.search(r"paused_ms=(\d+)", line).group(1)))
+                sent.append(int(re.search(r"bytes=(\d+)", line).group(1)))
+            call_median, call_p99 = ms(calls)
+            pause_median, pause_p99 = ms(pauses)
+            print(f"| {memory_mib} MiB | {RUNS} | {call_median:.1f} ms | {call_p99:.1f} ms | "
+                  f"{pause_median:.0f} ms | {pause_p99:.0f} ms | {statistics.median(sent) / 2**20:.1f} MiB |")
+            (owner,) = [h for h in hosts if name in {p["Name"] for p in h[2].EnumerateInstanceNames("KVM_ComputerSystem")}]
+            (svc,) = owner[2].EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+            (system,) = [p for p in owner[2].EnumerateInstanceNames("KVM_ComputerSystem") if p["Name"] == name]
+            owner[2].InvokeMethod("DestroySystem", svc, AffectedSystem=system)
+    finally:
+        for data, proc, *_ in hosts:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            for sock in (data / "run").glob("*.sock"):
+                try:
+                    os.kill(status(data, sock.stem)["pid"], signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+if __name__ == "__main__":
+    main()
