@@ -293,6 +293,16 @@ impl Timestamp {
         }
     }
 
+    /// Seconds since the Unix epoch (the UTC offset applied; wildcard fields read as zero).
+    pub fn to_unix(&self) -> i64 {
+        let days = days_from_civil(i64::from(self.year), self.month, self.day);
+        days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+            - i64::from(self.utc_offset) * 60
+    }
+
     /// The current time, in UTC.
     pub fn now() -> Self {
         let d = std::time::SystemTime::now()
@@ -315,6 +325,17 @@ impl Interval {
             precision: DIGITS,
         }
     }
+}
+
+/// A proleptic Gregorian (year, month, day) to days since 1970-01-01.
+fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+    let (month, day) = (i64::from(month.clamp(1, 12)), i64::from(day.max(1)));
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
@@ -379,6 +400,13 @@ mod tests {
             DateTime::Timestamp(t).to_string(),
             "20231114221320.000005+000"
         );
+        for secs in [0, 951_782_400, 1_700_000_000, 4_102_444_800, -86_400] {
+            assert_eq!(Timestamp::from_unix(secs, 0).to_unix(), secs);
+        }
+        let Ok(DateTime::Timestamp(east)) = DateTime::parse("20231114231320.000000+060") else {
+            panic!("parses")
+        };
+        assert_eq!(east.to_unix(), 1_700_000_000);
         let i = Interval::from_duration(std::time::Duration::from_secs(90061));
         assert_eq!(
             DateTime::Interval(i).to_string(),

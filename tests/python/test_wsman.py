@@ -418,6 +418,8 @@ def test_faults_for_bad_requests(srv):
                   "<wsen:Pull><wsen:EnumerationContext>nope</wsen:EnumerationContext></wsen:Pull>"),
          500, "s:Receiver", "wsen:InvalidEnumerationContext", None),
         (envelope(header("http://schemas.xmlsoap.org/ws/2004/08/eventing/Subscribe")),
+         400, "s:Sender", "wsman:SchemaValidationError", None),
+        (envelope(header("http://schemas.xmlsoap.org/ws/2004/08/eventing/SubscriptionEnd")),
          400, "s:Sender", "wsa:ActionNotSupported", "ActionMismatch"),
         ("<s:Envelope xmlns:s='%s'><s:Body>" % NS["s"], 400, "s:Sender", "wsman:SchemaValidationError", None),
         ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>',
@@ -669,9 +671,10 @@ EXPECTED_FAULTS = {
     "wsl-invoke-75": "wsa:DestinationUnreachable",  # wsl names root/cimv2, not served here
     # WS-Trust credentials for event delivery, marked mustUnderstand.
     "subscribe-pushwithack": "s:MustUnderstand",
-    "subscribe": "wsa:ActionNotSupported",  # WS-Eventing is not implemented yet
-    "unsubscribe": "wsa:ActionNotSupported",
-    "renew": "wsa:ActionNotSupported",
+    "subscribe-push": "wsa:DestinationUnreachable",  # names root/cimv2, not served here
+    "subscribe-pull": "wse:DeliveryModeRequestedUnavailable",  # Push and PushWithAck only
+    "unsubscribe": "wse:InvalidMessage",  # a subscription of the capture's own server
+    "renew": "wse:UnableToRenew",
     "put-file": "wsa:ActionNotSupported",  # a VM's settings are changed through methods
     "put-getput-k-35": "wsa:ActionNotSupported",
     "create-file": "wsman:AlreadyExists",  # replayed after the filter it creates
@@ -769,3 +772,157 @@ def test_every_captured_client_request_gets_a_correct_answer(srv):
     assert seen >= 50
     # The replay started the VM; VMs outlive their server, so the test destroys it.
     assert conn.InvokeMethod("DestroySystem", svc, AffectedSystem=vm)[0] == 0
+
+
+EVENTING = "http://schemas.xmlsoap.org/ws/2004/08/eventing/"
+WSE = "http://schemas.xmlsoap.org/ws/2004/08/eventing"
+
+
+class EventSink:
+    """An HTTP event sink: records every envelope POSTed to it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, self.headers["Content-Type"], body.decode()))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/eventsink"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, predicate, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not (found := [r[2] for r in self.received if predicate(r[2])]):
+            assert time.monotonic() < deadline, [r[2][:300] for r in self.received]
+            time.sleep(0.05)
+        return found
+
+
+def subscribe(srv, sink, query=None, expires="PT600S", heartbeats=None, mode=EVENTING + "DeliveryModes/Push"):
+    filt = (f'<wsman:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">{query}</wsman:Filter>'
+            if query else "")
+    beats = f"<wsman:Heartbeats>{heartbeats}</wsman:Heartbeats>" if heartbeats else ""
+    body = (f'<wse:Subscribe xmlns:wse="{WSE}"><wse:Delivery Mode="{mode}"><wse:NotifyTo>'
+            f"<wsa:Address>{sink.url}</wsa:Address></wse:NotifyTo>{beats}</wse:Delivery>"
+            f"<wse:Expires>{expires}</wse:Expires>{filt}</wse:Subscribe>")
+    uri = ALL if query else VENDOR + "KVM_ComputerSystemCreatedIndication"
+    return soap(srv, envelope(header(EVENTING + "Subscribe", uri=uri), body))
+
+
+def by_identifier(action, identifier, body=""):
+    return envelope(f"<wsa:Action>{EVENTING}{action}</wsa:Action><wsa:To>http://x/wsman</wsa:To>"
+                    f"<wsa:MessageID>uuid:0B-{action}</wsa:MessageID>"
+                    f'<wse:Identifier xmlns:wse="{WSE}">{identifier}</wse:Identifier>', body)
+
+
+@pytest.mark.skipif(not KVM, reason="NOT RUN: this host has no /dev/kvm")
+def test_ws_eventing_delivers_vm_indications_as_events_until_unsubscribed(srv):
+    sink = EventSink()
+    r = subscribe(srv, sink, "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA KVM_ComputerSystem",
+                  heartbeats="PT1S")
+    assert r.status_code == 200, r.text
+    doc = ET.fromstring(r.content)
+    ns = dict(NS, wse=WSE)
+    identifier = doc.find("s:Body/wse:SubscribeResponse/wse:SubscriptionManager/wsa:ReferenceParameters/"
+                          "wse:Identifier", ns).text
+    assert identifier.startswith("uuid:")
+    assert doc.find("s:Body/wse:SubscribeResponse/wse:Expires", ns).text == "PT600.000S"
+    # The bridge: the subscription is a CIM_IndicationSubscription in interop.
+    interop = srv.conn(namespace="interop")
+    handlers = [h for h in interop.EnumerateInstances("CIM_ListenerDestinationWSManagement")
+                if h["Destination"] == sink.url]
+    assert [(h["DeliveryMode"], h["Heartbeat"]) for h in handlers] == [(2, 1)]
+
+    conn = srv.conn()
+    (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+    vssd = pywbem.CIMInstance("KVM_VirtualSystemSettingData", {"VirtualSystemIdentifier": "evented"})
+    mem = pywbem.CIMInstance("KVM_MemResourceAllocationSettingData",
+                             {"ResourceType": pywbem.Uint16(4), "VirtualQuantity": pywbem.Uint64(16),
+                              "AllocationUnits": "byte*2^20"})
+    system = conn.InvokeMethod("DefineSystem", svc, SystemSettings=vssd, ResourceSettings=[mem])[1]["ResultingSystem"]
+    try:
+        assert conn.InvokeMethod("RequestStateChange", system, RequestedState=pywbem.Uint16(2))[0] == 0
+        (created,) = sink.wait(lambda e: "KVM_ComputerSystemCreatedIndication" in e and "evented" in e)
+        event = ET.fromstring(created.encode())
+        assert event.find("s:Header/wsa:Action", ns).text == "http://schemas.dmtf.org/wbem/wsman/1/wsman/Event"
+        assert event.find("s:Header/wse:Identifier", ns).text == identifier
+        assert event.find("s:Header/wsa:To", ns).text == sink.url
+        indication = event.find("s:Body/*", ns)
+        assert indication.tag == "{%sKVM_ComputerSystemCreatedIndication}KVM_ComputerSystemCreatedIndication" % VENDOR
+        source = [c for c in indication if c.tag.endswith("}SourceInstance")][0]
+        assert prop(source[0], "Name") == ["evented"]
+        modified = sink.wait(lambda e: "KVM_ComputerSystemModifiedIndication" in e and "evented" in e)
+        assert modified
+        sink.wait(lambda e: "/wsman/Heartbeat<" in e)
+        assert all(path == "/eventsink" and ctype.startswith("application/soap+xml")
+                   for path, ctype, _ in sink.received)
+
+        # Renew, GetStatus, then Unsubscribe: nothing more arrives, and the bridge is gone.
+        r = soap(srv, by_identifier("Renew", identifier, f'<wse:Renew xmlns:wse="{WSE}">'
+                                    "<wse:Expires>PT1200S</wse:Expires></wse:Renew>"))
+        assert r.status_code == 200 and "PT1200.000S" in r.text, r.text
+        r = soap(srv, by_identifier("GetStatus", identifier, f'<wse:GetStatus xmlns:wse="{WSE}"/>'))
+        assert r.status_code == 200 and re.search(r"<wse:Expires>PT1(19\d|200)\.\d+S<", r.text), r.text
+        r = soap(srv, by_identifier("Unsubscribe", identifier, f'<wse:Unsubscribe xmlns:wse="{WSE}"/>'))
+        assert r.status_code == 200, r.text
+        assert not [h for h in interop.EnumerateInstances("CIM_ListenerDestinationWSManagement")
+                    if h["Destination"] == sink.url]
+        r = soap(srv, by_identifier("Unsubscribe", identifier, f'<wse:Unsubscribe xmlns:wse="{WSE}"/>'))
+        assert fault_of(r)[1] == "wse:InvalidMessage"
+        time.sleep(1.5)  # a heartbeat or an event in flight lands now
+        seen = len(sink.received)
+        assert conn.InvokeMethod("RequestStateChange", system, RequestedState=pywbem.Uint16(3))[0] == 0
+        time.sleep(2)
+        assert len(sink.received) == seen, [e[2][:200] for e in sink.received[seen:]]
+    finally:
+        conn.InvokeMethod("DestroySystem", svc, AffectedSystem=system)
+        sink.server.shutdown()
+
+
+def test_ws_eventing_subscriptions_expire_and_bad_ones_are_refused(srv):
+    sink = EventSink()
+    try:
+        # No filter: the resource URI's class. A short lifetime ends by itself.
+        r = subscribe(srv, sink, expires="PT1S")
+        assert r.status_code == 200, r.text
+        interop = srv.conn(namespace="interop")
+        (filt,) = [f for f in interop.EnumerateInstances("CIM_IndicationFilter")
+                   if f["Name"].startswith("wsman:") and "CreatedIndication" in f["Query"]]
+        assert filt["Query"] == "SELECT * FROM KVM_ComputerSystemCreatedIndication"
+        assert filt["SourceNamespaces"] == ["root/virt"]
+        deadline = time.monotonic() + 10
+        while [f for f in interop.EnumerateInstances("CIM_IndicationFilter") if f["Name"] == filt["Name"]]:
+            assert time.monotonic() < deadline, "the expired subscription is still there"
+            time.sleep(0.2)
+
+        for kwargs, expected in [
+            ({"mode": "http://schemas.dmtf.org/wbem/wsman/1/wsman/Pull"}, "wse:DeliveryModeRequestedUnavailable"),
+            ({"mode": "http://schemas.dmtf.org/wbem/wsman/1/wsman/Events"}, "wse:DeliveryModeRequestedUnavailable"),
+            ({"expires": "2030-01-01T00:00:00Z"}, "wse:InvalidExpirationTime"),
+            ({"query": "SELECT FROM"}, "wsen:CannotProcessFilter"),
+            ({"heartbeats": "soon"}, "wsman:InvalidParameter"),
+        ]:
+            r = subscribe(srv, sink, **kwargs)
+            assert r.status_code in (400, 500), (kwargs, r.text)
+            assert fault_of(r)[1] == expected, (kwargs, r.text)
+        # A read-only user may not create the subscription's instances in interop.
+        body = envelope(header(EVENTING + "Subscribe", uri=VENDOR + "KVM_ComputerSystemCreatedIndication"),
+                        f'<wse:Subscribe xmlns:wse="{WSE}"><wse:Delivery><wse:NotifyTo><wsa:Address>'
+                        f"{sink.url}</wsa:Address></wse:NotifyTo></wse:Delivery></wse:Subscribe>")
+        r = soap(srv, body, auth=READER)
+        assert fault_of(r)[1] == "wsman:AccessDenied", r.text
+        r = soap(srv, by_identifier("Renew", "uuid:nope", f'<wse:Renew xmlns:wse="{WSE}"/>'))
+        assert fault_of(r)[1] == "wse:UnableToRenew"
+    finally:
+        sink.server.shutdown()

@@ -2,12 +2,15 @@
 //! namespace goes to every enabled `CIM_IndicationSubscription` in the interop namespace whose
 //! filter selects it (WQL: the FROM class or a superclass of the indication, the WHERE
 //! condition, the source namespaces), as a CIM-XML `ExportIndication` request POSTed to the
-//! subscription's `CIM_ListenerDestinationCIMXML`, over HTTP or HTTPS (the listener's
+//! subscription's `CIM_ListenerDestinationCIMXML`, or as a WS-Management event to a
+//! `CIM_ListenerDestinationWSManagement` (WS-Eventing subscriptions), over HTTP or HTTPS (the listener's
 //! certificate verified against the server's trust anchors). Subscriptions, filters and
 //! destinations are the static instances clients create there (pywbem's
 //! `WBEMSubscriptionManager` does).
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cim_schema::{Instance, ObjectPath, Value};
@@ -20,6 +23,7 @@ use super::Cimom;
 use crate::cimxml::encode;
 use crate::http::client::{Client, Url};
 use crate::schema::INTEROP_NAMESPACE;
+use crate::wsman::{names as wsman_names, wscim};
 
 /// How often and how far apart a failed delivery is tried (CIM_IndicationService's
 /// DeliveryRetryAttempts and DeliveryRetryInterval defaults, shortened to seconds).
@@ -28,6 +32,27 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a listener may take to answer one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The destination class of WS-Management event sinks (WS-Eventing subscriptions).
+pub const WSMAN_DESTINATION: &str = "CIM_ListenerDestinationWSManagement";
+
+/// WS-Management's event and heartbeat actions.
+const EVENT_ACTION: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/Event";
+const HEARTBEAT_ACTION: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/Heartbeat";
+
+/// How an indication is carried to a listener.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A CIM-XML ExportIndication request (DSP0200).
+    CimXml,
+    /// A WS-Management event (DSP0226 clause 10).
+    Wsman {
+        /// The subscription's wse:Identifier, sent in each event.
+        identifier: String,
+        /// PushWithAck: the event asks for an acknowledgement.
+        ack: bool,
+    },
+}
+
 /// A subscription that selects an indication: where it goes.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -35,6 +60,35 @@ pub struct Delivery {
     pub destination: String,
     /// The subscription, for the log.
     pub subscription: String,
+    /// What the listener expects.
+    pub format: Format,
+}
+
+/// How long a subscription with a SubscriptionDuration has left (zero once expired);
+/// `None` for one that does not expire.
+pub fn time_left(subscription: &Instance) -> Option<Duration> {
+    let Some(Value::UInt64(duration)) = subscription.get("SubscriptionDuration") else {
+        return None;
+    };
+    let started = match subscription.get("SubscriptionStartTime") {
+        Some(Value::DateTime(cim_schema::DateTime::Timestamp(t))) => t.to_unix(),
+        _ => return None,
+    };
+    let now = cim_schema::Timestamp::now().to_unix();
+    let end = started.saturating_add(i64::try_from(*duration).unwrap_or(i64::MAX));
+    Some(Duration::from_secs(end.saturating_sub(now).max(0) as u64))
+}
+
+/// The wse:Identifier of a WS-Management destination: `uuid:ID` for the `wsman:ID` ones
+/// WS-Eventing Subscribe creates, else its Name.
+fn identifier_of(destination: &Instance) -> String {
+    match text(destination, "Name") {
+        Some(name) => match name.strip_prefix("wsman:") {
+            Some(id) => format!("uuid:{id}"),
+            None => name.to_owned(),
+        },
+        None => String::new(),
+    }
 }
 
 fn text<'a>(instance: &'a Instance, name: &str) -> Option<&'a str> {
@@ -122,18 +176,86 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
             debug!(subscription = %subscription.path, "its filter or destination is gone");
             continue;
         };
+        if time_left(sub).is_some_and(|left| left.is_zero()) {
+            continue;
+        }
         if !selects(cimom, &filter.instance, namespace, indication) {
             continue;
         }
+        let format = if is_wsman(cimom, &handler.instance) {
+            Format::Wsman {
+                identifier: identifier_of(&handler.instance),
+                ack: matches!(handler.instance.get("DeliveryMode"), Some(Value::UInt16(3))),
+            }
+        } else {
+            Format::CimXml
+        };
         match text(&handler.instance, "Destination") {
             Some(destination) => out.push(Delivery {
                 destination: destination.to_owned(),
                 subscription: subscription.path.to_string(),
+                format,
             }),
             None => debug!(subscription = %subscription.path, "its destination has no URL"),
         }
     }
     out
+}
+
+fn is_wsman(cimom: &Cimom, destination: &Instance) -> bool {
+    let schema = cimom.schema();
+    schema
+        .namespace(INTEROP_NAMESPACE)
+        .is_ok_and(|ns| ns.is_subclass_of(destination.class_name.as_str(), WSMAN_DESTINATION))
+}
+
+/// A WS-Management event envelope to `to`: `action`, the subscription's identifier, an
+/// acknowledgement request for PushWithAck, and `body`.
+fn wsman_envelope(to: &str, action: &str, identifier: &str, ack: bool, body: &str) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><s:Envelope");
+    for (prefix, uri) in [
+        ("xmlns:s", wsman_names::SOAP),
+        ("xmlns:wsa", wsman_names::WSA),
+        ("xmlns:wsman", wsman_names::WSMAN),
+        ("xmlns:wse", wsman_names::WSE),
+        ("xmlns:xsi", wsman_names::XSI),
+    ] {
+        encode::attr(&mut out, prefix, uri);
+    }
+    out.push_str("><s:Header><wsa:To>");
+    encode::text(&mut out, to);
+    out.push_str("</wsa:To><wsa:Action>");
+    out.push_str(action);
+    out.push_str("</wsa:Action><wsa:MessageID>uuid:");
+    out.push_str(&crate::ids::random_uuid());
+    out.push_str("</wsa:MessageID><wse:Identifier>");
+    encode::text(&mut out, identifier);
+    out.push_str("</wse:Identifier>");
+    if ack {
+        out.push_str("<wsman:AckRequested/>");
+    }
+    out.push_str("</s:Header><s:Body>");
+    out.push_str(body);
+    out.push_str("</s:Body></s:Envelope>");
+    out
+}
+
+/// The WS-Management event carrying `indication`, raised in `namespace`.
+pub fn wsman_event(
+    indication: &Instance,
+    namespace: &str,
+    to: &str,
+    identifier: &str,
+    ack: bool,
+) -> String {
+    let mut body = String::new();
+    wscim::write_instance(
+        &mut body,
+        indication,
+        &encode::InstanceFilter::all(),
+        namespace,
+    );
+    wsman_envelope(to, EVENT_ACTION, identifier, ack, &body)
 }
 
 /// The CIM-XML export request carrying `indication` (DSP0201's SIMPLEEXPREQ).
@@ -162,8 +284,14 @@ pub enum DeliveryError {
     Refused(u16),
 }
 
-/// POSTs one export request to `destination`, over HTTPS where its URL says so.
-pub async fn post(client: &Client, destination: &str, body: String) -> Result<(), DeliveryError> {
+/// POSTs one message to `destination`, over HTTPS where its URL says so: a CIM-XML export
+/// request, or a WS-Management event.
+pub async fn post(
+    client: &Client,
+    destination: &str,
+    format: &Format,
+    body: String,
+) -> Result<(), DeliveryError> {
     let url = Url::parse(destination).map_err(|e| DeliveryError::Unsupported(e.to_string()))?;
     let transport =
         |e: &dyn std::fmt::Display| DeliveryError::Transport(format!("{destination}: {e}"));
@@ -172,14 +300,19 @@ pub async fn post(client: &Client, destination: &str, body: String) -> Result<()
             .connect::<Full<Bytes>>(&url)
             .await
             .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        let request = hyper::Request::post(url.path.as_str())
-            .header(HOST, url.authority())
-            .header(CONTENT_TYPE, "application/xml; charset=\"utf-8\"")
-            .header("CIMExport", "MethodRequest")
-            .header("CIMExportMethod", "ExportIndication")
-            .header("CIMProtocolVersion", "1.0")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| transport(&e))?;
+        let request = hyper::Request::post(url.path.as_str()).header(HOST, url.authority());
+        let request = match format {
+            Format::CimXml => request
+                .header(CONTENT_TYPE, "application/xml; charset=\"utf-8\"")
+                .header("CIMExport", "MethodRequest")
+                .header("CIMExportMethod", "ExportIndication")
+                .header("CIMProtocolVersion", "1.0"),
+            Format::Wsman { .. } => {
+                request.header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8")
+            }
+        }
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| transport(&e))?;
         let response = sender
             .send_request(request)
             .await
@@ -207,11 +340,17 @@ pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication
     if targets.is_empty() {
         return;
     }
-    let body = export_request(indication, &crate::ids::random_uuid());
+    let export = export_request(indication, &crate::ids::random_uuid());
     for target in targets {
+        let body = || match &target.format {
+            Format::CimXml => export.clone(),
+            Format::Wsman { identifier, ack } => {
+                wsman_event(indication, namespace, &target.destination, identifier, *ack)
+            }
+        };
         let mut attempt = 1;
         loop {
-            match post(client, &target.destination, body.clone()).await {
+            match post(client, &target.destination, &target.format, body()).await {
                 Ok(()) => {
                     debug!(destination = target.destination, class = %indication.class_name, "indication delivered");
                     break;
@@ -230,4 +369,69 @@ pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication
             }
         }
     }
+}
+
+/// Keeps WS-Eventing subscriptions: removes the expired ones (subscription, destination
+/// and filter), and sends each WS-Management destination with a Heartbeat interval a
+/// heartbeat event when that interval has passed since the last one (`last_beat`, by
+/// destination). Called about once a second.
+pub async fn maintain(
+    client: &Client,
+    cimom: &Arc<Cimom>,
+    last_beat: &mut HashMap<String, Instant>,
+) {
+    let ctx = super::RequestContext {
+        user: Arc::from("cimvirtd"),
+    };
+    let mut live = HashSet::new();
+    for subscription in cimom.static_instances(INTEROP_NAMESPACE, "CIM_IndicationSubscription") {
+        let sub = &subscription.instance;
+        let Some(handler_path) = reference(sub, "Handler") else {
+            continue;
+        };
+        let Some(handler) = cimom.static_instance(INTEROP_NAMESPACE, &handler_path.local()) else {
+            continue;
+        };
+        if !is_wsman(cimom, &handler.instance) {
+            continue;
+        }
+        if time_left(sub).is_some_and(|left| left.is_zero()) {
+            let mut parts = vec![subscription.path.clone(), handler.path.clone()];
+            parts.extend(reference(sub, "Filter").cloned());
+            for path in parts {
+                let op = super::operation::Operation::DeleteInstance { path: path.clone() };
+                if let Err(e) = cimom.execute(&ctx, INTEROP_NAMESPACE, op).await {
+                    warn!(%path, "removing an expired subscription: {}", e.description);
+                }
+            }
+            debug!(subscription = %subscription.path, "WS-Eventing subscription expired");
+            continue;
+        }
+        let Some(Value::UInt64(interval)) = handler.instance.get("Heartbeat") else {
+            continue;
+        };
+        let Some(to) = text(&handler.instance, "Destination") else {
+            continue;
+        };
+        let key = handler.path.to_string();
+        live.insert(key.clone());
+        let due = last_beat
+            .get(&key)
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(*interval));
+        if !due {
+            continue;
+        }
+        last_beat.insert(key, Instant::now());
+        let identifier = identifier_of(&handler.instance);
+        let ack = matches!(handler.instance.get("DeliveryMode"), Some(Value::UInt16(3)));
+        let format = Format::Wsman {
+            identifier: identifier.clone(),
+            ack,
+        };
+        let beat = wsman_envelope(to, HEARTBEAT_ACTION, &identifier, ack, "");
+        if let Err(e) = post(client, to, &format, beat).await {
+            debug!(destination = to, "heartbeat not delivered: {e}");
+        }
+    }
+    last_beat.retain(|k, _| live.contains(k));
 }

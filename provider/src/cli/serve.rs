@@ -340,7 +340,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         manager,
         cimom.clone(),
         hostname,
-        outgoing,
+        outgoing.clone(),
     ));
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;
@@ -365,6 +365,17 @@ async fn serve(settings: Settings) -> Result<(), String> {
                 }
                 _ = sweeper_stop.changed() => break,
             }
+        }
+    });
+    // WS-Eventing upkeep (expiries, heartbeats) on a task of its own: a slow event sink
+    // must not hold up the enumeration sweeper.
+    let events_cimom = cimom.clone();
+    let events = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut heartbeats = std::collections::HashMap::new();
+        loop {
+            tick.tick().await;
+            provider::cimom::indication::maintain(&outgoing, &events_cimom, &mut heartbeats).await;
         }
     });
     tokio::spawn(async move {
@@ -398,6 +409,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     sweeper.abort();
+    events.abort();
     drop(cimom);
     match Arc::try_unwrap(store) {
         Ok(store) => drop(store),

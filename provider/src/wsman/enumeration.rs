@@ -219,7 +219,7 @@ fn contains_like(e: &Expr) -> bool {
 
 /// The query text of a WQL or CQL filter. CQL is accepted in the basic form it shares
 /// with WQL; its regular-expression LIKE is refused rather than read as WQL's.
-fn query_filter(dialect: &str, filter: &Element) -> Result<String, Fault> {
+pub(super) fn query_filter(dialect: &str, filter: &Element) -> Result<String, Fault> {
     let text = filter.text.trim().to_string();
     if dialect == names::dialect::CQL {
         let query = Query::parse(Language::Wql, &text).map_err(|e| {

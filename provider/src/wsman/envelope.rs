@@ -39,6 +39,10 @@ pub struct Request {
     pub request_estimate: bool,
     /// Whether the client sent WinRM's own headers (WinRM itself, pypsrp, pywinrm).
     pub winrm_client: bool,
+    /// wsa:To: the address the client sent the request to.
+    pub to: Option<String>,
+    /// wse:Identifier: the WS-Eventing subscription a Renew, GetStatus or Unsubscribe is for.
+    pub subscription: Option<String>,
     /// The first element of the body, if any.
     pub body: Option<Element>,
 }
@@ -117,6 +121,8 @@ impl Request {
             fragment: None,
             request_estimate: false,
             winrm_client: false,
+            to: None,
+            subscription: None,
             body: None,
         };
         let mut body = None;
@@ -163,6 +169,8 @@ impl Request {
         self.winrm_client |= ns == names::MS_WSMAN;
         match (ns, h.local_name()) {
             (names::WSA, "Action") => self.action = Some(text()),
+            (names::WSA, "To") => self.to = Some(text()),
+            (names::WSE, "Identifier") => self.subscription = Some(text()),
             (names::WSA, "MessageID") => {
                 if text().is_empty() {
                     return Err(Fault::header("wsa:MessageID is empty"));

@@ -46,6 +46,12 @@ pub enum Subcode {
     InvalidExpirationTime,
     FilterDialectRequestedUnavailable,
     FilteringNotSupported,
+    // WS-Eventing
+    DeliveryModeRequestedUnavailable,
+    EventingInvalidExpirationTime,
+    EventingFilteringRequestedUnavailable,
+    InvalidMessage,
+    UnableToRenew,
     // CIM binding
     PolymorphismModeNotSupported,
     // SOAP
@@ -61,6 +67,7 @@ impl Subcode {
         let wxf = ("wxf", names::WXF, action::TRANSFER_FAULT);
         let wsen = ("wsen", names::WSEN, action::ENUMERATION_FAULT);
         let wsmb = ("wsmb", names::WSMB, action::WSMAN_FAULT);
+        let wse = ("wse", names::WSE, action::EVENTING_FAULT);
         let ((p, ns, a), local) = match self {
             S::ActionNotSupported => (wsa, "ActionNotSupported"),
             S::DestinationUnreachable => (wsa, "DestinationUnreachable"),
@@ -84,6 +91,11 @@ impl Subcode {
             S::InvalidExpirationTime => (wsen, "InvalidExpirationTime"),
             S::FilterDialectRequestedUnavailable => (wsen, "FilterDialectRequestedUnavailable"),
             S::FilteringNotSupported => (wsen, "FilteringNotSupported"),
+            S::DeliveryModeRequestedUnavailable => (wse, "DeliveryModeRequestedUnavailable"),
+            S::EventingInvalidExpirationTime => (wse, "InvalidExpirationTime"),
+            S::EventingFilteringRequestedUnavailable => (wse, "FilteringRequestedUnavailable"),
+            S::InvalidMessage => (wse, "InvalidMessage"),
+            S::UnableToRenew => (wse, "UnableToRenew"),
             S::PolymorphismModeNotSupported => (wsmb, "PolymorphismModeNotSupported"),
             S::None => (("s", names::SOAP, action::WSMAN_FAULT), ""),
         };

@@ -5,11 +5,13 @@
 //! - [`envelope`]: reading a request's headers; [`fault`]: faults and CIM status mapping.
 //! - [`resource`]: resource URIs and selectors; [`wscim`]: instances and values as XML.
 //! - [`identify`], [`transfer`] (Get, Put, Create, Delete), [`enumeration`] (Enumerate,
-//!   Pull, Release, Renew, GetStatus) and [`invoke`] (extrinsic methods) carry the
-//!   operations out; [`reply`] writes the response envelope.
+//!   Pull, Release, Renew, GetStatus), [`eventing`] (Subscribe, Renew, GetStatus,
+//!   Unsubscribe) and [`invoke`] (extrinsic methods) carry the operations out; [`reply`]
+//!   writes the response envelope.
 
 pub mod enumeration;
 pub mod envelope;
+pub mod eventing;
 pub mod fault;
 pub mod identify;
 pub mod invoke;
@@ -96,13 +98,20 @@ impl Service {
             A::RELEASE => enumeration::release(&call).await,
             A::RENEW => enumeration::renew(&call).await,
             A::GET_STATUS => enumeration::get_status(&call).await,
-            a if a.starts_with(A::EVENTING_PREFIX) => Err(Fault::sender(
-                Subcode::ActionNotSupported,
-                format!(
-                    "WS-Eventing ({a}) is not supported by this service yet: indications are not implemented"
-                ),
-            )
-            .with_detail("ActionMismatch")),
+            a if a.starts_with(A::EVENTING_PREFIX) => {
+                match &a[A::EVENTING_PREFIX.len()..] {
+                    "Subscribe" => eventing::subscribe(&call).await,
+                    "Renew" => eventing::renew(&call).await,
+                    // openwsman's wsman-names.h spells it GetStaus.
+                    "GetStatus" | "GetStaus" => eventing::get_status(&call).await,
+                    "Unsubscribe" => eventing::unsubscribe(&call).await,
+                    other => Err(Fault::sender(
+                        Subcode::ActionNotSupported,
+                        format!("WS-Eventing {other} is not an action this service takes"),
+                    )
+                    .with_detail("ActionMismatch")),
+                }
+            }
             _ => invoke::invoke(&call, action).await,
         }
     }
