@@ -42,6 +42,8 @@ const NAMESPACES: TableDefinition<&str, ()> = TableDefinition::new("namespaces")
 const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
 /// Key: the job's id, value its record (JSON).
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// Key: a storage pool created through CIM, value its directory (UTF-8).
+const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
 /// the serialized object.
@@ -88,6 +90,7 @@ impl Store {
         txn.open_table(NAMESPACES)?;
         txn.open_table(VMS)?;
         txn.open_table(JOBS)?;
+        txn.open_table(POOLS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -138,6 +141,21 @@ impl Store {
     /// All VM definitions as (name, definition).
     pub fn vms(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.all(VMS)
+    }
+
+    /// Records a storage pool created through CIM: its name and directory.
+    pub fn put_pool(&self, name: &str, dir: &str) -> Result<(), StoreError> {
+        self.put(POOLS, name, dir.as_bytes())
+    }
+
+    /// Forgets a storage pool; false if there was none.
+    pub fn delete_pool(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove(POOLS, name)
+    }
+
+    /// The storage pools created through CIM, as (name, directory).
+    pub fn pools(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all(POOLS)
     }
 
     /// Stores a job record (serialized by the caller).

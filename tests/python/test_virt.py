@@ -759,6 +759,74 @@ def test_volumes_are_created_and_deleted_in_a_storage_pool_through_cim(virt):
     assert refused.value.status_code == pywbem.CIM_ERR_NOT_FOUND
 
 
+def test_storage_pools_are_created_and_deleted_through_cim_and_persist(tmp_path):
+    srv = Server(tmp_path / "data")
+    try:
+        conn = srv.conn()
+        (rpcs,) = conn.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
+        pool_dir = tmp_path / "fast"
+        settings = CIMInstance("KVM_DiskPoolResourceAllocationSettingData",
+                               properties={"Type": Uint16(1), "Path": str(pool_dir)})
+        rv, out = conn.InvokeMethod("CreateChildResourcePool", rpcs, ElementName="fast", Settings=[settings])
+        assert rv == 0 and out["Pool"]["InstanceID"] == "DiskPool/fast"
+        assert pool_dir.is_dir()
+        pool = conn.GetInstance(out["Pool"])
+        assert pool["Capacity"] > 0 and pool["ResourceType"] == 17
+        volume = CIMInstance("KVM_StorageVolumeResourceAllocationSettingData",
+                             properties={"VolumeName": "v.img", "Capacity": Uint64(1 << 20)})
+        assert conn.InvokeMethod("CreateResourceInPool", rpcs, Settings=volume, Pool=out["Pool"])[0] == 0
+        assert (pool_dir / "v.img").stat().st_size == 1 << 20
+
+        refusals = [
+            ({"ElementName": "fast", "Settings": [settings]}, pywbem.CIM_ERR_ALREADY_EXISTS),
+            ({"ElementName": "again", "Settings": [settings]}, pywbem.CIM_ERR_ALREADY_EXISTS),
+            ({"ElementName": "bad/name", "Settings": [CIMInstance(
+                "KVM_DiskPoolResourceAllocationSettingData", properties={"Path": str(tmp_path / "x")})]},
+             pywbem.CIM_ERR_INVALID_PARAMETER),
+            ({"ElementName": "lvm", "Settings": [CIMInstance(
+                "KVM_DiskPoolResourceAllocationSettingData",
+                properties={"Type": Uint16(6), "Path": "/dev/vg0"})]}, pywbem.CIM_ERR_NOT_SUPPORTED),
+            ({"ElementName": "nopath", "Settings": [CIMInstance(
+                "KVM_DiskPoolResourceAllocationSettingData", properties={"Type": Uint16(1)})]},
+             pywbem.CIM_ERR_INVALID_PARAMETER),
+        ]
+        for args, code in refusals:
+            with pytest.raises(pywbem.CIMError) as err:
+                conn.InvokeMethod("CreateChildResourcePool", rpcs, **args)
+            assert err.value.status_code == code, (args, err.value)
+
+        # A pool a VM has a disk in stays; the configured pool stays.
+        vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "pooled"})
+        disk = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                           properties={"ResourceType": Uint16(17), "Address": str(pool_dir / "v.img")})
+        system = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                                   ResourceSettings=[disk])[1]["ResultingSystem"]
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("DeleteResourcePool", rpcs, Pool=out["Pool"])
+        assert "pooled" in err.value.status_description
+        (default,) = [p.path for p in conn.EnumerateInstances("KVM_DiskPool") if p["InstanceID"] == "DiskPool/default"]
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("DeleteResourcePool", rpcs, Pool=default)
+        assert "configuration file" in err.value.status_description
+        assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+    finally:
+        code, log = srv.stop()
+        assert code == 0, log
+
+    restarted = Server(tmp_path / "data", users=False)
+    try:
+        conn = restarted.conn()
+        pools = {p["InstanceID"]: p for p in conn.EnumerateInstances("KVM_DiskPool")}
+        assert set(pools) == {"DiskPool/default", "DiskPool/fast"}, "a created pool outlives a restart"
+        (rpcs,) = conn.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
+        assert conn.InvokeMethod("DeleteResourcePool", rpcs, Pool=pools["DiskPool/fast"].path)[0] == 0
+        assert {p["InstanceID"] for p in conn.EnumerateInstances("KVM_DiskPool")} == {"DiskPool/default"}
+        assert (pool_dir / "v.img").exists(), "the images stay"
+    finally:
+        code, log = restarted.stop()
+        assert code == 0, log
+
+
 def test_pools_and_their_allocation_templates(virt):
     conn = virt.conn()
     system = define(conn, "pooled", vcpus=2, memory_mib=32)[1]["ResultingSystem"]

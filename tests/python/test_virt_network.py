@@ -84,6 +84,36 @@ wait("net: received 60 bytes: hello over CIM\n")
 
 rv, _ = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(3))
 assert rv == 0
+
+# Network pools made and deleted through CIM (libvirt-cim's CreateChildResourcePool): a
+# bridge, in this namespace. A bridge a VM is defined on stays.
+(rpcs,) = conn.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
+def error_of(call):
+    try:
+        call()
+    except pywbem.CIMError as e:
+        return e.status_code, e.status_description
+    raise AssertionError("no error")
+bare = CIMInstance("KVM_NetPoolResourceAllocationSettingData", properties={"ForwardMode": Uint16(0)})
+rv, out = conn.InvokeMethod("CreateChildResourcePool", rpcs, ElementName="cvbr1", Settings=[bare])
+assert rv == 0 and out["Pool"]["InstanceID"] == "NetworkPool/cvbr1", out
+assert "NetworkPool/cvbr1" in {p["InstanceID"] for p in conn.EnumerateInstances("KVM_NetworkPool")}
+assert "cvbr1" in open("/proc/net/dev").read()
+code, why = error_of(lambda: conn.InvokeMethod("CreateChildResourcePool", rpcs, ElementName="cvbr1",
+                                               Settings=[bare]))
+assert code == pywbem.CIM_ERR_ALREADY_EXISTS, why
+nat = CIMInstance("KVM_NetPoolResourceAllocationSettingData", properties={
+    "Netmask": "255.255.255.0", "IPRangeStart": "192.168.122.2", "ForwardMode": Uint16(1)})
+code, why = error_of(lambda: conn.InvokeMethod("CreateChildResourcePool", rpcs, ElementName="cvbr2",
+                                               Settings=[nat]))
+assert code == pywbem.CIM_ERR_NOT_SUPPORTED and "DHCP" in why, why
+code, why = error_of(lambda: conn.InvokeMethod("DeleteResourcePool", rpcs, Pool=pools["NetworkPool/cvbr0"].path))
+assert code == pywbem.CIM_ERR_FAILED and "netvm" in why, why
+assert conn.InvokeMethod("DeleteResourcePool", rpcs, Pool=out["Pool"])[0] == 0
+assert "cvbr1" not in open("/proc/net/dev").read()
+code, why = error_of(lambda: conn.InvokeMethod("DeleteResourcePool", rpcs, Pool=out["Pool"]))
+assert code == pywbem.CIM_ERR_NOT_FOUND, why
+
 assert conn.InvokeMethod("DestroySystem", service, AffectedSystem=system)[0] == 0
 print("network scenario passed")
 '''

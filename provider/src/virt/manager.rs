@@ -3,14 +3,15 @@
 //! call it from tokio's blocking pool.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
+use hypervisor_shim::netif;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request};
-use hypervisor_shim::storage::{StorageError, StoragePool, Volume};
+use hypervisor_shim::storage::{StorageError, Volume};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
@@ -22,6 +23,7 @@ use super::indications::{EventSender, VmChange, VmEvent};
 use super::jobs::{Job, Jobs};
 use super::lock;
 use super::paths;
+use super::pools::StoragePools;
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
 
@@ -177,7 +179,7 @@ pub struct VirtManager {
     vm_dir: PathBuf,
     host: HostInventory,
     /// The storage pools disks come from, by name.
-    storage_pools: Vec<(String, StoragePool)>,
+    storage_pools: StoragePools,
     /// Where definitions and destructions are reported, for indications.
     events: Option<EventSender>,
 }
@@ -210,14 +212,7 @@ impl VirtManager {
         if let Some(events) = &events {
             report_state_changes(&supervisor, events.clone());
         }
-        let storage_pools = storage_pools
-            .into_iter()
-            .map(|(name, dir)| {
-                StoragePool::open(&dir)
-                    .map(|pool| (name.clone(), pool))
-                    .map_err(|e| CimError::failed(format!("storage pool {name}: {e}")))
-            })
-            .collect::<CimResult<Vec<_>>>()?;
+        let storage_pools = StoragePools::load(storage_pools, store.clone())?;
         let mut definitions = BTreeMap::new();
         for (name, bytes) in store.vms().map_err(|e| CimError::failed(e.to_string()))? {
             let definition: VmDefinition = serde_json::from_slice(&bytes).map_err(|e| {
@@ -256,11 +251,12 @@ impl VirtManager {
     /// shows none), and their volumes if `with_volumes` (an empty list otherwise).
     pub fn disk_pools(&self, with_volumes: bool) -> Vec<DiskPoolInfo> {
         self.storage_pools
-            .iter()
+            .list()
+            .into_iter()
             .map(|(name, pool)| {
                 let space = pool.space().ok();
                 DiskPoolInfo {
-                    name: name.clone(),
+                    name,
                     dir: pool.dir().to_owned(),
                     capacity: space.map_or(0, |s| s.capacity),
                     available: space.map_or(0, |s| s.available),
@@ -274,18 +270,80 @@ impl VirtManager {
             .collect()
     }
 
-    /// The storage pool `name`.
-    fn storage_pool(&self, name: &str) -> CimResult<&StoragePool> {
-        self.storage_pools
+    /// Creates storage pool `name` over `dir` (CreateChildResourcePool).
+    pub fn create_storage_pool(&self, name: &str, dir: &Path) -> CimResult<ObjectPath> {
+        self.storage_pools.create(name, dir)?;
+        Ok(paths::pool(&paths::Pool::Disk(name.to_owned())))
+    }
+
+    /// Forgets storage pool `name` (DeleteResourcePool), unless a defined VM has a disk in
+    /// it; its images stay.
+    pub fn delete_storage_pool(&self, name: &str) -> CimResult<()> {
+        let pool = self.storage_pools.get(name)?;
+        let in_pool = |d: &VmDefinition| {
+            d.disks
+                .iter()
+                .any(|disk| disk.path.parent() == Some(pool.dir()))
+        };
+        if let Some(vm) = self.definitions().into_iter().find(in_pool) {
+            return Err(CimError::failed(format!(
+                "VM {} has a disk in storage pool DiskPool/{name}",
+                vm.name
+            )));
+        }
+        self.storage_pools.delete(name)
+    }
+
+    /// Creates the Linux bridge `name` as a network pool (CreateChildResourcePool).
+    pub fn create_network_pool(&self, name: &str) -> CimResult<ObjectPath> {
+        let exists = netif::bridges()
+            .unwrap_or_default()
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, pool)| pool)
-            .ok_or_else(|| CimError::not_found(format!("no storage pool DiskPool/{name}")))
+            .any(|b| b.name == name);
+        if exists {
+            return Err(CimError::new(
+                StatusCode::AlreadyExists,
+                format!("network pool NetworkPool/{name} exists"),
+            ));
+        }
+        netif::create_bridge(name).map_err(|e| {
+            let code = match e.kind() {
+                std::io::ErrorKind::InvalidInput => StatusCode::InvalidParameter,
+                _ => StatusCode::Failed,
+            };
+            CimError::new(code, e.to_string())
+        })?;
+        Ok(paths::pool(&paths::Pool::Network(name.to_owned())))
+    }
+
+    /// Deletes the Linux bridge `name` (DeleteResourcePool), unless a defined VM has a port
+    /// on it or it has ports cimvirt did not make.
+    pub fn delete_network_pool(&self, name: &str) -> CimResult<()> {
+        let bridge = netif::bridges()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| CimError::not_found(format!("no network pool NetworkPool/{name}")))?;
+        let on_bridge = |d: &VmDefinition| d.nics.iter().any(|n| n.bridge.as_deref() == Some(name));
+        if let Some(vm) = self.definitions().into_iter().find(on_bridge) {
+            return Err(CimError::failed(format!(
+                "VM {} has a port on network pool NetworkPool/{name}",
+                vm.name
+            )));
+        }
+        if !bridge.ports.is_empty() {
+            return Err(CimError::failed(format!(
+                "bridge {name} has ports cimvirt did not make: {}",
+                bridge.ports.join(", ")
+            )));
+        }
+        netif::delete_bridge(name).map_err(|e| CimError::failed(e.to_string()))
     }
 
     /// Creates volume `volume` of `bytes` in storage pool `pool` (CreateResourceInPool).
     pub fn create_volume(&self, pool: &str, volume: &str, bytes: u64) -> CimResult<ObjectPath> {
-        self.storage_pool(pool)?
+        self.storage_pools
+            .get(pool)?
             .create_volume(volume, bytes)
             .map_err(storage_error)?;
         Ok(paths::volume(pool, volume))
@@ -294,7 +352,8 @@ impl VirtManager {
     /// Deletes volume `volume` of storage pool `pool`, unless a running VM uses it
     /// (DeleteResourceInPool).
     pub fn delete_volume(&self, pool: &str, volume: &str) -> CimResult<()> {
-        self.storage_pool(pool)?
+        self.storage_pools
+            .get(pool)?
             .delete_volume(volume)
             .map_err(storage_error)
     }

@@ -288,6 +288,103 @@ impl Virt {
         ))
     }
 
+    /// CreateChildResourcePool (libvirt-cim's form): ElementName names the pool, Settings
+    /// holds one KVM_DiskPoolResourceAllocationSettingData (a directory: Type 1, Path) or
+    /// KVM_NetPoolResourceAllocationSettingData (a bridge without addresses or forwarding).
+    pub(super) async fn create_child_resource_pool(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let name = match argument(arguments, "ElementName") {
+            Some(Value::String(s)) if !s.is_empty() => s.to_string(),
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "ElementName (the pool's name) is required",
+                ))
+            }
+        };
+        let settings = match argument(arguments, "Settings") {
+            None => None,
+            given => embedded_rasds(given)?.into_iter().next(),
+        }
+        .ok_or_else(|| {
+            CimError::invalid_parameter(
+                "Settings (a KVM_DiskPoolResourceAllocationSettingData or \
+                 KVM_NetPoolResourceAllocationSettingData) is required",
+            )
+        })?;
+        let class = settings.class_name.as_str();
+        let pool = if class.eq_ignore_ascii_case("KVM_DiskPoolResourceAllocationSettingData") {
+            if !matches!(settings.get("Type"), None | Some(Value::UInt16(0 | 1))) {
+                return Err(CimError::not_supported(
+                    "storage pools are directories (Type 1): file systems, disks, iSCSI and \
+                     logical volumes are not offered",
+                ));
+            }
+            let dir = match settings.get("Path") {
+                Some(Value::String(p)) if !p.is_empty() => std::path::PathBuf::from(p.to_string()),
+                _ => return Err(CimError::invalid_parameter("Settings gives no Path")),
+            };
+            self.blocking(move |m| m.create_storage_pool(&name, &dir))
+                .await??
+        } else if class.eq_ignore_ascii_case("KVM_NetPoolResourceAllocationSettingData") {
+            for unsupported in ["Netmask", "IPRangeStart", "IPRangeEnd", "ForwardDevice"] {
+                if matches!(settings.get(unsupported), Some(Value::String(s)) if !s.is_empty()) {
+                    return Err(CimError::not_supported(format!(
+                        "{unsupported}: a network pool is a bridge; cimvirt runs no DHCP server \
+                         and sets up no addresses or forwarding"
+                    )));
+                }
+            }
+            if !matches!(settings.get("ForwardMode"), None | Some(Value::UInt16(0))) {
+                return Err(CimError::not_supported(
+                    "ForwardMode: NAT and routed networks are not offered (0, none, is)",
+                ));
+            }
+            self.blocking(move |m| m.create_network_pool(&name))
+                .await??
+        } else {
+            return Err(CimError::invalid_parameter(format!(
+                "Settings is a {class}: a new pool is a KVM_DiskPoolResourceAllocationSettingData \
+                 or a KVM_NetPoolResourceAllocationSettingData"
+            )));
+        };
+        Ok(done(0, vec![(Name::new("Pool"), Value::Reference(pool))]))
+    }
+
+    /// DeleteResourcePool: a storage pool created through CIM is forgotten (its images
+    /// stay), a network pool's bridge is deleted.
+    pub(super) async fn delete_resource_pool(
+        &self,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let id = match argument(arguments, "Pool") {
+            Some(Value::Reference(path)) => match path.key("InstanceID") {
+                Some(Value::String(id)) => id.to_string(),
+                _ => return Err(CimError::invalid_parameter("Pool has no InstanceID")),
+            },
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "Pool (a pool reference) is required",
+                ))
+            }
+        };
+        if let Some(name) = id.strip_prefix("DiskPool/").filter(|n| !n.is_empty()) {
+            let name = name.to_owned();
+            self.blocking(move |m| m.delete_storage_pool(&name))
+                .await??;
+        } else if let Some(name) = id.strip_prefix("NetworkPool/").filter(|n| !n.is_empty()) {
+            let name = name.to_owned();
+            self.blocking(move |m| m.delete_network_pool(&name))
+                .await??;
+        } else {
+            return Err(CimError::invalid_parameter(format!(
+                "{id}: only storage and network pools are created and deleted"
+            )));
+        }
+        Ok(done(0, vec![]))
+    }
+
     pub(super) async fn delete_resource_in_pool(
         &self,
         arguments: &[(Name, Option<Value>)],

@@ -26,6 +26,7 @@ pub mod manager;
 mod methods;
 pub mod migration;
 pub mod paths;
+mod pools;
 mod properties;
 mod state;
 
@@ -443,6 +444,10 @@ impl MethodProvider for Virt {
             self.modify_system_settings(&arguments).await
         } else if is(class::POOL_SERVICE, "CreateResourceInPool") {
             self.create_resource_in_pool(&arguments).await
+        } else if is(class::POOL_SERVICE, "CreateChildResourcePool") {
+            self.create_child_resource_pool(&arguments).await
+        } else if is(class::POOL_SERVICE, "DeleteResourcePool") {
+            self.delete_resource_pool(&arguments).await
         } else if is(class::POOL_SERVICE, "DeleteResourceInPool") {
             self.delete_resource_in_pool(&arguments).await
         } else if is(class::POOL_SERVICE, "RefreshResourcesInPool") {
