@@ -142,6 +142,24 @@ def test_the_host_and_the_management_service_are_there(virt):
     (svc,) = conn.EnumerateInstances("CIM_VirtualSystemManagementService")
     assert svc.classname == "KVM_VirtualSystemManagementService"
     assert svc["Name"] == "Management Service" and svc["SystemName"] == host["Name"]
+    # Its CPUs (DSP1022) and memory (DSP1026), from the host's inventory, through
+    # KVM_SystemDevice; its capabilities offer no state changes (DSP1052).
+    cpus = conn.Associators(host.path, AssocClass="KVM_SystemDevice", ResultClass="KVM_HostProcessor")
+    assert sorted(c["DeviceID"] for c in cpus) == sorted(f"CPU{i}" for i in range(os.cpu_count()))
+    assert all(c["Family"] == 1 and c["OtherFamilyDescription"] for c in cpus)
+    (memory,) = conn.Associators(host.path, AssocClass="KVM_SystemDevice", ResultClass="KVM_HostMemory")
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert abs(memory["BlockSize"] * memory["NumberOfBlocks"] - total) < 64 << 20
+    (caps,) = conn.Associators(host.path, AssocClass="KVM_ElementCapabilities")
+    assert caps["RequestedStatesSupported"] == []
+    server = pywbem.WBEMServer(virt.conn(namespace="interop"))
+    interop = virt.conn(namespace="interop")
+    for name, central in [("Computer System", {host["Name"]}),
+                          ("CPU", {c["DeviceID"] for c in cpus}),
+                          ("System Memory", {"memory"})]:
+        (profile,) = server.get_selected_profiles("DMTF", name)
+        found = interop.AssociatorNames(profile.path, AssocClass="KVM_ElementConformsToProfile")
+        assert {p["Name"] if name == "Computer System" else p["DeviceID"] for p in found} == central, name
 
 
 def test_a_vm_goes_through_its_whole_life(virt):
@@ -471,7 +489,7 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
         services = conn.AssociatorNames(host, AssocClass="KVM_HostedService")
         assert sorted(p.classname for p in services) == [
             "KVM_ResourcePoolConfigurationService", "KVM_VirtualSystemManagementService",
-            "KVM_VirtualSystemSnapshotService"]
+            "KVM_VirtualSystemMigrationService", "KVM_VirtualSystemSnapshotService"]
         (svc,) = conn.AssociatorNames(host, AssocClass="KVM_HostedService",
                                       ResultClass="CIM_VirtualSystemManagementService")
         (caps,) = conn.Associators(svc, AssocClass="KVM_ElementCapabilities")

@@ -123,6 +123,12 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
     };
     let out = if is(class::HOST_SYSTEM) {
         vec![host(class, model)]
+    } else if is(class::HOST_PROCESSOR) {
+        (0..model.host.logical_cpus)
+            .map(|i| host_processor(class, model, i))
+            .collect()
+    } else if is(class::HOST_MEMORY) {
+        vec![host_memory(class, model)]
     } else if is(class::MANAGEMENT_SERVICE) {
         vec![service(class, model)]
     } else if is(class::MANAGEMENT_CAPABILITIES) {
@@ -199,7 +205,9 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
     } else if is(class::MEMORY) {
         per_vm(&|d, s| vec![memory(class, d, s)])
     } else if is(class::STATE_CAPABILITIES) {
-        per_vm(&|d, _| vec![state_capabilities(class, d)])
+        let mut out = vec![host_state_capabilities(class, model)];
+        out.extend(per_vm(&|d, _| vec![state_capabilities(class, d)]));
+        out
     } else if is(class::SNAPSHOT_CAPABILITIES) {
         per_vm(&|d, s| vec![snapshot_capabilities(class, d, s)])
     } else if is(class::JOB) {
@@ -250,6 +258,60 @@ fn host(class: &Class, model: &Model) -> Instance {
                 ("OperationalStatus", u16s(&[2])),
                 ("HealthState", Value::UInt16(5)),
                 ("Dedicated", u16s(&[0])),
+            ],
+        ),
+    )
+}
+
+/// What a healthy, enabled device of the host reports.
+const HOST_DEVICE_STATE: [(&str, u16); 2] = [("EnabledState", 2), ("HealthState", 5)];
+
+fn host_processor(class: &Class, model: &Model, index: usize) -> Instance {
+    let path = paths::host_processor(model.hostname, index);
+    let mut values = vec![
+        ("ElementName", text(&format!("CPU {index}"))),
+        // 1: Other, named in OtherFamilyDescription.
+        ("Family", Value::UInt16(1)),
+        ("OtherFamilyDescription", text(&model.host.cpu_model)),
+        ("NumberOfEnabledCores", Value::UInt16(1)),
+        ("OperationalStatus", u16s(&[2])),
+    ];
+    values.extend(HOST_DEVICE_STATE.map(|(n, v)| (n, Value::UInt16(v))));
+    build(class, with_keys(&path, values))
+}
+
+fn host_memory(class: &Class, model: &Model) -> Instance {
+    let path = paths::host_memory(model.hostname);
+    const PAGE: u64 = 4096;
+    let mut values = vec![
+        ("ElementName", text("System memory")),
+        ("Volatile", Value::Boolean(true)),
+        ("BlockSize", Value::UInt64(PAGE)),
+        (
+            "NumberOfBlocks",
+            Value::UInt64(model.host.memory_total_bytes / PAGE),
+        ),
+        (
+            "ConsumableBlocks",
+            Value::UInt64(model.host.memory_total_bytes / PAGE),
+        ),
+        ("OperationalStatus", u16s(&[2])),
+    ];
+    values.extend(HOST_DEVICE_STATE.map(|(n, v)| (n, Value::UInt16(v))));
+    build(class, with_keys(&path, values))
+}
+
+fn host_state_capabilities(class: &Class, model: &Model) -> Instance {
+    let path = paths::host_state_capabilities(model.hostname);
+    build(
+        class,
+        with_keys(
+            &path,
+            vec![
+                ("ElementName", text(model.hostname)),
+                // The host's state is not changed through cimvirt.
+                ("RequestedStatesSupported", u16s(&[])),
+                ("ElementNameEditSupported", Value::Boolean(false)),
             ],
         ),
     )
@@ -1143,16 +1205,24 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         })
         .collect()
     } else if is(class::SYSTEM_DEVICE) {
-        vms.flat_map(|d| {
-            let system = paths::system(&d.name);
-            (0..d.vcpus)
-                .map(|i| paths::processor(&d.name, i))
-                .chain([paths::memory(&d.name)])
-                .chain(device_pairs(d).into_iter().map(|(device, _)| device))
-                .map(move |dev| pair("GroupComponent", system.clone(), "PartComponent", dev))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+        let host = paths::host(model.hostname);
+        let host_devices = (0..model.host.logical_cpus)
+            .map(|i| paths::host_processor(model.hostname, i))
+            .chain([paths::host_memory(model.hostname)])
+            .map(|dev| pair("GroupComponent", host.clone(), "PartComponent", dev))
+            .collect::<Vec<_>>();
+        host_devices
+            .into_iter()
+            .chain(vms.flat_map(|d| {
+                let system = paths::system(&d.name);
+                (0..d.vcpus)
+                    .map(|i| paths::processor(&d.name, i))
+                    .chain([paths::memory(&d.name)])
+                    .chain(device_pairs(d).into_iter().map(|(device, _)| device))
+                    .map(move |dev| pair("GroupComponent", system.clone(), "PartComponent", dev))
+                    .collect::<Vec<_>>()
+            }))
+            .collect()
     } else if is(class::SETTINGS_DEFINE_STATE) {
         vms.flat_map(|d| {
             let mut out = vec![pair(
@@ -1240,6 +1310,12 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 paths::migration_service(model.hostname),
                 "Capabilities",
                 paths::migration_capabilities(),
+            ),
+            pair(
+                "ManagedElement",
+                paths::host(model.hostname),
+                "Capabilities",
+                paths::host_state_capabilities(model.hostname),
             ),
         ];
         out.extend(model.pools().iter().map(|p| {

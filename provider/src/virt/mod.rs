@@ -49,8 +49,10 @@ use paths::{class, Pool};
 pub const NAMESPACE: &str = "root/virt";
 
 /// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 44] = [
+const INSTANCE_CLASSES: [&str; 46] = [
     class::HOST_SYSTEM,
+    class::HOST_PROCESSOR,
+    class::HOST_MEMORY,
     class::COMPUTER_SYSTEM,
     class::MANAGEMENT_SERVICE,
     class::MANAGEMENT_CAPABILITIES,
@@ -132,7 +134,8 @@ impl Virt {
 
     /// Advertises the profiles these providers implement in the interop namespace (DSP1033),
     /// with libvirt-cim's InstanceIDs where it has the profile: System Virtualization
-    /// (DSP1042, central instance the host), and, scoped by it, Virtual System (DSP1057,
+    /// (DSP1042, central instance the host), and, scoped by it, Computer System (DSP1052,
+    /// the host; itself scoping CPU, DSP1022, and System Memory, DSP1026), Virtual System (DSP1057,
     /// the VMs), Resource Allocation (DSP1041, one registration per kind of pool, as
     /// libvirt-cim has them), Allocation Capabilities (DSP1043), Processor, Memory, Storage
     /// and Ethernet Port Resource Virtualization (DSP1044, DSP1045, DSP1047, DSP1050, their
@@ -183,6 +186,36 @@ impl Virt {
                 "System Virtualization",
                 "1.0.0",
                 vec![paths::host(&self.hostname)],
+            )
+        });
+        // The host's own profiles: Computer System (DSP1052), and under it CPU (DSP1022) and
+        // System Memory (DSP1026).
+        const DSP1052: &str = "CIM:DSP1052-ComputerSystem-1.0.0";
+        interop.register_profile(fixed(
+            DSP1052,
+            "Computer System",
+            "1.0.0",
+            vec![paths::host(&self.hostname)],
+        ));
+        let under_dsp1052 = Some((Name::new("KVM_ReferencedProfile"), DSP1052.to_owned()));
+        interop.register_profile(Profile {
+            scoping: under_dsp1052.clone(),
+            ..fixed(
+                "CIM:DSP1022-CPU-1.0.0",
+                "CPU",
+                "1.0.0",
+                (0..self.manager.host().logical_cpus)
+                    .map(|i| paths::host_processor(&self.hostname, i))
+                    .collect(),
+            )
+        });
+        interop.register_profile(Profile {
+            scoping: under_dsp1052,
+            ..fixed(
+                "CIM:DSP1026-SystemMemory-1.0.0",
+                "System Memory",
+                "1.0.0",
+                vec![paths::host_memory(&self.hostname)],
             )
         });
         let manager = self.manager.clone();

@@ -11,6 +11,10 @@ pub mod class {
     pub const HOST_SYSTEM: &str = "KVM_HostSystem";
     /// A VM.
     pub const COMPUTER_SYSTEM: &str = "KVM_ComputerSystem";
+    /// A logical CPU of the host.
+    pub const HOST_PROCESSOR: &str = "KVM_HostProcessor";
+    /// The host's RAM.
+    pub const HOST_MEMORY: &str = "KVM_HostMemory";
     /// The service that defines VMs.
     pub const MANAGEMENT_SERVICE: &str = "KVM_VirtualSystemManagementService";
     /// Its capabilities.
@@ -262,6 +266,31 @@ fn device(class: &str, vm: &str, id: &str) -> ObjectPath {
         .with_key("SystemName", vm)
         .with_key("CreationClassName", class)
         .with_key("DeviceID", format!("{vm}/{id}").as_str())
+}
+
+/// A device of the host.
+fn host_device(class: &str, hostname: &str, id: &str) -> ObjectPath {
+    path(class)
+        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
+        .with_key("SystemName", hostname)
+        .with_key("CreationClassName", class)
+        .with_key("DeviceID", id)
+}
+
+/// Logical CPU `index` of the host.
+pub fn host_processor(hostname: &str, index: usize) -> ObjectPath {
+    host_device(class::HOST_PROCESSOR, hostname, &format!("CPU{index}"))
+}
+
+/// The host's RAM.
+pub fn host_memory(hostname: &str) -> ObjectPath {
+    host_device(class::HOST_MEMORY, hostname, "memory")
+}
+
+/// The host's state capabilities (it offers no state changes).
+pub fn host_state_capabilities(hostname: &str) -> ObjectPath {
+    path(class::STATE_CAPABILITIES)
+        .with_key("InstanceID", format!("HostSystem/{hostname}").as_str())
 }
 
 /// vCPU `index` of a VM.
