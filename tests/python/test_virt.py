@@ -1015,6 +1015,15 @@ def test_vm_lifecycle_indications_reach_a_pywbem_listener(virt, scheme):
                                        keyfile=str(tls / "key.pem"))
     listener.add_callback(lambda indication, host: received.append(indication))
     listener.start()
+    # DSP1054: the indication service says how delivery behaves, and is the profile's
+    # central instance.
+    interop = virt.conn(namespace="interop")
+    (service_,) = interop.EnumerateInstances("CIM_IndicationService")
+    assert (service_["DeliveryRetryAttempts"], service_["DeliveryRetryInterval"],
+            service_["SubscriptionRemovalAction"]) == (2, 1, 4)
+    (profile,) = pywbem.WBEMServer(interop).get_selected_profiles("DMTF", "Indications")
+    assert [p.classname for p in interop.AssociatorNames(
+        profile.path, AssocClass="CIM_ElementConformsToProfile")] == ["CIM_IndicationService"]
     manager = pywbem.WBEMSubscriptionManager(subscription_manager_id=f"cimvirt-test-{scheme}")
     server_id = manager.add_server(pywbem.WBEMServer(virt.conn(namespace="interop")))
     try:

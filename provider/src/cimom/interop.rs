@@ -1,5 +1,6 @@
 //! The interop namespace (DSP1033 Profile Registration): the object manager, its
-//! namespaces and the registered profiles, served by a provider like any other.
+//! namespaces, the indication service (DSP1054) and the registered profiles, served by a
+//! provider like any other.
 
 use std::sync::{Arc, RwLock};
 
@@ -77,6 +78,7 @@ pub struct Interop {
 }
 
 const OBJECT_MANAGER: &str = "CIM_ObjectManager";
+const INDICATION_SERVICE: &str = "CIM_IndicationService";
 const NAMESPACE: &str = "CIM_Namespace";
 const NAMESPACE_IN_MANAGER: &str = "CIM_NamespaceInManager";
 const PROFILE_CLASSES: &[&str] = &["CIM_RegisteredProfile", "KVM_RegisteredProfile"];
@@ -105,6 +107,17 @@ impl Interop {
             dynamic_conformance: None,
             scoping: None,
         });
+        let indications = interop.indication_service_path();
+        interop.register_profile(Profile {
+            class: Name::new("CIM_RegisteredProfile"),
+            instance_id: "CIM:DSP1054-Indications-1.1.0".into(),
+            organization: 2,
+            name: "Indications".into(),
+            version: "1.1.0".into(),
+            conformance: vec![(Name::new("CIM_ElementConformsToProfile"), indications)],
+            dynamic_conformance: None,
+            scoping: None,
+        });
         interop
     }
 
@@ -126,11 +139,16 @@ impl Interop {
 
     /// Registers this provider for its classes in the interop namespace.
     pub fn register(self: &Arc<Self>, registry: &mut Registry) {
-        let classes = [OBJECT_MANAGER, NAMESPACE, NAMESPACE_IN_MANAGER]
-            .into_iter()
-            .chain(PROFILE_CLASSES.iter().copied())
-            .chain(CONFORMS_CLASSES.iter().copied())
-            .chain(REFERENCED_CLASSES.iter().copied());
+        let classes = [
+            OBJECT_MANAGER,
+            INDICATION_SERVICE,
+            NAMESPACE,
+            NAMESPACE_IN_MANAGER,
+        ]
+        .into_iter()
+        .chain(PROFILE_CLASSES.iter().copied())
+        .chain(CONFORMS_CLASSES.iter().copied())
+        .chain(REFERENCED_CLASSES.iter().copied());
         for class in classes {
             registry.register_instances(INTEROP_NAMESPACE, class, self.clone());
         }
@@ -147,6 +165,18 @@ impl Interop {
             .with_key("SystemName", self.identity.hostname.as_str())
             .with_key("CreationClassName", OBJECT_MANAGER)
             .with_key("Name", self.object_manager_name().as_str())
+    }
+
+    /// The path of the one CIM_IndicationService instance (DSP1054).
+    pub fn indication_service_path(&self) -> ObjectPath {
+        ObjectPath::class(Some(INTEROP_NAMESPACE.to_string()), INDICATION_SERVICE)
+            .with_key("SystemCreationClassName", "CIM_ComputerSystem")
+            .with_key("SystemName", self.identity.hostname.as_str())
+            .with_key("CreationClassName", INDICATION_SERVICE)
+            .with_key(
+                "Name",
+                format!("cimvirt:{}:indications", self.identity.hostname).as_str(),
+            )
     }
 
     fn namespace_path(&self, ns: &str) -> ObjectPath {
@@ -186,6 +216,22 @@ impl InstanceProvider for Interop {
                         format!("cimvirt WBEM server version {}", self.identity.version).as_str(),
                     ),
                 ),
+                ("Started", Value::Boolean(true)),
+                ("EnabledState", Value::UInt16(2)),
+            ]);
+            out.push(build(class, values));
+        } else if class.name == *INDICATION_SERVICE {
+            // What delivery does (cimom::indication): three tries a second apart, and a
+            // subscription whose listener fails stays.
+            let path = self.indication_service_path();
+            let mut values = keys_of(&path);
+            values.extend([
+                ("ElementName", Value::from("cimvirt indication service")),
+                ("FilterCreationEnabled", Value::Boolean(true)),
+                ("DeliveryRetryAttempts", Value::UInt16(2)),
+                ("DeliveryRetryInterval", Value::UInt32(1)),
+                // 4: Ignore.
+                ("SubscriptionRemovalAction", Value::UInt16(4)),
                 ("Started", Value::Boolean(true)),
                 ("EnabledState", Value::UInt16(2)),
             ]);
