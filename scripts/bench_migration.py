@@ -1,13 +1,14 @@
 """Migration between two cimvirt hosts on this machine, as a management client drives it:
 two release cimvirtd servers on loopback (sharing one certificate, each with the other's
 account), one VM running the built-in test guest, its memory above 4 MiB filled with a pattern (the
-guest's `f` command), moved back and forth with MigrateVirtualSystemToHost (MigrationType
-3, Resume).
+guest's `f` command), moved back and forth with MigrateVirtualSystemToHost: Live (pre-copy,
+MigrationType 2) and Resume (stop-and-copy, 3) in the same run.
 
-Prints a Markdown table per guest size: the time from the method call to the job's
-completion as the client polls it, the time the guest was paused (from the source's log:
-from the pause to the destination's answer to the commit, which comes after the restore),
-and the bytes of guest memory sent. Run through scripts/bench-migration."""
+Prints a Markdown table per guest size and type: the time from the method call to the
+job's completion as the client polls it, the time the guest was paused (from the source's
+log: from the pause to the destination's answer to the commit, which comes after the
+restore), the bytes sent, and Live's pause as a fraction of Resume's. Run through
+scripts/bench-migration."""
 
 import json
 import os
@@ -80,8 +81,8 @@ def main():
                                      + migration)
         (base / "b").mkdir()
         hosts.append((base / "b", *start(base / "b", base / "b.toml")))
-        print("| Guest memory | Runs | Call to job completed, median | p99 | Guest paused, median | p99 | Memory data sent |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("| Guest memory | Type | Runs | Call to job completed, median | p99 | Guest paused, median | p99 | Sent | Paused, Live/Resume |")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for memory_mib in (64, 1024):
             name = f"mover{memory_mib}"
             data, _, conn, _ = hosts[0]
@@ -94,30 +95,39 @@ def main():
             assert conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(2))[0] == 0
             wait_running(data, name)
             fill_memory(data, name)
-            calls, pauses, sent = [], [], []
-            for run in range(RUNS):
-                source, target = hosts[run % 2], hosts[(run + 1) % 2]
-                (src_data, _, src, _), (dst_data, _, dst, dst_host) = source, target
-                (migration_svc,) = src.EnumerateInstanceNames("KVM_VirtualSystemMigrationService")
-                (system,) = [p for p in src.EnumerateInstanceNames("KVM_ComputerSystem") if p["Name"] == name]
-                before = heartbeat(src_data, name)
-                t = time.perf_counter()
-                rv, out = src.InvokeMethod("MigrateVirtualSystemToHost", migration_svc, ComputerSystem=system,
-                                           DestinationHost=dst_host)
-                assert rv == 4096, rv
-                while (job := src.GetInstance(out["Job"]))["JobState"] == 4:
-                    time.sleep(0.001)
-                calls.append((time.perf_counter() - t) * 1e3)
-                assert job["JobState"] == 7, job["ErrorDescription"]
-                assert heartbeat(dst_data, name) >= before, "the guest went on from where it was"
-                line = [l for l in (src_data / "server.log").read_text().splitlines()
-                        if "moved to" in l and f'vm="{name}"' in l][-1]
-                pauses.append(int(re.search(r"paused_ms=(\d+)", line).group(1)))
-                sent.append(int(re.search(r"bytes=(\d+)", line).group(1)))
-            call_median, call_p99 = ms(calls)
-            pause_median, pause_p99 = ms(pauses)
-            print(f"| {memory_mib} MiB | {RUNS} | {call_median:.1f} ms | {call_p99:.1f} ms | "
-                  f"{pause_median:.0f} ms | {pause_p99:.0f} ms | {statistics.median(sent) / 2**20:.1f} MiB |")
+            paused_median = {}
+            for migration_type, label in ((3, "Resume"), (2, "Live")):
+                calls, pauses, sent = [], [], []
+                settings = CIMInstance("KVM_VirtualSystemMigrationSettingData",
+                                       properties={"MigrationType": Uint16(migration_type)})
+                for run in range(RUNS):
+                    owner = [h for h in hosts
+                             if name in {p["Name"] for p in h[2].EnumerateInstanceNames("KVM_ComputerSystem")}][0]
+                    (src_data, _, src, _) = owner
+                    (dst_data, _, dst, dst_host) = hosts[1] if owner is hosts[0] else hosts[0]
+                    (migration_svc,) = src.EnumerateInstanceNames("KVM_VirtualSystemMigrationService")
+                    (system,) = [p for p in src.EnumerateInstanceNames("KVM_ComputerSystem") if p["Name"] == name]
+                    before = heartbeat(src_data, name)
+                    t = time.perf_counter()
+                    rv, out = src.InvokeMethod("MigrateVirtualSystemToHost", migration_svc, ComputerSystem=system,
+                                               DestinationHost=dst_host, MigrationSettingData=settings)
+                    assert rv == 4096, rv
+                    while (job := src.GetInstance(out["Job"]))["JobState"] == 4:
+                        time.sleep(0.001)
+                    calls.append((time.perf_counter() - t) * 1e3)
+                    assert job["JobState"] == 7, job["ErrorDescription"]
+                    assert heartbeat(dst_data, name) >= before, "the guest went on from where it was"
+                    line = [l for l in (src_data / "server.log").read_text().splitlines()
+                            if "moved to" in l and f'vm="{name}"' in l][-1]
+                    pauses.append(int(re.search(r"paused_ms=(\d+)", line).group(1)))
+                    sent.append(int(re.search(r"bytes=(\d+)", line).group(1)))
+                call_median, call_p99 = ms(calls)
+                pause_median, pause_p99 = ms(pauses)
+                paused_median[label] = pause_median
+                ratio = (f"{pause_median / paused_median['Resume']:.2f}" if label == "Live" else "")
+                print(f"| {memory_mib} MiB | {label} | {RUNS} | {call_median:.1f} ms | {call_p99:.1f} ms | "
+                      f"{pause_median:.0f} ms | {pause_p99:.0f} ms | {statistics.median(sent) / 2**20:.1f} MiB | "
+                      f"{ratio} |")
             (owner,) = [h for h in hosts if name in {p["Name"] for p in h[2].EnumerateInstanceNames("KVM_ComputerSystem")}]
             (svc,) = owner[2].EnumerateInstanceNames("KVM_VirtualSystemManagementService")
             (system,) = [p for p in owner[2].EnumerateInstanceNames("KVM_ComputerSystem") if p["Name"] == name]

@@ -13,13 +13,15 @@ use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
     Address, Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryRegion,
-    GuestRegionMmap,
+    GuestRegionMmap, MemoryRegionAddress,
 };
 
 /// Guest memory with a bitmap of the pages the VMM itself wrote.
 pub type GuestMemoryMmap = vm_memory::GuestMemoryMmap<AtomicBitmap>;
 
 const PAGE: usize = 4096;
+/// How much guest memory one volatile copy reads.
+const COPY_CHUNK: usize = 1 << 20;
 
 /// What backs guest memory.
 #[derive(Clone)]
@@ -221,6 +223,64 @@ impl Memory {
         Ok(written)
     }
 
+    /// Copies guest RAM into the sparse file at `path`, in the layout [`Memory::save`]
+    /// writes, while the guest may be running. Without `pages`, the file is made afresh with
+    /// every page that can hold data (all-zero ones left as holes); with `pages` (guest frame
+    /// numbers), those pages are written over the file's, whatever they hold, so that the
+    /// file follows the guest from one copy to the next. Reads are vm-memory's volatile
+    /// copies, since vCPUs may write the pages meanwhile; what they change then is in the
+    /// next dirty log. Returns the file ranges written, merged.
+    pub fn copy_to_file(&self, path: &Path, pages: Option<&[u64]>) -> io::Result<Vec<(u64, u64)>> {
+        let out = File::options()
+            .create(true)
+            .write(true)
+            .truncate(pages.is_none())
+            .open(path)?;
+        let mut buffer = vec![0u8; COPY_CHUNK];
+        let mut written = Vec::new();
+        let mut file_offset = 0u64;
+        for region in self.guest.iter() {
+            let len = region.len();
+            let ranges = match pages {
+                Some(pages) => {
+                    let start = region.start_addr().0;
+                    merge(
+                        pages
+                            .iter()
+                            .map(|pfn| pfn * PAGE as u64)
+                            .filter(|&gpa| gpa >= start && gpa < start + len)
+                            .map(|gpa| (gpa - start, gpa - start + PAGE as u64))
+                            .collect(),
+                    )
+                }
+                None => self.candidate_ranges(file_offset, len, region.as_ptr())?,
+            };
+            for (start, end) in ranges {
+                let mut at = start;
+                while at < end {
+                    let n = (end - at).min(COPY_CHUNK as u64) as usize;
+                    let slice = region
+                        .get_slice(MemoryRegionAddress(at), n)
+                        .map_err(io::Error::other)?;
+                    slice.copy_to(&mut buffer[..n]);
+                    for (i, page) in buffer[..n].chunks(PAGE).enumerate() {
+                        if pages.is_some() || page.iter().any(|&b| b != 0) {
+                            let offset = file_offset + at + (i * PAGE) as u64;
+                            out.write_all_at(page, offset)?;
+                            written.push((offset, offset + page.len() as u64));
+                        }
+                    }
+                    at += n as u64;
+                }
+            }
+            file_offset += len;
+        }
+        if out.metadata()?.len() != file_offset {
+            out.set_len(file_offset)?;
+        }
+        Ok(merge(written))
+    }
+
     /// The page ranges (offsets within the region) of the region at `file_offset` that may
     /// hold data: the backing file's data extents, plus, for a private mapping, the pages
     /// resident in it (those the guest wrote are among them).
@@ -354,6 +414,47 @@ mod tests {
                 .read_obj::<u64>(GuestAddress(0x30_0000))
                 .unwrap(),
             0
+        );
+    }
+
+    #[test]
+    fn copies_while_running_take_every_data_page_then_follow_the_pages_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = Memory::anonymous(16 << 20).unwrap();
+        mem.guest
+            .write_obj(0xabcdu64, GuestAddress(0x10_0000))
+            .unwrap();
+        mem.guest.write_obj(0u64, GuestAddress(0x20_0000)).unwrap();
+        let path = dir.path().join("memory");
+        assert_eq!(
+            mem.copy_to_file(&path, None).unwrap(),
+            [(0x10_0000, 0x10_1000)],
+            "the zero page stays a hole"
+        );
+        let file = File::open(&path).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 16 << 20);
+        assert_eq!(
+            data_extents(&file, 0, 16 << 20).unwrap(),
+            [(0x10_0000, 0x10_1000)]
+        );
+
+        // Asked-for pages are written over the copy even when they hold zeroes: a page the
+        // guest cleared must reach the copy as zeroes.
+        mem.guest.write_obj(0u64, GuestAddress(0x10_0000)).unwrap();
+        mem.guest.write_obj(7u64, GuestAddress(0x20_1000)).unwrap();
+        let pages = [0x10_0000 / 4096, 0x20_1000 / 4096, 0x20_2000 / 4096];
+        assert_eq!(
+            mem.copy_to_file(&path, Some(&pages)).unwrap(),
+            [(0x10_0000, 0x10_1000), (0x20_1000, 0x20_3000)]
+        );
+        let copy = Memory::from_snapshot(&path, 16 << 20).unwrap();
+        assert_eq!(
+            copy.guest.read_obj::<u64>(GuestAddress(0x10_0000)).unwrap(),
+            0
+        );
+        assert_eq!(
+            copy.guest.read_obj::<u64>(GuestAddress(0x20_1000)).unwrap(),
+            7
         );
     }
 

@@ -65,6 +65,23 @@ pub enum Request {
     /// Guest pages written since the previous `dirty_pages` (the first turns KVM's dirty
     /// logging on).
     DirtyPages,
+    /// Copies guest memory into the sparse file at `path` (the layout of a snapshot's memory
+    /// file) while the VM runs, for a pre-copy migration: without `dirty_only`, the file is
+    /// made afresh with every page that holds data, after dirty logging is turned on; with
+    /// it, the pages written since the previous copy (or `dirty_pages`) are written over
+    /// the file's. Answers `copied`.
+    CopyMemory {
+        /// The file.
+        path: PathBuf,
+        /// Only the pages written since the last copy.
+        dirty_only: bool,
+    },
+    /// Writes the paused VM's registers and device state, without its memory, to
+    /// `dir/state.json`: with the memory a pre-copy migration sent, a snapshot.
+    SaveState {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
     /// Turns this connection into an event stream.
     Subscribe,
 }
@@ -88,6 +105,11 @@ pub enum Response {
     DirtyPages {
         /// The pages.
         pages: Vec<u64>,
+    },
+    /// The answer to `CopyMemory`: the file ranges written (offset, end), merged.
+    Copied {
+        /// The ranges.
+        ranges: Vec<(u64, u64)>,
     },
     /// The request failed.
     Error {

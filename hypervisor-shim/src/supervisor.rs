@@ -177,6 +177,23 @@ impl VmHandle {
         }
     }
 
+    /// Copies guest memory into the file at `path` while the VM runs (see
+    /// [`Request::CopyMemory`]); returns the file ranges written.
+    pub fn copy_memory(&self, path: &Path, dirty_only: bool) -> Result<Vec<(u64, u64)>> {
+        let request = Request::CopyMemory {
+            path: path.to_owned(),
+            dirty_only,
+        };
+        match self.request(&request)? {
+            Response::Copied { ranges } => Ok(ranges),
+            Response::Error { kind, message } => Err(SupervisorError::Vm { kind, message }),
+            other => Err(SupervisorError::Vm {
+                kind: ErrorKind::Failed,
+                message: format!("unexpected response {other:?}"),
+            }),
+        }
+    }
+
     /// The VM's status.
     pub fn status(&self) -> Result<Status> {
         match self.request(&Request::Status)? {

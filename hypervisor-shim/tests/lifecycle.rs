@@ -335,6 +335,65 @@ fn the_dirty_log_reports_the_pages_guest_and_vmm_wrote() {
 }
 
 #[test]
+fn a_precopy_follows_the_running_guest_and_becomes_a_snapshot_with_its_state() {
+    if !kvm_present("the VM lifecycle tests") {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("precopy", 2);
+    wait_heartbeats_advance(&vm);
+    let dir = host.dir.path().join("precopy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let memory = dir.join("memory");
+    // The first copy takes every page with data; the guest runs on meanwhile.
+    let first = vm.copy_memory(&memory, false).unwrap();
+    let code = (layout::CODE, layout::CODE + 4096);
+    assert!(
+        first.iter().any(|&(a, b)| a <= code.0 && code.1 <= b),
+        "{first:?}"
+    );
+    assert_eq!(std::fs::metadata(&memory).unwrap().len(), 32 << 20);
+    // Later copies take what the guest wrote since: its heartbeat page, not its code.
+    wait_heartbeats_advance(&vm);
+    let dirty = vm.copy_memory(&memory, true).unwrap();
+    let heartbeat = (layout::HEARTBEAT, layout::HEARTBEAT + 4096);
+    assert!(
+        dirty
+            .iter()
+            .any(|&(a, b)| a <= heartbeat.0 && heartbeat.1 <= b),
+        "{dirty:?}"
+    );
+    assert!(
+        !dirty.iter().any(|&(a, b)| a <= code.0 && code.1 <= b),
+        "{dirty:?}"
+    );
+    assert!(
+        dirty.iter().map(|(a, b)| b - a).sum::<u64>() < 64 * 4096,
+        "an idle guest writes a handful of pages: {dirty:?}"
+    );
+    // State alone needs a paused VM.
+    let err = vm
+        .call(&Request::SaveState { dir: dir.clone() })
+        .unwrap_err();
+    assert_eq!(vm_error_kind(err), ErrorKind::InvalidState);
+    vm.call(&Request::Pause).unwrap();
+    vm.copy_memory(&memory, true).unwrap();
+    vm.call(&Request::SaveState { dir: dir.clone() }).unwrap();
+    let at_pause = heartbeats(&vm);
+    vm.call(&Request::Stop).unwrap();
+    vm.wait_exit(Duration::from_secs(10)).unwrap();
+
+    // The copy and the state are a snapshot: the guest goes on exactly where it paused.
+    let restored = host.supervisor.restore("precopy", &dir).unwrap();
+    let status = restored.status().unwrap();
+    assert_eq!(status.state, State::Paused);
+    assert_eq!(status.heartbeats, at_pause, "exactly where it paused");
+    restored.call(&Request::Resume).unwrap();
+    wait_heartbeats_advance(&restored);
+    restored.call(&Request::Stop).unwrap();
+}
+
+#[test]
 fn an_instruction_the_host_cannot_emulate_is_a_crash_that_names_it() {
     if !kvm_present("the VM lifecycle tests") {
         return;

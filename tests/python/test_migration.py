@@ -102,10 +102,11 @@ def test_the_migration_service_its_capabilities_and_profile_are_there(hosts):
             caps["DestinationHostFormatsSupported"]) == ([4, 5], [2, 3], [2, 3, 4])
     offered = {i["MigrationType"]: i for i in conn.Associators(
         caps.path, AssocClass="KVM_SettingsDefineCapabilities")}
-    assert sorted(offered) == [1, 3, 4], "Other (offline), Resume, Restart; no Live"
+    assert sorted(offered) == [1, 2, 3, 4], "Other (offline), Live, Resume, Restart"
     roles = {r["PartComponent"]["InstanceID"]: r["ValueRole"] for r in conn.References(
         caps.path, ResultClass="KVM_SettingsDefineCapabilities")}
-    assert roles["MigrationSettingData/Resume"] == 0, "Resume is the default"
+    assert roles["MigrationSettingData/Live"] == 0, "Live is the default, as in libvirt-cim"
+    assert roles["MigrationSettingData/Resume"] == 3
     server = pywbem.WBEMServer(a.conn(namespace="interop"))
     (profile,) = server.get_selected_profiles("DMTF", "Virtual System Migration")
     assert profile["InstanceID"] == "CIM:DSP1081-VirtualSystemMigration-0.8.1"
@@ -114,7 +115,7 @@ def test_the_migration_service_its_capabilities_and_profile_are_there(hosts):
     assert central["Name"] == "MigrationService"
 
 
-def test_a_running_vm_moves_with_its_memory_and_disk_and_comes_back_paused(hosts, tmp_path):
+def test_a_running_vm_moves_live_with_its_memory_and_disk_comes_back_paused_and_resumes(hosts, tmp_path):
     a, b = hosts
     conn_a, conn_b = a.conn(), b.conn()
     image = tmp_path / "shared.img"
@@ -137,8 +138,9 @@ def test_a_running_vm_moves_with_its_memory_and_disk_and_comes_back_paused(hosts
     assert is_migratable(conn_a, system, destination(b))
     assert "mover" in names(conn_a), "a check moves nothing"
 
-    job = migrate(conn_a, system, b)
+    job = migrate(conn_a, system, b)  # no settings: Live (pre-copy)
     assert job["JobState"] == 7, job["ErrorDescription"]
+    assert "pre-copy done" in a.log_path.read_text()
     assert "mover" not in names(conn_a)
     assert not (a.data_dir / "run" / "mover.sock").exists()
     moved = system_of(conn_b, "mover")
@@ -169,8 +171,15 @@ def test_a_running_vm_moves_with_its_memory_and_disk_and_comes_back_paused(hosts
     assert enabled_state(conn_a, back) == 9, "it arrives paused, as it left"
     assert tuple(heartbeats(a, "mover")) == frozen_at
     assert change(conn_a, back, 2) == 0
-    wait_advancing(a, "mover")
-    assert conn_a.InvokeMethod("DestroySystem", service(conn_a), AffectedSystem=back)[0] == 0
+    before = wait_advancing(a, "mover")
+
+    # Resume (3): paused, snapshotted and moved in one piece.
+    assert migrate(conn_a, back, b, 3)["JobState"] == 7
+    moved = system_of(conn_b, "mover")
+    assert enabled_state(conn_b, moved) == 2
+    after = wait_advancing(b, "mover")
+    assert all(n > p for n, p in zip(after, before)), (before, after)
+    assert conn_b.InvokeMethod("DestroySystem", service(conn_b), AffectedSystem=moved)[0] == 0
 
 
 def test_offline_and_restart_migrations(hosts):
@@ -202,12 +211,17 @@ def test_migrations_that_cannot_be_done_say_why_and_leave_the_vm_where_it_was(ho
     clash = define(conn_b, "homebody", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
     try:
         assert change(conn_a, system, 2) == 0
-        # Live (pre-copy) migration is not offered.
+        # A migration type DSP1081 does not define, a transport other than TLS.
         with pytest.raises(pywbem.CIMError) as err:
             conn_a.InvokeMethod("MigrateVirtualSystemToHost", svc, ComputerSystem=system,
-                                DestinationHost=destination(b), MigrationSettingData=settings(2))
+                                DestinationHost=destination(b), MigrationSettingData=settings(7))
         assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
-        assert "Live" in err.value.status_description
+        ssh = CIMInstance("KVM_VirtualSystemMigrationSettingData",
+                          properties={"MigrationType": Uint16(2), "TransportType": Uint16(2)})
+        with pytest.raises(pywbem.CIMError) as err:
+            conn_a.InvokeMethod("MigrateVirtualSystemToHost", svc, ComputerSystem=system,
+                                DestinationHost=destination(b), MigrationSettingData=ssh)
+        assert "HTTPS" in err.value.status_description
         # A running VM is not moved offline (5: Invalid State).
         rv, _ = conn_a.InvokeMethod("MigrateVirtualSystemToHost", svc, ComputerSystem=system,
                                     DestinationHost=destination(b), MigrationSettingData=settings(1))

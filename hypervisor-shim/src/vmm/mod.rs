@@ -281,6 +281,50 @@ impl Process {
                 }
                 return None;
             }
+            Request::CopyMemory { path, dirty_only } => {
+                let started = Instant::now();
+                let copied = self.copy_memory(path, *dirty_only);
+                match copied {
+                    Ok(ranges) => {
+                        tracing::info!(
+                            path = %path.display(),
+                            dirty_only,
+                            bytes = ranges.iter().map(|(a, b)| b - a).sum::<u64>(),
+                            ms = started.elapsed().as_secs_f64() * 1e3,
+                            "memory copied"
+                        );
+                        request.reply(&Response::Copied { ranges })
+                    }
+                    Err(e) => request.fail(ErrorKind::Failed, e.to_string()),
+                }
+                return None;
+            }
+            Request::SaveState { dir } => {
+                if self.state != State::Paused {
+                    request.fail(
+                        ErrorKind::InvalidState,
+                        format!(
+                            "the state is saved alone from a paused VM, not a {} one",
+                            self.state
+                        ),
+                    );
+                    return None;
+                }
+                let saved = self.capture().and_then(|state| {
+                    snapshot::write_state(
+                        dir,
+                        &self.machine.config,
+                        state,
+                        self.machine.memory.size(),
+                        true,
+                    )
+                });
+                match saved {
+                    Ok(()) => request.reply(&Response::Ok),
+                    Err(e) => request.fail(ErrorKind::Failed, e.to_string()),
+                }
+                return None;
+            }
             Request::Status => {
                 let status = self.status();
                 request.reply(&Response::Status(Box::new(status)));
@@ -484,6 +528,17 @@ impl Process {
             power_on: self.machine.power_on.clone(),
             virtio: self.machine.virtio.snapshot(),
         })
+    }
+
+    /// Copies guest memory to `path` while the VM runs: the pages written since the last
+    /// copy, or (turning dirty logging on first) all of it. Returns the file ranges written.
+    fn copy_memory(&mut self, path: &Path, dirty_only: bool) -> Result<Vec<(u64, u64)>, Error> {
+        let dirty = self.machine.take_dirty_pages()?;
+        let pages = dirty_only.then_some(dirty.as_slice());
+        self.machine
+            .memory
+            .copy_to_file(path, pages)
+            .map_err(Error::Memory)
     }
 
     /// Writes a snapshot, leaving the vCPUs paused.

@@ -82,11 +82,30 @@ pub fn write(
     let memory_data_bytes = memory
         .save(&memory_tmp)
         .map_err(io("writing guest memory"))?;
+    fs::rename(&memory_tmp, dir.join(MEMORY_FILE)).map_err(io("renaming the memory file"))?;
+    write_state(dir, config, state, memory.size(), paused)?;
+    Ok(Written { memory_data_bytes })
+}
+
+/// Writes `dir/state.json` alone (created if missing), to a temporary name first; the memory
+/// file of `memory_bytes` comes from elsewhere (a pre-copy migration sends it).
+pub fn write_state(
+    dir: &Path,
+    config: &VmConfig,
+    state: MachineState,
+    memory_bytes: u64,
+    paused: bool,
+) -> Result<(), Error> {
+    let io = |what: &str| {
+        let what = format!("{what} in {}", dir.display());
+        move |e: std::io::Error| Error::Snapshot(format!("{what}: {e}"))
+    };
+    fs::create_dir_all(dir).map_err(io("creating the directory"))?;
     let file = SnapshotFile {
         format: FORMAT.to_owned(),
         version: VERSION,
         config: config.clone(),
-        memory_bytes: memory.size(),
+        memory_bytes,
         paused,
         state,
     };
@@ -96,12 +115,10 @@ pub fn write(
     fs::File::open(&state_tmp)
         .and_then(|f| f.sync_all())
         .map_err(io("syncing the state"))?;
-    fs::rename(&memory_tmp, dir.join(MEMORY_FILE)).map_err(io("renaming the memory file"))?;
     fs::rename(&state_tmp, dir.join(STATE_FILE)).map_err(io("renaming the state file"))?;
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io("syncing the directory"))?;
-    Ok(Written { memory_data_bytes })
+        .map_err(io("syncing the directory"))
 }
 
 /// Reads `dir/state.json`, checking its format and version.

@@ -715,8 +715,12 @@ fn snapshot_service_capabilities(class: &Class) -> Instance {
 
 /// The migration settings carried out: name, MigrationType, and DSP1043's ValueRole (0
 /// Default, 3 Supported).
-const MIGRATION_SETTINGS: [(&str, u16, u16); 3] =
-    [("Resume", 3, 0), ("Restart", 4, 3), ("Offline", 1, 3)];
+const MIGRATION_SETTINGS: [(&str, u16, u16); 4] = [
+    ("Live", 2, 0),
+    ("Resume", 3, 3),
+    ("Restart", 4, 3),
+    ("Offline", 1, 3),
+];
 
 fn migration_capabilities(class: &Class) -> Instance {
     let path = paths::migration_capabilities();

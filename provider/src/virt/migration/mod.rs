@@ -6,19 +6,20 @@
 //! 1. `POST incoming` offers the VM's definition. The destination checks it as DefineSystem
 //!    would (name, UUID, images, host resources) and holds the name for it; with `?check` it
 //!    only checks (CheckVirtualSystemIsMigratableToHost).
-//! 2. A running VM (MigrationType 3, Resume) is paused and snapshotted on the source, and
-//!    `PUT incoming/ID/FILE` sends the snapshot's files: the memory file's data extents only,
-//!    each as one request with a `Content-Range`.
+//! 2. `PUT incoming/ID/FILE` sends the VM's memory and state, each piece as one request with
+//!    a `Content-Range`. Live (MigrationType 2, the default): the memory's data pages while
+//!    the guest runs, then the pages it wrote meanwhile, round after round, until few are
+//!    left; then the guest is paused for the last ones and the state. Resume (3): the guest
+//!    is paused and snapshotted, and the snapshot's files sent (the memory's data extents).
 //! 3. The source powers its copy off, then `POST incoming/ID/commit` defines the VM on the
-//!    destination and restores it there (Resume), boots it (Restart) or leaves it defined
-//!    (Other: offline).
+//!    destination and restores it there (Live, Resume), boots it (Restart) or leaves it
+//!    defined (Other: offline).
 //! 4. The source then forgets the VM. Should anything fail before the commit succeeds, the
 //!    source's copy goes on (restored from the snapshot if it was already off) and
 //!    `DELETE incoming/ID` drops what the destination received.
 //!
 //! Disk images and kernels are not copied: as with libvirt, they must be at the same paths
-//! on both hosts (shared storage). The VM is paused from the snapshot to the restore on the
-//! destination; pre-copy ("Live", MigrationType 2) is not offered.
+//! on both hosts (shared storage).
 
 mod methods;
 mod receiver;
@@ -50,6 +51,10 @@ pub const CHUNK_BYTES: u64 = 8 << 20;
 pub enum MigrationKind {
     /// 1 "Other": a stopped VM's definition moves (libvirt-cim's offline migration).
     Offline,
+    /// 2 "Live": the memory is copied while the guest runs, then the pages it wrote
+    /// meanwhile, until few are left; the guest is paused only for those and its registers
+    /// and devices (pre-copy).
+    Live,
     /// 3 "Resume": the running or paused VM is paused, moved with its memory and device
     /// state, and goes on where it was on the destination.
     Resume,
@@ -59,10 +64,10 @@ pub enum MigrationKind {
 
 impl MigrationKind {
     /// The kind a MigrationSettingData asks for; none, or MigrationType 0 (Unknown), is
-    /// Resume. `Err` says why the settings cannot be honoured (return code 1).
+    /// Live, as in libvirt-cim. `Err` says why the settings cannot be honoured.
     pub fn from_settings(settings: Option<&Instance>) -> Result<MigrationKind, String> {
         let Some(settings) = settings else {
-            return Ok(MigrationKind::Resume);
+            return Ok(MigrationKind::Live);
         };
         match settings.get("TransportType") {
             // Unknown, TLS, TLS Strict: cimvirt's transport is HTTPS with a verified peer.
@@ -74,15 +79,14 @@ impl MigrationKind {
             }
         }
         match settings.get("MigrationType") {
-            None | Some(Value::UInt16(0 | 3)) => Ok(MigrationKind::Resume),
+            None | Some(Value::UInt16(0 | 2)) => Ok(MigrationKind::Live),
             Some(Value::UInt16(1)) => Ok(MigrationKind::Offline),
+            Some(Value::UInt16(3)) => Ok(MigrationKind::Resume),
             Some(Value::UInt16(4)) => Ok(MigrationKind::Restart),
-            Some(Value::UInt16(2)) => Err(
-                "MigrationType 2 (Live, pre-copy) is not supported: 3 (Resume) moves the VM \
-                 paused, 4 (Restart) reboots it on the destination"
-                    .into(),
-            ),
-            Some(other) => Err(format!("MigrationType {other:?} is not supported")),
+            Some(other) => Err(format!(
+                "MigrationType {other:?} is not supported (1 Other: offline, 2 Live, 3 Resume, \
+                 4 Restart)"
+            )),
         }
     }
 }
@@ -138,18 +142,15 @@ mod tests {
     }
 
     #[test]
-    fn migration_types_map_to_what_is_carried_out_and_live_is_refused() {
-        assert_eq!(
-            MigrationKind::from_settings(None),
-            Ok(MigrationKind::Resume)
-        );
+    fn migration_types_map_to_what_is_carried_out() {
+        assert_eq!(MigrationKind::from_settings(None), Ok(MigrationKind::Live));
         let kind = |m, t| MigrationKind::from_settings(Some(&settings(m, t)));
-        assert_eq!(kind(None, None), Ok(MigrationKind::Resume));
+        assert_eq!(kind(None, None), Ok(MigrationKind::Live));
+        assert_eq!(kind(Some(2), Some(4)), Ok(MigrationKind::Live));
         assert_eq!(kind(Some(3), Some(3)), Ok(MigrationKind::Resume));
         assert_eq!(kind(Some(1), None), Ok(MigrationKind::Offline));
         assert_eq!(kind(Some(4), Some(4)), Ok(MigrationKind::Restart));
-        assert!(kind(Some(2), None).unwrap_err().contains("Live"));
-        assert!(kind(Some(7), None).is_err());
+        assert!(kind(Some(7), None).unwrap_err().contains("7"));
         assert!(kind(Some(3), Some(2)).unwrap_err().contains("HTTPS"));
     }
 }

@@ -356,7 +356,7 @@ fn write_piece(path: &Path, total: u64, offset: u64, bytes: &[u8]) -> Result<(),
 
 impl VirtManager {
     /// Takes over a VM from another host: defines it, then restores it from the snapshot
-    /// received in `dir` (Resume), boots it (Restart) or leaves it off (offline). Should
+    /// received in `dir` (Live, Resume), boots it (Restart) or leaves it off (offline). Should
     /// that fail, the definition is taken back.
     pub(super) fn take_over(&self, offer: &Offer, dir: &Path) -> CimResult<()> {
         let definition = &offer.definition;
@@ -365,7 +365,8 @@ impl VirtManager {
             .claim(name)
             .map_err(|e| CimError::failed(e.describe()))?;
         let config = definition.vm_config(self.console_log(name));
-        if offer.kind == MigrationKind::Resume {
+        let from_snapshot = matches!(offer.kind, MigrationKind::Live | MigrationKind::Resume);
+        if from_snapshot {
             for file in [STATE_FILE, MEMORY_FILE] {
                 if !dir.join(file).exists() {
                     return Err(CimError::invalid_parameter(format!(
@@ -379,12 +380,14 @@ impl VirtManager {
         self.define(definition.clone())?;
         let started = match offer.kind {
             MigrationKind::Offline => Ok(()),
-            MigrationKind::Resume => self.supervisor().restore(name, dir).and_then(|vm| {
-                if offer.running {
-                    vm.call(&VmRequest::Resume)?;
-                }
-                Ok(())
-            }),
+            MigrationKind::Live | MigrationKind::Resume => {
+                self.supervisor().restore(name, dir).and_then(|vm| {
+                    if offer.running {
+                        vm.call(&VmRequest::Resume)?;
+                    }
+                    Ok(())
+                })
+            }
             MigrationKind::Restart => self.supervisor().start(&config).map(drop),
         };
         if let Err(e) = started {

@@ -227,13 +227,31 @@ impl Remote {
         let local = |e: std::io::Error| RemoteError::Local(format!("{}: {e}", path.display()));
         let file = File::open(&path).map_err(local)?;
         let size = file.metadata().map_err(local)?.len();
-        let mut extents = hypervisor_shim::memory::data_extents(&file, 0, size).map_err(local)?;
-        // An empty or all-hole file still tells the destination its size.
-        if extents.is_empty() {
-            extents.push((0, 0));
-        }
+        let extents = hypervisor_shim::memory::data_extents(&file, 0, size).map_err(local)?;
+        self.send_ranges(id, &path, name, &extents)
+    }
+
+    /// Sends the byte ranges `ranges` of the local file `path` as the destination's file
+    /// `name`, in pieces of at most [`CHUNK_BYTES`]; returns the bytes sent. No ranges still
+    /// tells the destination the file's size.
+    pub fn send_ranges(
+        &mut self,
+        id: &str,
+        path: &Path,
+        name: &str,
+        ranges: &[(u64, u64)],
+    ) -> Result<u64, RemoteError> {
+        let local = |e: std::io::Error| RemoteError::Local(format!("{}: {e}", path.display()));
+        let file = File::open(path).map_err(local)?;
+        let size = file.metadata().map_err(local)?.len();
+        let whole = [(0, 0)];
+        let ranges = if ranges.is_empty() {
+            &whole[..]
+        } else {
+            ranges
+        };
         let mut sent = 0;
-        for (start, end) in extents {
+        for &(start, end) in ranges {
             let mut offset = start;
             loop {
                 let len = (end - offset).min(CHUNK_BYTES);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::protocol::{ErrorKind, Request};
-use hypervisor_shim::supervisor::SupervisorError;
+use hypervisor_shim::supervisor::{SupervisorError, VmHandle};
 use hypervisor_shim::vmm::snapshot::{MEMORY_FILE, STATE_FILE};
 use tokio::runtime::Handle;
 use tracing::info;
@@ -17,6 +17,12 @@ use crate::virt::manager::{ChangeError, VirtManager};
 
 /// How long a Restart migration waits for the guest to shut down before powering it off.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most pre-copy rounds (the first copy included) before a Live migration pauses the
+/// guest whatever it still writes.
+const MAX_ROUNDS: usize = 8;
+/// A round that copied this little ends the pre-copy: the rest is sent with the guest
+/// paused.
+const FINAL_BYTES: u64 = 2 << 20;
 
 /// Why a migration cannot start, in DSP1081's return codes.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +78,15 @@ impl VirtManager {
         let state = self.state(&definition);
         let allowed = match kind {
             MigrationKind::Offline => matches!(state, State::Defined | State::Off | State::Crashed),
-            MigrationKind::Resume => matches!(state, State::Running | State::Paused),
+            MigrationKind::Live | MigrationKind::Resume => {
+                matches!(state, State::Running | State::Paused)
+            }
             MigrationKind::Restart => state == State::Running,
         };
         if !allowed {
             let wanted = match kind {
                 MigrationKind::Offline => "off (MigrationType 1)",
+                MigrationKind::Live => "running or paused (MigrationType 2)",
                 MigrationKind::Resume => "running or paused (MigrationType 3)",
                 MigrationKind::Restart => "running (MigrationType 4)",
             };
@@ -168,7 +177,11 @@ impl VirtManager {
             .unwrap_or_default();
         let result = match offer.kind {
             MigrationKind::Offline => remote.commit(&id).map_err(failed),
-            MigrationKind::Resume => self.move_running(name, &offer, &id, remote),
+            MigrationKind::Live if offer.running => self.move_live(name, &offer, &id, remote),
+            // A paused guest writes nothing: moving it as it is loses no time.
+            MigrationKind::Live | MigrationKind::Resume => {
+                self.move_running(name, &offer, &id, remote)
+            }
             MigrationKind::Restart => self.move_rebooted(name, &id, remote),
         };
         match result {
@@ -224,11 +237,100 @@ impl VirtManager {
                 return Err(e);
             }
         };
-        // The destination opens the disk images only once this process has let them go.
+        self.hand_over(name, offer, id, remote, &vm, &dir, sent, paused_at)
+    }
+
+    /// Live: copies the memory while the guest runs, then the pages it wrote meanwhile,
+    /// round after round, into a local copy that follows the guest and to the destination,
+    /// until a round has at most [`FINAL_BYTES`] or [`MAX_ROUNDS`] have gone by. Then the
+    /// guest is paused for the last pages and its state, which also make the local copy a
+    /// snapshot to go on from should the destination fail. Any failure before the hand-over
+    /// leaves the VM running here.
+    fn move_live(
+        &self,
+        name: &str,
+        offer: &Offer,
+        id: &str,
+        remote: &mut Remote,
+    ) -> Result<(), ChangeError> {
+        let vm = self
+            .supervisor()
+            .get(name)
+            .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {name} has stopped")))?;
+        let dir = self.vm_dir().join(format!("{name}.migration"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let memory = dir.join(MEMORY_FILE);
+        let failed = |e: RemoteError| ChangeError::Failed(e.to_string());
+        let mut precopy = || -> Result<(u64, usize), ChangeError> {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ChangeError::Failed(format!("{}: {e}", dir.display())))?;
+            let ranges = vm.copy_memory(&memory, false)?;
+            let mut sent = remote
+                .send_ranges(id, &memory, MEMORY_FILE, &ranges)
+                .map_err(failed)?;
+            let mut rounds = 1;
+            while rounds < MAX_ROUNDS {
+                let ranges = vm.copy_memory(&memory, true)?;
+                let bytes: u64 = ranges.iter().map(|(a, b)| b - a).sum();
+                sent += remote
+                    .send_ranges(id, &memory, MEMORY_FILE, &ranges)
+                    .map_err(failed)?;
+                rounds += 1;
+                if bytes <= FINAL_BYTES {
+                    break;
+                }
+            }
+            Ok((sent, rounds))
+        };
+        let (mut sent, rounds) = match precopy() {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let paused_at = Instant::now();
+        let last = vm
+            .call(&Request::Pause)
+            .map_err(ChangeError::from)
+            .and_then(|()| {
+                let ranges = vm.copy_memory(&memory, true)?;
+                let bytes = remote
+                    .send_ranges(id, &memory, MEMORY_FILE, &ranges)
+                    .map_err(failed)?;
+                vm.call(&Request::SaveState { dir: dir.clone() })?;
+                Ok(bytes + remote.send_file(id, &dir, STATE_FILE).map_err(failed)?)
+            });
+        match last {
+            Ok(bytes) => sent += bytes,
+            Err(e) => {
+                let _ = vm.call(&Request::Resume);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        }
+        info!(vm = name, rounds, "pre-copy done");
+        self.hand_over(name, offer, id, remote, &vm, &dir, sent, paused_at)
+    }
+
+    /// Powers the paused VM off here (the destination opens the disk images only once this
+    /// process has let them go) and has the destination take it over; should that fail, the
+    /// VM goes on here from the snapshot in `dir`, as it was.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &self,
+        name: &str,
+        offer: &Offer,
+        id: &str,
+        remote: &mut Remote,
+        vm: &VmHandle,
+        dir: &Path,
+        sent: u64,
+        paused_at: Instant,
+    ) -> Result<(), ChangeError> {
         vm.call(&Request::Stop)?;
         vm.wait_exit(Duration::from_secs(30));
-        let committed = remote.commit(id);
-        let result = match committed {
+        let result = match remote.commit(id) {
             Ok(()) => {
                 info!(
                     vm = name,
@@ -240,8 +342,7 @@ impl VirtManager {
                 Ok(())
             }
             Err(e) => {
-                // Back as it was, from the snapshot just taken.
-                let restored = self.supervisor().restore(name, &dir).and_then(|vm| {
+                let restored = self.supervisor().restore(name, dir).and_then(|vm| {
                     if offer.running {
                         vm.call(&Request::Resume)?;
                     }
@@ -253,7 +354,7 @@ impl VirtManager {
                 Err(ChangeError::Failed(e.to_string()))
             }
         };
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
         result
     }
 
