@@ -615,6 +615,12 @@ def test_snapshots_are_taken_applied_and_destroyed(virt):
         assert vssd["VirtualSystemIdentifier"] == "snappy" and vssd["CreationTime"] is not None
         (taken,) = conn.AssociatorNames(system, AssocClass="KVM_SnapshotOfVirtualSystem")
         assert taken["InstanceID"] == snapshot["InstanceID"]
+        # The snapshot is a VSSD with its RASDs: the settings it restores.
+        held = {r["InstanceID"]: r for r in conn.Associators(
+            snapshot, AssocClass="KVM_VirtualSystemSettingDataComponent")}
+        assert set(held) == {"snappy:snapshot:1/proc", "snappy:snapshot:1/mem"}
+        assert held["snappy:snapshot:1/proc"]["VirtualQuantity"] == 1
+        assert held["snappy:snapshot:1/mem"]["VirtualQuantity"] == 16 << 10  # KiB
 
         assert change(conn, system, 2) == 0
         deadline = time.monotonic() + 10

@@ -108,6 +108,10 @@ pub struct Snapshot {
     pub vcpus: u32,
     /// Guest RAM in MiB at the time.
     pub memory_mib: u64,
+    /// The disks and network ports at the time (`None` in snapshots taken before they were
+    /// recorded).
+    #[serde(default)]
+    pub devices: Option<(Vec<DiskDefinition>, Vec<NicDefinition>)>,
 }
 
 impl VmDefinition {

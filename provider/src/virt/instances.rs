@@ -169,23 +169,25 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             .map(|(kind, migration_type, _)| migration_setting_data(class, kind, *migration_type))
             .collect()
     } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
-        per_vm(&|d, _| vec![rasd(class, d)])
+        with_snapshots(model, &|d| vec![rasd(class, d)])
     } else if is(class::DISK_RASD) {
-        per_vm(&|d, _| {
+        with_snapshots(model, &|d| {
             d.disks
                 .iter()
                 .map(|disk| disk_rasd(class, model, d, disk))
                 .collect()
         })
     } else if is(class::STORAGE_SASD) {
-        per_vm(&|d, _| {
+        with_snapshots(model, &|d| {
             d.disks
                 .iter()
                 .map(|disk| storage_sasd(class, model, d, disk))
                 .collect()
         })
     } else if is(class::NET_RASD) {
-        per_vm(&|d, _| d.nics.iter().map(|nic| net_rasd(class, d, nic)).collect())
+        with_snapshots(model, &|d| {
+            d.nics.iter().map(|nic| net_rasd(class, d, nic)).collect()
+        })
     } else if is(class::LOGICAL_DISK) {
         per_vm(&|d, s| {
             d.disks
@@ -641,6 +643,49 @@ fn job(class: &Class, j: &Job) -> Instance {
         values.push(("ErrorDescription", text(description)));
     }
     build(class, with_keys(&path, values))
+}
+
+/// The settings a snapshot holds, as a definition named `NAME:snapshot:ID`, so that its
+/// RASDs are `NAME:snapshot:ID/proc` ... beside the VM's `NAME/proc` ...
+fn snapshot_view(d: &VmDefinition, s: &Snapshot) -> VmDefinition {
+    let (disks, nics) = s.devices.clone().unwrap_or_default();
+    VmDefinition {
+        name: format!("{}:snapshot:{}", d.name, s.id),
+        vcpus: s.vcpus,
+        memory_mib: s.memory_mib,
+        disks,
+        nics,
+        snapshots: Vec::new(),
+        ..d.clone()
+    }
+}
+
+/// `f` of every VM and of every snapshot's settings.
+fn with_snapshots(model: &Model, f: &dyn Fn(&VmDefinition) -> Vec<Instance>) -> Vec<Instance> {
+    model
+        .vms
+        .iter()
+        .flat_map(|(d, _)| {
+            let mut out = f(d);
+            for s in &d.snapshots {
+                out.extend(f(&snapshot_view(d, s)));
+            }
+            out
+        })
+        .collect()
+}
+
+/// The RASDs (and DSP1047 storage allocations) of a definition.
+fn rasd_paths(d: &VmDefinition) -> Vec<ObjectPath> {
+    [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)]
+        .into_iter()
+        .chain(device_pairs(d).into_iter().map(|(_, rasd)| rasd))
+        .chain(
+            d.disks
+                .iter()
+                .map(|disk| paths::storage_sasd(&d.name, &disk.device)),
+        )
+        .collect()
 }
 
 fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Instance {
@@ -1275,22 +1320,22 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         })
         .collect()
     } else if is(class::SETTING_DATA_COMPONENT) {
+        // The VM's settings and each snapshot's (DSP1057 and the snapshot profile: a
+        // snapshot is a VSSD with its RASDs).
         vms.flat_map(|d| {
-            [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)]
-                .into_iter()
-                .chain(device_pairs(d).into_iter().map(|(_, rasd)| rasd))
-                .chain(
-                    d.disks
-                        .iter()
-                        .map(|disk| paths::storage_sasd(&d.name, &disk.device)),
+            let own = (paths::setting_data(&d.name), rasd_paths(d));
+            let taken = d.snapshots.iter().map(|s| {
+                (
+                    paths::snapshot(&d.name, &s.id),
+                    rasd_paths(&snapshot_view(d, s)),
                 )
-                .map(|rasd| {
-                    pair(
-                        "GroupComponent",
-                        paths::setting_data(&d.name),
-                        "PartComponent",
-                        rasd,
-                    )
+            });
+            std::iter::once(own)
+                .chain(taken)
+                .flat_map(|(vssd, rasds)| {
+                    rasds.into_iter().map(move |rasd| {
+                        pair("GroupComponent", vssd.clone(), "PartComponent", rasd)
+                    })
                 })
                 .collect::<Vec<_>>()
         })

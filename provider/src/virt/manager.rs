@@ -617,6 +617,7 @@ impl VirtManager {
             dir,
             vcpus: definition.vcpus,
             memory_mib: definition.memory_mib,
+            devices: Some((definition.disks.clone(), definition.nics.clone())),
         };
         definition.snapshots.push(snapshot.clone());
         self.persist(&definition)
@@ -647,6 +648,11 @@ impl VirtManager {
         self.supervisor.restore(name, &snapshot.dir)?;
         definition.vcpus = snapshot.vcpus;
         definition.memory_mib = snapshot.memory_mib;
+        // The machine comes back with the devices it had: the snapshot's state is theirs.
+        if let Some((disks, nics)) = snapshot.devices {
+            definition.disks = disks;
+            definition.nics = nics;
+        }
         definition.last_applied = Some(snapshot.id);
         self.persist(&definition)
             .map_err(|e| ChangeError::Failed(e.description))
