@@ -1341,32 +1341,27 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         })
         .collect()
     } else if is(class::ELEMENT_CAPABILITIES) {
-        let mut out = vec![
-            pair(
-                "ManagedElement",
+        let mut out: Vec<Instance> = [
+            (
                 paths::service(model.hostname),
-                "Capabilities",
                 paths::management_capabilities(),
             ),
-            pair(
-                "ManagedElement",
+            (
                 paths::snapshot_service(model.hostname),
-                "Capabilities",
                 paths::snapshot_service_capabilities(),
             ),
-            pair(
-                "ManagedElement",
+            (
                 paths::migration_service(model.hostname),
-                "Capabilities",
                 paths::migration_capabilities(),
             ),
-            pair(
-                "ManagedElement",
+            (
                 paths::host(model.hostname),
-                "Capabilities",
                 paths::host_state_capabilities(model.hostname),
             ),
-        ];
+        ]
+        .into_iter()
+        .map(|(element, caps)| pair("ManagedElement", element, "Capabilities", caps))
+        .collect();
         out.extend(model.pools().iter().map(|p| {
             pair(
                 "ManagedElement",

@@ -651,11 +651,7 @@ fn context_of(call: &Call<'_>, body: &Element) -> Result<(String, Arc<State>), F
 }
 
 fn body_named<'a>(call: &'a Call<'_>, local: &str) -> Result<&'a Element, Fault> {
-    call.request
-        .body
-        .as_ref()
-        .filter(|b| b.is(names::WSEN, local))
-        .ok_or_else(|| Fault::schema(format!("the body is not a wsen:{local}")))
+    call.body_named(names::WSEN, "wsen", local)
 }
 
 /// WS-Enumeration Pull.

@@ -34,11 +34,7 @@ const PUSH: &str = "http://schemas.xmlsoap.org/ws/2004/08/eventing/DeliveryModes
 const PUSH_WITH_ACK: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/PushWithAck";
 
 fn body_named<'a>(call: &'a Call<'_>, local: &str) -> Result<&'a Element, Fault> {
-    call.request
-        .body
-        .as_ref()
-        .filter(|b| b.is(names::WSE, local))
-        .ok_or_else(|| Fault::schema(format!("the body is not a wse:{local}")))
+    call.body_named(names::WSE, "wse", local)
 }
 
 /// wse:Expires as a duration; absolute times are refused.

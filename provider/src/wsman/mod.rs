@@ -160,6 +160,21 @@ impl Call<'_> {
         Ok(self.cimom.execute(&self.ctx, ns, op).await?)
     }
 
+    /// The body's element, which must be `local` in `namespace` (written `prefix:local` in
+    /// the fault otherwise).
+    pub fn body_named(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        local: &str,
+    ) -> Result<&crate::cimxml::dom::Element, Fault> {
+        self.request
+            .body
+            .as_ref()
+            .filter(|b| b.is(namespace, local))
+            .ok_or_else(|| Fault::schema(format!("the body is not a {prefix}:{local}")))
+    }
+
     /// The most octets the response envelope may have.
     pub fn max_envelope_size(&self) -> usize {
         let n = self

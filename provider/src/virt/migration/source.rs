@@ -1,6 +1,6 @@
 //! The source's side: checking that a VM can go, and moving it as a job.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -201,6 +201,17 @@ impl VirtManager {
         }
     }
 
+    /// The process of the VM that leaves, and the directory (emptied) of what it sends.
+    fn migrating(&self, name: &str) -> Result<(Arc<VmHandle>, PathBuf), ChangeError> {
+        let vm = self
+            .supervisor()
+            .get(name)
+            .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {name} has stopped")))?;
+        let dir = self.vm_dir().join(format!("{name}.migration"));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok((vm, dir))
+    }
+
     /// Resume: pauses the VM, snapshots it, sends the snapshot, powers the VM off here and
     /// has the destination restore it. Any failure leaves the VM running here as it was.
     fn move_running(
@@ -210,12 +221,7 @@ impl VirtManager {
         id: &str,
         remote: &mut Remote,
     ) -> Result<(), ChangeError> {
-        let vm = self
-            .supervisor()
-            .get(name)
-            .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {name} has stopped")))?;
-        let dir = self.vm_dir().join(format!("{name}.migration"));
-        let _ = std::fs::remove_dir_all(&dir);
+        let (vm, dir) = self.migrating(name)?;
         let paused_at = Instant::now();
         if offer.running {
             vm.call(&Request::Pause)?;
@@ -253,12 +259,7 @@ impl VirtManager {
         id: &str,
         remote: &mut Remote,
     ) -> Result<(), ChangeError> {
-        let vm = self
-            .supervisor()
-            .get(name)
-            .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {name} has stopped")))?;
-        let dir = self.vm_dir().join(format!("{name}.migration"));
-        let _ = std::fs::remove_dir_all(&dir);
+        let (vm, dir) = self.migrating(name)?;
         let memory = dir.join(MEMORY_FILE);
         let failed = |e: RemoteError| ChangeError::Failed(e.to_string());
         let mut precopy = || -> Result<(u64, usize), ChangeError> {
