@@ -10,12 +10,8 @@ log: from the pause to the destination's answer to the commit, which comes after
 restore), the bytes sent, and Live's pause as a fraction of Resume's. Run through
 scripts/bench-migration."""
 
-import json
 import os
 import re
-import socket
-import struct
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +22,7 @@ from pathlib import Path
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint64
 
-from bench_virt import free_port, heartbeat, ms, status, wait_running
+from bench_virt import free_port, heartbeat, ms, stop_server, vm_request, wait_running
 
 BINARY = Path(sys.argv[1] if len(sys.argv) > 1 else "target/release/cimvirtd").resolve()
 RUNS = int(os.environ.get("RUNS", "20"))
@@ -35,17 +31,7 @@ PASSWORD = "bench-pass"
 
 def fill_memory(data, name):
     """Has the guest write a pattern over its memory above 4 MiB, so that all of it moves."""
-    sock = socket.socket(socket.AF_UNIX)
-    sock.connect(str(data / "run" / f"{name}.sock"))
-    try:
-        for message in ({"request": "hello", "version": 1},
-                        {"request": "send_console", "bytes": list(b"f")}):
-            body = json.dumps(message).encode()
-            sock.sendall(struct.pack("<I", len(body)) + body)
-            (length,) = struct.unpack("<I", sock.recv(4, socket.MSG_WAITALL))
-            sock.recv(length, socket.MSG_WAITALL)
-    finally:
-        sock.close()
+    assert vm_request(data, name, {"request": "send_console", "bytes": list(b"f")})["response"] == "ok"
     console = data / "vms" / f"{name}.console.log"
     while "filled" not in console.read_text():
         time.sleep(0.01)
@@ -134,13 +120,7 @@ def main():
             owner[2].InvokeMethod("DestroySystem", svc, AffectedSystem=system)
     finally:
         for data, proc, *_ in hosts:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            for sock in (data / "run").glob("*.sock"):
-                try:
-                    os.kill(status(data, sock.stem)["pid"], signal.SIGKILL)
-                except OSError:
-                    pass
+            stop_server(proc, data)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ def free_port():
     return port
 
 
-def status(data, name):
-    """The VM process's status, from its control socket."""
+def vm_request(data, name, message):
+    """One request to the VM process over its control socket; its answer."""
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(str(data / "run" / f"{name}.sock"))
 
@@ -52,9 +52,26 @@ def status(data, name):
 
     try:
         call({"request": "hello", "version": 1})
-        return call({"request": "status"})
+        return call(message)
     finally:
         sock.close()
+
+
+def status(data, name):
+    """The VM process's status, from its control socket."""
+    return vm_request(data, name, {"request": "status"})
+
+
+def stop_server(server, data):
+    """SIGTERM to the server, then SIGKILL to the VMs it leaves: VMs outlive their server by
+    design, and a benchmark run must not leave any behind."""
+    server.send_signal(signal.SIGTERM)
+    server.wait(30)
+    for sock in (data / "run").glob("*.sock"):
+        try:
+            os.kill(status(data, sock.stem)["pid"], signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def heartbeat(data, name):
@@ -167,14 +184,7 @@ def main():
         for name, runs, median, p99, unit in rows:
             print(f"| {name} | {runs} | {median:.2f} | {p99:.2f} | {unit} |")
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-        # VMs outlive the server by design: a failed run must not leave any behind.
-        for sock in (data / "run").glob("*.sock"):
-            try:
-                os.kill(status(data, sock.stem)["pid"], signal.SIGKILL)
-            except OSError:
-                pass
+        stop_server(server, data)
 
 
 if __name__ == "__main__":

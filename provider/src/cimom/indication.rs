@@ -45,12 +45,16 @@ pub enum Format {
     /// A CIM-XML ExportIndication request (DSP0200).
     CimXml,
     /// A WS-Management event (DSP0226 clause 10).
-    Wsman {
-        /// The subscription's wse:Identifier, sent in each event.
-        identifier: String,
-        /// PushWithAck: the event asks for an acknowledgement.
-        ack: bool,
-    },
+    Wsman(EventSink),
+}
+
+/// What a WS-Management event sink is sent with each event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EventSink {
+    /// The subscription's wse:Identifier.
+    pub identifier: String,
+    /// PushWithAck: each event asks for an acknowledgement.
+    pub ack: bool,
 }
 
 /// A subscription that selects an indication: where it goes.
@@ -79,16 +83,19 @@ pub fn time_left(subscription: &Instance) -> Option<Duration> {
     Some(Duration::from_secs(end.saturating_sub(now).max(0) as u64))
 }
 
-/// The wse:Identifier of a WS-Management destination: `uuid:ID` for the `wsman:ID` ones
-/// WS-Eventing Subscribe creates, else its Name.
-fn identifier_of(destination: &Instance) -> String {
-    match text(destination, "Name") {
+/// How a WS-Management destination is sent events: its wse:Identifier (`uuid:ID` for the
+/// `wsman:ID` ones WS-Eventing Subscribe creates, else its Name) and whether its
+/// DeliveryMode is 3, PushWithAck.
+fn event_sink(destination: &Instance) -> EventSink {
+    let identifier = match text(destination, "Name") {
         Some(name) => match name.strip_prefix("wsman:") {
             Some(id) => format!("uuid:{id}"),
             None => name.to_owned(),
         },
         None => String::new(),
-    }
+    };
+    let ack = matches!(destination.get("DeliveryMode"), Some(Value::UInt16(3)));
+    EventSink { identifier, ack }
 }
 
 fn text<'a>(instance: &'a Instance, name: &str) -> Option<&'a str> {
@@ -183,10 +190,7 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
             continue;
         }
         let format = if is_wsman(cimom, &handler.instance) {
-            Format::Wsman {
-                identifier: identifier_of(&handler.instance),
-                ack: matches!(handler.instance.get("DeliveryMode"), Some(Value::UInt16(3))),
-            }
+            Format::Wsman(event_sink(&handler.instance))
         } else {
             Format::CimXml
         };
@@ -209,9 +213,9 @@ fn is_wsman(cimom: &Cimom, destination: &Instance) -> bool {
         .is_ok_and(|ns| ns.is_subclass_of(destination.class_name.as_str(), WSMAN_DESTINATION))
 }
 
-/// A WS-Management event envelope to `to`: `action`, the subscription's identifier, an
-/// acknowledgement request for PushWithAck, and `body`.
-fn wsman_envelope(to: &str, action: &str, identifier: &str, ack: bool, body: &str) -> String {
+/// A WS-Management event envelope to `to`: `action`, the sink's subscription identifier,
+/// an acknowledgement request for PushWithAck, and `body`.
+fn wsman_envelope(to: &str, action: &str, sink: &EventSink, body: &str) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><s:Envelope");
     for (prefix, uri) in [
         ("xmlns:s", wsman_names::SOAP),
@@ -229,9 +233,9 @@ fn wsman_envelope(to: &str, action: &str, identifier: &str, ack: bool, body: &st
     out.push_str("</wsa:Action><wsa:MessageID>uuid:");
     out.push_str(&crate::ids::random_uuid());
     out.push_str("</wsa:MessageID><wse:Identifier>");
-    encode::text(&mut out, identifier);
+    encode::text(&mut out, &sink.identifier);
     out.push_str("</wse:Identifier>");
-    if ack {
+    if sink.ack {
         out.push_str("<wsman:AckRequested/>");
     }
     out.push_str("</s:Header><s:Body>");
@@ -241,13 +245,7 @@ fn wsman_envelope(to: &str, action: &str, identifier: &str, ack: bool, body: &st
 }
 
 /// The WS-Management event carrying `indication`, raised in `namespace`.
-pub fn wsman_event(
-    indication: &Instance,
-    namespace: &str,
-    to: &str,
-    identifier: &str,
-    ack: bool,
-) -> String {
+pub fn wsman_event(indication: &Instance, namespace: &str, to: &str, sink: &EventSink) -> String {
     let mut body = String::new();
     wscim::write_instance(
         &mut body,
@@ -255,7 +253,7 @@ pub fn wsman_event(
         &encode::InstanceFilter::all(),
         namespace,
     );
-    wsman_envelope(to, EVENT_ACTION, identifier, ack, &body)
+    wsman_envelope(to, EVENT_ACTION, sink, &body)
 }
 
 /// The CIM-XML export request carrying `indication` (DSP0201's SIMPLEEXPREQ).
@@ -307,9 +305,7 @@ pub async fn post(
                 .header("CIMExport", "MethodRequest")
                 .header("CIMExportMethod", "ExportIndication")
                 .header("CIMProtocolVersion", "1.0"),
-            Format::Wsman { .. } => {
-                request.header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8")
-            }
+            Format::Wsman(_) => request.header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8"),
         }
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| transport(&e))?;
@@ -344,9 +340,7 @@ pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication
     for target in targets {
         let body = || match &target.format {
             Format::CimXml => export.clone(),
-            Format::Wsman { identifier, ack } => {
-                wsman_event(indication, namespace, &target.destination, identifier, *ack)
-            }
+            Format::Wsman(sink) => wsman_event(indication, namespace, &target.destination, sink),
         };
         let mut attempt = 1;
         loop {
@@ -422,14 +416,9 @@ pub async fn maintain(
             continue;
         }
         last_beat.insert(key, Instant::now());
-        let identifier = identifier_of(&handler.instance);
-        let ack = matches!(handler.instance.get("DeliveryMode"), Some(Value::UInt16(3)));
-        let format = Format::Wsman {
-            identifier: identifier.clone(),
-            ack,
-        };
-        let beat = wsman_envelope(to, HEARTBEAT_ACTION, &identifier, ack, "");
-        if let Err(e) = post(client, to, &format, beat).await {
+        let sink = event_sink(&handler.instance);
+        let beat = wsman_envelope(to, HEARTBEAT_ACTION, &sink, "");
+        if let Err(e) = post(client, to, &Format::Wsman(sink), beat).await {
             debug!(destination = to, "heartbeat not delivered: {e}");
         }
     }

@@ -13,8 +13,8 @@ use super::body::ResponseBody;
 use super::stream::Reply;
 use crate::cimxml::request::{EnvelopeError, Request};
 
-/// A plain-text response.
-pub(super) fn plain(status: HttpStatus, text: &str) -> Reply {
+/// A plain-text response: `text` and a newline.
+pub fn plain(status: HttpStatus, text: &str) -> Reply {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "text/plain; charset=utf-8")

@@ -12,6 +12,7 @@ mod wsman;
 
 use std::time::Duration;
 
+pub use headers::plain;
 pub use server::{serve, Listener, Scheme, ServeError, Services};
 
 use std::sync::Arc;

@@ -704,6 +704,21 @@ impl VirtManager {
         Ok(())
     }
 
+    /// Restores VM `name` from the snapshot in `dir` in a new process: running if `run`,
+    /// else as the snapshot was taken (a snapshot taken paused comes back paused).
+    pub(super) fn restore_from(
+        &self,
+        name: &str,
+        dir: &Path,
+        run: bool,
+    ) -> Result<(), SupervisorError> {
+        let vm = self.supervisor.restore(name, dir)?;
+        if run && vm.status().is_ok_and(|s| s.state == State::Paused) {
+            vm.call(&Request::Resume)?;
+        }
+        Ok(())
+    }
+
     /// The VM processes.
     pub(super) fn supervisor(&self) -> &Supervisor {
         &self.supervisor
@@ -899,11 +914,8 @@ impl VirtManager {
                 .filter(|d| d.join(SNAPSHOT_STATE_FILE).exists())
             {
                 Some(saved) => {
-                    let vm = self.supervisor.restore(name, saved)?;
-                    // Saved while paused, it comes back paused; Enabled means running.
-                    if vm.status().is_ok_and(|s| s.state == State::Paused) {
-                        vm.call(&Request::Resume)?;
-                    }
+                    // Enabled means running, even for a VM saved while paused.
+                    self.restore_from(name, saved, true)?;
                     let _ = std::fs::remove_dir_all(saved);
                     definition.saved = None;
                     self.persist(&definition)

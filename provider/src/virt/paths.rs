@@ -206,13 +206,24 @@ pub fn system(name: &str) -> ObjectPath {
         .with_key("Name", name)
 }
 
-/// The management service.
-pub fn service(hostname: &str) -> ObjectPath {
-    path(class::MANAGEMENT_SERVICE)
+/// An element of the host keyed by its system and class (a service, a device): `key`
+/// (Name or DeviceID) is `value`.
+fn of_host(class: &str, hostname: &str, key: &str, value: &str) -> ObjectPath {
+    path(class)
         .with_key("SystemCreationClassName", class::HOST_SYSTEM)
         .with_key("SystemName", hostname)
-        .with_key("CreationClassName", class::MANAGEMENT_SERVICE)
-        .with_key("Name", "Management Service")
+        .with_key("CreationClassName", class)
+        .with_key(key, value)
+}
+
+/// The management service.
+pub fn service(hostname: &str) -> ObjectPath {
+    of_host(
+        class::MANAGEMENT_SERVICE,
+        hostname,
+        "Name",
+        "Management Service",
+    )
 }
 
 /// The management service's capabilities.
@@ -268,23 +279,19 @@ fn device(class: &str, vm: &str, id: &str) -> ObjectPath {
         .with_key("DeviceID", format!("{vm}/{id}").as_str())
 }
 
-/// A device of the host.
-fn host_device(class: &str, hostname: &str, id: &str) -> ObjectPath {
-    path(class)
-        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
-        .with_key("SystemName", hostname)
-        .with_key("CreationClassName", class)
-        .with_key("DeviceID", id)
-}
-
 /// Logical CPU `index` of the host.
 pub fn host_processor(hostname: &str, index: usize) -> ObjectPath {
-    host_device(class::HOST_PROCESSOR, hostname, &format!("CPU{index}"))
+    of_host(
+        class::HOST_PROCESSOR,
+        hostname,
+        "DeviceID",
+        &format!("CPU{index}"),
+    )
 }
 
 /// The host's RAM.
 pub fn host_memory(hostname: &str) -> ObjectPath {
-    host_device(class::HOST_MEMORY, hostname, "memory")
+    of_host(class::HOST_MEMORY, hostname, "DeviceID", "memory")
 }
 
 /// The host's state capabilities (it offers no state changes).
@@ -310,20 +317,17 @@ pub fn state_capabilities(name: &str) -> ObjectPath {
 
 /// The snapshot service.
 pub fn snapshot_service(hostname: &str) -> ObjectPath {
-    path(class::SNAPSHOT_SERVICE)
-        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
-        .with_key("SystemName", hostname)
-        .with_key("CreationClassName", class::SNAPSHOT_SERVICE)
-        .with_key("Name", "SnapshotService")
+    of_host(class::SNAPSHOT_SERVICE, hostname, "Name", "SnapshotService")
 }
 
 /// The migration service (libvirt-cim's Name, "MigrationService").
 pub fn migration_service(hostname: &str) -> ObjectPath {
-    path(class::MIGRATION_SERVICE)
-        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
-        .with_key("SystemName", hostname)
-        .with_key("CreationClassName", class::MIGRATION_SERVICE)
-        .with_key("Name", "MigrationService")
+    of_host(
+        class::MIGRATION_SERVICE,
+        hostname,
+        "Name",
+        "MigrationService",
+    )
 }
 
 /// The migration service's capabilities.
@@ -341,11 +345,7 @@ pub fn migration_setting_data(kind: &str) -> ObjectPath {
 
 /// The pool configuration service.
 pub fn pool_service(hostname: &str) -> ObjectPath {
-    path(class::POOL_SERVICE)
-        .with_key("SystemCreationClassName", class::HOST_SYSTEM)
-        .with_key("SystemName", hostname)
-        .with_key("CreationClassName", class::POOL_SERVICE)
-        .with_key("Name", "RPCS")
+    of_host(class::POOL_SERVICE, hostname, "Name", "RPCS")
 }
 
 /// Volume `volume` of storage pool `pool` (InstanceID `DiskPool/POOL/VOLUME`).

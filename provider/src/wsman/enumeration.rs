@@ -704,11 +704,7 @@ pub async fn release(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 fn expires_element(d: Duration) -> String {
-    format!(
-        "<wsen:Expires>PT{}.{:03}S</wsen:Expires>",
-        d.as_secs(),
-        d.subsec_millis()
-    )
+    format!("<wsen:Expires>{}</wsen:Expires>", wscim::xs_seconds(d))
 }
 
 /// WS-Enumeration Renew: restarts the context's expiry, with a new one if given.

@@ -55,11 +55,7 @@ fn expires(body: &Element) -> Result<Option<Duration>, Fault> {
 }
 
 fn expires_element(d: Duration) -> String {
-    format!(
-        "<wse:Expires>PT{}.{:03}S</wse:Expires>",
-        d.as_secs(),
-        d.subsec_millis()
-    )
+    format!("<wse:Expires>{}</wse:Expires>", super::wscim::xs_seconds(d))
 }
 
 /// The query a subscription filters with, checked: it parses, and selects from an

@@ -219,6 +219,12 @@ pub fn xs_duration(i: &Interval) -> String {
     s
 }
 
+/// A `Duration` as xs:duration in seconds with milliseconds (`PT600.000S`), as expiry
+/// times are written.
+pub fn xs_seconds(d: Duration) -> String {
+    format!("PT{}.{:03}S", d.as_secs(), d.subsec_millis())
+}
+
 /// Parses an xs:duration without years or months (`PT60.000S`, `P1DT2H`) into a
 /// `Duration`; `None` if it is not one.
 pub fn parse_duration(s: &str) -> Option<Duration> {

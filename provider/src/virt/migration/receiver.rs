@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_RANGE, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hypervisor_shim::lifecycle::State;
-use hypervisor_shim::protocol::Request as VmRequest;
 use hypervisor_shim::vmm::snapshot::{self, MEMORY_FILE, STATE_FILE};
 use tracing::{info, warn};
 
@@ -22,7 +21,7 @@ use super::{Accepted, MigrationKind, Offer, CHUNK_BYTES, PREFIX};
 use crate::auth::{Access, User};
 use crate::error::{CimError, CimResult, StatusCode as CimStatus};
 use crate::http::body::ResponseBody;
-use crate::http::Endpoint;
+use crate::http::{plain as answer, Endpoint};
 use crate::lock;
 use crate::virt::manager::VirtManager;
 use crate::virt::NAMESPACE;
@@ -51,14 +50,6 @@ pub struct Receiver {
 
 /// An answer: a status and a line of text.
 type Answer = Response<ResponseBody>;
-
-fn answer(status: StatusCode, text: &str) -> Answer {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(ResponseBody::full(format!("{text}\n")))
-        .expect("static response parts are valid")
-}
 
 fn refused(e: &CimError) -> Answer {
     let status = match e.code {
@@ -381,12 +372,7 @@ impl VirtManager {
         let started = match offer.kind {
             MigrationKind::Offline => Ok(()),
             MigrationKind::Live | MigrationKind::Resume => {
-                self.supervisor().restore(name, dir).and_then(|vm| {
-                    if offer.running {
-                        vm.call(&VmRequest::Resume)?;
-                    }
-                    Ok(())
-                })
+                self.restore_from(name, dir, offer.running)
             }
             MigrationKind::Restart => self.supervisor().start(&config).map(drop),
         };

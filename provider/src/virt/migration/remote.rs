@@ -228,7 +228,7 @@ impl Remote {
         let file = File::open(&path).map_err(local)?;
         let size = file.metadata().map_err(local)?.len();
         let extents = hypervisor_shim::memory::data_extents(&file, 0, size).map_err(local)?;
-        self.send_ranges(id, &path, name, &extents)
+        self.send_pieces(id, &file, &path, name, &extents)
     }
 
     /// Sends the byte ranges `ranges` of the local file `path` as the destination's file
@@ -241,8 +241,21 @@ impl Remote {
         name: &str,
         ranges: &[(u64, u64)],
     ) -> Result<u64, RemoteError> {
+        let file =
+            File::open(path).map_err(|e| RemoteError::Local(format!("{}: {e}", path.display())))?;
+        self.send_pieces(id, &file, path, name, ranges)
+    }
+
+    /// [`Remote::send_ranges`] on the open `file` (at `path`, for messages).
+    fn send_pieces(
+        &mut self,
+        id: &str,
+        file: &File,
+        path: &Path,
+        name: &str,
+        ranges: &[(u64, u64)],
+    ) -> Result<u64, RemoteError> {
         let local = |e: std::io::Error| RemoteError::Local(format!("{}: {e}", path.display()));
-        let file = File::open(path).map_err(local)?;
         let size = file.metadata().map_err(local)?.len();
         let whole = [(0, 0)];
         let ranges = if ranges.is_empty() {

@@ -343,13 +343,7 @@ impl VirtManager {
                 Ok(())
             }
             Err(e) => {
-                let restored = self.supervisor().restore(name, dir).and_then(|vm| {
-                    if offer.running {
-                        vm.call(&Request::Resume)?;
-                    }
-                    Ok(())
-                });
-                if let Err(r) = restored {
+                if let Err(r) = self.restore_from(name, dir, offer.running) {
                     tracing::error!(vm = name, "restoring the VM after a failed migration: {r}");
                 }
                 Err(ChangeError::Failed(e.to_string()))
