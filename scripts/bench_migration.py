@@ -26,7 +26,7 @@ from bench_virt import free_port, heartbeat, ms, stop_server, vm_request, wait_r
 
 BINARY = Path(sys.argv[1] if len(sys.argv) > 1 else "target/release/cimvirtd").resolve()
 RUNS = int(os.environ.get("RUNS", "20"))
-PASSWORD = "bench-pass"
+PASSWORD = "bench-password"
 
 
 def fill_memory(data, name):
@@ -38,7 +38,7 @@ def fill_memory(data, name):
 
 
 def start(data, config):
-    subprocess.run([BINARY, "user", "add", "admin", "--data-dir", data], input=f"{PASSWORD}\n".encode(),
+    subprocess.run([BINARY, "user", "add", "admin", "--access", "read-write", "--data-dir", data], input=f"{PASSWORD}\n".encode(),
                    check=True, capture_output=True)
     http, https = free_port(), free_port()
     log = open(data / "server.log", "w")

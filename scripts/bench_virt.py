@@ -121,7 +121,7 @@ def ms(samples):
 
 def main():
     data = Path(tempfile.mkdtemp(prefix="cimvirt-bench-"))
-    subprocess.run([BINARY, "user", "add", "admin", "--data-dir", data], input=b"bench-pass\n",
+    subprocess.run([BINARY, "user", "add", "admin", "--access", "read-write", "--data-dir", data], input=b"bench-password\n",
                    check=True, capture_output=True)
     port = free_port()
     log = open(data / "server.log", "w")
@@ -131,7 +131,7 @@ def main():
     try:
         while "cimvirtd ready" not in (data / "server.log").read_text():
             time.sleep(0.05)
-        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", ("admin", "bench-pass"),
+        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", ("admin", "bench-password"),
                                      default_namespace="root/virt")
         (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
         rows = []

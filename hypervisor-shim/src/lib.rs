@@ -10,7 +10,8 @@
 //! - [`vmm`]: one VM process: its machine, vCPU threads, control loop and snapshots.
 //! - [`protocol`] and [`lifecycle`]: the control socket's messages and the VM state machine.
 //! - [`supervisor`]: starts, controls and re-adopts VM processes from the server.
-//! - [`inventory`]: what the host has (CPU, memory, KVM).
+//! - [`inventory`]: what the host has (CPU, memory, KVM). [`rlimits`]: the process's own
+//!   resource limits.
 
 pub mod arch;
 pub mod cgroup;
@@ -22,6 +23,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod netif;
 pub mod protocol;
+pub mod rlimits;
 pub mod storage;
 pub mod supervisor;
 pub mod vmm;

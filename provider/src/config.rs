@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthSettings, HashSettings, ThrottleSettings};
 use crate::cimom::pull::PullLimits;
 use crate::cimom::CimomConfig;
 use crate::cimxml::dom::XmlLimits;
@@ -36,6 +37,68 @@ pub struct Config {
     pub storage: StorageSection,
     /// `[migration]`: how VMs move to other cimvirt hosts.
     pub migration: MigrationSection,
+    /// `[auth]`: password checking and hashing.
+    pub auth: AuthSection,
+}
+
+/// `[auth]`: what checking passwords may cost the server, and the cost of new hashes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Threads checking passwords, each with its argon2 memory (default: the CPUs, at
+    /// most 4).
+    pub workers: Option<usize>,
+    /// Milliseconds a check may wait for a thread, or for its client's turn, before the
+    /// request is answered 503.
+    pub max_wait_ms: u64,
+    /// Checks of one client (address) waiting or running at once.
+    pub checks_per_client: usize,
+    /// Failed checks a client may have before its next ones are delayed.
+    pub free_failures: u32,
+    /// The delay after the first failure beyond the free ones, in milliseconds; it doubles
+    /// with each further failure.
+    pub first_failure_delay_ms: u64,
+    /// The longest such delay, in milliseconds.
+    pub max_failure_delay_ms: u64,
+    /// Seconds after its last failure that a client's failures are forgotten.
+    pub forget_failures_secs: u64,
+    /// `[auth.argon2]`: the cost of password hashes made from now on.
+    pub argon2: HashSettings,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            workers: None,
+            max_wait_ms: 2000,
+            checks_per_client: 2,
+            free_failures: 5,
+            first_failure_delay_ms: 250,
+            max_failure_delay_ms: 4000,
+            forget_failures_secs: 600,
+            argon2: HashSettings::default(),
+        }
+    }
+}
+
+impl AuthSection {
+    /// The authenticator's settings, with `remember` from `[limits] auth_cache_secs`.
+    pub fn settings(&self, remember: Duration) -> AuthSettings {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        AuthSettings {
+            remember,
+            workers: self.workers.unwrap_or(cpus.min(4)).max(1),
+            max_wait: Duration::from_millis(self.max_wait_ms.max(1)),
+            throttle: ThrottleSettings {
+                concurrent_per_client: self.checks_per_client.max(1),
+                free_failures: self.free_failures,
+                first_delay: Duration::from_millis(self.first_failure_delay_ms),
+                max_delay: Duration::from_millis(self.max_failure_delay_ms),
+                forget_after: Duration::from_secs(self.forget_failures_secs),
+            },
+            hashing: self.argon2,
+        }
+    }
 }
 
 /// `[migration]`: the account this server uses on destination hosts, and their port.
@@ -178,8 +241,16 @@ pub struct Limits {
     pub max_xml_depth: usize,
     /// Most XML elements in one request (HTTP 400 request-not-valid above).
     pub max_xml_elements: usize,
-    /// Most concurrent connections (HTTP 503 above).
+    /// Most concurrent connections (the longest idle one is closed above, HTTP 503 when
+    /// all are busy).
     pub max_connections: usize,
+    /// Most concurrent connections of one client address (IPv6: /64).
+    pub max_connections_per_client: usize,
+    /// Seconds a connection may stay idle while at most half of `max_connections` are
+    /// open; shorter as more are, down to 1 s.
+    pub idle_timeout_secs: u64,
+    /// Largest body of a request answered without credentials (WS-Management Identify).
+    pub max_anonymous_request_bytes: u64,
     /// Seconds to receive a request's headers, and for the TLS handshake.
     pub header_read_timeout_secs: u64,
     /// Seconds to receive a request's body (HTTP 408 after).
@@ -207,6 +278,9 @@ impl Default for Limits {
             max_xml_depth: 64,
             max_xml_elements: 100_000,
             max_connections: 1024,
+            max_connections_per_client: 128,
+            idle_timeout_secs: 30,
+            max_anonymous_request_bytes: 16 * 1024,
             header_read_timeout_secs: 30,
             body_read_timeout_secs: 60,
             request_timeout_secs: 600,
@@ -254,6 +328,9 @@ impl Limits {
         HttpLimits {
             max_request_bytes: self.max_request_bytes,
             max_connections: self.max_connections.max(1),
+            max_connections_per_client: self.max_connections_per_client.max(1),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            max_anonymous_request_bytes: self.max_anonymous_request_bytes,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
@@ -308,6 +385,25 @@ mod tests {
         assert_eq!(c.limits.max_request_bytes, 10);
         assert_eq!(c.limits.max_xml_depth, Limits::default().max_xml_depth);
         assert!(toml::from_str::<Config>("[limits]\nmax_bytes = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_auth_section_has_defaults_and_takes_overrides() {
+        let c: Config = toml::from_str("").unwrap();
+        let s = c.auth.settings(Duration::from_secs(60));
+        assert!((1..=4).contains(&s.workers));
+        assert_eq!(s.hashing, HashSettings::default());
+        assert_eq!(s.throttle.concurrent_per_client, 2);
+        let c: Config = toml::from_str(
+            "[auth]\nworkers = 3\nfree_failures = 1\n[auth.argon2]\nmemory_kib = 65536\n",
+        )
+        .unwrap();
+        let s = c.auth.settings(Duration::from_secs(1));
+        assert_eq!((s.workers, s.throttle.free_failures), (3, 1));
+        assert_eq!(s.hashing.memory_kib, 65536);
+        assert_eq!(s.hashing.iterations, HashSettings::default().iterations);
+        assert!(toml::from_str::<Config>("[auth]\nthreads = 1\n").is_err());
+        assert!(toml::from_str::<Config>("[auth.argon2]\nm = 1\n").is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`cimom`]: the object manager: operations, providers, queries, pull enumerations,
 //!   the interop namespace.
 //! - [`wsman`]: WS-Management (DSP0226/0227/0230) decoding and encoding.
-//! - [`store`]: durable state in redb. [`auth`]: users and rights. [`config`]: settings.
+//! - [`store`]: durable state in redb. [`auth`]: users, rights and authentication.
+//!   [`config`]: settings. [`peer`]: clients as per-client limits count them.
 
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod peer;
 pub mod schema;
 pub mod store;
 pub mod virt;

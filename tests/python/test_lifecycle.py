@@ -33,13 +33,19 @@ def test_first_start_creates_admin_certificate_and_database(tmp_path):
 
 def test_user_commands(tmp_path):
     d = str(tmp_path)
-    cimvirtd("user", "add", "ops", "--access", "read-only", "--namespace", "root/virt",
-             "--data-dir", d, stdin="pw\n")
+    out = cimvirtd("user", "add", "ops", "--access", "read-only", "--namespace", "root/virt",
+                   "--data-dir", d, stdin="ops-password\n").stdout
+    assert out == "user ops saved: root/virt=read-only\n"
     assert "ops\troot/virt=read-only" in cimvirtd("user", "list", "--data-dir", d).stdout
-    r = cimvirtd("user", "add", "bad:name", "--data-dir", d, stdin="pw\n", check=False)
+    # Read-only everywhere unless more is asked for.
+    out = cimvirtd("user", "add", "viewer", "--data-dir", d, stdin="viewer-password\n").stdout
+    assert out == "user viewer saved: *=read-only\n"
+    r = cimvirtd("user", "add", "bad:name", "--data-dir", d, stdin="a long password\n", check=False)
     assert r.returncode != 0 and "not a valid user name" in r.stderr
-    r = cimvirtd("user", "add", "empty", "--data-dir", d, stdin="\n", check=False)
-    assert r.returncode != 0 and "must not be empty" in r.stderr
+    for short in ("", "pw", "elevenchars"):
+        r = cimvirtd("user", "add", "short", "--data-dir", d, stdin=short + "\n", check=False)
+        assert r.returncode != 0 and "at least 12 characters" in r.stderr
+    assert "at least 12 characters" in cimvirtd("user", "add", "--help").stdout
     cimvirtd("user", "del", "ops", "--data-dir", d)
     r = cimvirtd("user", "del", "ops", "--data-dir", d, check=False)
     assert r.returncode != 0 and "no user named ops" in r.stderr
@@ -48,10 +54,11 @@ def test_user_commands(tmp_path):
 def test_namespace_rights(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
-    cimvirtd("user", "add", "virtonly", "--namespace", "root/virt", "--data-dir", str(d), stdin="pw\n")
+    cimvirtd("user", "add", "virtonly", "--access", "read-write", "--namespace", "root/virt",
+             "--data-dir", str(d), stdin="virt-only-password\n")
     srv = Server(d, users=False)
     try:
-        conn = srv.conn(creds=("virtonly", "pw"))
+        conn = srv.conn(creds=("virtonly", "virt-only-password"))
         assert conn.EnumerateClassNames()
         with pytest.raises(pywbem.CIMError) as e:
             conn.EnumerateClassNames(namespace="interop")

@@ -132,7 +132,7 @@ fn init_logging(config: &Config) -> Result<(), String> {
 }
 
 /// Creates the first user, `admin`, with a random password written to the data directory.
-fn create_initial_admin(store: &Store, data_dir: &Path) -> Result<(), String> {
+fn create_initial_admin(store: &Store, data_dir: &Path, config: &Config) -> Result<(), String> {
     let password = auth::random_password();
     let path = data_dir.join("initial-admin-password");
     let mut file = std::fs::OpenOptions::new()
@@ -152,6 +152,7 @@ fn create_initial_admin(store: &Store, data_dir: &Path) -> Result<(), String> {
             namespace: "*".into(),
             access: Access::ReadWrite,
         }],
+        &config.auth.argon2,
     )
     .map_err(|e| e.to_string())?;
     warn!(file = %path.display(), "created user 'admin' with a random password; it is in the file named here");
@@ -199,6 +200,35 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
     Ok((supervisor, host))
 }
 
+/// Files the server keeps open beside its connections: listeners, the database, logs,
+/// VM control sockets, outgoing connections.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the open-files limit to what `limits.max_connections` needs; if the hard limit
+/// does not allow it, lowers the connection limit to fit instead, so that the connection
+/// table (which makes room by closing idle connections) is full before accept(2) fails.
+fn fit_open_files(mut limits: http::HttpLimits) -> http::HttpLimits {
+    let wanted = limits.max_connections as u64 + RESERVED_FILES;
+    match hypervisor_shim::rlimits::raise_open_files(wanted) {
+        Ok(soft) if soft < wanted => {
+            let fit = soft.saturating_sub(RESERVED_FILES).max(16) as usize;
+            warn!(
+                open_files = soft,
+                max_connections = fit,
+                "the open-files limit (ulimit -Hn) is too low for [limits] max_connections; serving fewer"
+            );
+            limits.max_connections = fit;
+            limits.max_connections_per_client = limits.max_connections_per_client.min(fit);
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot read the open-files limit"),
+    }
+    limits
+}
+
+/// Threads the async runtime may start for blocking work.
+const MAX_BLOCKING_THREADS: usize = 64;
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(args: ServeArgs) -> ExitCode {
     let settings = match settings(args) {
@@ -212,8 +242,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
         eprintln!("cimvirtd: {e}");
         return ExitCode::from(2);
     }
+    if let Err(e) = settings.config.auth.argon2.validate() {
+        eprintln!("cimvirtd: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work (VM control, migration files) is bounded like everything else a
+        // request can start; password checks have threads of their own.
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,
@@ -260,12 +297,17 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .is_empty()
     {
-        create_initial_admin(&store, data_dir)?;
+        create_initial_admin(&store, data_dir, &settings.config)?;
     }
     let limits = settings.config.limits.clone();
-    let authenticator = Arc::new(
-        Authenticator::new(&store, Duration::from_secs(limits.auth_cache_secs))
-            .map_err(|e| e.to_string())?,
+    let auth_settings = settings
+        .config
+        .auth
+        .settings(Duration::from_secs(limits.auth_cache_secs));
+    let authenticator = Authenticator::new(&store, auth_settings).map_err(|e| e.to_string())?;
+    info!(
+        threads = authenticator.workers(),
+        "password checks run on a fixed set of threads"
     );
     let identity = ServerIdentity::current();
     let tls = if settings.https.is_empty() {
@@ -393,6 +435,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         }
         let _ = stop_tx.send(true);
     });
+    let http_limits = fit_open_files(limits.http());
     info!(data_dir = %data_dir.display(), version = env!("CARGO_PKG_VERSION"), "cimvirtd ready");
     http::serve(
         listeners,
@@ -403,7 +446,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
             wsman: settings.config.wsman.settings(),
             endpoints: vec![migration_endpoint],
         },
-        limits.http(),
+        http_limits,
         stop_rx,
     )
     .await

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use provider::auth::{self, Access, Right};
-use provider::config::default_data_dir;
+use provider::auth::{self, Access, HashSettings, Right, MIN_PASSWORD_CHARS};
+use provider::config::{default_data_dir, Config};
 use provider::store::Store;
 
 /// `user` subcommands.
@@ -30,12 +30,26 @@ pub enum UserCommand {
     },
 }
 
-/// The data directory option.
+/// Where the users are: the data directory, given or from the server's configuration.
 #[derive(Debug, Args)]
 pub struct DataDir {
-    /// The data directory [default: /var/lib/cimvirt as root, else ~/.local/share/cimvirt].
+    /// The server's configuration file: its `data_dir`, and `[auth.argon2]` for new
+    /// password hashes.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data directory [default: the configuration's, else /var/lib/cimvirt as root,
+    /// else ~/.local/share/cimvirt].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn config(&self) -> Result<Config, String> {
+        match &self.config {
+            Some(path) => Config::load(path).map_err(|e| e.to_string()),
+            None => Ok(Config::default()),
+        }
+    }
 }
 
 /// Access levels on the command line.
@@ -49,11 +63,14 @@ pub enum AccessArg {
 
 /// Options of `user add`.
 #[derive(Debug, Args)]
+#[command(after_help = format!(
+    "The password is read from the first line of stdin: at least {MIN_PASSWORD_CHARS} characters."
+))]
 pub struct AddArgs {
     /// The user name.
     name: String,
-    /// The access granted.
-    #[arg(long, value_enum, default_value = "read-write")]
+    /// The access granted: read-only unless read-write is asked for.
+    #[arg(long, value_enum, default_value = "read-only")]
     access: AccessArg,
     /// Limit the access to these namespaces (repeatable) [default: all].
     #[arg(long = "namespace", value_name = "NS")]
@@ -63,7 +80,12 @@ pub struct AddArgs {
 }
 
 fn open(dir: &DataDir) -> Result<Store, String> {
-    let dir = dir.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config = dir.config()?;
+    let dir = dir
+        .data_dir
+        .clone()
+        .or(config.data_dir)
+        .unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("cimvirt.redb");
     Store::open(&path)
@@ -84,6 +106,8 @@ pub fn run(cmd: UserCommand) -> ExitCode {
 fn execute(cmd: UserCommand) -> Result<(), String> {
     match cmd {
         UserCommand::Add(args) => {
+            let hashing: HashSettings = args.dir.config()?.auth.argon2;
+            hashing.validate().map_err(|e| e.to_string())?;
             let store = open(&args.dir)?;
             let mut password = String::new();
             std::io::stdin()
@@ -104,8 +128,13 @@ fn execute(cmd: UserCommand) -> Result<(), String> {
                 .into_iter()
                 .map(|namespace| Right { namespace, access })
                 .collect();
-            auth::put_user(&store, &args.name, password, rights).map_err(|e| e.to_string())?;
-            println!("user {} saved", args.name);
+            let user = auth::put_user(&store, &args.name, password, rights, &hashing)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "user {} saved: {}",
+                user.name,
+                describe_rights(&user.rights)
+            );
         }
         UserCommand::Del { name, dir } => {
             let store = open(&dir)?;
@@ -117,23 +146,27 @@ fn execute(cmd: UserCommand) -> Result<(), String> {
         UserCommand::List { dir } => {
             let store = open(&dir)?;
             for u in auth::list_users(&store).map_err(|e| e.to_string())? {
-                let rights: Vec<String> = u
-                    .rights
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{}={}",
-                            r.namespace,
-                            match r.access {
-                                Access::ReadOnly => "read-only",
-                                Access::ReadWrite => "read-write",
-                            }
-                        )
-                    })
-                    .collect();
-                println!("{}\t{}", u.name, rights.join(","));
+                println!("{}\t{}", u.name, describe_rights(&u.rights));
             }
         }
     }
     Ok(())
+}
+
+/// `NS=access,...`, as `user list` shows rights.
+fn describe_rights(rights: &[Right]) -> String {
+    rights
+        .iter()
+        .map(|r| {
+            format!(
+                "{}={}",
+                r.namespace,
+                match r.access {
+                    Access::ReadOnly => "read-only",
+                    Access::ReadWrite => "read-write",
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }

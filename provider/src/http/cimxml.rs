@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
@@ -98,40 +98,27 @@ impl Handler {
             path => {
                 let endpoint = self.endpoints.iter().find(|e| path.starts_with(e.prefix()));
                 if let Some(endpoint) = endpoint {
-                    let user = self.authenticate(req.headers(), scheme, peer).await?;
-                    return Ok(endpoint.serve(user, req).await);
+                    let (parts, body) = req.into_parts();
+                    let (user, body) = self
+                        .authenticate(&parts.headers, body, scheme, peer)
+                        .await?;
+                    return Ok(endpoint.serve(user, Request::from_parts(parts, body)).await);
                 }
             }
         }
         let is_mpost = req.method().as_str() == "M-POST";
-        if req.method() != Method::POST && !is_mpost {
-            let mut r = plain(
-                HttpStatus::METHOD_NOT_ALLOWED,
-                "CIM-XML requests are POST (or M-POST) to /cimom",
-            );
-            r.headers_mut()
-                .insert("Allow", HeaderValue::from_static("POST, M-POST"));
-            return Err(r);
-        }
-        if req.uri().path() != "/cimom" {
-            return Err(plain(
-                HttpStatus::NOT_FOUND,
-                "no such endpoint; CIM-XML is served at /cimom, WS-Management at /wsman",
-            ));
-        }
         let (parts, body) = req.into_parts();
         let headers = parts.headers;
-        if headers.get(hyper::header::HOST).is_none() {
-            return Err(protocol_error(
-                HttpStatus::BAD_REQUEST,
-                "request-not-valid",
-                "the Host header is missing",
-            ));
+        if let Some(refusal) = misdirected(&parts.method, parts.uri.path(), &headers) {
+            return Err(self.discard_body(refusal, &headers, body).await);
         }
         // Authentication first: nothing about the server is revealed to strangers.
-        let user = self.authenticate(&headers, scheme, peer).await?;
-        let cim_headers = CimHeaders::check(&headers, is_mpost)?;
-        let body = self.read_body(&headers, body).await?;
+        let (user, body) = self.authenticate(&headers, body, scheme, peer).await?;
+        let cim_headers = match CimHeaders::check(&headers, is_mpost) {
+            Ok(h) => h,
+            Err(refusal) => return Err(self.discard_body(refusal, &headers, body).await),
+        };
+        let body = self.read_body(&headers, body, self.request_limit()).await?;
         let request = request::parse(&body, &self.xml).map_err(|e| envelope_error(&e))?;
         cim_headers.check_against(&request)?;
 
@@ -157,71 +144,104 @@ impl Handler {
         Ok(reply)
     }
 
-    /// HTTP Basic against the user store; 401 with a Basic challenge otherwise.
+    /// HTTP Basic against the user store: 401 with a Basic challenge for missing or wrong
+    /// credentials, 503 when they cannot be checked in time. On refusal the request's body
+    /// is read and dropped first (see [`Handler::discard_body`]).
     pub(super) async fn authenticate(
         &self,
         headers: &HeaderMap,
+        body: Incoming,
         scheme: Scheme,
         peer: SocketAddr,
-    ) -> Result<Arc<User>, Reply> {
+    ) -> Result<(Arc<User>, Incoming), Reply> {
         let authorization = headers.get(hyper::header::AUTHORIZATION);
-        let remembered = authorization.and_then(|h| self.auth.remembered(h.as_bytes()));
-        let outcome = match remembered {
-            Some(user) => AuthOutcome::Authenticated(user),
-            None => {
-                // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-                let authorization = authorization.map(|v| v.as_bytes().to_vec());
-                let auth = self.auth.clone();
-                tokio::task::spawn_blocking(move || auth.authenticate(authorization.as_deref()))
-                    .await
-                    .unwrap_or(AuthOutcome::Rejected)
+        let outcome = self
+            .auth
+            .authenticate(authorization.map(|h| h.as_bytes()), peer.ip())
+            .await;
+        let refusal = match outcome {
+            AuthOutcome::Authenticated(user) => return Ok((user, body)),
+            AuthOutcome::Busy => {
+                let mut r = plain(
+                    HttpStatus::SERVICE_UNAVAILABLE,
+                    "the server is busy checking other credentials; try again",
+                );
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
             }
-        };
-        match outcome {
-            AuthOutcome::Authenticated(user) => Ok(user),
             outcome => {
                 if matches!(outcome, AuthOutcome::Rejected) {
                     warn!(%peer, scheme = ?scheme, "authentication failed: wrong user name or password");
                 }
-                let mut r = plain(
-                    HttpStatus::UNAUTHORIZED,
-                    "authentication required (HTTP Basic)",
-                );
-                r.headers_mut().insert(
-                    hyper::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"cimvirt\""),
-                );
-                Err(r)
+                unauthorized("authentication required (HTTP Basic)")
             }
-        }
+        };
+        Err(self.discard_body(refusal, headers, body).await)
     }
 
-    /// The whole body, within the size limit (413) and the body timeout (408).
+    /// Reads and drops the body of a request answered without it, so that the client can
+    /// send its next request on the same connection (clients such as wbemexec send the
+    /// whole request, read 401 and retry with credentials). A body that is too large, too
+    /// slow, or not sent yet (`Expect: 100-continue`) is not waited for: the answer says
+    /// `Connection: close` instead.
+    pub(super) async fn discard_body(
+        &self,
+        mut reply: Reply,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Reply {
+        let expects_continue = header_str(headers, hyper::header::EXPECT.as_str())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        let declared =
+            header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+        let limit = self.limits.max_request_bytes;
+        let drained = !expects_continue
+            && declared.is_none_or(|n| n <= limit)
+            && tokio::time::timeout(DISCARD_TIMEOUT, discard(body, limit))
+                .await
+                .unwrap_or(false);
+        if !drained {
+            reply
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        reply
+    }
+
+    /// The whole body, within `limit` (413) and the body timeout (408).
     pub(super) async fn read_body(
         &self,
         headers: &HeaderMap,
         body: Incoming,
+        limit: BodyLimit,
     ) -> Result<Bytes, Reply> {
         if let Some(len) =
             header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
         {
-            if len > self.limits.max_request_bytes {
-                return Err(self.too_large());
+            if len > limit.bytes {
+                return Err(too_large(limit));
             }
         }
-        let body = Limited::new(body, self.limits.max_request_bytes as usize);
+        let body = Limited::new(body, usize::try_from(limit.bytes).unwrap_or(usize::MAX));
         match tokio::time::timeout(self.limits.body_read_timeout, body.collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                Err(self.too_large())
+                Err(too_large(limit))
             }
-            Ok(Err(e)) => Err(plain(
-                HttpStatus::BAD_REQUEST,
-                &format!("reading the request body failed: {e}"),
-            )),
+            Ok(Err(e)) => {
+                // Typically a body cut short by the client's end of the connection.
+                let mut r = plain(
+                    HttpStatus::BAD_REQUEST,
+                    &format!("reading the request body failed: {e}"),
+                );
+                r.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                Err(r)
+            }
             Err(_) => {
                 let mut r = plain(
                     HttpStatus::REQUEST_TIMEOUT,
@@ -234,6 +254,22 @@ impl Handler {
                     .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
                 Err(r)
             }
+        }
+    }
+
+    /// The body limit of authenticated requests.
+    pub(super) fn request_limit(&self) -> BodyLimit {
+        BodyLimit {
+            bytes: self.limits.max_request_bytes,
+            key: "limits.max_request_bytes",
+        }
+    }
+
+    /// The body limit of requests answered without credentials.
+    pub(super) fn anonymous_limit(&self) -> BodyLimit {
+        BodyLimit {
+            bytes: self.limits.max_anonymous_request_bytes,
+            key: "limits.max_anonymous_request_bytes",
         }
     }
 
@@ -255,23 +291,91 @@ impl Handler {
             .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
-    fn too_large(&self) -> Reply {
-        let mut r = plain(
-            HttpStatus::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the request body exceeds {} bytes (limits.max_request_bytes)",
-                self.limits.max_request_bytes
-            ),
-        );
-        r.headers_mut()
-            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
-        r
-    }
-
     fn timed_out(&self) -> CimError {
         CimError::failed(format!(
             "the operation did not complete within {} s (limits.request_timeout_secs)",
             self.limits.request_timeout.as_secs()
         ))
     }
+}
+
+/// The answer to a request that is not a CIM-XML request at all: the wrong method, path,
+/// or no Host header.
+fn misdirected(method: &Method, path: &str, headers: &HeaderMap) -> Option<Reply> {
+    if method != Method::POST && method.as_str() != "M-POST" {
+        let mut r = plain(
+            HttpStatus::METHOD_NOT_ALLOWED,
+            "CIM-XML requests are POST (or M-POST) to /cimom",
+        );
+        r.headers_mut()
+            .insert("Allow", HeaderValue::from_static("POST, M-POST"));
+        return Some(r);
+    }
+    if path != "/cimom" {
+        return Some(plain(
+            HttpStatus::NOT_FOUND,
+            "no such endpoint; CIM-XML is served at /cimom, WS-Management at /wsman",
+        ));
+    }
+    if headers.get(hyper::header::HOST).is_none() {
+        return Some(protocol_error(
+            HttpStatus::BAD_REQUEST,
+            "request-not-valid",
+            "the Host header is missing",
+        ));
+    }
+    None
+}
+
+/// How long the body of a refused request is read before the connection is closed instead.
+const DISCARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The largest body a request may have, and the setting that says so.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BodyLimit {
+    pub bytes: u64,
+    pub key: &'static str,
+}
+
+/// Reads `body` to its end without keeping it; false if it is longer than `limit` or
+/// fails.
+async fn discard(mut body: Incoming, limit: u64) -> bool {
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    seen += data.len() as u64;
+                    if seen > limit {
+                        return false;
+                    }
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// 401 with the Basic challenge.
+pub(super) fn unauthorized(text: &str) -> Reply {
+    let mut r = plain(HttpStatus::UNAUTHORIZED, text);
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"cimvirt\""),
+    );
+    r
+}
+
+fn too_large(limit: BodyLimit) -> Reply {
+    let mut r = plain(
+        HttpStatus::PAYLOAD_TOO_LARGE,
+        &format!(
+            "the request body exceeds {} bytes ({})",
+            limit.bytes, limit.key
+        ),
+    );
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }

@@ -4,6 +4,7 @@
 pub mod body;
 mod cimxml;
 pub mod client;
+mod connections;
 mod headers;
 mod server;
 mod stream;
@@ -38,8 +39,17 @@ pub trait Endpoint: Send + Sync {
 pub struct HttpLimits {
     /// Largest request body accepted (413 above).
     pub max_request_bytes: u64,
-    /// Most connections open at once (503 above).
+    /// Most connections open at once; above, the longest idle one is closed, or 503 when
+    /// all are busy.
     pub max_connections: usize,
+    /// Most connections of one client (an IPv4 address or IPv6 /64) open at once; above,
+    /// its longest idle one is closed, or 503 when all are busy.
+    pub max_connections_per_client: usize,
+    /// How long a connection may stay idle while the table is at most half full (shorter
+    /// as it fills, down to 1 s).
+    pub idle_timeout: Duration,
+    /// Largest body of a request answered without authentication (WS-Management Identify).
+    pub max_anonymous_request_bytes: u64,
     /// Time allowed for a request's headers (and the TLS handshake).
     pub header_read_timeout: Duration,
     /// Time allowed for a request's body (408 after).

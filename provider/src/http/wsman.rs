@@ -12,7 +12,7 @@ use hyper::{Method, Request as HttpRequest, Response, StatusCode as HttpStatus};
 use tracing::info;
 
 use super::body::ResponseBody;
-use super::cimxml::Handler;
+use super::cimxml::{unauthorized, Handler};
 use super::headers::{header_str, plain};
 use super::stream::Reply;
 use super::Scheme;
@@ -105,27 +105,29 @@ impl Handler {
         peer: SocketAddr,
         anonymous_path: bool,
     ) -> Result<Reply, Reply> {
-        if req.method() != Method::POST {
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        if parts.method != Method::POST {
             let mut r = plain(
                 HttpStatus::METHOD_NOT_ALLOWED,
                 "WS-Management requests are POST to /wsman",
             );
             r.headers_mut()
                 .insert("Allow", HeaderValue::from_static("POST"));
-            return Err(r);
+            return Err(self.discard_body(r, &headers, body).await);
         }
-        let (parts, body) = req.into_parts();
-        let headers = parts.headers;
         // DSP0226 R5.3-1: Identify may be answered without authentication when the
         // client asks for it so.
         let anonymous = anonymous_path
             || (headers.get(hyper::header::AUTHORIZATION).is_none()
                 && header_str(&headers, "wsmanidentify")
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("unauthenticated")));
-        let user = if anonymous {
-            None
+        let (user, body, limit) = if anonymous {
+            // A stranger's request may cost only what an Identify needs.
+            (None, body, self.anonymous_limit())
         } else {
-            Some(self.authenticate(&headers, scheme, peer).await?)
+            let (user, body) = self.authenticate(&headers, body, scheme, peer).await?;
+            (Some(user), body, self.request_limit())
         };
         if let Some(t) = header_str(&headers, CONTENT_TYPE.as_str()) {
             let t = t.to_ascii_lowercase();
@@ -133,13 +135,14 @@ impl Handler {
                 || t.starts_with("text/xml")
                 || t.starts_with("application/xml"))
             {
-                return Err(plain(
+                let r = plain(
                     HttpStatus::UNSUPPORTED_MEDIA_TYPE,
                     "WS-Management requests are application/soap+xml",
-                ));
+                );
+                return Err(self.discard_body(r, &headers, body).await);
             }
         }
-        let bytes = self.read_body(&headers, body).await?;
+        let bytes = self.read_body(&headers, body, limit).await?;
         let (text, charset) =
             decode(&bytes, &headers).map_err(|f| fault_reply(&f, None, Charset::Utf8))?;
         let envelope = dom::parse(&text, &self.xml_limits()).map_err(|e| {
@@ -159,15 +162,9 @@ impl Handler {
         let result = match &user {
             None if identify::is_identify(&request) => identify::answer(&request, false),
             None => {
-                let mut r = plain(
-                    HttpStatus::UNAUTHORIZED,
+                return Err(unauthorized(
                     "authentication required (HTTP Basic); only Identify is answered anonymously",
-                );
-                r.headers_mut().insert(
-                    hyper::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"cimvirt\""),
-                );
-                return Err(r);
+                ));
             }
             Some(user) => {
                 let limit = self.request_timeout();
