@@ -1,5 +1,9 @@
 //! Helpers for cimvirt's end-to-end tests: where the shared inputs are, the `cimvirtd`
-//! binary under test, and the DMTF schema unpacked for a test.
+//! binary under test and a running server of it ([`server`]), raw HTTP ([`raw_http`]), and
+//! the DMTF schema unpacked for a test.
+
+pub mod raw_http;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
