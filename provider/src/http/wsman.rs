@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request as HttpRequest, Response, StatusCode as HttpStatus};
 use tracing::info;
 
@@ -16,67 +16,9 @@ use super::cimxml::{unauthorized, Handler};
 use super::headers::{header_str, plain};
 use super::stream::Reply;
 use super::Scheme;
-use crate::cimxml::dom;
-use crate::wsman::envelope::{self, Request};
+use crate::wsman::charset::{self, Charset};
 use crate::wsman::fault::{Fault, Subcode};
-use crate::wsman::{identify, reply};
-
-/// The character encoding of a request, which its response repeats.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Charset {
-    Utf8,
-    Utf16Le,
-    Utf16Be,
-}
-
-/// The body as UTF-8 text, and the encoding it came in (`wsman -j UTF-16`).
-fn decode(bytes: &[u8], headers: &HeaderMap) -> Result<(Vec<u8>, Charset), Fault> {
-    let declared_16 = header_str(headers, CONTENT_TYPE.as_str()).is_some_and(|t| {
-        t.to_ascii_lowercase()
-            .replace(' ', "")
-            .contains("charset=utf-16")
-    });
-    let (charset, body) = match bytes {
-        [0xff, 0xfe, rest @ ..] => (Charset::Utf16Le, rest),
-        [0xfe, 0xff, rest @ ..] => (Charset::Utf16Be, rest),
-        [0xef, 0xbb, 0xbf, rest @ ..] => return Ok((rest.to_vec(), Charset::Utf8)),
-        // UTF-16 without a byte order mark: '<' is 3C 00 or 00 3C.
-        [0x3c, 0x00, ..] if declared_16 => (Charset::Utf16Le, bytes),
-        [0x00, 0x3c, ..] if declared_16 => (Charset::Utf16Be, bytes),
-        _ => return Ok((bytes.to_vec(), Charset::Utf8)),
-    };
-    if body.len() % 2 != 0 {
-        return Err(Fault::schema("the UTF-16 body has an odd number of bytes"));
-    }
-    let units = body.chunks_exact(2).map(|c| match charset {
-        Charset::Utf16Be => u16::from_be_bytes([c[0], c[1]]),
-        _ => u16::from_le_bytes([c[0], c[1]]),
-    });
-    let text: String = char::decode_utf16(units)
-        .collect::<Result<_, _>>()
-        .map_err(|_| Fault::schema("the body is not valid UTF-16"))?;
-    // The declaration still says UTF-16; the parser reads the text as the UTF-8 it now is.
-    Ok((text.into_bytes(), charset))
-}
-
-fn encode(text: String, charset: Charset) -> Vec<u8> {
-    match charset {
-        Charset::Utf8 => text.into_bytes(),
-        Charset::Utf16Le | Charset::Utf16Be => {
-            let text = text.replacen("encoding=\"UTF-8\"", "encoding=\"UTF-16\"", 1);
-            let mut out = Vec::with_capacity(text.len() * 2 + 2);
-            let bom: u16 = 0xfeff;
-            for unit in std::iter::once(bom).chain(text.encode_utf16()) {
-                out.extend_from_slice(&if charset == Charset::Utf16Be {
-                    unit.to_be_bytes()
-                } else {
-                    unit.to_le_bytes()
-                });
-            }
-            out
-        }
-    }
-}
+use crate::wsman::{decode_request, identify, reply};
 
 fn soap(status: HttpStatus, text: String, charset: Charset) -> Reply {
     let content_type = match charset {
@@ -86,7 +28,7 @@ fn soap(status: HttpStatus, text: String, charset: Charset) -> Reply {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, content_type)
-        .body(ResponseBody::full(encode(text, charset)))
+        .body(ResponseBody::full(charset.encode(text)))
         .expect("static response parts are valid")
 }
 
@@ -143,20 +85,10 @@ impl Handler {
             }
         }
         let bytes = self.read_body(&headers, body, limit).await?;
-        let (text, charset) =
-            decode(&bytes, &headers).map_err(|f| fault_reply(&f, None, Charset::Utf8))?;
-        let envelope = dom::parse(&text, &self.xml_limits()).map_err(|e| {
-            fault_reply(
-                &Fault::schema(format!(
-                    "the request is not an acceptable XML document: {e}"
-                )),
-                None,
-                charset,
-            )
-        })?;
-        let message_id = envelope::message_id(&envelope);
-        let request = Request::parse(envelope)
-            .map_err(|f| fault_reply(&f, message_id.as_deref(), charset))?;
+        let declared_utf16 =
+            header_str(&headers, CONTENT_TYPE.as_str()).is_some_and(charset::declares_utf16);
+        let (request, charset) = decode_request(&bytes, declared_utf16, &self.xml_limits())
+            .map_err(|r| fault_reply(&r.fault, r.relates_to.as_deref(), r.charset))?;
         let relates_to = request.message_id.clone();
         let fail = |f: &Fault| fault_reply(f, relates_to.as_deref(), charset);
         let result = match &user {

@@ -2,6 +2,7 @@
 //! (DSP0230): the SOAP envelopes of WinRM, openwsman and pypsrp, decoded into the same
 //! protocol-neutral operations the CIM-XML endpoint executes.
 //!
+//! - [`charset`] and [`decode_request`]: a request body into a [`Request`].
 //! - [`envelope`]: reading a request's headers; [`fault`]: faults and CIM status mapping.
 //! - [`resource`]: resource URIs and selectors; [`wscim`]: instances and values as XML.
 //! - [`identify`], [`transfer`] (Get, Put, Create, Delete), [`enumeration`] (Enumerate,
@@ -9,6 +10,7 @@
 //!   Unsubscribe) and [`invoke`] (extrinsic methods) carry the operations out; [`reply`]
 //!   writes the response envelope.
 
+pub mod charset;
 pub mod enumeration;
 pub mod envelope;
 pub mod eventing;
@@ -29,7 +31,9 @@ use crate::auth::User;
 use crate::cimom::operation::Operation;
 use crate::cimom::result::Outcome;
 use crate::cimom::{Cimom, RequestContext};
-use envelope::Request;
+use crate::cimxml::dom::{self, XmlLimits};
+use charset::Charset;
+pub use envelope::Request;
 use fault::{Fault, Subcode};
 use reply::Reply;
 use resource::Resource;
@@ -53,6 +57,46 @@ impl Default for WsmanConfig {
             max_elements: 10_000,
         }
     }
+}
+
+/// A request body that could not be decoded: the fault, the MessageID to answer to if it
+/// was read, and the encoding to answer in.
+#[derive(Debug)]
+pub struct Undecodable {
+    /// What is wrong.
+    pub fault: Fault,
+    /// The request's MessageID, if its header was read.
+    pub relates_to: Option<String>,
+    /// The encoding of the answer.
+    pub charset: Charset,
+}
+
+/// Decodes a request body (in UTF-8 or UTF-16; `declared_utf16` is what its Content-Type
+/// says) into a request, within the XML `limits`.
+pub fn decode_request(
+    bytes: &[u8],
+    declared_utf16: bool,
+    limits: &XmlLimits,
+) -> Result<(Request, Charset), Undecodable> {
+    let fail = |fault, relates_to, charset| Undecodable {
+        fault,
+        relates_to,
+        charset,
+    };
+    let (text, charset) =
+        Charset::decode(bytes, declared_utf16).map_err(|f| fail(f, None, Charset::Utf8))?;
+    let envelope = dom::parse(&text, limits).map_err(|e| {
+        fail(
+            Fault::schema(format!(
+                "the request is not an acceptable XML document: {e}"
+            )),
+            None,
+            charset,
+        )
+    })?;
+    let message_id = envelope::message_id(&envelope);
+    let request = Request::parse(envelope).map_err(|f| fail(f, message_id, charset))?;
+    Ok((request, charset))
 }
 
 /// The WS-Management service over the object manager.
