@@ -68,6 +68,9 @@ pub struct Services {
 const MAX_REFUSALS_IN_PROGRESS: usize = 32;
 /// How long a refused client gets to take its answer.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most a connection buffers: a request's head must fit (HTTP 431 otherwise), which
+/// bounds what a slow sender of endless headers holds per connection.
+const MAX_CONNECTION_BUFFER: usize = 64 * 1024;
 /// How often idle connections past their timeout are closed.
 const IDLE_SWEEP: Duration = Duration::from_millis(250);
 
@@ -202,6 +205,7 @@ pub async fn serve(
         // A client may send its request and shut down its side (`shutdown(SHUT_WR)`): it
         // still gets its answer.
         .half_close(true)
+        .max_buf_size(MAX_CONNECTION_BUFFER)
         .keep_alive(true);
     loop {
         let (stream, peer, scheme) = tokio::select! {
