@@ -905,6 +905,41 @@ def test_destroying_a_running_vm_stops_it_first(virt):
     assert "Referenced domain `doomed' does not exist" in err.value.status_description
 
 
+def test_concurrent_definitions_of_one_name_acknowledge_exactly_one(virt):
+    """8 callers define the same name at once: exactly one is told it succeeded, and the
+    stored definition is that caller's (each asks for a different memory size)."""
+    import threading
+
+    for round_ in range(6):
+        name = f"race{round_}"
+        results = [None] * 8
+        start = threading.Barrier(8)
+
+        def caller(i):
+            conn = virt.conn()
+            start.wait()
+            try:
+                results[i] = define(conn, name, vcpus=1, memory_mib=32 + 2 * i)[0]
+            except pywbem.CIMError as e:
+                results[i] = e.status_code
+
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [i for i, r in enumerate(results) if r == 0]
+        assert len(winners) == 1, results
+        assert all(r == pywbem.CIM_ERR_ALREADY_EXISTS for i, r in enumerate(results) if i != winners[0]), results
+        conn = virt.conn()
+        (mem,) = [i for i in conn.EnumerateInstances("KVM_MemResourceAllocationSettingData")
+                  if i["InstanceID"] == f"{name}/mem"]
+        assert mem["VirtualQuantity"] == (32 + 2 * winners[0]) * 1024
+        system = pywbem.CIMInstanceName("KVM_ComputerSystem", keybindings={
+            "CreationClassName": "KVM_ComputerSystem", "Name": name})
+        assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+
+
 def test_bad_definitions_are_refused_with_the_reason(virt):
     conn = virt.conn()
     assert define(conn, "twin", vcpus=1, memory_mib=16)[0] == 0

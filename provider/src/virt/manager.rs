@@ -373,19 +373,30 @@ impl VirtManager {
         lock(&self.definitions).get(name).cloned()
     }
 
-    fn persist(&self, definition: &VmDefinition) -> CimResult<()> {
+    fn store_definition(&self, definition: &VmDefinition) -> CimResult<()> {
         let bytes = serde_json::to_vec(definition).map_err(|e| CimError::failed(e.to_string()))?;
         self.store
             .put_vm(&definition.name, &bytes)
-            .map_err(|e| CimError::failed(format!("storing VM {}: {e}", definition.name)))?;
+            .map_err(|e| CimError::failed(format!("storing VM {}: {e}", definition.name)))
+    }
+
+    fn persist(&self, definition: &VmDefinition) -> CimResult<()> {
+        self.store_definition(definition)?;
         lock(&self.definitions).insert(definition.name.clone(), definition.clone());
         Ok(())
     }
 
-    /// Defines a new VM after checking it against the host and the other VMs.
+    /// Defines a new VM after checking it against the host and the other VMs. The check of
+    /// its name and UUID and the write are one step: of concurrent definitions of one name,
+    /// exactly one succeeds.
     pub fn define(&self, definition: VmDefinition) -> CimResult<()> {
-        self.check_new(&definition)?;
-        self.persist(&definition)?;
+        self.check_fits(&definition)?;
+        {
+            let mut definitions = lock(&self.definitions);
+            check_unique(&definitions, &definition)?;
+            self.store_definition(&definition)?;
+            definitions.insert(definition.name.clone(), definition.clone());
+        }
         self.report(VmChange::Created, &definition, State::Defined);
         Ok(())
     }
@@ -394,23 +405,7 @@ impl VirtManager {
     /// and its name and UUID are free.
     pub fn check_new(&self, definition: &VmDefinition) -> CimResult<()> {
         self.check_fits(definition)?;
-        let definitions = lock(&self.definitions);
-        if definitions.contains_key(&definition.name) {
-            return Err(CimError::new(
-                StatusCode::AlreadyExists,
-                format!("a VM named {} is already defined", definition.name),
-            ));
-        }
-        if let Some(other) = definitions
-            .values()
-            .find(|d| d.uuid.eq_ignore_ascii_case(&definition.uuid))
-        {
-            return Err(CimError::new(
-                StatusCode::AlreadyExists,
-                format!("VM {} already has UUID {}", other.name, definition.uuid),
-            ));
-        }
-        Ok(())
+        check_unique(&lock(&self.definitions), definition)
     }
 
     /// Changes the allocations of stopped VMs (ModifyResourceSettings): each RASD names its
@@ -999,6 +994,29 @@ impl VirtManager {
             ) => Err(invalid()),
         }
     }
+}
+
+/// Refuses `definition` if its name or UUID is taken among `definitions`.
+fn check_unique(
+    definitions: &BTreeMap<String, VmDefinition>,
+    definition: &VmDefinition,
+) -> CimResult<()> {
+    if definitions.contains_key(&definition.name) {
+        return Err(CimError::new(
+            StatusCode::AlreadyExists,
+            format!("a VM named {} is already defined", definition.name),
+        ));
+    }
+    if let Some(other) = definitions
+        .values()
+        .find(|d| d.uuid.eq_ignore_ascii_case(&definition.uuid))
+    {
+        return Err(CimError::new(
+            StatusCode::AlreadyExists,
+            format!("VM {} already has UUID {}", other.name, definition.uuid),
+        ));
+    }
+    Ok(())
 }
 
 fn not_defined(name: &str) -> CimError {
