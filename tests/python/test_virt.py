@@ -213,6 +213,9 @@ def test_a_vm_goes_through_its_whole_life(virt):
     assert change(conn, system, 2) == 0
     assert change(conn, system, 3) == 0  # hard off
     assert enabled_state(conn, system) == 3
+    for refused in (9, 10, 11, 6):
+        assert change(conn, system, refused) == 4097, f"an off VM cannot make {refused}"
+        assert conn.GetInstance(system)["RequestedState"] == 3, "a refused request changes nothing"
     assert change(conn, system, 12) == 1, "Deferred is not supported"
 
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
@@ -631,6 +634,7 @@ def test_snapshots_are_taken_applied_and_destroyed(virt):
         (back,) = heartbeats(virt, "snappy")
         assert at_snapshot <= back < at_snapshot + 30, f"back to {back} from {at_snapshot}"
         assert enabled_state(conn, system) == 9, "the snapshot was taken paused"
+        assert conn.GetInstance(system)["RequestedState"] == 9, "requested as it now is"
         (applied,) = conn.AssociatorNames(system, AssocClass="KVM_LastAppliedSnapshot")
         assert applied["InstanceID"] == snapshot["InstanceID"]
 

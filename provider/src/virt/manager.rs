@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hypervisor_shim::inventory::HostInventory;
-use hypervisor_shim::lifecycle::State;
+use hypervisor_shim::lifecycle::{Action, InvalidTransition, State};
 use hypervisor_shim::netif;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request};
 use hypervisor_shim::storage::{StorageError, Volume};
@@ -649,6 +649,11 @@ impl VirtManager {
             definition.nics = nics;
         }
         definition.last_applied = Some(snapshot.id);
+        // The VM is now as the snapshot was, running or paused: that is what is requested.
+        definition.requested_state = match self.state(&definition) {
+            State::Paused => REQUESTED_QUIESCE,
+            _ => REQUESTED_ENABLED,
+        };
         self.persist(&definition)
             .map_err(|e| ChangeError::Failed(e.description))
     }
@@ -891,10 +896,13 @@ impl VirtManager {
         let mut definition = self
             .definition(name)
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
+        let state = self.state(&definition);
+        // RequestedState records accepted requests only.
+        check_transition(change, state)
+            .map_err(|e| ChangeError::InvalidTransition(format!("VM {name}: {e}")))?;
         definition.requested_state = requested;
         self.persist(&definition)
             .map_err(|e| ChangeError::Failed(e.description))?;
-        let state = self.state(&definition);
         let vm = self.supervisor.get(name);
         let invalid = || ChangeError::InvalidTransition(format!("VM {name} is {state}"));
         match (change, vm) {
@@ -994,6 +1002,30 @@ impl VirtManager {
             ) => Err(invalid()),
         }
     }
+}
+
+/// RequestedState 2 (Enabled) and 9 (Quiesce), as DSP1057 numbers them.
+const REQUESTED_ENABLED: u16 = 2;
+const REQUESTED_QUIESCE: u16 = 9;
+
+/// Whether a VM in `state` can make `change`, as the VM's lifecycle decides it.
+fn check_transition(change: Change, state: State) -> Result<(), InvalidTransition> {
+    let action = match change {
+        Change::Enable => match state {
+            State::Running => return Ok(()),
+            State::Paused => Action::Resume,
+            State::Saved => Action::Restore,
+            _ => Action::Start,
+        },
+        // Powering off is always possible: a VM that is off stays so, a saved state is dropped.
+        Change::Disable => return Ok(()),
+        Change::ShutDown(_) => Action::Shutdown,
+        Change::Offline => Action::Save,
+        Change::Quiesce => Action::Pause,
+        Change::Reboot => Action::Reboot,
+        Change::Reset => Action::Reset,
+    };
+    state.apply(action).map(|_| ())
 }
 
 /// Refuses `definition` if its name or UUID is taken among `definitions`.
