@@ -971,6 +971,20 @@ def test_bad_definitions_are_refused_with_the_reason(virt):
         conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd, ResourceSettings=[tape])
     assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
     assert "ResourceType 18" in err.value.status_description
+    # Settings must be of the classes the method takes, in every form clients send them.
+    element = CIMInstance("CIM_ManagedElement", properties={"ElementName": "notavm"})
+    proc = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                       properties={"ResourceType": Uint16(3), "VirtualQuantity": Uint64(1)})
+    for system, resources, wrong in ((element, [proc], "SystemSettings"), (vssd, [element], "ResourceSettings")):
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=system, ResourceSettings=resources)
+        assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        assert f"{wrong} is an instance of CIM_ManagedElement" in err.value.status_description
+    with pytest.raises(pywbem.CIMError) as err:
+        conn.InvokeMethod("DefineSystem", service(conn), SystemSettings='instance of CIM_ManagedElement {\n'
+                          '    ElementName = "notavm";\n};\n')
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "notavm" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
     reader = virt.conn(creds=("reader", "reader-pass-2"))
     with pytest.raises(pywbem.CIMError) as err:
         define(reader, "sneaky")

@@ -8,7 +8,7 @@ use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 use super::definition;
 use super::manager::Change;
 use super::{paths, properties, Virt};
-use crate::cimom::provider::MethodResult;
+use crate::cimom::provider::{MethodResult, ProviderContext};
 use crate::error::{CimError, CimResult};
 
 /// How long RequestStateChange(4) waits for the guest when the client gives no timeout.
@@ -75,14 +75,59 @@ fn snapshot_of(value: Option<&Value>, argument: &str) -> CimResult<(String, Stri
     Ok((name.to_owned(), snapshot.to_owned()))
 }
 
+/// The classes embedded settings must be, or derive from.
+const VSSD_CLASS: &str = "CIM_VirtualSystemSettingData";
+const RASD_CLASS: &str = "CIM_ResourceAllocationSettingData";
+
+/// Refuses an embedded instance in `argument` whose class is not `required` or a subclass
+/// of it in the request's namespace.
+fn check_class(
+    ctx: &ProviderContext,
+    instance: &Instance,
+    required: &str,
+    argument: &str,
+) -> CimResult<()> {
+    let class = instance.class_name.as_str();
+    let derives = ctx
+        .schema
+        .namespace(&ctx.namespace)
+        .is_ok_and(|ns| ns.is_subclass_of(class, required));
+    if derives {
+        Ok(())
+    } else {
+        Err(CimError::invalid_parameter(format!(
+            "{argument} is an instance of {class}, which is not {required} or a subclass of it"
+        )))
+    }
+}
+
+/// The embedded VSSD of a SystemSettings argument.
+fn embedded_vssd(
+    ctx: &ProviderContext,
+    arguments: &[(Name, Option<Value>)],
+) -> CimResult<Instance> {
+    match argument(arguments, "SystemSettings") {
+        Some(Value::Instance(i)) => {
+            check_class(ctx, i, VSSD_CLASS, "SystemSettings")?;
+            Ok((**i).clone())
+        }
+        _ => Err(CimError::invalid_parameter(
+            "SystemSettings (an embedded VSSD) is required",
+        )),
+    }
+}
+
 /// The embedded RASDs of a ResourceSettings argument.
-fn embedded_rasds(value: Option<&Value>) -> CimResult<Vec<Instance>> {
+fn embedded_rasds(ctx: &ProviderContext, value: Option<&Value>) -> CimResult<Vec<Instance>> {
     match value {
         Some(Value::Array(items)) => items
             .iter()
             .flatten()
             .map(|item| match item {
-                Value::Instance(i) => Ok((**i).clone()),
+                Value::Instance(i) => {
+                    check_class(ctx, i, RASD_CLASS, "ResourceSettings")?;
+                    Ok((**i).clone())
+                }
                 other => Err(CimError::invalid_parameter(format!(
                     "ResourceSettings holds {other:?}, not an embedded RASD"
                 ))),
@@ -211,20 +256,14 @@ impl Virt {
 
     pub(super) async fn define_system(
         &self,
+        ctx: &ProviderContext,
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
-        let system = match argument(arguments, "SystemSettings") {
-            Some(Value::Instance(i)) => (**i).clone(),
-            _ => {
-                return Err(CimError::invalid_parameter(
-                    "SystemSettings (an embedded VSSD) is required",
-                ))
-            }
-        };
+        let system = embedded_vssd(ctx, arguments)?;
         // DefineSystem may leave ResourceSettings out: the defaults apply.
         let resources = match argument(arguments, "ResourceSettings") {
             None => Vec::new(),
-            given => embedded_rasds(given)?,
+            given => embedded_rasds(ctx, given)?,
         };
         let definition = definition::from_settings(&system, &resources, definition::random_uuid())?;
         let name = definition.name.clone();
@@ -240,6 +279,7 @@ impl Virt {
 
     pub(super) async fn modify_resource_settings(
         &self,
+        ctx: &ProviderContext,
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let rasds = match argument(arguments, "ResourceSettings") {
@@ -248,7 +288,7 @@ impl Virt {
                     "ResourceSettings (embedded RASDs) is required",
                 ))
             }
-            given => embedded_rasds(given)?,
+            given => embedded_rasds(ctx, given)?,
         };
         let paths = self.blocking(move |m| m.modify_resources(&rasds)).await??;
         Ok(done(
@@ -293,6 +333,7 @@ impl Virt {
     /// KVM_NetPoolResourceAllocationSettingData (a bridge without addresses or forwarding).
     pub(super) async fn create_child_resource_pool(
         &self,
+        ctx: &ProviderContext,
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let name = match argument(arguments, "ElementName") {
@@ -305,7 +346,7 @@ impl Virt {
         };
         let settings = match argument(arguments, "Settings") {
             None => None,
-            given => embedded_rasds(given)?.into_iter().next(),
+            given => embedded_rasds(ctx, given)?.into_iter().next(),
         }
         .ok_or_else(|| {
             CimError::invalid_parameter(
@@ -420,22 +461,17 @@ impl Virt {
 
     pub(super) async fn modify_system_settings(
         &self,
+        ctx: &ProviderContext,
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
-        let vssd = match argument(arguments, "SystemSettings") {
-            Some(Value::Instance(i)) => (**i).clone(),
-            _ => {
-                return Err(CimError::invalid_parameter(
-                    "SystemSettings (an embedded VSSD) is required",
-                ))
-            }
-        };
+        let vssd = embedded_vssd(ctx, arguments)?;
         self.blocking(move |m| m.modify_system(&vssd)).await??;
         Ok(done(0, vec![]))
     }
 
     pub(super) async fn add_resource_settings(
         &self,
+        ctx: &ProviderContext,
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let vm =
@@ -466,7 +502,7 @@ impl Virt {
                     "ResourceSettings (embedded RASDs) is required",
                 ))
             }
-            given => embedded_rasds(given)?,
+            given => embedded_rasds(ctx, given)?,
         };
         let paths = self
             .blocking(move |m| m.add_resources(&vm, &rasds))

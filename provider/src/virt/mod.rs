@@ -456,7 +456,7 @@ impl InstanceProvider for Virt {
 impl MethodProvider for Virt {
     async fn invoke_method(
         &self,
-        _ctx: &ProviderContext,
+        ctx: &ProviderContext,
         class: &Arc<Class>,
         target: &ObjectPath,
         method: &Method,
@@ -468,17 +468,17 @@ impl MethodProvider for Virt {
         if is(class::COMPUTER_SYSTEM, "RequestStateChange") {
             self.request_state_change(target, &arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "DefineSystem") {
-            self.define_system(&arguments).await
+            self.define_system(ctx, &arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "DestroySystem") {
             self.destroy_system(&arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "ModifyResourceSettings") {
-            self.modify_resource_settings(&arguments).await
+            self.modify_resource_settings(ctx, &arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "ModifySystemSettings") {
-            self.modify_system_settings(&arguments).await
+            self.modify_system_settings(ctx, &arguments).await
         } else if is(class::POOL_SERVICE, "CreateResourceInPool") {
             self.create_resource_in_pool(&arguments).await
         } else if is(class::POOL_SERVICE, "CreateChildResourcePool") {
-            self.create_child_resource_pool(&arguments).await
+            self.create_child_resource_pool(ctx, &arguments).await
         } else if is(class::POOL_SERVICE, "DeleteResourcePool") {
             self.delete_resource_pool(&arguments).await
         } else if is(class::POOL_SERVICE, "DeleteResourceInPool") {
@@ -490,7 +490,7 @@ impl MethodProvider for Virt {
                 out: vec![],
             })
         } else if is(class::MANAGEMENT_SERVICE, "AddResourceSettings") {
-            self.add_resource_settings(&arguments).await
+            self.add_resource_settings(ctx, &arguments).await
         } else if is(class::MANAGEMENT_SERVICE, "RemoveResourceSettings") {
             self.remove_resource_settings(&arguments).await
         } else if is(class::SNAPSHOT_SERVICE, "CreateSnapshot") {
