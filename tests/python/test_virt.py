@@ -668,6 +668,8 @@ def test_the_virtualization_profiles_are_registered_with_their_central_instances
         (sv,) = server.get_selected_profiles("DMTF", "System Virtualization")
         assert sv["InstanceID"] == "CIM:DSP1042-SystemVirtualization-1.0.0"
         interop = virt.conn(namespace="interop")
+        # Advertised as they are: nothing speaks SLP here.
+        assert {tuple(p["AdvertiseTypes"]) for p in interop.EnumerateInstances("CIM_RegisteredProfile")} == {(2,)}
         (host,) = interop.AssociatorNames(sv.path, AssocClass="CIM_ElementConformsToProfile")
         assert host.classname == "KVM_HostSystem" and host.namespace == "root/virt"
         (vs,) = server.get_selected_profiles("DMTF", "Virtual System Profile")

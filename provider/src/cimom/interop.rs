@@ -13,6 +13,9 @@ use super::provider::{
 use crate::error::CimResult;
 use crate::schema::INTEROP_NAMESPACE;
 
+/// CIM_RegisteredProfile.AdvertiseTypes 2, "Not Advertised" (3 is SLP, 4 WS-Identify).
+const ADVERTISE_NOT_ADVERTISED: u16 = 2;
+
 /// Central elements that come and go (a profile's VMs, say): asked for whenever the
 /// ElementConformsToProfile associations are enumerated.
 #[derive(Clone)]
@@ -263,7 +266,11 @@ impl InstanceProvider for Interop {
                         ("RegisteredOrganization", Value::UInt16(p.organization)),
                         ("RegisteredName", Value::from(p.name.as_str())),
                         ("RegisteredVersion", Value::from(p.version.as_str())),
-                        ("AdvertiseTypes", Value::array([Value::UInt16(3)])),
+                        // Nothing speaks SLP or lists profiles in Identify here.
+                        (
+                            "AdvertiseTypes",
+                            Value::array([Value::UInt16(ADVERTISE_NOT_ADVERTISED)]),
+                        ),
                     ],
                 ));
             }
