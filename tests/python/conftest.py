@@ -98,6 +98,7 @@ def server(tmp_path_factory):
     assert code == 0, log
     assert "stopped" in log
     assert "panicked" not in log, log
+    assert "the database is still referenced" not in log, "the database was closed cleanly"
 
 
 @pytest.fixture(params=["http", "https"])

@@ -31,6 +31,10 @@ fn stop_cleanly(server: TestServer) {
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        !log.contains("the database is still referenced"),
+        "the database is closed cleanly: {log}"
+    );
 }
 
 const IDENTIFY: &str = concat!(

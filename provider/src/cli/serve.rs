@@ -377,7 +377,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     interop.register(&mut registry);
     let cimom =
         Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
-    tokio::spawn(provider::virt::indications::run(
+    let indications = tokio::spawn(provider::virt::indications::run(
         vm_event_queue,
         manager,
         cimom.clone(),
@@ -451,9 +451,13 @@ async fn serve(settings: Settings) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    sweeper.abort();
-    events.abort();
-    drop(cimom);
+    // The background tasks hold the object manager and, through it, the database: they
+    // end before it is closed.
+    for task in [indications, sweeper, events] {
+        task.abort();
+        let _ = task.await;
+    }
+    drop((cimom, virt, interop));
     match Arc::try_unwrap(store) {
         Ok(store) => drop(store),
         Err(_) => {
