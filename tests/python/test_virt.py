@@ -10,7 +10,7 @@ import time
 
 import pytest
 import pywbem
-from pywbem import CIMInstance, Uint16, Uint64
+from pywbem import CIMInstance, Uint16, Uint32, Uint64
 
 from conftest import Server, cimvirtd
 
@@ -541,6 +541,41 @@ def test_processors_and_memory_change_while_the_vm_is_stopped(virt):
         assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
         rasds = {i["InstanceID"]: i for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")}
         assert rasds["grow/proc"]["VirtualQuantity"] == 2, "a refused change changed nothing"
+
+        # What this host does not enforce is refused, never accepted and dropped.
+        for props, refused in (({"Weight": Uint32(512)}, "Weight 512"),
+                               ({"Limit": Uint64(1)}, "Limit 1"),
+                               ({"Reservation": Uint64(1)}, "Reservation 1")):
+            capped = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                                 properties={"InstanceID": "grow/proc", **props})
+            with pytest.raises(pywbem.CIMError) as err:
+                conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[capped])
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+            assert refused in err.value.status_description
+        ballooned = CIMInstance("KVM_MemResourceAllocationSettingData",
+                                properties={"InstanceID": "grow/mem", "Limit": Uint64(16),
+                                            "AllocationUnits": "byte*2^20"})
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[ballooned])
+        assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod(
+                "DefineSystem", svc, SystemSettings=CIMInstance(
+                    "KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "weighted"}),
+                ResourceSettings=[CIMInstance("KVM_ProcResourceAllocationSettingData", properties={
+                    "ResourceType": Uint16(3), "VirtualQuantity": Uint64(1), "Weight": Uint32(100)})])
+        assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+        # Values that ask for nothing more are taken, as read back (get, modify, put).
+        proc_rasd = rasds["grow/proc"]
+        assert proc_rasd["Limit"] is None and proc_rasd["Weight"] is None and proc_rasd["Reservation"] is None
+        mem_rasd = rasds["grow/mem"]
+        mem_rasd["VirtualQuantity"] = mem_rasd["Limit"] = Uint64(64 * 1024)
+        same = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                           properties={"InstanceID": "grow/proc", "Limit": Uint64(0), "Reservation": Uint64(0)})
+        assert conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[mem_rasd, same])[0] == 0
+        rasds = {i["InstanceID"]: i for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")}
+        assert rasds["grow/mem"]["VirtualQuantity"] == 64 * 1024
+        assert rasds["grow/mem"]["Limit"] == rasds["grow/mem"]["Reservation"] == 64 * 1024
     finally:
         conn.InvokeMethod("DestroySystem", svc, AffectedSystem=system)
 

@@ -325,6 +325,8 @@ pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<(
 }
 
 /// Applies a processor or memory RASD: the properties it gives replace the current ones.
+/// Reservation, Limit and Weight are refused where they ask for what this host does not
+/// enforce (see [`check_unenforced`]).
 pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
     let kind = unsigned_property(rasd, "ResourceType")?
         .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
@@ -335,16 +337,17 @@ pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()>
                 definition.vcpus =
                     u32::try_from(vcpus).map_err(|_| invalid(format!("{vcpus} vCPUs")))?;
             }
+            check_unenforced(rasd, "processor", u64::from(definition.vcpus), true)?;
         }
         RESOURCE_MEMORY => {
+            let units =
+                string_property(rasd, "AllocationUnits").unwrap_or_else(|| "KiloBytes".into());
+            let unit = allocation_unit_bytes(&units).ok_or_else(|| {
+                invalid(format!(
+                    "memory AllocationUnits {units:?} is not a unit of bytes"
+                ))
+            })?;
             if let Some(amount) = quantity {
-                let units =
-                    string_property(rasd, "AllocationUnits").unwrap_or_else(|| "KiloBytes".into());
-                let unit = allocation_unit_bytes(&units).ok_or_else(|| {
-                    invalid(format!(
-                        "memory AllocationUnits {units:?} is not a unit of bytes"
-                    ))
-                })?;
                 let bytes = amount
                     .checked_mul(unit)
                     .ok_or_else(|| invalid(format!("{amount} {units} of memory")))?;
@@ -355,12 +358,60 @@ pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()>
                 }
                 definition.memory_mib = bytes >> 20;
             }
+            let in_units = (definition.memory_mib << 20) / unit.max(1);
+            check_unenforced(rasd, "memory", in_units, false)?;
         }
         other => {
             return Err(invalid(format!(
                 "{}: ResourceType {other} has no size to set",
                 rasd.class_name
             )))
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a Reservation, Limit or Weight that asks for something this host does not do
+/// (cimvirt does not yet hold VMs to CPU shares, caps, reservations or ballooning: the VM
+/// sandbox brings cgroup control). Accepted are the values that ask for nothing more than
+/// the allocation itself: no Weight; a Limit of at least the quantity (or 0, "no cap", as
+/// libvirt-cim writes it for processors); a Reservation of 0, or for memory of at most the
+/// quantity (guest memory is the VM's alone). `quantity` is the VM's, in the RASD's units.
+fn check_unenforced(rasd: &Instance, what: &str, quantity: u64, processor: bool) -> CimResult<()> {
+    let refuse = |property: &str, value: u64, why: &str| {
+        Err(CimError::new(
+            StatusCode::NotSupported,
+            format!(
+                "{}: {what} {property} {value} is not supported: {why}",
+                rasd.class_name
+            ),
+        ))
+    };
+    if let Some(weight) = unsigned_property(rasd, "Weight")? {
+        return refuse(
+            "Weight",
+            weight,
+            "this host does not weigh VMs against each other",
+        );
+    }
+    if let Some(limit) = unsigned_property(rasd, "Limit")? {
+        let no_cap = limit >= quantity || (processor && limit == 0);
+        if !no_cap {
+            return refuse(
+                "Limit",
+                limit,
+                &format!("a cap below the VM's {quantity} is not enforced on this host"),
+            );
+        }
+    }
+    if let Some(reservation) = unsigned_property(rasd, "Reservation")? {
+        let nothing_more = reservation == 0 || (!processor && reservation <= quantity);
+        if !nothing_more {
+            return refuse(
+                "Reservation",
+                reservation,
+                "resources are not reserved for VMs on this host",
+            );
         }
     }
     Ok(())

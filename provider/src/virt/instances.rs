@@ -821,20 +821,19 @@ fn rasd(class: &Class, d: &VmDefinition) -> Instance {
             "KiloBytes",
         )
     };
-    build(
-        class,
-        with_keys(
-            &path,
-            vec![
-                ("ResourceType", Value::UInt16(resource_type)),
-                ("VirtualQuantity", Value::UInt64(quantity)),
-                ("Reservation", Value::UInt64(quantity)),
-                ("Limit", Value::UInt64(quantity)),
-                ("AllocationUnits", text(units)),
-                ("ElementName", text(if processor { "proc" } else { "mem" })),
-            ],
-        ),
-    )
+    let mut values = vec![
+        ("ResourceType", Value::UInt16(resource_type)),
+        ("VirtualQuantity", Value::UInt64(quantity)),
+        ("AllocationUnits", text(units)),
+        ("ElementName", text(if processor { "proc" } else { "mem" })),
+    ];
+    // Memory is the VM's alone and it gets no more (as libvirt-cim shows it); processors
+    // have no reservation, cap or weight here, so those stay NULL.
+    if !processor {
+        values.push(("Reservation", Value::UInt64(quantity)));
+        values.push(("Limit", Value::UInt64(quantity)));
+    }
+    build(class, with_keys(&path, values))
 }
 
 fn processor(class: &Class, d: &VmDefinition, state: State, index: u32) -> Instance {
