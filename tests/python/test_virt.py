@@ -1096,6 +1096,79 @@ def test_definitions_survive_a_kill_and_running_vms_are_readopted(tmp_path):
     assert code == 0, log
 
 
+def test_vms_start_with_the_server_as_their_automatic_start_says(tmp_path):
+    """AutomaticStartupAction 4 (and libvirt-cim's AutoStart 1) start a VM that is off when
+    cimvirtd starts, after its delay; 3 restarts one that was running when it stopped
+    unasked (its process killed while the server was down, as a host crash does); the
+    default (2) leaves a VM off; a running VM is re-adopted, not started again."""
+    import signal
+    srv = Server(tmp_path / "data")
+    conn = srv.conn()
+    delay = pywbem.CIMDateTime("00000000000001.000000:000")
+    define(conn, "always", vcpus=1, memory_mib=16, AutomaticStartupAction=Uint16(4),
+           AutomaticStartupActionDelay=delay, AutomaticStartupActionSequenceNumber=Uint16(2))
+    define(conn, "libvirt", vcpus=1, memory_mib=16, AutoStart=Uint16(1))
+    active = define(conn, "active", vcpus=1, memory_mib=16,
+                    AutomaticStartupAction=Uint16(3))[1]["ResultingSystem"]
+    inactive = define(conn, "inactive", vcpus=1, memory_mib=16,
+                      AutomaticStartupAction=Uint16(3))[1]["ResultingSystem"]
+    define(conn, "manual", vcpus=1, memory_mib=16)
+    vssds = {i["VirtualSystemIdentifier"]: i for i in conn.EnumerateInstances("KVM_VirtualSystemSettingData")}
+    assert (vssds["always"]["AutomaticStartupAction"], vssds["always"]["AutoStart"]) == (4, 1)
+    assert str(vssds["always"]["AutomaticStartupActionDelay"]) == str(delay)
+    assert vssds["always"]["AutomaticStartupActionSequenceNumber"] == 2
+    assert (vssds["libvirt"]["AutomaticStartupAction"], vssds["manual"]["AutomaticStartupAction"]) == (4, 2)
+    assert change(conn, active, 2) == 0
+    pid = spin(srv, "active")
+    assert change(conn, inactive, 2) == 0 and change(conn, inactive, 3) == 0
+    code, log = srv.stop()
+    assert code == 0, log
+    os.kill(pid, signal.SIGKILL)  # the host goes down under the running VM
+
+    again = Server(tmp_path / "data", users=False)
+    try:
+        conn = again.conn()
+        deadline = time.monotonic() + 30
+        want = {"always": 2, "libvirt": 2, "active": 2, "inactive": 3, "manual": 3}
+        while True:
+            states = {i["Name"]: i["EnabledState"] for i in conn.EnumerateInstances("KVM_ComputerSystem")}
+            if states == want:
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
+        for name in ("always", "libvirt", "active"):
+            wait_advancing(again, name)
+        log = again.log_path.read_text()
+        assert log.count("started automatically") == 3, log
+    finally:
+        code, log = again.stop()
+    assert code == 0, log
+    # Modified through ModifySystemSettings, and what cannot be honoured is refused.
+    srv = Server(tmp_path / "data", users=False)
+    try:
+        conn = srv.conn()
+        for name in ("always", "libvirt", "active"):
+            system = pywbem.CIMInstanceName("KVM_ComputerSystem", keybindings={
+                "CreationClassName": "KVM_ComputerSystem", "Name": name})
+            assert change(conn, system, 3) == 0
+        settings = CIMInstance("KVM_VirtualSystemSettingData",
+                               properties={"InstanceID": "KVM:always", "AutoStart": Uint16(0)})
+        assert conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=settings)[0] == 0
+        (vssd,) = [i for i in conn.EnumerateInstances("KVM_VirtualSystemSettingData")
+                   if i["InstanceID"] == "KVM:always"]
+        assert vssd["AutomaticStartupAction"] == 2
+        for prop, value in (("AutomaticShutdownAction", 3), ("AutomaticRecoveryAction", 3)):
+            settings = CIMInstance("KVM_VirtualSystemSettingData",
+                                   properties={"InstanceID": "KVM:always", prop: Uint16(value)})
+            with pytest.raises(pywbem.CIMError) as err:
+                conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=settings)
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+            assert prop in err.value.status_description
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_vm_lifecycle_indications_reach_a_pywbem_listener(virt, scheme):
     from conftest import free_port

@@ -357,6 +357,9 @@ async fn serve(settings: Settings) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
     );
+    manager
+        .start_automatically()
+        .map_err(|e| format!("starting the automatic-start thread: {e}"))?;
     let migration = &settings.config.migration;
     let virt = Virt::new(
         manager.clone(),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::devices::{add_device, device_order, pair_drives_with_images};
 use super::properties::{allocation_unit_bytes, invalid, string_property, unsigned_property};
+use super::startup::StartupPolicy;
 use crate::error::{CimError, CimResult, StatusCode};
 
 /// RASD ResourceType for processors (DSP1041).
@@ -61,6 +62,9 @@ pub struct VmDefinition {
     /// The virtio network ports.
     #[serde(default)]
     pub nics: Vec<NicDefinition>,
+    /// Whether and when it starts with cimvirtd.
+    #[serde(default)]
+    pub startup: StartupPolicy,
 }
 
 /// A disk: a raw image on the host, seen by the guest as a virtio disk.
@@ -184,7 +188,9 @@ pub fn from_settings(
         linux: linux_boot(system)?,
         disks: Vec::new(),
         nics: Vec::new(),
+        startup: StartupPolicy::default(),
     };
+    definition.startup.apply(system)?;
     for rasd in &pair_drives_with_images(resources)? {
         apply_rasd(&mut definition, rasd)?;
     }
@@ -239,7 +245,7 @@ pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResul
         }
     }
     definition.linux = linux_boot(&merged)?;
-    Ok(())
+    definition.startup.apply(vssd)
 }
 
 /// The VSSD's Kernel, Ramdisk and CommandLine: each file must be an absolute path to a

@@ -10,6 +10,7 @@ use super::definition::{self, DiskDefinition, NicDefinition, Snapshot, VmDefinit
 use super::jobs::Job;
 use super::manager::DiskPoolInfo;
 use super::paths::{self, class, Pool};
+use super::startup::{self, StartupAction};
 use super::state::CimState;
 use crate::cimom::provider::{build_instance as build, keys_of};
 use hypervisor_shim::storage::Volume;
@@ -398,6 +399,30 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
         ("UUID", text(&d.uuid)),
         ("Arch", text("x86_64")),
         ("Emulator", text("cimvirtd")),
+        (
+            "AutomaticStartupAction",
+            Value::UInt16(d.startup.action.code()),
+        ),
+        (
+            "AutomaticStartupActionDelay",
+            Value::DateTime(DateTime::Interval(d.startup.delay_interval())),
+        ),
+        (
+            "AutomaticStartupActionSequenceNumber",
+            Value::UInt16(d.startup.sequence),
+        ),
+        (
+            "AutoStart",
+            Value::UInt16(u16::from(d.startup.action == StartupAction::Always)),
+        ),
+        (
+            "AutomaticShutdownAction",
+            Value::UInt16(startup::SHUTDOWN_ACTION_TURN_OFF),
+        ),
+        (
+            "AutomaticRecoveryAction",
+            Value::UInt16(startup::RECOVERY_ACTION_NONE),
+        ),
     ];
     if let Some(linux) = &d.linux {
         values.push(("Kernel", text(&linux.kernel.display().to_string())));

@@ -880,6 +880,44 @@ impl VirtManager {
         }
     }
 
+    /// Starts the VMs whose automatic start says so (AutomaticStartupAction 4, or 3 for
+    /// those last asked to run), each once its delay has passed since now, in sequence
+    /// order, on a thread of their own. Called once at start, after the supervisor has
+    /// re-adopted the VMs still running, which are left as they are.
+    pub fn start_automatically(self: &Arc<Self>) -> std::io::Result<()> {
+        let mut due: Vec<VmDefinition> = self
+            .definitions()
+            .into_iter()
+            .filter(|d| d.startup.starts(d.requested_state))
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        due.sort_by(|a, b| (a.startup.sequence, &a.name).cmp(&(b.startup.sequence, &b.name)));
+        let began = std::time::Instant::now();
+        let manager = self.clone();
+        std::thread::Builder::new()
+            .name("autostart".into())
+            .spawn(move || {
+                for d in due {
+                    let at = began + Duration::from_millis(d.startup.delay_ms);
+                    std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+                    let state = manager.state(&d);
+                    if !matches!(
+                        state,
+                        State::Defined | State::Off | State::Crashed | State::Saved
+                    ) {
+                        continue;
+                    }
+                    match manager.change_state(&d.name, REQUESTED_ENABLED, Change::Enable) {
+                        Ok(()) => tracing::info!(vm = d.name, "started automatically"),
+                        Err(e) => tracing::warn!(vm = d.name, error = ?e, "automatic start failed"),
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
     /// Carries out a requested state change and records the request.
     pub fn change_state(
         &self,

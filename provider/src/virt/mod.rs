@@ -28,6 +28,7 @@ pub mod migration;
 pub mod paths;
 mod pools;
 mod properties;
+mod startup;
 mod state;
 
 use std::sync::Arc;

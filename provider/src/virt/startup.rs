@@ -1,0 +1,243 @@
+//! What happens to a VM when cimvirtd starts (DSP1057's AutomaticStartupAction with its
+//! delay and sequence number, and libvirt-cim's AutoStart), and the VSSD properties of
+//! host events this host cannot act on, which are refused unless they ask for what happens
+//! anyway.
+
+use std::time::Duration;
+
+use cim_schema::{DateTime, Instance, Interval, Value};
+use serde::{Deserialize, Serialize};
+
+use super::properties::{invalid, unsigned_property};
+use crate::error::{CimError, CimResult, StatusCode};
+
+/// AutomaticStartupAction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartupAction {
+    /// 2: the VM is left as it is.
+    #[default]
+    None,
+    /// 3: started if it was running (RequestedState 2) when it stopped unasked, as when the
+    /// host went down.
+    RestartIfActive,
+    /// 4: started whenever it is not running.
+    Always,
+}
+
+impl StartupAction {
+    /// Its DSP1057 value.
+    pub fn code(self) -> u16 {
+        match self {
+            StartupAction::None => 2,
+            StartupAction::RestartIfActive => 3,
+            StartupAction::Always => 4,
+        }
+    }
+
+    fn from_code(code: u64) -> Option<Self> {
+        match code {
+            2 => Some(StartupAction::None),
+            3 => Some(StartupAction::RestartIfActive),
+            4 => Some(StartupAction::Always),
+            _ => None,
+        }
+    }
+}
+
+/// A VM's automatic start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartupPolicy {
+    /// What happens when cimvirtd starts.
+    pub action: StartupAction,
+    /// How long after cimvirtd's start, in milliseconds.
+    pub delay_ms: u64,
+    /// Its place in the order of automatic starts (lower first; then by name).
+    pub sequence: u16,
+}
+
+/// What happens to a VM when the host shuts down (AutomaticShutdownAction 2, Turn Off: the
+/// VM process ends with the host; cimvirtd does not save or shut guests down).
+pub const SHUTDOWN_ACTION_TURN_OFF: u16 = 2;
+/// What happens when a guest crashes (AutomaticRecoveryAction 2, None: it stays crashed).
+pub const RECOVERY_ACTION_NONE: u16 = 2;
+
+impl StartupPolicy {
+    /// Whether a VM whose last accepted request was `requested_state` and that is not
+    /// running now is started automatically.
+    pub fn starts(&self, requested_state: u16) -> bool {
+        match self.action {
+            StartupAction::None => false,
+            StartupAction::RestartIfActive => requested_state == 2,
+            StartupAction::Always => true,
+        }
+    }
+
+    /// The delay as a DSP0004 interval.
+    pub fn delay_interval(&self) -> Interval {
+        let secs = self.delay_ms / 1000;
+        Interval {
+            days: u32::try_from(secs / 86_400).unwrap_or(99_999_999),
+            hours: (secs / 3600 % 24) as u8,
+            minutes: (secs / 60 % 60) as u8,
+            seconds: (secs % 60) as u8,
+            microseconds: (self.delay_ms % 1000) as u32 * 1000,
+            precision: 20,
+        }
+    }
+
+    /// Applies the startup properties a VSSD gives (those it leaves out stay), and refuses
+    /// host-event actions this host does not take.
+    pub fn apply(&mut self, vssd: &Instance) -> CimResult<()> {
+        let action = match unsigned_property(vssd, "AutomaticStartupAction")? {
+            Some(code) => Some(StartupAction::from_code(code).ok_or_else(|| {
+                invalid(format!(
+                    "AutomaticStartupAction {code}: 2 (None), 3 (Restart if previously active) \
+                     or 4 (Always startup)"
+                ))
+            })?),
+            None => None,
+        };
+        // libvirt-cim's AutoStart: 1 starts the VM with the host, 0 does not.
+        let auto_start = match unsigned_property(vssd, "AutoStart")? {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            Some(other) => return Err(invalid(format!("AutoStart {other}: 0 or 1"))),
+            None => None,
+        };
+        match (action, auto_start) {
+            (Some(a), Some(on)) if (a == StartupAction::Always) != on => {
+                return Err(invalid(format!(
+                    "AutoStart {} contradicts AutomaticStartupAction {}",
+                    u8::from(on),
+                    a.code()
+                )))
+            }
+            (Some(a), _) => self.action = a,
+            (None, Some(true)) => self.action = StartupAction::Always,
+            (None, Some(false)) => self.action = StartupAction::None,
+            (None, None) => {}
+        }
+        if let Some(delay) = interval_property(vssd, "AutomaticStartupActionDelay")? {
+            self.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        }
+        if let Some(n) = unsigned_property(vssd, "AutomaticStartupActionSequenceNumber")? {
+            self.sequence = u16::try_from(n)
+                .map_err(|_| invalid(format!("AutomaticStartupActionSequenceNumber {n}")))?;
+        }
+        for (property, only, meaning) in [
+            (
+                "AutomaticShutdownAction",
+                SHUTDOWN_ACTION_TURN_OFF,
+                "VMs are turned off with the host (2)",
+            ),
+            (
+                "AutomaticRecoveryAction",
+                RECOVERY_ACTION_NONE,
+                "a crashed VM stays crashed (2)",
+            ),
+        ] {
+            if let Some(v) = unsigned_property(vssd, property)? {
+                if v != u64::from(only) {
+                    return Err(CimError::new(
+                        StatusCode::NotSupported,
+                        format!("{property} {v} is not supported: {meaning}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A datetime interval property, given as a datetime or as its string form.
+fn interval_property(instance: &Instance, name: &str) -> CimResult<Option<Duration>> {
+    let interval = match instance.get(name) {
+        None => return Ok(None),
+        Some(Value::DateTime(DateTime::Interval(i))) => *i,
+        Some(Value::String(s)) => match DateTime::parse(s.trim()) {
+            Ok(DateTime::Interval(i)) => i,
+            _ => return Err(invalid(format!("{name} {s:?} is not a datetime interval"))),
+        },
+        Some(other) => {
+            return Err(invalid(format!(
+                "{name} must be a datetime interval, not {other:?}"
+            )))
+        }
+    };
+    Ok(Some(
+        Duration::from_secs(
+            u64::from(interval.days) * 86_400
+                + u64::from(interval.hours) * 3600
+                + u64::from(interval.minutes) * 60
+                + u64::from(interval.seconds),
+        ) + Duration::from_micros(u64::from(interval.microseconds)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virt::properties::instance;
+
+    fn vssd(props: &[(&str, Value)]) -> Instance {
+        instance("KVM_VirtualSystemSettingData", props)
+    }
+
+    #[test]
+    fn startup_actions_delays_and_autostart_are_read() {
+        let mut p = StartupPolicy::default();
+        p.apply(&vssd(&[
+            ("AutomaticStartupAction", Value::UInt16(3)),
+            (
+                "AutomaticStartupActionDelay",
+                "00000000000130.500000:000".into(),
+            ),
+            ("AutomaticStartupActionSequenceNumber", Value::UInt16(7)),
+        ]))
+        .unwrap();
+        assert_eq!(
+            p,
+            StartupPolicy {
+                action: StartupAction::RestartIfActive,
+                delay_ms: 90_500,
+                sequence: 7
+            }
+        );
+        assert_eq!(
+            DateTime::Interval(p.delay_interval()).to_string(),
+            "00000000000130.500000:000"
+        );
+        assert!(p.starts(2) && !p.starts(3));
+        p.apply(&vssd(&[("AutoStart", Value::UInt16(1))])).unwrap();
+        assert_eq!(p.action, StartupAction::Always);
+        assert!(p.starts(3));
+        p.apply(&vssd(&[("AutoStart", Value::UInt16(0))])).unwrap();
+        assert_eq!(p.action, StartupAction::None);
+        assert_eq!(p.delay_ms, 90_500, "what a VSSD leaves out stays");
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_refused() {
+        let mut p = StartupPolicy::default();
+        for props in [
+            vec![("AutomaticStartupAction", Value::UInt16(5))],
+            vec![
+                ("AutomaticStartupAction", Value::UInt16(2)),
+                ("AutoStart", Value::UInt16(1)),
+            ],
+            vec![("AutomaticShutdownAction", Value::UInt16(3))],
+            vec![("AutomaticRecoveryAction", Value::UInt16(3))],
+            vec![(
+                "AutomaticStartupActionDelay",
+                "20200101000000.000000+000".into(),
+            )],
+        ] {
+            assert!(p.apply(&vssd(&props)).is_err(), "{props:?}");
+        }
+        p.apply(&vssd(&[
+            ("AutomaticShutdownAction", Value::UInt16(2)),
+            ("AutomaticRecoveryAction", Value::UInt16(2)),
+        ]))
+        .unwrap();
+    }
+}
