@@ -112,6 +112,9 @@ pub struct VmHandle {
     exited: Condvar,
 }
 
+/// The size of `sockaddr_un.sun_path` on Linux, its terminating NUL included.
+const SUN_PATH_BYTES: usize = 108;
+
 /// The control socket's read timeout for requests that answer at once.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -291,6 +294,23 @@ impl Supervisor {
 
     fn socket(&self, name: &str) -> PathBuf {
         self.config.run_dir.join(format!("{name}.sock"))
+    }
+
+    /// Why the VM `name` could not run here: its control socket's path would not fit a
+    /// Unix socket address (`sun_path`, 108 bytes with its NUL).
+    pub fn check_name_fits(&self, name: &str) -> std::result::Result<(), String> {
+        let path = self.socket(name);
+        let len = path.as_os_str().len();
+        if len >= SUN_PATH_BYTES {
+            return Err(format!(
+                "VM name of {} bytes: its control socket {} would have {len} bytes, and a \
+                 Unix socket path has at most {}",
+                name.len(),
+                path.display(),
+                SUN_PATH_BYTES - 1
+            ));
+        }
+        Ok(())
     }
 
     /// Takes over the VM processes whose sockets are in the run directory (after a server

@@ -998,6 +998,21 @@ def test_bad_definitions_are_refused_with_the_reason(virt):
     with pytest.raises(pywbem.CIMError) as err:
         define(conn, "huge", memory_mib=1 << 30)
     assert "MiB of memory: this host has" in err.value.status_description
+    # Names are bounded so that every VM file can be made: 64 bytes, and less where the run
+    # directory leaves less room for the control socket's path (108 bytes with its NUL).
+    fits = min(64, 107 - len(str(virt.data_dir / "run")) - len("/.sock"))
+    longest = "n" * fits
+    system = define(conn, longest, vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    assert change(conn, system, 2) == 0 and enabled_state(conn, system) == 2
+    assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+    for name, why in (("n" * 65, "at most 64 bytes"), ("n" * (fits + 1), "Unix socket path"),
+                      ("n" * 4000, "at most 64 bytes")):
+        if fits == 64 and why == "Unix socket path":
+            continue  # a short run directory: 64 bytes always fit
+        with pytest.raises(pywbem.CIMError) as err:
+            define(conn, name)
+        assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        assert why in err.value.status_description
     with pytest.raises(pywbem.CIMError) as err:
         define(conn, "../escape")
     assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER

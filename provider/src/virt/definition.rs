@@ -25,6 +25,11 @@ pub const RESOURCE_DISK: u16 = 17;
 pub const RESOURCE_LOGICAL_DISK: u16 = 31;
 /// RASD ResourceType of a network interface as DSP1050 writes it (Ethernet Connection).
 pub const RESOURCE_ETHERNET_CONNECTION: u16 = 33;
+/// The longest VM name, in bytes: the VM's files are named after it (`NAME.console.log.1`,
+/// `NAME.snapshots` ... within a file name's 255 bytes) and its control socket's path must
+/// fit a Unix socket address with the run directory in front (checked against the actual
+/// run directory as well).
+pub const MAX_NAME_BYTES: usize = 64;
 /// vCPUs when DefineSystem gives no processor RASD.
 pub const DEFAULT_VCPUS: u32 = 1;
 /// Memory when DefineSystem gives no memory RASD.

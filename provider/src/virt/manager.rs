@@ -552,6 +552,17 @@ impl VirtManager {
 
     /// Checks a definition against the host and the boot image's limits.
     fn check_fits(&self, definition: &VmDefinition) -> CimResult<()> {
+        let name = &definition.name;
+        if name.len() > definition::MAX_NAME_BYTES {
+            return Err(CimError::invalid_parameter(format!(
+                "a VM name has at most {} bytes; this one has {}",
+                definition::MAX_NAME_BYTES,
+                name.len()
+            )));
+        }
+        self.supervisor
+            .check_name_fits(name)
+            .map_err(CimError::invalid_parameter)?;
         let cpus = self.host.logical_cpus as u64;
         if u64::from(definition.vcpus) > cpus {
             return Err(CimError::invalid_parameter(format!(
