@@ -296,6 +296,25 @@ impl Supervisor {
         self.config.run_dir.join(format!("{name}.sock"))
     }
 
+    /// Removes what the VM `name`'s processes left in the run directory (their log, the
+    /// configuration they started with, how the last one ended) and forgets how it ended;
+    /// for a VM that is gone for good. Does nothing while it runs.
+    pub fn remove_files(&self, name: &str) {
+        if self.get(name).is_some() {
+            return;
+        }
+        lock(&self.ended).remove(name);
+        let socket = self.socket(name);
+        for path in [
+            self.config.run_dir.join(format!("{name}.log")),
+            self.config.run_dir.join(format!("{name}.json")),
+            exit_record_path(&socket),
+            socket,
+        ] {
+            let _ = fs::remove_file(path);
+        }
+    }
+
     /// Why the VM `name` could not run here: its control socket's path would not fit a
     /// Unix socket address (`sun_path`, 108 bytes with its NUL).
     pub fn check_name_fits(&self, name: &str) -> std::result::Result<(), String> {

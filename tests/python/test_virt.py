@@ -218,8 +218,12 @@ def test_a_vm_goes_through_its_whole_life(virt):
         assert conn.GetInstance(system)["RequestedState"] == 3, "a refused request changes nothing"
     assert change(conn, system, 12) == 1, "Deferred is not supported"
 
+    assert (virt.data_dir / "vms" / "life.console.log").exists()
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
     assert "life" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
+    left = [p.name for d in ("vms", "run") for p in (virt.data_dir / d).iterdir()
+            if p.name.startswith("life.")]
+    assert left == [], f"DestroySystem left {left}"
 
 
 def settings_of(conn, name):

@@ -699,14 +699,21 @@ impl VirtManager {
         self.forget(&definition, last_state)
     }
 
-    /// Removes a VM that no longer runs here: its record, saved state and snapshots; it is
-    /// reported deleted.
+    /// Removes a VM that no longer runs here: its record, saved state, snapshots, console
+    /// logs and its processes' files; it is reported deleted.
     pub(super) fn forget(&self, definition: &VmDefinition, last_state: State) -> CimResult<()> {
         let name = &definition.name;
         if let Some(saved) = &definition.saved {
             let _ = std::fs::remove_dir_all(saved);
         }
         let _ = std::fs::remove_dir_all(self.snapshots_dir(name));
+        let console = self.console_log(name);
+        let mut rotated = console.clone().into_os_string();
+        rotated.push(".1");
+        for log in [console, PathBuf::from(rotated)] {
+            let _ = std::fs::remove_file(log);
+        }
+        self.supervisor.remove_files(name);
         self.store
             .delete_vm(name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
