@@ -924,9 +924,16 @@ def test_pools_and_their_allocation_templates(virt):
         assert templates["Minimum"]["VirtualQuantity"] == 8 * 1024
         assert templates["Increment"]["VirtualQuantity"] == 1024
         assert all(t["PoolID"] == "MemoryPool/0" for t in templates.values())
-        # Templates are not VM allocations.
+        # The templates are instances too: the usual Hyper-V script query finds each pool's.
         enumerated = [r["InstanceID"] for r in conn.EnumerateInstances("KVM_MemResourceAllocationSettingData")]
-        assert "Default" not in enumerated and "pooled/mem" in enumerated
+        assert {"Default", "Minimum", "Maximum", "Increment", "pooled/mem"} <= set(enumerated)
+        defaults = conn.ExecQuery("WQL", "SELECT * FROM CIM_ResourceAllocationSettingData "
+                                         "WHERE InstanceID LIKE '%Default%'")
+        by_pool = {d["PoolID"]: d for d in defaults}
+        assert {"ProcessorPool/0", "MemoryPool/0", "DiskPool/default"} <= set(by_pool)
+        assert by_pool["MemoryPool/0"].classname == "KVM_MemResourceAllocationSettingData"
+        assert by_pool["MemoryPool/0"]["VirtualQuantity"] == 64 * 1024
+        assert all("Default" in d["InstanceID"] for d in defaults)
 
         drawn = conn.AssociatorNames(system, ResultClass="CIM_LogicalDevice")
         (pool,) = conn.AssociatorNames([d for d in drawn if d.classname == "KVM_Memory"][0],

@@ -410,9 +410,8 @@ impl Virt {
 
 #[async_trait]
 impl InstanceProvider for Virt {
-    /// Finds enumerable instances, and the template RASDs, which only GetInstance and the
-    /// SettingsDefineCapabilities associations reach (as in libvirt-cim): enumerating RASDs
-    /// lists the VMs' allocations only.
+    /// Finds an instance: the VMs' allocations and, among the RASDs, each pool's templates
+    /// (Default, Minimum, Maximum, Increment) as well.
     async fn get_instance(
         &self,
         _ctx: &ProviderContext,
@@ -444,7 +443,12 @@ impl InstanceProvider for Virt {
                 class.name
             )));
         };
-        for instance in instances {
+        // The templates are instances of the profile like any other: a query such as
+        // `InstanceID LIKE '%Default%'` (the usual Hyper-V script idiom) finds them.
+        for instance in instances
+            .into_iter()
+            .chain(instances::templates(class, &model))
+        {
             if !sink.send(instance).await {
                 break;
             }
