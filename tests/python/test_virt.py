@@ -392,6 +392,24 @@ def test_a_graceful_shutdown_job_is_cancelled_and_the_vm_runs_on(virt):
         assert (cs["EnabledState"], cs["RequestedState"]) == (2, 2), "it runs on"
         rv, _ = conn.InvokeMethod("RequestStateChange", job, RequestedState=Uint16(5))
         assert rv == 4097, "an ended job cannot be cancelled"
+        assert conn.InvokeMethod("KillJob", job, DeleteOnKill=False)[0] == 4, "nor killed"
+        # KillJob, the older way, cancels a job too, and DeleteOnKill deletes it.
+        rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(4),
+                                    TimeoutPeriod=pywbem.CIMDateTime("00000000000100.000000:000"))
+        assert rv == 4096
+        assert conn.InvokeMethod("KillJob", out["Job"], DeleteOnKill=True)[0] == 0
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.GetInstance(out["Job"])
+        assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+        assert enabled_state(conn, system) == 2, "it runs on"
+        # SetPowerState, the older RequestStateChange: off, on, cycle; power saving is not offered.
+        assert conn.InvokeMethod("SetPowerState", system, PowerState=Uint32(6))[0] == 0
+        assert enabled_state(conn, system) == 3
+        assert conn.InvokeMethod("SetPowerState", system, PowerState=Uint32(1))[0] == 0
+        wait_advancing(virt, "cancel")
+        assert conn.InvokeMethod("SetPowerState", system, PowerState=Uint32(5))[0] == 0
+        assert conn.InvokeMethod("SetPowerState", system, PowerState=Uint32(3))[0] == 1
+        assert conn.GetInstance(system)["RequestedState"] == 11
         assert change(conn, system, 3) == 0
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
@@ -611,6 +629,8 @@ def test_a_guest_that_ignores_shutdown_is_powered_off_by_a_job_and_a_busy_vm_say
         assert enabled_state(conn, system) == 3
         rv, err = conn.InvokeMethod("GetError", out["Job"])
         assert rv == 0 and err.get("Error") is None, "a completed job has no error"
+        rv, errs = conn.InvokeMethod("GetErrors", out["Job"])
+        assert rv == 0 and not errs.get("Errors"), "nor errors"
         rv, _ = conn.InvokeMethod("RequestStateChange", out["Job"], RequestedState=Uint16(4))
         assert rv == 4097, "a completed job cannot be cancelled"
 
@@ -627,6 +647,8 @@ def test_a_guest_that_ignores_shutdown_is_powered_off_by_a_job_and_a_busy_vm_say
         assert job["JobState"] == 10 and job["ErrorCode"] == 4, job
         rv, err = conn.InvokeMethod("GetError", out["Job"])
         assert rv == 0 and err["Error"]["Message"] == job["ErrorDescription"]
+        rv, errs = conn.InvokeMethod("GetErrors", out["Job"])
+        assert rv == 0 and [e["Message"] for e in errs["Errors"]] == [job["ErrorDescription"]]
         assert enabled_state(conn, system) == 3
         assert conn.GetInstance(system)["HealthState"] == 20, "the killed process counts as a crash"
     finally:

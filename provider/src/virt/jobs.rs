@@ -163,6 +163,15 @@ impl Jobs {
     pub fn get(&self, id: &str) -> Option<Job> {
         lock(&self.jobs).get(id).cloned()
     }
+
+    /// Deletes a job (KillJob's DeleteOnKill); its end, if it comes later, is not recorded.
+    pub fn remove(&self, id: &str) -> CimResult<()> {
+        lock(&self.jobs).remove(id);
+        self.store
+            .delete_job(id)
+            .map(|_| ())
+            .map_err(|e| CimError::failed(format!("deleting job {id}: {e}")))
+    }
 }
 
 #[cfg(test)]

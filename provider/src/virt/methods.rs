@@ -624,26 +624,102 @@ impl Virt {
         })
     }
 
-    pub(super) async fn job_error(&self, target: &ObjectPath) -> CimResult<MethodResult> {
-        let id = job_id(target, "GetError")?;
+    /// CIM_ConcreteJob.GetError (deprecated) and GetErrors (DSP1103): the job's error as
+    /// an embedded CIM_Error (an array of it for GetErrors), or none (NULL).
+    pub(super) async fn job_errors(
+        &self,
+        target: &ObjectPath,
+        as_array: bool,
+    ) -> CimResult<MethodResult> {
+        let id = job_id(target, if as_array { "GetErrors" } else { "GetError" })?;
         let job = self.manager.jobs().get(&id).ok_or_else(|| {
             CimError::not_found(format!(
                 "job {id} does not exist (finished jobs are kept 5 minutes)"
             ))
         })?;
-        let out = match &job.error_description {
-            Some(message) => {
-                let mut error = Instance::new(Name::new("CIM_Error"));
-                error.set("ErrorType", Value::UInt16(4)); // Software Error
-                error.set("PerceivedSeverity", Value::UInt16(5)); // Major
-                error.set("OwningEntity", Value::from("cimvirt"));
-                error.set("Message", Value::from(message.as_str()));
-                error.set("CIMStatusCode", Value::UInt32(1)); // CIM_ERR_FAILED
-                vec![(Name::new("Error"), Value::Instance(Box::new(error)))]
-            }
+        let error = job.error_description.as_ref().map(|message| {
+            let mut error = Instance::new(Name::new("CIM_Error"));
+            error.set("ErrorType", Value::UInt16(4)); // Software Error
+            error.set("PerceivedSeverity", Value::UInt16(5)); // Major
+            error.set("OwningEntity", Value::from("cimvirt"));
+            error.set("Message", Value::from(message.as_str()));
+            error.set("CIMStatusCode", Value::UInt32(1)); // CIM_ERR_FAILED
+            Value::Instance(Box::new(error))
+        });
+        let out = match error {
+            Some(e) if as_array => vec![(Name::new("Errors"), Value::Array(vec![Some(e)]))],
+            Some(e) => vec![(Name::new("Error"), e)],
             None => vec![],
         };
         Ok(done(0, out))
+    }
+
+    /// CIM_Job.KillJob (deprecated for RequestStateChange 5): cancels the job where it can
+    /// be cancelled, as RequestStateChange does, and with DeleteOnKill deletes it. Returns
+    /// 0, or 4 (Failed) for a job that has ended or cannot be cancelled.
+    pub(super) async fn kill_job(
+        &self,
+        target: &ObjectPath,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let id = job_id(target, "KillJob")?;
+        let delete = matches!(
+            argument(arguments, "DeleteOnKill"),
+            Some(Value::Boolean(true))
+        );
+        let manager = self.manager.clone();
+        let killed = self
+            .blocking(move |m| m.cancel_job(&id).map(|()| id))
+            .await?;
+        match killed {
+            Ok(id) => {
+                if delete {
+                    manager.jobs().remove(&id)?;
+                }
+                Ok(done(0, vec![]))
+            }
+            Err(e) => {
+                tracing::info!("KillJob refused: {e:?}");
+                Ok(done(4, vec![]))
+            }
+        }
+    }
+
+    /// CIM_ComputerSystem.SetPowerState (deprecated for RequestStateChange, which it maps
+    /// to): 1 Full Power starts or resumes (2), 5 Power Cycle resets (11), 6 Power Off turns
+    /// off (3). The power-save states, Hibernate and Soft Off (which take a while: use
+    /// RequestStateChange 6 and 4, which answer with a job) and a scheduled Time are not
+    /// supported (1). Other answers are RequestStateChange's.
+    pub(super) async fn set_power_state(
+        &self,
+        target: &ObjectPath,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let name = system_name(Some(&Value::Reference(target.clone())), "the target")?;
+        // CIM_ComputerSystem declares it uint32, CIM_LogicalDevice uint16.
+        let state = match argument(arguments, "PowerState") {
+            Some(Value::UInt16(v)) => u32::from(*v),
+            Some(Value::UInt32(v)) => *v,
+            other => {
+                return Err(CimError::invalid_parameter(format!(
+                    "PowerState is required, not {other:?}"
+                )))
+            }
+        };
+        if argument(arguments, "Time").is_some() {
+            return Ok(done(1, vec![]));
+        }
+        let (requested, change) = match state {
+            1 => (2, Change::Enable),
+            5 => (11, Change::Reset),
+            6 => (3, Change::Disable),
+            _ => return Ok(done(1, vec![])),
+        };
+        self.require_defined(&name)?;
+        let result = self
+            .blocking(move |m| m.change_state(&name, requested, change))
+            .await?;
+        Ok(done(result.map_or_else(|e| e.code(), |()| 0), vec![]))
     }
 
     fn require_defined(&self, name: &str) -> CimResult<()> {

@@ -505,7 +505,13 @@ impl MethodProvider for Virt {
         } else if is(class::SNAPSHOT_SERVICE, "DestroySnapshot") {
             self.destroy_snapshot(&arguments).await
         } else if is(class::JOB, "GetError") {
-            self.job_error(target).await
+            self.job_errors(target, false).await
+        } else if is(class::JOB, "GetErrors") {
+            self.job_errors(target, true).await
+        } else if is(class::JOB, "KillJob") {
+            self.kill_job(target, &arguments).await
+        } else if is(class::COMPUTER_SYSTEM, "SetPowerState") {
+            self.set_power_state(target, &arguments).await
         } else if is(class::JOB, "RequestStateChange") {
             self.job_state_change(target, &arguments).await
         } else if class.eq_ignore_ascii_case(class::MIGRATION_SERVICE) {
