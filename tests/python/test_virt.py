@@ -328,7 +328,9 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
            if i["InstanceID"].startswith("disky/")}
     assert ids == {"disky/proc", "disky/mem", "disky/vda", "disky/vdb"}
 
-    # The guest uses its first disk: it reads the image's bytes and writes its pattern.
+    # The guest uses its first disk: it reads the image's bytes and writes its pattern. The
+    # second, writable but unused, is left untouched: not even its modification time moves.
+    os.utime(pool / "disk1.img", (1_000_000_000, 1_000_000_000))
     assert change(conn, system, 2) == 0
     wait_console(virt, "disky", "vCPUs online")
     send_console(virt, "disky", b"d")
@@ -348,6 +350,7 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
     deleted = cimvirtd("storage", "--pool", str(pool), "delete", "disk0.img", check=False)
     assert deleted.returncode != 0 and "in use by a running VM" in deleted.stderr
     assert change(conn, system, 3) == 0
+    assert (pool / "disk1.img").stat().st_mtime == 1_000_000_000, "an unused disk was written"
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
 
     # Bad devices are refused with the reason.

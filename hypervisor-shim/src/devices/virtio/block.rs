@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
@@ -92,6 +92,29 @@ struct DiskImage {
     punches_holes: bool,
 }
 
+/// Whether holes can be punched in the image `file` at `path` (`size` bytes), found out
+/// without touching it: a punch, even one past the end that changes no data, would update
+/// the image's modification time. For a regular file the probe punches an unnamed
+/// temporary file (`O_TMPFILE`) in the same directory, which is on the same file system;
+/// a block device is probed past its end, where nothing is.
+fn punches_holes(path: &Path, file: &File, size: u64) -> bool {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    if !regular {
+        return fallocate(file, FallocateMode::PunchHole, true, size, 4096).is_ok();
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+        .is_ok_and(|probe| fallocate(&probe, FallocateMode::PunchHole, true, 0, 4096).is_ok())
+}
+
 impl DiskImage {
     fn open(config: &DiskConfig) -> std::io::Result<DiskImage> {
         let path = &config.path;
@@ -122,9 +145,7 @@ impl DiskImage {
         let size = file
             .seek(SeekFrom::End(0))
             .map_err(|e| context("sizing", e))?;
-        // Punching a hole past the end changes nothing, and fails where holes are unsupported.
-        let punches_holes = !config.read_only
-            && fallocate(&file, FallocateMode::PunchHole, true, size, 4096).is_ok();
+        let punches_holes = !config.read_only && punches_holes(path, &file, size);
         Ok(DiskImage {
             file,
             sectors: size / SECTOR_SIZE,
@@ -626,6 +647,24 @@ mod tests {
         assert_eq!(rig.run(&image, VIRTIO_BLK_T_FLUSH, 0, 0, false), (1, OK));
         assert_eq!(rig.run(&image, VIRTIO_BLK_T_IN, 3, 512, true), (513, OK));
         assert_eq!(rig.guest(1), [3]);
+    }
+
+    #[test]
+    fn opening_an_image_leaves_it_untouched() {
+        let rig = Rig::new();
+        let then =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        File::options()
+            .write(true)
+            .open(&rig.path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let image = rig.image(false);
+        assert!(image.punches_holes);
+        drop(image);
+        let modified = std::fs::metadata(&rig.path).unwrap().modified().unwrap();
+        assert_eq!(modified, then, "the probe wrote to the image");
     }
 
     #[test]
