@@ -133,9 +133,23 @@ pub struct StorageSection {
     /// Storage pools by name, each a directory of raw images (`KVM_DiskPool`
     /// `DiskPool/NAME`). Default: `default` in `DATA_DIR/images`.
     pub pools: std::collections::BTreeMap<String, PathBuf>,
+    /// The directories under which clients may create storage pools
+    /// (CreateChildResourcePool). Default: `DATA_DIR/images`.
+    pub pool_roots: Option<Vec<PathBuf>>,
 }
 
 impl StorageSection {
+    /// The pools and the pool roots, with their defaults in `data_dir`.
+    pub fn settings(&self, data_dir: &Path) -> crate::virt::pools::PoolSettings {
+        crate::virt::pools::PoolSettings {
+            configured: self.pools(data_dir),
+            roots: self
+                .pool_roots
+                .clone()
+                .unwrap_or_else(|| vec![data_dir.join("images")]),
+        }
+    }
+
     /// The pools, or the default one in `data_dir`.
     pub fn pools(&self, data_dir: &Path) -> Vec<(String, PathBuf)> {
         if self.pools.is_empty() {

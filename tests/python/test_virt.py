@@ -858,7 +858,8 @@ def test_storage_pools_are_created_and_deleted_through_cim_and_persist(tmp_path)
     try:
         conn = srv.conn()
         (rpcs,) = conn.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
-        pool_dir = tmp_path / "fast"
+        # Under the pool root, by default the data directory's images/.
+        pool_dir = tmp_path / "data" / "images" / "fast"
         settings = CIMInstance("KVM_DiskPoolResourceAllocationSettingData",
                                properties={"Type": Uint16(1), "Path": str(pool_dir)})
         rv, out = conn.InvokeMethod("CreateChildResourcePool", rpcs, ElementName="fast", Settings=[settings])
@@ -883,6 +884,13 @@ def test_storage_pools_are_created_and_deleted_through_cim_and_persist(tmp_path)
             ({"ElementName": "nopath", "Settings": [CIMInstance(
                 "KVM_DiskPoolResourceAllocationSettingData", properties={"Type": Uint16(1)})]},
              pywbem.CIM_ERR_INVALID_PARAMETER),
+            # Nowhere else on the host: not /etc, not beside the data directory.
+            ({"ElementName": "etc", "Settings": [CIMInstance(
+                "KVM_DiskPoolResourceAllocationSettingData",
+                properties={"Type": Uint16(1), "Path": "/etc"})]}, pywbem.CIM_ERR_ACCESS_DENIED),
+            ({"ElementName": "beside", "Settings": [CIMInstance(
+                "KVM_DiskPoolResourceAllocationSettingData",
+                properties={"Type": Uint16(1), "Path": str(tmp_path / "beside")})]}, pywbem.CIM_ERR_ACCESS_DENIED),
         ]
         for args, code in refusals:
             with pytest.raises(pywbem.CIMError) as err:

@@ -344,7 +344,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         http::client::Client::new(&trusted).map_err(|e| format!("[tls] trusted: {e}"))?;
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
-    let storage_pools = settings.config.storage.pools(data_dir);
+    let storage_pools = settings.config.storage.settings(data_dir);
     let (vm_events, vm_event_queue) = provider::virt::indications::channel();
     let manager = Arc::new(
         VirtManager::new(

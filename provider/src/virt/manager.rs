@@ -23,7 +23,7 @@ use super::indications::{EventSender, VmChange, VmEvent};
 use super::jobs::{Job, Jobs};
 use super::lock;
 use super::paths;
-use super::pools::StoragePools;
+use super::pools::{PoolSettings, StoragePools};
 use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::Store;
 
@@ -206,7 +206,7 @@ impl VirtManager {
         store: Arc<Store>,
         vm_dir: PathBuf,
         host: HostInventory,
-        storage_pools: Vec<(String, PathBuf)>,
+        storage_pools: PoolSettings,
         events: Option<EventSender>,
     ) -> CimResult<Self> {
         if let Some(events) = &events {

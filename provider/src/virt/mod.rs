@@ -26,7 +26,7 @@ pub mod manager;
 mod methods;
 pub mod migration;
 pub mod paths;
-mod pools;
+pub mod pools;
 mod properties;
 mod startup;
 mod state;

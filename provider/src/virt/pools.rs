@@ -2,7 +2,7 @@
 //! create through KVM_ResourcePoolConfigurationService.CreateChildResourcePool, which are
 //! recorded in the database. Each is a directory of raw images.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use hypervisor_shim::storage::StoragePool;
@@ -24,6 +24,63 @@ struct Entry {
 pub struct StoragePools {
     store: Arc<Store>,
     pools: Mutex<Vec<Entry>>,
+    /// The directories under which clients may create pools (`[storage] pool_roots`),
+    /// absolute and free of links.
+    roots: Vec<PathBuf>,
+}
+
+/// Where storage pools are.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// The pools of the configuration file, by name.
+    pub configured: Vec<(String, PathBuf)>,
+    /// The directories under which clients may create pools.
+    pub roots: Vec<PathBuf>,
+}
+
+/// `dir` resolved (absolute, free of links as far as it exists), if it lies under one of
+/// `roots`: a client's pool may not reach the rest of the host's files.
+fn under_roots(dir: &Path, roots: &[PathBuf]) -> CimResult<PathBuf> {
+    if !dir.is_absolute() {
+        return Err(CimError::invalid_parameter(format!(
+            "Path {} is not absolute",
+            dir.display()
+        )));
+    }
+    if dir.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(CimError::invalid_parameter(format!(
+            "Path {} goes up with '..'",
+            dir.display()
+        )));
+    }
+    // The part that exists is resolved (links included); the rest is made below it.
+    let mut existing = dir.to_path_buf();
+    let mut missing = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_owned());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .map_err(|e| CimError::failed(format!("{}: {e}", existing.display())))?;
+    resolved.extend(missing.iter().rev());
+    if roots.iter().any(|root| resolved.starts_with(root)) {
+        return Ok(resolved);
+    }
+    let allowed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    Err(CimError::new(
+        StatusCode::AccessDenied,
+        format!(
+            "Path {} is not under a directory where pools may be created ([storage] pool_roots: {})",
+            dir.display(),
+            allowed.join(", ")
+        ),
+    ))
 }
 
 /// Whether `name` can name a pool (`DiskPool/NAME`): letters, digits, `.`, `_`, `-`.
@@ -51,9 +108,16 @@ fn open(name: &str, dir: &Path) -> CimResult<StoragePool> {
 impl StoragePools {
     /// The configured pools (each directory created if missing) and those recorded in
     /// `store`. A recorded pool whose name the configuration now uses gives way to it.
-    pub fn load(configured: Vec<(String, PathBuf)>, store: Arc<Store>) -> CimResult<Self> {
+    pub fn load(settings: PoolSettings, store: Arc<Store>) -> CimResult<Self> {
         let mut pools = Vec::new();
-        for (name, dir) in configured {
+        let mut roots = Vec::new();
+        for root in &settings.roots {
+            std::fs::create_dir_all(root)
+                .and_then(|()| root.canonicalize())
+                .map(|r| roots.push(r))
+                .map_err(|e| CimError::failed(format!("pool root {}: {e}", root.display())))?;
+        }
+        for (name, dir) in settings.configured {
             pools.push(Entry {
                 pool: open(&name, &dir)?,
                 name,
@@ -83,6 +147,7 @@ impl StoragePools {
         Ok(StoragePools {
             store,
             pools: Mutex::new(pools),
+            roots,
         })
     }
 
@@ -103,16 +168,11 @@ impl StoragePools {
             .ok_or_else(|| CimError::not_found(format!("no storage pool DiskPool/{name}")))
     }
 
-    /// Creates pool `name` over the absolute directory `dir` (made if missing), and records
-    /// it. Names and directories are each used once.
+    /// Creates pool `name` over the absolute directory `dir` (made if missing) under one of
+    /// the pool roots, and records it. Names and directories are each used once.
     pub fn create(&self, name: &str, dir: &Path) -> CimResult<()> {
         check_name(name)?;
-        if !dir.is_absolute() {
-            return Err(CimError::invalid_parameter(format!(
-                "Path {} is not absolute",
-                dir.display()
-            )));
-        }
+        let dir = &under_roots(dir, &self.roots)?;
         let mut pools = lock(&self.pools);
         if pools.iter().any(|e| e.name == name) {
             return Err(CimError::new(
@@ -180,21 +240,25 @@ mod tests {
     fn pools_are_created_recorded_reloaded_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-        let configured = vec![("default".to_owned(), dir.path().join("images"))];
-        let pools = StoragePools::load(configured.clone(), store.clone()).unwrap();
-        let fast = dir.path().join("fast");
+        let images = dir.path().join("images");
+        let settings = PoolSettings {
+            configured: vec![("default".to_owned(), images.clone())],
+            roots: vec![images.clone()],
+        };
+        let pools = StoragePools::load(settings.clone(), store.clone()).unwrap();
+        let fast = images.join("fast");
         pools.create("fast", &fast).unwrap();
         assert!(fast.is_dir(), "the directory is made");
         for (name, path, code) in [
-            ("fast", dir.path().join("other"), StatusCode::AlreadyExists),
+            ("fast", images.join("other"), StatusCode::AlreadyExists),
             ("again", fast.clone(), StatusCode::AlreadyExists),
-            ("a/b", dir.path().join("x"), StatusCode::InvalidParameter),
+            ("a/b", images.join("x"), StatusCode::InvalidParameter),
             ("rel", PathBuf::from("images"), StatusCode::InvalidParameter),
         ] {
             assert_eq!(pools.create(name, &path).unwrap_err().code, code, "{name}");
         }
         drop(pools);
-        let pools = StoragePools::load(configured, store).unwrap();
+        let pools = StoragePools::load(settings, store).unwrap();
         let names: Vec<String> = pools.list().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["default", "fast"]);
         assert_eq!(
@@ -204,5 +268,36 @@ mod tests {
         pools.delete("fast").unwrap();
         assert!(fast.is_dir(), "the images stay");
         assert_eq!(pools.get("fast").unwrap_err().code, StatusCode::NotFound);
+    }
+
+    #[test]
+    fn pools_are_created_under_the_pool_roots_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let root = dir.path().join("pools");
+        let pools = StoragePools::load(
+            PoolSettings {
+                configured: vec![],
+                roots: vec![root.clone()],
+            },
+            store,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        for (name, path, code) in [
+            ("etc", PathBuf::from("/etc"), StatusCode::AccessDenied),
+            (
+                "beside",
+                dir.path().join("beside"),
+                StatusCode::AccessDenied,
+            ),
+            ("up", root.join("../up"), StatusCode::InvalidParameter),
+            ("link", root.join("etc/cimvirt"), StatusCode::AccessDenied),
+        ] {
+            assert_eq!(pools.create(name, &path).unwrap_err().code, code, "{name}");
+        }
+        assert!(!dir.path().join("beside").exists());
+        pools.create("deep", &root.join("a/b")).unwrap();
+        assert!(root.join("a/b").is_dir());
     }
 }
