@@ -2,6 +2,11 @@
 //! takes space only as the guest writes; it can grow, be deleted when no VM uses it, and be
 //! imported from another format with `qemu-img convert` (Debian's qemu-utils), which only
 //! converts files and never runs a guest.
+//!
+//! A volume is an image cimvirt made, imported or was told to adopt: each has a marker in
+//! the pool's `.cimvirt-volumes/` directory, so that other files in the directory are never
+//! listed, resized or deleted as volumes. Markers are files of their own, so the server and
+//! the `cimvirtd storage` command can work on one pool at once.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -122,7 +127,45 @@ fn check_unused(name: &str, file: &File) -> Result<(), StorageError> {
     }
 }
 
+/// The directory of a pool's volume markers.
+const MARKERS: &str = ".cimvirt-volumes";
+
 impl StoragePool {
+    fn marker(&self, name: &str) -> PathBuf {
+        self.dir.join(MARKERS).join(name)
+    }
+
+    fn is_volume(&self, name: &str) -> bool {
+        self.marker(name).is_file()
+    }
+
+    fn mark(&self, name: &str) -> Result<(), StorageError> {
+        let dir = self.dir.join(MARKERS);
+        std::fs::create_dir_all(&dir).map_err(io(format!("{}", dir.display())))?;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.marker(name))
+            .map(|_| ())
+            .map_err(io(format!("marking {name} as a volume")))
+    }
+
+    /// Makes the existing image `name` in the pool's directory a volume (one copied there by
+    /// hand, or made before volumes were marked).
+    pub fn adopt(&self, name: &str) -> Result<Volume, StorageError> {
+        let path = self.path_of(name)?;
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(StorageError::NotFound(name.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(name.to_owned()))
+            }
+            Err(e) => return Err(io(format!("volume {name}"))(e)),
+        }
+        self.mark(name)?;
+        self.volume(name)
+    }
     /// The pool in `dir`, created if missing. Its path is made absolute and free of links,
     /// as the volume paths VMs are given are.
     pub fn open(dir: &Path) -> Result<StoragePool, StorageError> {
@@ -144,25 +187,41 @@ impl StoragePool {
         Ok(self.dir.join(name))
     }
 
-    /// Every volume (regular files with volume names), by name.
+    /// Every volume, by name: the marked images that are still there.
     pub fn volumes(&self) -> Result<Vec<Volume>, StorageError> {
-        let context = format!("listing {}", self.dir.display());
+        let markers = self.dir.join(MARKERS);
+        let context = format!("listing {}", markers.display());
+        let entries = match std::fs::read_dir(&markers) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(context)(e)),
+        };
         let mut volumes = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(io(&context))? {
+        for entry in entries {
             let entry = entry.map_err(io(&context))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if check_name(&name).is_err() || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            if check_name(&name).is_err() {
                 continue;
             }
-            volumes.push(self.volume(&name)?);
+            match self.volume(&name) {
+                Ok(v) => volumes.push(v),
+                // The image went without cimvirt (removed by hand): so does its marker.
+                Err(StorageError::NotFound(_)) => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                Err(e) => return Err(e),
+            }
         }
         volumes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(volumes)
     }
 
-    /// Volume `name`.
+    /// Volume `name` (a file of that name that is not a volume is not found).
     pub fn volume(&self, name: &str) -> Result<Volume, StorageError> {
         let path = self.path_of(name)?;
+        if !self.is_volume(name) {
+            return Err(StorageError::NotFound(name.to_owned()));
+        }
         let meta = match std::fs::metadata(&path) {
             Ok(meta) if meta.is_file() => meta,
             Ok(_) => return Err(StorageError::NotFound(name.to_owned())),
@@ -190,9 +249,13 @@ impl StoragePool {
             }
             Err(e) => return Err(io(format!("creating {name}"))(e)),
         };
-        if let Err(e) = file.set_len(bytes) {
+        if let Err(e) = file.set_len(bytes).map_err(io(format!("sizing {name}"))) {
             let _ = std::fs::remove_file(&path);
-            return Err(io(format!("sizing {name}"))(e));
+            return Err(e);
+        }
+        if let Err(e) = self.mark(name) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
         }
         self.volume(name)
     }
@@ -223,7 +286,9 @@ impl StoragePool {
         let volume = self.volume(name)?;
         let file = File::open(&volume.path).map_err(io(format!("opening {name}")))?;
         check_unused(name, &file)?;
-        std::fs::remove_file(&volume.path).map_err(io(format!("deleting {name}")))
+        std::fs::remove_file(&volume.path).map_err(io(format!("deleting {name}")))?;
+        let _ = std::fs::remove_file(self.marker(name));
+        Ok(())
     }
 
     /// Converts `source` (qcow2, vmdk, vdi, raw ...) into a new raw volume `name`.
@@ -253,6 +318,7 @@ impl StoragePool {
             )));
         }
         std::fs::rename(&partial, &path).map_err(io(format!("placing {name}")))?;
+        self.mark(name)?;
         self.volume(name)
     }
 
@@ -348,6 +414,47 @@ mod tests {
         assert!(err.to_string().contains("missing"), "{err}");
         assert!(pool.volume("other.img").is_err(), "nothing left behind");
         assert_eq!(pool.volumes().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_images_cimvirt_made_imported_or_adopted_are_volumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = StoragePool::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not an image").unwrap();
+        pool.create_volume("made.img", 1 << 20).unwrap();
+        let names: Vec<String> = pool
+            .volumes()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, ["made.img"]);
+        assert!(matches!(
+            pool.delete_volume("notes.txt"),
+            Err(StorageError::NotFound(_))
+        ));
+        assert!(matches!(
+            pool.resize_volume("notes.txt", 1 << 20),
+            Err(StorageError::NotFound(_))
+        ));
+        assert!(matches!(
+            pool.create_volume("notes.txt", 1 << 20),
+            Err(StorageError::Exists(_))
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join("notes.txt")).unwrap(),
+            b"not an image"
+        );
+        pool.adopt("notes.txt").unwrap();
+        assert_eq!(pool.volumes().unwrap().len(), 2);
+        pool.delete_volume("notes.txt").unwrap();
+        // An image removed by hand is no longer a volume.
+        std::fs::remove_file(dir.path().join("made.img")).unwrap();
+        assert!(pool.volumes().unwrap().is_empty());
+        assert!(matches!(
+            pool.adopt("gone.img"),
+            Err(StorageError::NotFound(_))
+        ));
     }
 
     #[test]

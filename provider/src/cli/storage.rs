@@ -39,6 +39,12 @@ enum StorageAction {
         /// The volume's file name.
         name: String,
     },
+    /// Make a raw image already in the pool's directory a volume (one copied there, or made
+    /// before volumes were marked); other files there are never listed or deleted.
+    Adopt {
+        /// The image's file name.
+        name: String,
+    },
     /// Convert an image (qcow2, vmdk, vdi, raw ...) into a new raw volume with qemu-img.
     Import {
         /// The volume's file name.
@@ -85,6 +91,7 @@ fn act(pool: &StoragePool, action: StorageAction) -> Result<serde_json::Value, S
             return Ok(serde_json::json!({ "deleted": name }));
         }
         StorageAction::Import { name, source } => pool.import(&name, &source),
+        StorageAction::Adopt { name } => pool.adopt(&name),
     };
     result
         .map_err(|e: StorageError| e.to_string())
