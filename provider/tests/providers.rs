@@ -192,6 +192,7 @@ fn fixture() -> Fixture {
 fn ctx() -> RequestContext {
     RequestContext {
         user: Arc::from("test"),
+        administrator: false,
     }
 }
 

@@ -263,3 +263,28 @@ def test_migrations_that_cannot_be_done_say_why_and_leave_the_vm_where_it_was(ho
         if "homebody" in names(conn_b):
             conn_b.InvokeMethod("DestroySystem", service(conn_b), AffectedSystem=clash)
     assert not list((b.data_dir / "vms").glob("*.incoming")), "nothing is left at the destination"
+
+
+def test_only_an_administrator_may_migrate_vms_in(tmp_path):
+    """The migration endpoint defines VMs with whatever host files they name: a user with
+    write access to root/virt alone is refused (403), and a reader too."""
+    import base64
+    import http.client
+    data = tmp_path / "data"
+    data.mkdir()
+    cimvirtd("user", "add", "operator", "--access", "read-write", "--namespace", "root/virt",
+             "--data-dir", str(data), stdin="operator-password\n")
+    srv = Server(data)
+    try:
+        for creds in (("operator", "operator-password"), ("reader", "reader-pass-2")):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=30)
+            auth = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+            conn.request("POST", "/cimvirt/migration/v1/incoming", body=b"{}",
+                         headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+            reply = conn.getresponse()
+            assert reply.status == 403, creds
+            assert b"administrator" in reply.read()
+            conn.close()
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log

@@ -853,6 +853,90 @@ def test_volumes_are_created_and_deleted_in_a_storage_pool_through_cim(virt):
     assert refused.value.status_code == pywbem.CIM_ERR_NOT_FOUND
 
 
+def test_only_an_administrator_gives_vms_host_files_beyond_the_pools(tmp_path):
+    """A user with read-write rights in root/virt only reaches the host's files through
+    the storage pools' volumes: no other disk image, kernel or initramfs, no pool outside
+    the pool roots, and no file in a pool that cimvirtd did not make. An administrator
+    (read-write in every namespace) may name any file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cimvirtd("user", "add", "operator", "--access", "read-write", "--namespace", "root/virt",
+             "--data-dir", str(data), stdin="operator-password\n")
+    srv = Server(data)
+    try:
+        op = srv.conn(creds=("operator", "operator-password"))
+        admin = srv.conn()
+        (rpcs,) = op.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
+        pool = pywbem.CIMInstanceName("KVM_DiskPool", {"InstanceID": "DiskPool/default"}, namespace="root/virt")
+        settings = CIMInstance("KVM_StorageVolumeResourceAllocationSettingData", properties={
+            "VolumeName": "ops.img", "Capacity": Uint64(1), "AllocationUnits": "byte*2^20"})
+        volume = op.InvokeMethod("CreateResourceInPool", rpcs, Settings=settings, Pool=pool)[1]["Resource"]
+        volume_path = str((data / "images" / "ops.img").resolve())
+        outside = tmp_path / "outside.img"
+        outside.write_bytes(b"\0" * 4096)
+        vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "ops"})
+
+        def disk(path):
+            return CIMInstance("KVM_DiskResourceAllocationSettingData",
+                               properties={"ResourceType": Uint16(17), "Address": path})
+
+        for conn, path, allowed in ((op, "/etc/passwd", False), (op, str(outside), False),
+                                    (op, volume_path, True), (admin, str(outside), True)):
+            if allowed:
+                rv, out = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                                            ResourceSettings=[disk(path)])
+                assert rv == 0
+                assert conn.InvokeMethod("DestroySystem", service(conn),
+                                         AffectedSystem=out["ResultingSystem"])[0] == 0
+                continue
+            with pytest.raises(pywbem.CIMError) as err:
+                conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=vssd,
+                                  ResourceSettings=[disk(path)])
+            assert err.value.status_code == pywbem.CIM_ERR_ACCESS_DENIED, path
+            assert "only an administrator" in err.value.status_description
+        kernel = CIMInstance("KVM_VirtualSystemSettingData", properties={
+            "VirtualSystemIdentifier": "tux", "Kernel": str(outside)})
+        with pytest.raises(pywbem.CIMError) as err:
+            op.InvokeMethod("DefineSystem", service(op), SystemSettings=kernel)
+        assert err.value.status_code == pywbem.CIM_ERR_ACCESS_DENIED
+        # Adding or changing a disk to such a file is refused alike; the admin's VM keeps its
+        # own files when the operator changes something else.
+        system = op.InvokeMethod("DefineSystem", service(op), SystemSettings=vssd)[1]["ResultingSystem"]
+        settings_path = settings_of(op, "ops")
+        with pytest.raises(pywbem.CIMError) as err:
+            op.InvokeMethod("AddResourceSettings", service(op), AffectedConfiguration=settings_path,
+                            ResourceSettings=[disk(str(outside))])
+        assert err.value.status_code == pywbem.CIM_ERR_ACCESS_DENIED
+        assert admin.InvokeMethod("AddResourceSettings", service(admin), AffectedConfiguration=settings_path,
+                                  ResourceSettings=[disk(str(outside))])[0] == 0
+        more = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                           properties={"InstanceID": "ops/proc", "VirtualQuantity": Uint64(1)})
+        assert op.InvokeMethod("ModifyResourceSettings", service(op), ResourceSettings=[more])[0] == 0
+        retarget = CIMInstance("KVM_DiskResourceAllocationSettingData",
+                               properties={"InstanceID": "ops/vda", "Address": "/etc/shadow"})
+        with pytest.raises(pywbem.CIMError) as err:
+            op.InvokeMethod("ModifyResourceSettings", service(op), ResourceSettings=[retarget])
+        assert err.value.status_code == pywbem.CIM_ERR_ACCESS_DENIED
+        assert op.InvokeMethod("DestroySystem", service(op), AffectedSystem=system)[0] == 0
+
+        # A file in a pool that cimvirtd did not make is no volume: not listed, not deleted.
+        notes = data / "images" / "notes.txt"
+        notes.write_text("not an image")
+        listed = [v["VolumeName"] for v in op.EnumerateInstances("KVM_StorageVolumeResourceAllocationSettingData")]
+        assert listed == ["ops.img"]
+        foreign = pywbem.CIMInstanceName("KVM_StorageVolumeResourceAllocationSettingData",
+                                         {"InstanceID": "DiskPool/default/notes.txt"}, namespace="root/virt")
+        for conn in (op, admin):
+            with pytest.raises(pywbem.CIMError) as err:
+                conn.InvokeMethod("DeleteResourceInPool", rpcs, Resource=foreign, Pool=pool)
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
+        assert notes.read_text() == "not an image"
+        assert op.InvokeMethod("DeleteResourceInPool", rpcs, Resource=volume, Pool=pool)[0] == 0
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log
+
+
 def test_storage_pools_are_created_and_deleted_through_cim_and_persist(tmp_path):
     srv = Server(tmp_path / "data")
     try:

@@ -51,6 +51,13 @@ impl User {
             .map(|r| r.access)
     }
 
+    /// Whether the user is an administrator: read-write in every namespace (`*`).
+    pub fn is_administrator(&self) -> bool {
+        self.rights
+            .iter()
+            .any(|r| r.namespace == "*" && r.access == Access::ReadWrite)
+    }
+
     /// Whether the user may perform `op` (named `what` in the refusal) in `namespace`.
     pub fn authorize(&self, namespace: &str, op: &Operation, what: &str) -> CimResult<()> {
         match self.access(namespace) {

@@ -376,6 +376,7 @@ pub async fn maintain(
 ) {
     let ctx = super::RequestContext {
         user: Arc::from("cimvirtd"),
+        administrator: true,
     };
     let mut live = HashSet::new();
     for subscription in cimom.static_instances(INTEROP_NAMESPACE, "CIM_IndicationSubscription") {

@@ -60,6 +60,8 @@ pub struct CimomConfig {
 pub struct RequestContext {
     /// The authenticated user.
     pub user: Arc<str>,
+    /// Whether the user is an administrator (read-write in every namespace).
+    pub administrator: bool,
 }
 
 /// Why the object manager could not start.
@@ -253,6 +255,7 @@ impl Cimom {
             namespace: ns.to_string(),
             schema: self.schema(),
             user: ctx.user.clone(),
+            administrator: ctx.administrator,
         }
     }
 

@@ -22,6 +22,9 @@ pub struct ProviderContext {
     pub schema: Arc<Repository>,
     /// The authenticated user.
     pub user: Arc<str>,
+    /// Whether the user is an administrator (read-write in every namespace), who may give
+    /// VMs any file of the host.
+    pub administrator: bool,
 }
 
 /// Where a provider sends the instances it produces.

@@ -285,6 +285,7 @@ impl Handler {
         user.authorize(&ns, &op, &request.method)?;
         let ctx = RequestContext {
             user: Arc::from(user.name.as_str()),
+            administrator: user.is_administrator(),
         };
         tokio::time::timeout_at(deadline, self.cimom.execute(&ctx, &ns, op))
             .await

@@ -389,8 +389,9 @@ impl VirtManager {
     /// Defines a new VM after checking it against the host and the other VMs. The check of
     /// its name and UUID and the write are one step: of concurrent definitions of one name,
     /// exactly one succeeds.
-    pub fn define(&self, definition: VmDefinition) -> CimResult<()> {
+    pub fn define(&self, definition: VmDefinition, files: FileAccess) -> CimResult<()> {
         self.check_fits(&definition)?;
+        self.check_files(None, &definition, files)?;
         {
             let mut definitions = lock(&self.definitions);
             check_unique(&definitions, &definition)?;
@@ -412,7 +413,11 @@ impl VirtManager {
     /// target by InstanceID (`<vm>/proc`, `<vm>/mem`, `<vm>/<disk>`, `<vm>/<MAC>`) and
     /// replaces the properties it gives. All or nothing: every change is checked before any
     /// is stored.
-    pub fn modify_resources(&self, rasds: &[Instance]) -> CimResult<Vec<ObjectPath>> {
+    pub fn modify_resources(
+        &self,
+        rasds: &[Instance],
+        files: FileAccess,
+    ) -> CimResult<Vec<ObjectPath>> {
         let mut changed: BTreeMap<String, VmDefinition> = BTreeMap::new();
         let mut results = Vec::with_capacity(rasds.len());
         for rasd in rasds {
@@ -453,6 +458,13 @@ impl VirtManager {
             changed.insert(vm.to_owned(), target);
         }
         for definition in changed.values() {
+            self.check_files(
+                self.definition(&definition.name).as_ref(),
+                definition,
+                files,
+            )?;
+        }
+        for definition in changed.values() {
             self.persist(definition)?;
         }
         Ok(results)
@@ -460,7 +472,7 @@ impl VirtManager {
 
     /// Changes the settings of a stopped VM (ModifySystemSettings): the VSSD names the VM by
     /// InstanceID (`KVM:<name>`) or VirtualSystemIdentifier.
-    pub fn modify_system(&self, vssd: &Instance) -> CimResult<ObjectPath> {
+    pub fn modify_system(&self, vssd: &Instance, files: FileAccess) -> CimResult<ObjectPath> {
         let name = match (vssd.get("InstanceID"), vssd.get("VirtualSystemIdentifier")) {
             (Some(Value::String(id)), _) => id
                 .strip_prefix("KVM:")
@@ -479,13 +491,19 @@ impl VirtManager {
         let mut changed = BTreeMap::new();
         let mut target = self.stopped_target(&mut changed, &name, "its settings change")?;
         definition::modify_system(&mut target, vssd)?;
+        self.check_files(self.definition(&name).as_ref(), &target, files)?;
         self.persist(&target)?;
         Ok(paths::setting_data(&name))
     }
 
     /// Adds disks and network ports to the stopped VM `vm` (AddResourceSettings); returns
     /// their RASDs. All or nothing.
-    pub fn add_resources(&self, vm: &str, rasds: &[Instance]) -> CimResult<Vec<ObjectPath>> {
+    pub fn add_resources(
+        &self,
+        vm: &str,
+        rasds: &[Instance],
+        files: FileAccess,
+    ) -> CimResult<Vec<ObjectPath>> {
         let mut changed = BTreeMap::new();
         let mut target = self.stopped_target(&mut changed, vm, "devices are added")?;
         let mut results = Vec::with_capacity(rasds.len());
@@ -494,6 +512,7 @@ impl VirtManager {
             results.push(device_rasd_path(&target, &id));
         }
         self.check_fits(&target)?;
+        self.check_files(self.definition(vm).as_ref(), &target, files)?;
         self.persist(&target)?;
         Ok(results)
     }
@@ -548,6 +567,35 @@ impl VirtManager {
             )));
         }
         Ok(target)
+    }
+
+    /// Refuses the host files (disk images, kernel, initramfs) that `after` gives a VM and
+    /// `before` did not, unless the caller may give any, or each is a volume of a storage
+    /// pool.
+    fn check_files(
+        &self,
+        before: Option<&VmDefinition>,
+        after: &VmDefinition,
+        files: FileAccess,
+    ) -> CimResult<()> {
+        if files == FileAccess::Any {
+            return Ok(());
+        }
+        let had: BTreeSet<&Path> = before.map(host_files).unwrap_or_default();
+        for (what, path) in host_files_named(after) {
+            if had.contains(path) || self.storage_pools.is_volume(path) {
+                continue;
+            }
+            return Err(CimError::new(
+                StatusCode::AccessDenied,
+                format!(
+                    "{what} {} is not a volume of a storage pool: only an administrator \
+                     (read-write in every namespace) may give a VM other files of the host",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a definition against the host and the boot image's limits.
@@ -1058,6 +1106,36 @@ impl VirtManager {
             ) => Err(invalid()),
         }
     }
+}
+
+/// What host files a caller may give a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileAccess {
+    /// Any file or block device the server can open: administrators.
+    Any,
+    /// Volumes of the storage pools only: everyone else.
+    PoolVolumes,
+}
+
+/// The host files a definition uses, each named for a refusal: its disks' images, and its
+/// Linux kernel and initramfs.
+fn host_files_named(d: &VmDefinition) -> Vec<(&'static str, &Path)> {
+    let mut out: Vec<(&'static str, &Path)> = d
+        .disks
+        .iter()
+        .map(|disk| ("disk image", disk.path.as_path()))
+        .collect();
+    if let Some(linux) = &d.linux {
+        out.push(("Kernel", linux.kernel.as_path()));
+        if let Some(ramdisk) = &linux.ramdisk {
+            out.push(("Ramdisk", ramdisk.as_path()));
+        }
+    }
+    out
+}
+
+fn host_files(d: &VmDefinition) -> BTreeSet<&Path> {
+    host_files_named(d).into_iter().map(|(_, p)| p).collect()
 }
 
 /// RequestedState 2 (Enabled) and 9 (Quiesce), as DSP1057 numbers them.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 
 use super::definition;
-use super::manager::Change;
+use super::manager::{Change, FileAccess};
 use super::{paths, properties, Virt};
 use crate::cimom::provider::{MethodResult, ProviderContext};
 use crate::error::{CimError, CimResult};
@@ -73,6 +73,15 @@ fn snapshot_of(value: Option<&Value>, argument: &str) -> CimResult<(String, Stri
     let (name, snapshot) = paths::parse_snapshot_id(&id)
         .ok_or_else(|| CimError::not_found(format!("{id} is not a snapshot")))?;
     Ok((name.to_owned(), snapshot.to_owned()))
+}
+
+/// What host files the caller may give a VM: any for administrators, else pool volumes.
+fn file_access(ctx: &ProviderContext) -> FileAccess {
+    if ctx.administrator {
+        FileAccess::Any
+    } else {
+        FileAccess::PoolVolumes
+    }
 }
 
 /// The classes embedded settings must be, or derive from.
@@ -267,7 +276,9 @@ impl Virt {
         };
         let definition = definition::from_settings(&system, &resources, definition::random_uuid())?;
         let name = definition.name.clone();
-        self.blocking(move |m| m.define(definition)).await??;
+        let files = file_access(ctx);
+        self.blocking(move |m| m.define(definition, files))
+            .await??;
         Ok(done(
             0,
             vec![(
@@ -290,7 +301,10 @@ impl Virt {
             }
             given => embedded_rasds(ctx, given)?,
         };
-        let paths = self.blocking(move |m| m.modify_resources(&rasds)).await??;
+        let files = file_access(ctx);
+        let paths = self
+            .blocking(move |m| m.modify_resources(&rasds, files))
+            .await??;
         Ok(done(
             0,
             vec![(Name::new("ResultingResourceSettings"), references(paths))],
@@ -465,7 +479,9 @@ impl Virt {
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let vssd = embedded_vssd(ctx, arguments)?;
-        self.blocking(move |m| m.modify_system(&vssd)).await??;
+        let files = file_access(ctx);
+        self.blocking(move |m| m.modify_system(&vssd, files))
+            .await??;
         Ok(done(0, vec![]))
     }
 
@@ -504,8 +520,9 @@ impl Virt {
             }
             given => embedded_rasds(ctx, given)?,
         };
+        let files = file_access(ctx);
         let paths = self
-            .blocking(move |m| m.add_resources(&vm, &rasds))
+            .blocking(move |m| m.add_resources(&vm, &rasds, files))
             .await??;
         Ok(done(
             0,

@@ -159,6 +159,20 @@ impl StoragePools {
             .collect()
     }
 
+    /// Whether `path` is a volume of one of the pools.
+    pub fn is_volume(&self, path: &Path) -> bool {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
+        };
+        let Ok(dir) = dir.canonicalize() else {
+            return false;
+        };
+        let name = name.to_string_lossy();
+        lock(&self.pools)
+            .iter()
+            .any(|e| e.pool.dir() == dir && e.pool.volume(&name).is_ok())
+    }
+
     /// Pool `name`.
     pub fn get(&self, name: &str) -> CimResult<StoragePool> {
         lock(&self.pools)

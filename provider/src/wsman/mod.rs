@@ -127,6 +127,7 @@ impl Service {
             user,
             ctx: RequestContext {
                 user: Arc::from(user.name.as_str()),
+                administrator: user.is_administrator(),
             },
             request,
             config: &self.config,

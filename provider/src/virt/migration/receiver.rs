@@ -18,13 +18,12 @@ use hypervisor_shim::vmm::snapshot::{self, MEMORY_FILE, STATE_FILE};
 use tracing::{info, warn};
 
 use super::{Accepted, MigrationKind, Offer, CHUNK_BYTES, PREFIX};
-use crate::auth::{Access, User};
+use crate::auth::User;
 use crate::error::{CimError, CimResult, StatusCode as CimStatus};
 use crate::http::body::ResponseBody;
 use crate::http::{plain as answer, Endpoint};
 use crate::lock;
-use crate::virt::manager::VirtManager;
-use crate::virt::NAMESPACE;
+use crate::virt::manager::{FileAccess, VirtManager};
 
 /// A migration that has gone quiet this long is dropped.
 const IDLE_EXPIRY: Duration = Duration::from_secs(600);
@@ -269,11 +268,16 @@ impl Endpoint for Receiver {
     }
 
     async fn serve(&self, user: Arc<User>, request: Request<Incoming>) -> Answer {
-        // Whoever migrates VMs here defines them: the same right as DefineSystem.
-        if user.access(NAMESPACE) != Some(Access::ReadWrite) {
+        // Whoever migrates VMs here defines them with whatever host files they name, which
+        // only an administrator may.
+        if !user.is_administrator() {
             return answer(
                 StatusCode::FORBIDDEN,
-                &format!("user {} may not define VMs in {NAMESPACE}", user.name),
+                &format!(
+                    "user {} may not migrate VMs here: that takes an administrator \
+                     (read-write in every namespace)",
+                    user.name
+                ),
             );
         }
         let path = request
@@ -368,7 +372,9 @@ impl VirtManager {
             snapshot::retarget(dir, &config)
                 .map_err(|e| CimError::invalid_parameter(e.to_string()))?;
         }
-        self.define(definition.clone())?;
+        // The migration endpoint is an administrator's (see `serve`): the VM keeps the files
+        // it had on the source, shared storage.
+        self.define(definition.clone(), FileAccess::Any)?;
         let started = match offer.kind {
             MigrationKind::Offline => Ok(()),
             MigrationKind::Live | MigrationKind::Resume => {
