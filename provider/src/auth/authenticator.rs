@@ -189,9 +189,6 @@ impl Authenticator {
         let Some(header) = header else {
             return AuthOutcome::Missing;
         };
-        let Some((name, password)) = parse_basic(header) else {
-            return AuthOutcome::Missing;
-        };
         let client = ClientKey::from(client);
         let digest = Self::digest(header);
         let remember = self.settings.remember;
@@ -199,10 +196,15 @@ impl Authenticator {
         if let Some((user, age)) = hit {
             // Check again before the entry expires, while it keeps answering.
             if age > remember / 4 * 3 {
-                drop(self.start_check(digest, name, password, client));
+                if let Some((name, password)) = parse_basic(header) {
+                    drop(self.start_check(digest, name, password, client));
+                }
             }
             return AuthOutcome::Authenticated(user);
         }
+        let Some((name, password)) = parse_basic(header) else {
+            return AuthOutcome::Missing;
+        };
         if lock(&self.rejected).get(&digest, remember).is_some() {
             self.throttle.record_failure(client);
             return AuthOutcome::Rejected;

@@ -91,7 +91,14 @@ impl CheckPool {
     }
 }
 
+/// How much lower than the server's other threads the checking threads run: a check (tens of
+/// milliseconds of CPU) then yields to the requests being served instead of delaying them.
+const NICE_INCREMENT: i32 = 10;
+
 fn work(queue: &Mutex<Receiver<Job>>) {
+    if let Err(e) = hypervisor_shim::rlimits::lower_thread_priority(NICE_INCREMENT) {
+        tracing::debug!("the password-checking thread keeps its priority: {e}");
+    }
     // Grown to the largest hash seen, then kept: the pool's memory is workers x m_cost.
     let mut memory: Vec<Block> = Vec::new();
     loop {
