@@ -1,6 +1,6 @@
 //! Password hashing with argon2id, and verification into memory the caller owns, so that
 //! checking a password never allocates (the bounded worker pool reuses one buffer per
-//! thread; see [`super::pool`]).
+//! thread; see the `pool` module).
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher as _, Version};

@@ -337,7 +337,7 @@ pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<(
 
 /// Applies a processor or memory RASD: the properties it gives replace the current ones.
 /// Reservation, Limit and Weight are refused where they ask for what this host does not
-/// enforce (see [`check_unenforced`]).
+/// enforce (see `check_unenforced`).
 pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
     let kind = unsigned_property(rasd, "ResourceType")?
         .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
