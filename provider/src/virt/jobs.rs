@@ -118,9 +118,11 @@ impl Jobs {
         Ok(job)
     }
 
-    /// Records how a job ended.
+    /// Records how a job ended (unless it was deleted meanwhile: the check and the record
+    /// are one step under the lock, which `remove` takes too).
     pub fn finish(&self, id: &str, result: &Result<(), ChangeError>) {
-        let Some(mut job) = lock(&self.jobs).get(id).cloned() else {
+        let mut jobs = lock(&self.jobs);
+        let Some(job) = jobs.get_mut(id) else {
             return;
         };
         job.finished_ms = Some(now_ms());
@@ -139,7 +141,10 @@ impl Jobs {
                 job.error_description = Some(e.describe());
             }
         }
-        if let Err(e) = self.persist(&job) {
+        let stored = serde_json::to_vec(&*job)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| self.store.put_job(id, &bytes).map_err(|e| e.to_string()));
+        if let Err(e) = stored {
             tracing::error!(job = id, "recording the end of a job: {e}");
         }
     }
@@ -166,7 +171,8 @@ impl Jobs {
 
     /// Deletes a job (KillJob's DeleteOnKill); its end, if it comes later, is not recorded.
     pub fn remove(&self, id: &str) -> CimResult<()> {
-        lock(&self.jobs).remove(id);
+        let mut jobs = lock(&self.jobs);
+        jobs.remove(id);
         self.store
             .delete_job(id)
             .map(|_| ())
