@@ -22,7 +22,7 @@ from pathlib import Path
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint64
 
-from bench_virt import free_port, heartbeat, ms, stop_server, vm_request, wait_running
+from bench_virt import free_port, heartbeat, ms, stop_server, vm_request, vm_uuid, wait_running
 
 BINARY = Path(sys.argv[1] if len(sys.argv) > 1 else "target/release/cimvirtd").resolve()
 RUNS = int(os.environ.get("RUNS", "20"))
@@ -32,7 +32,7 @@ PASSWORD = "bench-password"
 def fill_memory(data, name):
     """Has the guest write a pattern over its memory above 4 MiB, so that all of it moves."""
     assert vm_request(data, name, {"request": "send_console", "bytes": list(b"f")})["response"] == "ok"
-    console = data / "vms" / f"{name}.console.log"
+    console = data / "vms" / f"{vm_uuid(name)}.console.log"
     while "filled" not in console.read_text():
         time.sleep(0.01)
 
@@ -73,7 +73,8 @@ def main():
             name = f"mover{memory_mib}"
             data, _, conn, _ = hosts[0]
             (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
-            vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": name})
+            vssd = CIMInstance("KVM_VirtualSystemSettingData",
+                               properties={"VirtualSystemIdentifier": name, "UUID": vm_uuid(name)})
             mem = CIMInstance("KVM_MemResourceAllocationSettingData",
                               properties={"ResourceType": Uint16(4), "VirtualQuantity": Uint64(memory_mib),
                                           "AllocationUnits": "byte*2^20"})

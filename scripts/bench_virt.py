@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pywbem
@@ -33,10 +34,16 @@ def free_port():
     return port
 
 
-def vm_request(data, name, message):
+def vm_uuid(name):
+    """The UUID the benchmarks define VM `name` with, so that its files (named by UUID) are
+    found without asking the server."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cimvirt-bench:{name}"))
+
+
+def vm_request(data, name, message, run_id=None):
     """One request to the VM process over its control socket; its answer."""
     sock = socket.socket(socket.AF_UNIX)
-    sock.connect(str(data / "run" / f"{name}.sock"))
+    sock.connect(str(data / "run" / f"{run_id or vm_uuid(name)}.sock"))
 
     def call(message):
         body = json.dumps(message).encode()
@@ -57,9 +64,9 @@ def vm_request(data, name, message):
         sock.close()
 
 
-def status(data, name):
+def status(data, name, run_id=None):
     """The VM process's status, from its control socket."""
-    return vm_request(data, name, {"request": "status"})
+    return vm_request(data, name, {"request": "status"}, run_id)
 
 
 def stop_server(server, data):
@@ -69,7 +76,7 @@ def stop_server(server, data):
     server.wait(30)
     for sock in (data / "run").glob("*.sock"):
         try:
-            os.kill(status(data, sock.stem)["pid"], signal.SIGKILL)
+            os.kill(status(data, None, run_id=sock.stem)["pid"], signal.SIGKILL)
         except OSError:
             pass
 
@@ -98,7 +105,8 @@ def rss_kib(pid, field="VmRSS:"):
 
 
 def define(conn, svc, name):
-    vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": name})
+    vssd = CIMInstance("KVM_VirtualSystemSettingData",
+                       properties={"VirtualSystemIdentifier": name, "UUID": vm_uuid(name)})
     proc = CIMInstance("KVM_ProcResourceAllocationSettingData",
                        properties={"ResourceType": Uint16(3), "VirtualQuantity": Uint64(1)})
     mem = CIMInstance("KVM_MemResourceAllocationSettingData",

@@ -315,15 +315,15 @@ impl Supervisor {
         }
     }
 
-    /// Why the VM `name` could not run here: its control socket's path would not fit a
+    /// Why a VM named `name` could not run here: its control socket's path would not fit a
     /// Unix socket address (`sun_path`, 108 bytes with its NUL).
     pub fn check_name_fits(&self, name: &str) -> std::result::Result<(), String> {
         let path = self.socket(name);
         let len = path.as_os_str().len();
         if len >= SUN_PATH_BYTES {
             return Err(format!(
-                "VM name of {} bytes: its control socket {} would have {len} bytes, and a \
-                 Unix socket path has at most {}",
+                "a name of {} bytes makes the control socket {} of {len} bytes, and a Unix \
+                 socket path has at most {}",
                 name.len(),
                 path.display(),
                 SUN_PATH_BYTES - 1

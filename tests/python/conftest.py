@@ -3,10 +3,14 @@
 The binary is the release build (`cargo build --release`); CIMVIRTD overrides its path.
 """
 
+import atexit
+import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +41,25 @@ def cimvirtd(*args, stdin=None, check=True):
                           text=True, check=check, timeout=60)
 
 
+RUN_DIRS = set()
+
+
+@atexit.register
+def _remove_run_dirs():
+    for d in RUN_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def run_dir_for(data_dir):
+    """A short run directory for the VM sockets of the server on `data_dir` (the same for
+    each start on it): pytest's temporary directories are too deep for a Unix socket path
+    of RUN_DIR/UUID.sock (107 bytes), where /var/lib/cimvirt/run is not."""
+    digest = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
+    d = Path(tempfile.gettempdir()) / f"cvrun-{digest}"
+    RUN_DIRS.add(d)
+    return d
+
+
 class Server:
     """A running cimvirtd."""
 
@@ -52,8 +75,10 @@ class Server:
         self.https_port = free_port()
         self.log_path = self.data_dir / "server.log"
         self.log = open(self.log_path, "w")
+        self.run_dir = run_dir_for(self.data_dir)
         self.proc = subprocess.Popen(
             [*prefix, str(BINARY), "serve", "--data-dir", str(self.data_dir),
+             "--run-dir", str(self.run_dir),
              "--http", f"127.0.0.1:{self.http_port}", "--https", f"127.0.0.1:{self.https_port}",
              *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)

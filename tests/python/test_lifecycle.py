@@ -1,12 +1,13 @@
 """Start-up defaults, the user commands, durability across restarts and clean SIGTERM."""
 
 import stat
+import subprocess
 
 import pytest
 import pywbem
 from pywbem import CIMClass, CIMInstance, CIMProperty
 
-from conftest import Server, cimvirtd
+from conftest import BINARY, Server, cimvirtd
 
 
 def test_first_start_creates_admin_certificate_and_database(tmp_path):
@@ -142,3 +143,14 @@ def test_classes_replay_in_order_after_deletions(tmp_path):
         assert "not loaded" not in srv.log_path.read_text()
     finally:
         assert srv.stop()[0] == 0
+
+
+def test_a_run_directory_too_long_for_vm_sockets_is_refused_at_start(tmp_path):
+    """VM control sockets are RUN_DIR/UUID.sock and a Unix socket path has at most 107
+    bytes: a run directory that leaves no room for them stops the start, saying why."""
+    long_dir = tmp_path / ("r" * (100 - len(str(tmp_path))))
+    r = subprocess.run([str(BINARY), "serve", "--data-dir", str(tmp_path / "data"),
+                        "--run-dir", str(long_dir), "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "run_dir is too long for VM control sockets" in r.stderr + r.stdout

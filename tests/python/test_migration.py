@@ -142,8 +142,8 @@ def test_a_running_vm_moves_live_with_its_memory_and_disk_comes_back_paused_and_
     assert job["JobState"] == 7, job["ErrorDescription"]
     assert "pre-copy done" in a.log_path.read_text()
     assert "mover" not in names(conn_a)
-    left = [p.name for d in ("vms", "run") for p in (a.data_dir / d).iterdir()
-            if p.name.startswith("mover.")]
+    left = [p.name for d in (a.data_dir / "vms", a.run_dir) for p in d.iterdir()
+            if p.name.startswith(uuid.lower())]
     assert left == [], f"the VM left {left} behind on the source"
     moved = system_of(conn_b, "mover")
     assert enabled_state(conn_b, moved) == 2

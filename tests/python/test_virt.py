@@ -46,19 +46,29 @@ class VmSocket:
         return self.request({"request": "status"})["heartbeats"]
 
 
-def heartbeats(server, name):
-    vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
+def vm_path(server, name, suffix):
+    """A file of VM `name`: its control socket (`sock`, in the run directory) or one in the
+    VM directory (`console.log` ...). They go by the VM's UUID, not its name."""
+    settings = pywbem.CIMInstanceName("KVM_VirtualSystemSettingData",
+                                      {"InstanceID": f"KVM:{name}"}, namespace="root/virt")
+    uuid = server.conn().GetInstance(settings)["UUID"].lower()
+    return (server.run_dir if suffix == "sock" else server.data_dir / "vms") / f"{uuid}.{suffix}"
+
+
+def heartbeats(server, name, socket_path=None):
+    vm = VmSocket(socket_path or vm_path(server, name, "sock"))
     try:
         return vm.heartbeats()
     finally:
         vm.sock.close()
 
 
-def wait_advancing(server, name):
-    before = heartbeats(server, name)
+def wait_advancing(server, name, socket_path=None):
+    socket_path = socket_path or vm_path(server, name, "sock")
+    before = heartbeats(server, name, socket_path)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        now = heartbeats(server, name)
+        now = heartbeats(server, name, socket_path)
         if all(n > b for n, b in zip(now, before)):
             return now
         time.sleep(0.02)
@@ -84,13 +94,13 @@ def define(conn, name, vcpus=2, memory_mib=64, **extra):
 
 def spin(server, name):
     """Makes the test guest spin with interrupts off: it stops answering its keyboard."""
-    vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
+    vm = VmSocket(vm_path(server, name, "sock"))
     try:
         assert vm.request({"request": "send_console", "bytes": list(b"s")})["response"] == "ok"
         pid = vm.request({"request": "status"})["pid"]
     finally:
         vm.sock.close()
-    console = server.data_dir / "vms" / f"{name}.console.log"
+    console = vm_path(server, name, "console.log")
     deadline = time.monotonic() + 10
     while console.read_text().count("spinning with interrupts disabled") < spin.count.get(name, 0) + 1:
         assert time.monotonic() < deadline, "the guest did not start spinning"
@@ -195,7 +205,7 @@ def test_a_vm_goes_through_its_whole_life(virt):
 
     assert change(conn, system, 6) == 0  # save to disk
     assert enabled_state(conn, system) == 6
-    assert not (virt.data_dir / "run" / "life.sock").exists(), "the process is gone"
+    assert not vm_path(virt, "life", "sock").exists(), "the process is gone"
     assert change(conn, system, 2) == 0  # restore
     restored = heartbeats(virt, "life")
     assert all(r >= f for r, f in zip(restored, frozen)), "continued, not rebooted"
@@ -218,11 +228,12 @@ def test_a_vm_goes_through_its_whole_life(virt):
         assert conn.GetInstance(system)["RequestedState"] == 3, "a refused request changes nothing"
     assert change(conn, system, 12) == 1, "Deferred is not supported"
 
-    assert (virt.data_dir / "vms" / "life.console.log").exists()
+    assert vm_path(virt, "life", "console.log").exists()
+    uuid = conn.GetInstance(system)["UUID"].lower()
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
     assert "life" not in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
-    left = [p.name for d in ("vms", "run") for p in (virt.data_dir / d).iterdir()
-            if p.name.startswith("life.")]
+    left = [p.name for d in (virt.data_dir / "vms", virt.run_dir) for p in d.iterdir()
+            if p.name.startswith(uuid)]
     assert left == [], f"DestroySystem left {left}"
 
 
@@ -233,7 +244,7 @@ def settings_of(conn, name):
 
 
 def send_console(server, name, text):
-    vm = VmSocket(server.data_dir / "run" / f"{name}.sock")
+    vm = VmSocket(vm_path(server, name, "sock"))
     try:
         assert vm.request({"request": "send_console", "bytes": list(text)})["response"] == "ok"
     finally:
@@ -241,7 +252,7 @@ def send_console(server, name, text):
 
 
 def wait_console(server, name, text, timeout=30):
-    console = server.data_dir / "vms" / f"{name}.console.log"
+    console = vm_path(server, name, "console.log")
     deadline = time.monotonic() + timeout
     while text not in (log := console.read_text() if console.exists() else ""):
         assert time.monotonic() < deadline, f"{text!r} not on {name}'s console:\n{log}"
@@ -661,6 +672,7 @@ def test_a_guest_that_ignores_shutdown_is_powered_off_by_a_job_and_a_busy_vm_say
 def test_snapshots_are_taken_applied_and_destroyed(virt):
     conn = virt.conn()
     system = define(conn, "snappy", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    snapshot_dir = vm_path(virt, "snappy", "snapshots")
     (snapshots,) = conn.EnumerateInstanceNames("KVM_VirtualSystemSnapshotService")
     try:
         rv, _ = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system, SnapshotType=Uint16(2))
@@ -721,7 +733,7 @@ def test_snapshots_are_taken_applied_and_destroyed(virt):
         assert caps["SnapshotTypesSupported"] == [2, 32768, 32769]
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
-    assert not (virt.data_dir / "vms" / "snappy.snapshots").exists()
+    assert not snapshot_dir.exists()
 
 
 def test_the_virtualization_profiles_are_registered_with_their_central_instances(virt):
@@ -1066,8 +1078,10 @@ def test_destroying_a_running_vm_stops_it_first(virt):
     conn = virt.conn()
     system = define(conn, "doomed", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
     assert change(conn, system, 2) == 0
+    socket_path = vm_path(virt, "doomed", "sock")
+    assert socket_path.exists()
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
-    assert not (virt.data_dir / "run" / "doomed.sock").exists()
+    assert not socket_path.exists()
     with pytest.raises(pywbem.CIMError) as err:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
     assert err.value.status_code == pywbem.CIM_ERR_NOT_FOUND
@@ -1126,25 +1140,32 @@ def test_bad_definitions_are_refused_with_the_reason(virt):
     with pytest.raises(pywbem.CIMError) as err:
         define(conn, "huge", memory_mib=1 << 30)
     assert "MiB of memory: this host has" in err.value.status_description
-    # Names are bounded so that every VM file can be made: 64 bytes, and less where the run
-    # directory leaves less room for the control socket's path (108 bytes with its NUL).
-    fits = min(64, 107 - len(str(virt.data_dir / "run")) - len("/.sock"))
-    longest = "n" * fits
-    system = define(conn, longest, vcpus=1, memory_mib=16)[1]["ResultingSystem"]
-    assert change(conn, system, 2) == 0 and enabled_state(conn, system) == 2
+    # Any name of up to 255 bytes but for control characters, '/' and ':': no file is named
+    # after it (a VM's files go by its UUID), so even the longest runs.
+    for name in ("Web server (prod) #1, [blue]", "w" * 255):
+        system = define(conn, name, vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+        assert system["Name"] == name
+        assert change(conn, system, 2) == 0 and enabled_state(conn, system) == 2
+        uuid = conn.GetInstance(system)["UUID"]
+        assert (virt.run_dir / f"{uuid.lower()}.sock").exists()
+        assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
+    # Unicode too (defined and destroyed through the service: pywbem cannot send a
+    # non-Latin-1 instance path in its CIMObject header).
+    system = define(conn, "Wébserver — ünïcode", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    assert "Wébserver — ünïcode" in [p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")]
     assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
-    for name, why in (("n" * 65, "at most 64 bytes"), ("n" * (fits + 1), "Unix socket path"),
-                      ("n" * 4000, "at most 64 bytes")):
-        if fits == 64 and why == "Unix socket path":
-            continue  # a short run directory: 64 bytes always fit
+    for name, why in (("n" * 256, "1 to 255 bytes"), ("n" * 4000, "1 to 255 bytes"),
+                      ("../escape", "no control characters, '/' or ':'"),
+                      ("a:b", "no control characters, '/' or ':'"),
+                      ("tab\there", "no control characters, '/' or ':'")):
         with pytest.raises(pywbem.CIMError) as err:
             define(conn, name)
         assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
         assert why in err.value.status_description
     with pytest.raises(pywbem.CIMError) as err:
-        define(conn, "../escape")
+        define(conn, "pathuuid", UUID="../../../etc/x")
     assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
-    assert "use letters, digits" in err.value.status_description
+    assert "is not a UUID" in err.value.status_description
     tape = CIMInstance("CIM_ResourceAllocationSettingData", properties={"ResourceType": Uint16(18)})
     vssd = CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "taped"})
     with pytest.raises(pywbem.CIMError) as err:
@@ -1197,7 +1218,7 @@ def test_a_linux_vm_is_defined_with_its_kernel_and_boots_it(virt):
         (kernel, ramdisk, "cimvirt.test=pywbem")
     assert change(conn, system, 2) == 0
     assert enabled_state(conn, system) == 2
-    console = virt.data_dir / "vms" / "penguin.console.log"
+    console = vm_path(virt, "penguin", "console.log")
     deadline = time.monotonic() + 180
     while not ("Linux version" in (text := console.read_text() if console.exists() else "")
                and "cimvirt.test=pywbem" in text):
@@ -1221,10 +1242,11 @@ def test_definitions_survive_a_kill_and_running_vms_are_readopted(tmp_path):
     system = define(conn, "survivor", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
     define(conn, "sleeper", vcpus=1, memory_mib=16)
     assert change(conn, system, 2) == 0
+    socket_path = vm_path(srv, "survivor", "sock")
     srv.proc.kill()  # kill -9: no clean shutdown
     srv.proc.wait()
     srv.log.close()
-    wait_advancing(srv, "survivor")  # the VM did not notice
+    wait_advancing(srv, "survivor", socket_path)  # the VM did not notice
 
     again = Server(tmp_path / "data", users=False)
     try:
@@ -1262,6 +1284,7 @@ def test_vms_start_with_the_server_as_their_automatic_start_says(tmp_path):
     assert vssds["always"]["AutomaticStartupActionSequenceNumber"] == 2
     assert (vssds["libvirt"]["AutomaticStartupAction"], vssds["manual"]["AutomaticStartupAction"]) == (4, 2)
     assert change(conn, active, 2) == 0
+    wait_advancing(srv, "active")  # booted: its serial port takes commands
     pid = spin(srv, "active")
     assert change(conn, inactive, 2) == 0 and change(conn, inactive, 3) == 0
     code, log = srv.stop()

@@ -23,7 +23,7 @@ import json, socket, struct, sys, time
 import pywbem
 from pywbem import CIMInstance, Uint16
 
-url, data_dir, user, password = sys.argv[1:5]
+url, data_dir, run_dir, user, password = sys.argv[1:6]
 conn = pywbem.WBEMConnection(url, (user, password), default_namespace="root/virt", timeout=60)
 (service,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
 
@@ -50,7 +50,10 @@ assert conn.GetInstance(pools["NetworkPool/cvbr0"].path)["Reserved"] == 1
 
 rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(2))
 assert rv == 0, rv
-console = f"{data_dir}/vms/netvm.console.log"
+# The VM's files go by its UUID.
+uuid = conn.GetInstance(pywbem.CIMInstanceName(
+    "KVM_VirtualSystemSettingData", {"InstanceID": "KVM:netvm"}, namespace="root/virt"))["UUID"].lower()
+console = f"{data_dir}/vms/{uuid}.console.log"
 def wait(text, timeout=30):
     deadline = time.monotonic() + timeout
     while True:
@@ -68,7 +71,7 @@ peer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
 peer.bind(("cvbr0", 0))
 peer.settimeout(30)
 vm = socket.socket(socket.AF_UNIX)
-vm.connect(f"{data_dir}/run/netvm.sock")
+vm.connect(f"{run_dir}/{uuid}.sock")
 def request(message):
     body = json.dumps(message).encode()
     vm.sendall(struct.pack("<I", len(body)) + body)
@@ -133,7 +136,7 @@ def test_a_vm_port_on_a_bridge_through_cim_xml(tmp_path):
         assert made.returncode == 0, made.stderr
         server = Server(tmp_path / "data", prefix=in_ns)
         client = subprocess.run(in_ns + [sys.executable, "-c", CLIENT, server.url("http"),
-                                         str(server.data_dir), *ADMIN],
+                                         str(server.data_dir), str(server.run_dir), *ADMIN],
                                 capture_output=True, text=True, timeout=120)
         assert client.returncode == 0, client.stdout + client.stderr
         assert "network scenario passed" in client.stdout

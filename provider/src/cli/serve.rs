@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// The VM processes' sockets, logs and exit records [default: DATA_DIR/run]; at most
+    /// 65 bytes, so that a control socket's path fits a Unix socket address.
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
 }
 
 /// The settings after flags, file and defaults are merged.
@@ -102,6 +106,9 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     let mut config = config;
     if let Some(f) = args.log_format {
         config.log.format = Some(f);
+    }
+    if let Some(dir) = args.run_dir {
+        config.vmm.run_dir = Some(dir);
     }
     Ok(Settings {
         data_dir,
@@ -191,6 +198,10 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
     config.kvm_device = vmm.kvm_device.clone();
     config.start_timeout = Duration::from_secs(vmm.start_timeout_secs);
     let supervisor = Supervisor::new(config).map_err(|e| format!("VM run directory: {e}"))?;
+    // Every VM's control socket is RUN_DIR/UUID.sock: the directory must leave room for it.
+    supervisor
+        .check_name_fits(&"0".repeat(UUID_BYTES))
+        .map_err(|e| format!("[vmm] run_dir is too long for VM control sockets: {e}"))?;
     let adopted = supervisor
         .adopt()
         .map_err(|e| format!("re-adopting VMs: {e}"))?;
@@ -199,6 +210,9 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
     }
     Ok((supervisor, host))
 }
+
+/// The length of a UUID in text, as VM processes are named.
+const UUID_BYTES: usize = 36;
 
 /// Files the server keeps open beside its connections: listeners, the database, logs,
 /// VM control sockets, outgoing connections.

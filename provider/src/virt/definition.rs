@@ -25,11 +25,28 @@ pub const RESOURCE_DISK: u16 = 17;
 pub const RESOURCE_LOGICAL_DISK: u16 = 31;
 /// RASD ResourceType of a network interface as DSP1050 writes it (Ethernet Connection).
 pub const RESOURCE_ETHERNET_CONNECTION: u16 = 33;
-/// The longest VM name, in bytes: the VM's files are named after it (`NAME.console.log.1`,
-/// `NAME.snapshots` ... within a file name's 255 bytes) and its control socket's path must
-/// fit a Unix socket address with the run directory in front (checked against the actual
-/// run directory as well).
-pub const MAX_NAME_BYTES: usize = 64;
+/// The longest VM name, in bytes. No file is named after a VM (they go by its UUID), so the
+/// limit is only there to keep names usable in logs, paths and consoles.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Refuses a name no VM may have: empty, longer than [`MAX_NAME_BYTES`], or holding a
+/// control character, `/` (as libvirt refuses it) or `:`, which separates the name from the
+/// rest in the InstanceIDs of its settings (`KVM:NAME`, `KVM:NAME:snapshot:N`). Any other
+/// text is a name (DSP1057 sets no rule).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "a VM name has 1 to {MAX_NAME_BYTES} bytes; this one has {}",
+            name.len()
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/' || c == ':') {
+        return Err(format!(
+            "VM name {name:?}: no control characters, '/' or ':'"
+        ));
+    }
+    Ok(())
+}
 /// vCPUs when DefineSystem gives no processor RASD.
 pub const DEFAULT_VCPUS: u32 = 1;
 /// Memory when DefineSystem gives no memory RASD.
@@ -124,9 +141,16 @@ pub struct Snapshot {
 }
 
 impl VmDefinition {
-    /// The VM process configuration: its Linux kernel, or the built-in test guest.
+    /// What the VM's processes and files go by: its UUID in lower case, short and fixed,
+    /// so that any name fits the paths built from it (the control socket's, above all).
+    pub fn run_id(&self) -> String {
+        self.uuid.to_ascii_lowercase()
+    }
+
+    /// The VM process configuration: its Linux kernel, or the built-in test guest. The
+    /// process is named by [`VmDefinition::run_id`].
     pub fn vm_config(&self, console_log: PathBuf) -> VmConfig {
-        let mut config = VmConfig::test_guest(&self.name, self.vcpus, self.memory_mib);
+        let mut config = VmConfig::test_guest(&self.run_id(), self.vcpus, self.memory_mib);
         if let Some(linux) = &self.linux {
             config.boot = Boot::Linux {
                 kernel: linux.kernel.clone(),
@@ -180,7 +204,14 @@ pub fn from_settings(
         .ok_or_else(|| {
             invalid("SystemSettings names no VirtualSystemIdentifier or ElementName".into())
         })?;
-    let uuid = string_property(system, "UUID").unwrap_or(uuid);
+    let uuid = match string_property(system, "UUID") {
+        Some(given) => crate::ids::parse_uuid(&given).ok_or_else(|| {
+            invalid(format!(
+                "UUID {given:?} is not a UUID (8-4-4-4-12 hexadecimal digits)"
+            ))
+        })?,
+        None => uuid,
+    };
     let mut definition = VmDefinition {
         name,
         uuid,

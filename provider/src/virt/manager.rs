@@ -12,7 +12,7 @@ use hypervisor_shim::lifecycle::{Action, InvalidTransition, State};
 use hypervisor_shim::netif;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request};
 use hypervisor_shim::storage::{StorageError, Volume};
-use hypervisor_shim::supervisor::{Supervisor, SupervisorError};
+use hypervisor_shim::supervisor::{Supervisor, SupervisorError, VmHandle};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
 use cim_schema::{Instance, ObjectPath, Value};
@@ -132,6 +132,7 @@ fn report_state_changes(supervisor: &Supervisor, events: EventSender) {
         if previous != *state {
             let _ = events.send(VmEvent {
                 change: VmChange::Modified { previous },
+                // The process's name: the VM's run id.
                 vm: name.to_owned(),
                 definition: None,
                 state: *state,
@@ -240,7 +241,7 @@ impl VirtManager {
         if let Some(events) = &self.events {
             let _ = events.send(VmEvent {
                 change,
-                vm: definition.name.clone(),
+                vm: definition.run_id(),
                 definition: Some(definition.clone()),
                 state,
             });
@@ -600,17 +601,7 @@ impl VirtManager {
 
     /// Checks a definition against the host and the boot image's limits.
     fn check_fits(&self, definition: &VmDefinition) -> CimResult<()> {
-        let name = &definition.name;
-        if name.len() > definition::MAX_NAME_BYTES {
-            return Err(CimError::invalid_parameter(format!(
-                "a VM name has at most {} bytes; this one has {}",
-                definition::MAX_NAME_BYTES,
-                name.len()
-            )));
-        }
-        self.supervisor
-            .check_name_fits(name)
-            .map_err(CimError::invalid_parameter)?;
+        definition::check_name(&definition.name).map_err(CimError::invalid_parameter)?;
         let cpus = self.host.logical_cpus as u64;
         if u64::from(definition.vcpus) > cpus {
             return Err(CimError::invalid_parameter(format!(
@@ -631,8 +622,33 @@ impl VirtManager {
             .map_err(CimError::invalid_parameter)
     }
 
-    fn snapshots_dir(&self, name: &str) -> PathBuf {
-        self.vm_dir.join(format!("{name}.snapshots"))
+    /// A file or directory of VM `d` in the VM directory: `UUID.suffix`, named after its
+    /// UUID, which is short and fixed, so that any name a VM may have fits.
+    pub(super) fn vm_file(&self, d: &VmDefinition, suffix: &str) -> PathBuf {
+        self.vm_dir.join(format!("{}.{suffix}", d.run_id()))
+    }
+
+    fn snapshots_dir(&self, d: &VmDefinition) -> PathBuf {
+        self.vm_file(d, "snapshots")
+    }
+
+    /// The running process of VM `d`, if any. A process started before processes were
+    /// named by UUID goes by the VM's name until it ends.
+    pub(super) fn process(&self, d: &VmDefinition) -> Option<Arc<VmHandle>> {
+        self.supervisor
+            .get(&d.run_id())
+            .or_else(|| self.supervisor.get(&d.name))
+    }
+
+    /// The definition whose processes go by `run_id` (or, for processes started before
+    /// they were named by UUID, by that name).
+    pub fn definition_by_run_id(&self, run_id: &str) -> Option<VmDefinition> {
+        let definitions = lock(&self.definitions);
+        definitions
+            .values()
+            .find(|d| d.run_id() == run_id)
+            .or_else(|| definitions.get(run_id))
+            .cloned()
     }
 
     /// Takes a full snapshot (memory, vCPUs, devices) of a running or paused VM; with
@@ -642,7 +658,7 @@ impl VirtManager {
         let mut definition = self
             .definition(name)
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
-        let vm = self.supervisor.get(name).ok_or_else(|| {
+        let vm = self.process(&definition).ok_or_else(|| {
             ChangeError::InvalidTransition(format!(
                 "VM {name} is {}: a snapshot is taken of a running or paused VM",
                 self.state(&definition)
@@ -656,7 +672,7 @@ impl VirtManager {
             .unwrap_or(0)
             + 1;
         let id = next.to_string();
-        let dir = self.snapshots_dir(name).join(&id);
+        let dir = self.snapshots_dir(&definition).join(&id);
         vm.call(&Request::Snapshot { dir: dir.clone() })?;
         if then_stop {
             vm.call(&Request::Stop)?;
@@ -692,14 +708,15 @@ impl VirtManager {
             .find(|s| s.id == id)
             .cloned()
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} has no snapshot {id}")))?;
-        if let Some(vm) = self.supervisor.get(name) {
+        if let Some(vm) = self.process(&definition) {
             vm.call(&Request::Stop)?;
             vm.wait_exit(Duration::from_secs(30));
         }
         if let Some(saved) = definition.saved.take() {
             let _ = std::fs::remove_dir_all(saved);
         }
-        self.supervisor.restore(name, &snapshot.dir)?;
+        self.supervisor
+            .restore(&definition.run_id(), &snapshot.dir)?;
         definition.vcpus = snapshot.vcpus;
         definition.memory_mib = snapshot.memory_mib;
         // The machine comes back with the devices it had: the snapshot's state is theirs.
@@ -739,7 +756,7 @@ impl VirtManager {
     pub fn destroy(&self, name: &str) -> CimResult<()> {
         let definition = self.definition(name).ok_or_else(|| not_defined(name))?;
         let last_state = self.state(&definition);
-        if let Some(vm) = self.supervisor.get(name) {
+        if let Some(vm) = self.process(&definition) {
             // It may end on its own meanwhile; what matters is that it is gone after.
             let _ = vm.call(&Request::Stop);
             vm.wait_exit(Duration::from_secs(30));
@@ -754,14 +771,14 @@ impl VirtManager {
         if let Some(saved) = &definition.saved {
             let _ = std::fs::remove_dir_all(saved);
         }
-        let _ = std::fs::remove_dir_all(self.snapshots_dir(name));
-        let console = self.console_log(name);
+        let _ = std::fs::remove_dir_all(self.snapshots_dir(definition));
+        let console = self.console_log(definition);
         let mut rotated = console.clone().into_os_string();
         rotated.push(".1");
         for log in [console, PathBuf::from(rotated)] {
             let _ = std::fs::remove_file(log);
         }
-        self.supervisor.remove_files(name);
+        self.supervisor.remove_files(&definition.run_id());
         self.store
             .delete_vm(name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
@@ -770,15 +787,15 @@ impl VirtManager {
         Ok(())
     }
 
-    /// Restores VM `name` from the snapshot in `dir` in a new process: running if `run`,
+    /// Restores VM `d` from the snapshot in `dir` in a new process: running if `run`,
     /// else as the snapshot was taken (a snapshot taken paused comes back paused).
     pub(super) fn restore_from(
         &self,
-        name: &str,
+        d: &VmDefinition,
         dir: &Path,
         run: bool,
     ) -> Result<(), SupervisorError> {
-        let vm = self.supervisor.restore(name, dir)?;
+        let vm = self.supervisor.restore(&d.run_id(), dir)?;
         if run && vm.status().is_ok_and(|s| s.state == State::Paused) {
             vm.call(&Request::Resume)?;
         }
@@ -790,15 +807,10 @@ impl VirtManager {
         &self.supervisor
     }
 
-    /// Where per-VM files (saved states, console logs, migrations) are.
-    pub(super) fn vm_dir(&self) -> &std::path::Path {
-        &self.vm_dir
-    }
-
     /// The lifecycle state: from the VM process when there is one, else from the definition
     /// and how the last process ended.
     pub fn state(&self, definition: &VmDefinition) -> State {
-        if let Some(vm) = self.supervisor.get(&definition.name) {
+        if let Some(vm) = self.process(definition) {
             match vm.status() {
                 Ok(status) => return status.state,
                 // The process is going: its watcher is about to record how it ended.
@@ -816,14 +828,18 @@ impl VirtManager {
         {
             return State::Saved;
         }
-        match self.supervisor.last_exit(&definition.name) {
+        let last_exit = self
+            .supervisor
+            .last_exit(&definition.run_id())
+            .or_else(|| self.supervisor.last_exit(&definition.name));
+        match last_exit {
             Some(exit) if exit.state == State::Crashed => State::Crashed,
             _ => State::Off,
         }
     }
 
-    pub(super) fn console_log(&self, name: &str) -> PathBuf {
-        self.vm_dir.join(format!("{name}.console.log"))
+    pub(super) fn console_log(&self, d: &VmDefinition) -> PathBuf {
+        self.vm_file(d, "console.log")
     }
 
     /// Claims a VM for one state change, or says it is busy with another.
@@ -919,8 +935,8 @@ impl VirtManager {
             )));
         }
         let vm = self
-            .supervisor
-            .get(&job.vm)
+            .definition(&job.vm)
+            .and_then(|d| self.process(&d))
             .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {} has ended", job.vm)))?;
         // The job may not have asked the VM for the shutdown yet (it has just started): the
         // VM then has none to cancel, and the request is tried again until it has.
@@ -1007,7 +1023,7 @@ impl VirtManager {
         definition.requested_state = requested;
         self.persist(&definition)
             .map_err(|e| ChangeError::Failed(e.description))?;
-        let vm = self.supervisor.get(name);
+        let vm = self.process(&definition);
         let invalid = || ChangeError::InvalidTransition(format!("VM {name} is {state}"));
         match (change, vm) {
             (Change::Enable, Some(vm)) => match state {
@@ -1022,7 +1038,7 @@ impl VirtManager {
             {
                 Some(saved) => {
                     // Enabled means running, even for a VM saved while paused.
-                    self.restore_from(name, saved, true)?;
+                    self.restore_from(&definition, saved, true)?;
                     let _ = std::fs::remove_dir_all(saved);
                     definition.saved = None;
                     self.persist(&definition)
@@ -1036,7 +1052,7 @@ impl VirtManager {
                             .map_err(|e| ChangeError::Failed(e.description))?;
                     }
                     self.supervisor
-                        .start(&definition.vm_config(self.console_log(name)))?;
+                        .start(&definition.vm_config(self.console_log(&definition)))?;
                     Ok(())
                 }
             },
@@ -1077,7 +1093,7 @@ impl VirtManager {
                 Ok(())
             }
             (Change::Offline, Some(vm)) => {
-                let dir = self.vm_dir.join(format!("{name}.saved"));
+                let dir = self.vm_file(&definition, "saved");
                 let _ = std::fs::remove_dir_all(&dir);
                 // Where the state goes is recorded first, so that a cimvirtd that dies
                 // during the save still finds it; a save that never completed has no

@@ -95,11 +95,8 @@ impl Receiver {
             Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("not an offer: {e}")),
         };
         let name = offer.definition.name.clone();
-        if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                &format!("'{name}' is not a VM name"),
-            );
+        if let Err(why) = crate::virt::definition::check_name(&name) {
+            return answer(StatusCode::BAD_REQUEST, &why);
         }
         // The state the source saved, or snapshots it took, do not come along.
         offer.definition.saved = None;
@@ -125,7 +122,7 @@ impl Receiver {
             return answer(StatusCode::OK, &format!("VM {name} can come"));
         }
         let id = crate::ids::random_uuid();
-        let dir = self.manager.vm_dir().join(format!("{name}.incoming"));
+        let dir = self.manager.vm_file(&offer.definition, "incoming");
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             return answer(
@@ -359,7 +356,7 @@ impl VirtManager {
         let _claim = self
             .claim(name)
             .map_err(|e| CimError::failed(e.describe()))?;
-        let config = definition.vm_config(self.console_log(name));
+        let config = definition.vm_config(self.console_log(definition));
         let from_snapshot = matches!(offer.kind, MigrationKind::Live | MigrationKind::Resume);
         if from_snapshot {
             for file in [STATE_FILE, MEMORY_FILE] {
@@ -378,7 +375,7 @@ impl VirtManager {
         let started = match offer.kind {
             MigrationKind::Offline => Ok(()),
             MigrationKind::Live | MigrationKind::Resume => {
-                self.restore_from(name, dir, offer.running)
+                self.restore_from(definition, dir, offer.running)
             }
             MigrationKind::Restart => self.supervisor().start(&config).map(drop),
         };

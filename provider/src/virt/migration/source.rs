@@ -182,7 +182,7 @@ impl VirtManager {
             MigrationKind::Live | MigrationKind::Resume => {
                 self.move_running(name, &offer, &id, remote)
             }
-            MigrationKind::Restart => self.move_rebooted(name, &id, remote),
+            MigrationKind::Restart => self.move_rebooted(&offer, &id, remote),
         };
         match result {
             Ok(()) => {
@@ -202,12 +202,12 @@ impl VirtManager {
     }
 
     /// The process of the VM that leaves, and the directory (emptied) of what it sends.
-    fn migrating(&self, name: &str) -> Result<(Arc<VmHandle>, PathBuf), ChangeError> {
-        let vm = self
-            .supervisor()
-            .get(name)
-            .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {name} has stopped")))?;
-        let dir = self.vm_dir().join(format!("{name}.migration"));
+    fn migrating(&self, offer: &Offer) -> Result<(Arc<VmHandle>, PathBuf), ChangeError> {
+        let definition = &offer.definition;
+        let vm = self.process(definition).ok_or_else(|| {
+            ChangeError::InvalidTransition(format!("VM {} has stopped", definition.name))
+        })?;
+        let dir = self.vm_file(definition, "migration");
         let _ = std::fs::remove_dir_all(&dir);
         Ok((vm, dir))
     }
@@ -221,7 +221,7 @@ impl VirtManager {
         id: &str,
         remote: &mut Remote,
     ) -> Result<(), ChangeError> {
-        let (vm, dir) = self.migrating(name)?;
+        let (vm, dir) = self.migrating(offer)?;
         let paused_at = Instant::now();
         if offer.running {
             vm.call(&Request::Pause)?;
@@ -259,7 +259,7 @@ impl VirtManager {
         id: &str,
         remote: &mut Remote,
     ) -> Result<(), ChangeError> {
-        let (vm, dir) = self.migrating(name)?;
+        let (vm, dir) = self.migrating(offer)?;
         let memory = dir.join(MEMORY_FILE);
         let failed = |e: RemoteError| ChangeError::Failed(e.to_string());
         let mut precopy = || -> Result<(u64, usize), ChangeError> {
@@ -343,7 +343,7 @@ impl VirtManager {
                 Ok(())
             }
             Err(e) => {
-                if let Err(r) = self.restore_from(name, dir, offer.running) {
+                if let Err(r) = self.restore_from(&offer.definition, dir, offer.running) {
                     tracing::error!(vm = name, "restoring the VM after a failed migration: {r}");
                 }
                 Err(ChangeError::Failed(e.to_string()))
@@ -355,10 +355,15 @@ impl VirtManager {
 
     /// Restart: shuts the guest down (powering it off after [`SHUTDOWN_TIMEOUT`]) and has the
     /// destination boot it. Should the destination fail, the VM boots here again.
-    fn move_rebooted(&self, name: &str, id: &str, remote: &mut Remote) -> Result<(), ChangeError> {
+    fn move_rebooted(
+        &self,
+        offer: &Offer,
+        id: &str,
+        remote: &mut Remote,
+    ) -> Result<(), ChangeError> {
+        let name = &offer.definition.name;
         let vm = self
-            .supervisor()
-            .get(name)
+            .process(&offer.definition)
             .ok_or_else(|| ChangeError::InvalidTransition(format!("VM {name} has stopped")))?;
         match vm.call(&Request::Shutdown {
             timeout_ms: SHUTDOWN_TIMEOUT.as_millis() as u64,
@@ -377,7 +382,7 @@ impl VirtManager {
             if let Some(definition) = self.definition(name) {
                 if let Err(r) = self
                     .supervisor()
-                    .start(&definition.vm_config(self.console_log(name)))
+                    .start(&definition.vm_config(self.console_log(&definition)))
                 {
                     tracing::error!(
                         vm = name,
