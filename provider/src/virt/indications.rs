@@ -6,6 +6,7 @@
 //! are queued by the manager and the supervisor's listener, and built and delivered on one
 //! task, in order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cim_schema::{DateTime, Instance, Timestamp, Value};
@@ -38,7 +39,7 @@ pub enum VmChange {
 pub struct VmEvent {
     /// What happened.
     pub change: VmChange,
-    /// The VM.
+    /// The VM, by its run id ([`VmDefinition::run_id`]).
     pub vm: String,
     /// Its definition, for events where the manager may no longer have it.
     pub definition: Option<VmDefinition>,
@@ -62,14 +63,31 @@ pub async fn run(
     hostname: String,
     client: Client,
 ) {
+    // The definitions of the VMs events have been seen for: a state change still queued
+    // when its VM is destroyed is delivered with the definition it had, not dropped.
+    let mut known: HashMap<String, VmDefinition> = HashMap::new();
     while let Some(event) = events.recv().await {
         let definition = match event.definition.clone() {
             Some(d) => d,
-            None => match manager.definition(&event.vm) {
+            None => match manager
+                .definition_by_run_id(&event.vm)
+                .or_else(|| known.get(&event.vm).cloned())
+            {
                 Some(d) => d,
-                None => continue,
+                None => {
+                    tracing::warn!(
+                        vm = event.vm,
+                        "an indication of a VM that is gone could not be built"
+                    );
+                    continue;
+                }
             },
         };
+        if event.change == VmChange::Deleted {
+            known.remove(&event.vm);
+        } else {
+            known.insert(event.vm.clone(), definition.clone());
+        }
         if let Some(indication) = build(&cimom, &hostname, &event, &definition) {
             indication::deliver(&client, &cimom, NAMESPACE, &indication).await;
         }
