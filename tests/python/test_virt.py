@@ -1123,6 +1123,45 @@ def test_concurrent_definitions_of_one_name_acknowledge_exactly_one(virt):
         assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
 
 
+def test_every_vssd_property_is_kept_checked_or_refused(virt):
+    """A VSSD's Description and Notes are kept; the properties every VM here has one value
+    of (Arch, ClockOffset, EnableACPI ...) may state it; anything else asked for (boot
+    devices, data directories, a machine type, a second name) is refused, not dropped."""
+    conn = virt.conn()
+    system = define(conn, "noted", vcpus=1, memory_mib=16, Description="the web tier",
+                    Notes=["owner: ops"], Arch="x86_64", ClockOffset=Uint16(0),
+                    EnableACPI=True)[1]["ResultingSystem"]
+    try:
+        vssd = conn.GetInstance(settings_of(conn, "noted"))
+        assert (vssd["Description"], vssd["Notes"]) == ("the web tier", ["owner: ops"])
+        # Read back, changed, sent again: everything in it is kept or fixed.
+        vssd["Description"] = "the web tier, v2"
+        assert conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=vssd)[0] == 0
+        assert conn.GetInstance(settings_of(conn, "noted"))["Description"] == "the web tier, v2"
+        for props, why in (({"BootDevices": ["hd"]}, "BootDevices is not a setting"),
+                           ({"ClockOffset": Uint16(1)}, "every VM here has 0"),
+                           ({"LogDataRoot": "/var/log/vm"}, "LogDataRoot is not a setting"),
+                           ({"EnablePAE": False}, "every VM here has true")):
+            with pytest.raises(pywbem.CIMError) as err:
+                define(conn, "asked", **props)
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED, props
+            assert why in err.value.status_description
+            changed = CIMInstance("KVM_VirtualSystemSettingData",
+                                  properties={"InstanceID": "KVM:noted", **props})
+            with pytest.raises(pywbem.CIMError) as err:
+                conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=changed)
+            assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED, props
+        twice = CIMInstance("KVM_VirtualSystemSettingData", properties={
+            "VirtualSystemIdentifier": "one", "ElementName": "other"})
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=twice)
+        assert "one name" in err.value.status_description
+        assert {p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")} >= {"noted"}
+        assert "asked" not in {p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")}
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def test_bad_definitions_are_refused_with_the_reason(virt):
     conn = virt.conn()
     assert define(conn, "twin", vcpus=1, memory_mib=16)[0] == 0

@@ -87,6 +87,12 @@ pub struct VmDefinition {
     /// Whether and when it starts with cimvirtd.
     #[serde(default)]
     pub startup: StartupPolicy,
+    /// The VSSD's Description, as a client set it.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The VSSD's Notes, as a client set them.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// A disk: a raw image on the host, seen by the guest as a virtio disk.
@@ -199,11 +205,20 @@ pub fn from_settings(
     resources: &[Instance],
     uuid: String,
 ) -> CimResult<VmDefinition> {
-    let name = string_property(system, "VirtualSystemIdentifier")
-        .or_else(|| string_property(system, "ElementName"))
-        .ok_or_else(|| {
-            invalid("SystemSettings names no VirtualSystemIdentifier or ElementName".into())
-        })?;
+    super::vssd_properties::check(system)?;
+    let identifier = string_property(system, "VirtualSystemIdentifier");
+    let element_name = string_property(system, "ElementName");
+    if let (Some(id), Some(element)) = (&identifier, &element_name) {
+        if id != element {
+            return Err(invalid(format!(
+                "ElementName {element:?} differs from VirtualSystemIdentifier {id:?}: a VM \
+                 here has one name"
+            )));
+        }
+    }
+    let name = identifier.or(element_name).ok_or_else(|| {
+        invalid("SystemSettings names no VirtualSystemIdentifier or ElementName".into())
+    })?;
     let uuid = match string_property(system, "UUID") {
         Some(given) => crate::ids::parse_uuid(&given).ok_or_else(|| {
             invalid(format!(
@@ -225,8 +240,11 @@ pub fn from_settings(
         disks: Vec::new(),
         nics: Vec::new(),
         startup: StartupPolicy::default(),
+        description: None,
+        notes: Vec::new(),
     };
     definition.startup.apply(system)?;
+    apply_texts(&mut definition, system);
     for rasd in &pair_drives_with_images(resources)? {
         apply_rasd(&mut definition, rasd)?;
     }
@@ -238,6 +256,7 @@ pub fn from_settings(
 /// Kernel the VM boots the built-in test guest), one left out stays. The name and the UUID
 /// are the VM's identity and cannot change.
 pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResult<()> {
+    super::vssd_properties::check(vssd)?;
     for (property, current) in [
         ("VirtualSystemIdentifier", definition.name.as_str()),
         ("ElementName", definition.name.as_str()),
@@ -281,7 +300,31 @@ pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResul
         }
     }
     definition.linux = linux_boot(&merged)?;
-    definition.startup.apply(vssd)
+    definition.startup.apply(vssd)?;
+    apply_texts(definition, vssd);
+    Ok(())
+}
+
+/// The VSSD's Description and Notes, where it gives them (a NULL clears them).
+fn apply_texts(definition: &mut VmDefinition, vssd: &Instance) {
+    if vssd.properties.get("Description").is_some() {
+        definition.description = string_property(vssd, "Description");
+    }
+    match vssd.properties.get("Notes").map(|p| &p.value) {
+        Some(Some(Value::Array(items))) => {
+            definition.notes = items
+                .iter()
+                .flatten()
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect();
+        }
+        Some(Some(Value::String(s))) => definition.notes = vec![s.to_string()],
+        Some(None) => definition.notes.clear(),
+        _ => {}
+    }
 }
 
 /// The VSSD's Kernel, Ramdisk and CommandLine: each file must be an absolute path to a

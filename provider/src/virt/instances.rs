@@ -424,6 +424,15 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
             Value::UInt16(startup::RECOVERY_ACTION_NONE),
         ),
     ];
+    if let Some(description) = &d.description {
+        values.push(("Description", text(description)));
+    }
+    if !d.notes.is_empty() {
+        values.push((
+            "Notes",
+            Value::array(d.notes.iter().map(|n| Value::from(n.as_str()))),
+        ));
+    }
     if let Some(linux) = &d.linux {
         values.push(("Kernel", text(&linux.kernel.display().to_string())));
         if let Some(ramdisk) = &linux.ramdisk {

@@ -30,6 +30,7 @@ pub mod pools;
 mod properties;
 mod startup;
 mod state;
+mod vssd_properties;
 
 use std::sync::Arc;
 
