@@ -10,7 +10,7 @@ use serde::Deserialize;
 /// The argon2id cost of new password hashes.
 ///
 /// The defaults are OWASP's first recommended argon2id setting (19 MiB of memory, 2
-/// passes, 1 lane), the argon2 crate's own defaults: about 30 ms of one core here, so that a
+/// passes, 1 lane), the argon2 crate's own defaults: about 50 ms of one core here, so that a
 /// stolen database costs an attacker the same per guess, while the server bounds how many
 /// checks run at once (`[auth] workers`) so that online guessing cannot exhaust it.
 /// Stored hashes keep the parameters they were made with; changing these affects only

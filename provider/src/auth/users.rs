@@ -94,8 +94,8 @@ pub enum UserError {
     Invalid(String),
 }
 
-/// The shortest password accepted, in characters (NIST SP 800-63B asks for at least 8;
-/// 12 is OWASP's and most operating systems' current minimum).
+/// The shortest password accepted, in characters (NIST SP 800-63B asks for at least 8,
+/// OWASP ASVS 4.0, requirement 2.1.1, for at least 12).
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
 /// The longest password accepted, in bytes: longer ones serve no purpose and would only make
