@@ -313,6 +313,17 @@ impl Timestamp {
 }
 
 impl Interval {
+    /// The length of time as a `std::time::Duration` (fields hidden by wildcards count as
+    /// zero).
+    pub fn to_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            u64::from(self.days) * 86_400
+                + u64::from(self.hours) * 3600
+                + u64::from(self.minutes) * 60
+                + u64::from(self.seconds),
+        ) + std::time::Duration::from_micros(u64::from(self.microseconds))
+    }
+
     /// The interval of a `std::time::Duration`, saturating at 99999999 days.
     pub fn from_duration(d: std::time::Duration) -> Self {
         let secs = d.as_secs();
@@ -412,5 +423,7 @@ mod tests {
             DateTime::Interval(i).to_string(),
             "00000001010101.000000:000"
         );
+        let d = std::time::Duration::from_micros(90_061_500_250);
+        assert_eq!(Interval::from_duration(d).to_duration(), d);
     }
 }

@@ -26,14 +26,7 @@ pub(super) fn argument<'a>(
 
 fn interval(value: Option<&Value>) -> Option<Duration> {
     match value {
-        Some(Value::DateTime(DateTime::Interval(i))) => Some(
-            Duration::from_secs(
-                u64::from(i.days) * 86_400
-                    + u64::from(i.hours) * 3600
-                    + u64::from(i.minutes) * 60
-                    + u64::from(i.seconds),
-            ) + Duration::from_micros(u64::from(i.microseconds)),
-        ),
+        Some(Value::DateTime(DateTime::Interval(i))) => Some(i.to_duration()),
         _ => None,
     }
 }

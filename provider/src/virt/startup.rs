@@ -74,15 +74,7 @@ impl StartupPolicy {
 
     /// The delay as a DSP0004 interval.
     pub fn delay_interval(&self) -> Interval {
-        let secs = self.delay_ms / 1000;
-        Interval {
-            days: u32::try_from(secs / 86_400).unwrap_or(99_999_999),
-            hours: (secs / 3600 % 24) as u8,
-            minutes: (secs / 60 % 60) as u8,
-            seconds: (secs % 60) as u8,
-            microseconds: (self.delay_ms % 1000) as u32 * 1000,
-            precision: 20,
-        }
+        Interval::from_duration(Duration::from_millis(self.delay_ms))
     }
 
     /// Applies the startup properties a VSSD gives (those it leaves out stay), and refuses
@@ -164,14 +156,7 @@ fn interval_property(instance: &Instance, name: &str) -> CimResult<Option<Durati
             )))
         }
     };
-    Ok(Some(
-        Duration::from_secs(
-            u64::from(interval.days) * 86_400
-                + u64::from(interval.hours) * 3600
-                + u64::from(interval.minutes) * 60
-                + u64::from(interval.seconds),
-        ) + Duration::from_micros(u64::from(interval.microseconds)),
-    ))
+    Ok(Some(interval.to_duration()))
 }
 
 #[cfg(test)]
