@@ -346,6 +346,14 @@ impl StoragePool {
 mod tests {
     use super::*;
 
+    fn volume_names(pool: &StoragePool) -> Vec<String> {
+        pool.volumes()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect()
+    }
+
     #[test]
     fn volumes_are_created_sparse_grown_listed_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
@@ -360,12 +368,7 @@ mod tests {
         pool.create_volume("b.img", 4096).unwrap();
         std::fs::write(pool.dir().join(".hidden"), b"").unwrap();
         std::fs::create_dir(pool.dir().join("subdir")).unwrap();
-        let names: Vec<String> = pool
-            .volumes()
-            .unwrap()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
+        let names = volume_names(&pool);
         assert_eq!(names, ["a.img", "b.img"]);
 
         assert_eq!(pool.resize_volume("b.img", 8192).unwrap().capacity, 8192);
@@ -422,12 +425,7 @@ mod tests {
         let pool = StoragePool::open(dir.path()).unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"not an image").unwrap();
         pool.create_volume("made.img", 1 << 20).unwrap();
-        let names: Vec<String> = pool
-            .volumes()
-            .unwrap()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
+        let names = volume_names(&pool);
         assert_eq!(names, ["made.img"]);
         assert!(matches!(
             pool.delete_volume("notes.txt"),

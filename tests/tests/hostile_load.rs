@@ -15,13 +15,30 @@ use std::time::{Duration, Instant};
 use cimvirt_tests::raw_http::{
     basic, cimxml_request, connect, connect_from, exchange, read_response, ENUM_CLASS_NAMES,
 };
-use cimvirt_tests::server::{Sampler, TestServer, ADMIN, OPERATOR};
+use cimvirt_tests::server::{ProcStatus, Sampler, TestServer, ADMIN, OPERATOR};
 
 /// What a flood may add to the server's resident memory (the bound).
 const MAX_GROWTH_MIB: f64 = 64.0;
 /// Threads a flood may add: none are started per request, but the runtime may start a
 /// blocking thread or two for its own work.
 const MAX_EXTRA_THREADS: u32 = 4;
+
+/// Fails unless a flood took the server from `base` to at most [`MAX_GROWTH_MIB`] more
+/// resident memory and [`MAX_EXTRA_THREADS`] more threads at its `peak`.
+fn assert_bounded(base: ProcStatus, peak: ProcStatus) {
+    assert!(
+        peak.rss_mib - base.rss_mib <= MAX_GROWTH_MIB,
+        "RSS went from {:.1} to {:.1} MiB",
+        base.rss_mib,
+        peak.rss_mib
+    );
+    assert!(
+        peak.threads <= base.threads + MAX_EXTRA_THREADS,
+        "threads went from {} to {}",
+        base.threads,
+        peak.threads
+    );
+}
 
 fn loopback(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -301,18 +318,7 @@ fn a_wrong_password_flood_keeps_the_server_small_and_serving() {
         answers.contains(&Some(503)),
         "the flood was throttled: {answers:?}"
     );
-    assert!(
-        peak.rss_mib - base.rss_mib <= MAX_GROWTH_MIB,
-        "RSS went from {:.1} to {:.1} MiB",
-        base.rss_mib,
-        peak.rss_mib
-    );
-    assert!(
-        peak.threads <= base.threads + MAX_EXTRA_THREADS,
-        "threads went from {} to {}",
-        base.threads,
-        peak.threads
-    );
+    assert_bounded(base, peak);
     let log = server.log();
     assert!(log.contains("authentication failed"));
     stop_cleanly(server);
@@ -351,17 +357,6 @@ fn expiring_credentials_under_load_cost_one_check_not_one_per_request() {
         "every request through the expiries is served: {:?}",
         statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
     );
-    assert!(
-        peak.rss_mib - base.rss_mib <= MAX_GROWTH_MIB,
-        "RSS went from {:.1} to {:.1} MiB",
-        base.rss_mib,
-        peak.rss_mib
-    );
-    assert!(
-        peak.threads <= base.threads + MAX_EXTRA_THREADS,
-        "threads went from {} to {}",
-        base.threads,
-        peak.threads
-    );
+    assert_bounded(base, peak);
     stop_cleanly(server);
 }

@@ -301,15 +301,8 @@ fn parse_basic(header: &[u8]) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::password::cheap_for_tests as cheap;
     use crate::auth::users::{put_user, Access, Right};
-
-    fn cheap() -> HashSettings {
-        HashSettings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
-    }
 
     fn settings(remember: Duration) -> AuthSettings {
         AuthSettings {
@@ -337,24 +330,22 @@ mod tests {
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
-    fn store_with_user(dir: &std::path::Path) -> Store {
-        let store = Store::open(&dir.join("db")).unwrap();
+    /// An authenticator over a store with the read-only user `ro`; the store goes once the
+    /// users are read.
+    fn authenticator(remember: Duration) -> Arc<Authenticator> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
         let rights = vec![Right {
             namespace: "*".into(),
             access: Access::ReadOnly,
         }];
         put_user(&store, "ro", "a long s3cret", rights, &cheap()).unwrap();
-        store
+        Authenticator::new(&store, settings(remember)).unwrap()
     }
 
     #[tokio::test]
     async fn basic_credentials_are_checked_and_remembered() {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = Authenticator::new(
-            &store_with_user(dir.path()),
-            settings(Duration::from_secs(60)),
-        )
-        .unwrap();
+        let auth = authenticator(Duration::from_secs(60));
         let good = header("ro:a long s3cret");
         assert!(matches!(
             auth.authenticate(Some(&good), CLIENT).await,
@@ -389,12 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_with_the_same_credentials_share_one_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = Authenticator::new(
-            &store_with_user(dir.path()),
-            settings(Duration::from_secs(60)),
-        )
-        .unwrap();
+        let auth = authenticator(Duration::from_secs(60));
         let good = header("ro:a long s3cret");
         // Many clients at once: with one worker, a queue of 16 and a share of 2 checks per
         // client, separate checks would have answered some of them Busy.
@@ -415,9 +401,8 @@ mod tests {
 
     #[tokio::test]
     async fn remembered_credentials_are_checked_again_before_they_expire() {
-        let dir = tempfile::tempdir().unwrap();
         let remember = Duration::from_millis(400);
-        let auth = Authenticator::new(&store_with_user(dir.path()), settings(remember)).unwrap();
+        let auth = authenticator(remember);
         let good = header("ro:a long s3cret");
         let digest = Authenticator::digest(&good);
         assert!(matches!(
@@ -440,12 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn repeated_failures_of_a_client_are_remembered_and_slowed() {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = Authenticator::new(
-            &store_with_user(dir.path()),
-            settings(Duration::from_secs(60)),
-        )
-        .unwrap();
+        let auth = authenticator(Duration::from_secs(60));
         for i in 0..5 {
             let h = header(&format!("ro:guess{i}"));
             assert!(matches!(

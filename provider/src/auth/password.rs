@@ -108,16 +108,23 @@ pub fn verify_in(memory: &mut Vec<Block>, phc: &str, password: &[u8]) -> bool {
     Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
+/// The cheapest argon2id cost argon2 accepts, for tests that hash and check passwords by
+/// the dozen.
+#[cfg(test)]
+pub(crate) fn cheap_for_tests() -> HashSettings {
+    HashSettings {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn cheap() -> HashSettings {
-        HashSettings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        cheap_for_tests()
     }
 
     #[test]

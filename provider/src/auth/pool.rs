@@ -124,16 +124,11 @@ fn work(queue: &Mutex<Receiver<Job>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::password::HashSettings;
+    use crate::auth::password::{cheap_for_tests, HashSettings};
     use std::time::Duration;
 
     fn cheap_hash(password: &str) -> Arc<str> {
-        let s = HashSettings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
-        Arc::from(s.hash(password).unwrap())
+        Arc::from(cheap_for_tests().hash(password).unwrap())
     }
 
     #[tokio::test]

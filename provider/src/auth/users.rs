@@ -172,14 +172,7 @@ pub fn list_users(store: &Store) -> Result<Vec<User>, UserError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cheap() -> HashSettings {
-        HashSettings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
-    }
+    use crate::auth::password::cheap_for_tests as cheap;
 
     #[test]
     fn users_are_stored_with_argon2id_hashes_and_rights() {
