@@ -22,6 +22,8 @@ BINARY = Path(os.environ.get("CIMVIRTD", REPO / "target" / "release" / "cimvirtd
 
 ADMIN = ("admin", "admin-pass-1")
 READER = ("reader", "reader-pass-2")
+# Read-write in root/virt only: not an administrator (Server(..., operator=True) adds it).
+OPERATOR = ("operator", "operator-password")
 
 # requests lets these variables override an explicit CA bundle; the tests verify the
 # server's own certificate, so they must not be inherited.
@@ -63,14 +65,18 @@ def run_dir_for(data_dir):
 class Server:
     """A running cimvirtd."""
 
-    def __init__(self, data_dir, extra_args=(), users=True, prefix=()):
-        """`prefix` runs the server under another command (`ip netns exec NS`)."""
+    def __init__(self, data_dir, extra_args=(), users=True, prefix=(), operator=False):
+        """`prefix` runs the server under another command (`ip netns exec NS`); `operator`
+        adds the user OPERATOR, with read-write rights in root/virt alone."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if users:
             for name, password, access in (ADMIN + ("read-write",), READER + ("read-only",)):
                 cimvirtd("user", "add", name, "--access", access, "--data-dir", str(self.data_dir),
                          stdin=password + "\n")
+        if operator:
+            cimvirtd("user", "add", OPERATOR[0], "--access", "read-write", "--namespace", "root/virt",
+                     "--data-dir", str(self.data_dir), stdin=OPERATOR[1] + "\n")
         self.http_port = free_port()
         self.https_port = free_port()
         self.log_path = self.data_dir / "server.log"

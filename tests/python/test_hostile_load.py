@@ -16,26 +16,20 @@ from pathlib import Path
 import pywbem
 
 from conftest import ADMIN, READER, Server
+from test_http_protocol import ENUM_CLASS_NAMES, headers_for, read_reply
 
 PYWBEMCLI = Path(sys.executable).with_name("pywbemcli")
 
-ENUM_CLASS_NAMES = (
-    '<?xml version="1.0" encoding="utf-8" ?>'
-    '<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1001" PROTOCOLVERSION="1.0">'
-    '<SIMPLEREQ><IMETHODCALL NAME="EnumerateClassNames"><LOCALNAMESPACEPATH>'
-    '<NAMESPACE NAME="root"/><NAMESPACE NAME="virt"/></LOCALNAMESPACEPATH>'
-    '</IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>')
-
-
 def request_bytes(creds, body=ENUM_CLASS_NAMES):
-    auth = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-    return (f"POST /cimom HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/xml\r\n"
-            f"Content-Length: {len(body)}\r\nCIMOperation: MethodCall\r\n"
-            f"CIMMethod: EnumerateClassNames\r\nCIMObject: root%2Fvirt\r\n"
-            f"Authorization: Basic {auth}\r\n\r\n{body}").encode()
+    """An EnumerateClassNames request with the credentials `creds`."""
+    auth = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+    headers = headers_for(body, Authorization=auth)
+    return ("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n" + body).encode()
 
 
 def connect_from(source, port, timeout=60):
+    """A connection to `port` on 127.0.0.1 from the loopback address `source`."""
     s = socket.socket()
     s.settimeout(timeout)
     s.bind((source, 0))
@@ -44,13 +38,9 @@ def connect_from(source, port, timeout=60):
 
 
 def status_of(s):
-    data = b""
-    while b"\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            return None
-        data += chunk
-    return int(data.split()[1])
+    """The status of the response read from `s`; None if it closed first."""
+    reply = read_reply(s)
+    return reply.status if reply else None
 
 
 def test_pywbem_and_pywbemcli_are_served_beside_a_thousand_idle_sockets(server):

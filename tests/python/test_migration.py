@@ -11,7 +11,7 @@ import pytest
 import pywbem
 from pywbem import CIMInstance, CIMInstanceName, Uint16
 
-from conftest import ADMIN, Server, cimvirtd, free_port
+from conftest import ADMIN, OPERATOR, READER, Server, cimvirtd, free_port
 from test_virt import (change, define, enabled_state, heartbeats, send_console, service,
                        wait_advancing, wait_console, wait_job)
 
@@ -270,13 +270,9 @@ def test_only_an_administrator_may_migrate_vms_in(tmp_path):
     write access to root/virt alone is refused (403), and a reader too."""
     import base64
     import http.client
-    data = tmp_path / "data"
-    data.mkdir()
-    cimvirtd("user", "add", "operator", "--access", "read-write", "--namespace", "root/virt",
-             "--data-dir", str(data), stdin="operator-password\n")
-    srv = Server(data)
+    srv = Server(tmp_path / "data", operator=True)
     try:
-        for creds in (("operator", "operator-password"), ("reader", "reader-pass-2")):
+        for creds in (OPERATOR, READER):
             conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=30)
             auth = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
             conn.request("POST", "/cimvirt/migration/v1/incoming", body=b"{}",

@@ -12,7 +12,7 @@ import pytest
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint32, Uint64
 
-from conftest import Server, cimvirtd
+from conftest import OPERATOR, Server, cimvirtd
 
 if not os.path.exists("/dev/kvm"):
     if os.environ.get("CI"):
@@ -871,12 +871,9 @@ def test_only_an_administrator_gives_vms_host_files_beyond_the_pools(tmp_path):
     the pool roots, and no file in a pool that cimvirtd did not make. An administrator
     (read-write in every namespace) may name any file."""
     data = tmp_path / "data"
-    data.mkdir()
-    cimvirtd("user", "add", "operator", "--access", "read-write", "--namespace", "root/virt",
-             "--data-dir", str(data), stdin="operator-password\n")
-    srv = Server(data)
+    srv = Server(data, operator=True)
     try:
-        op = srv.conn(creds=("operator", "operator-password"))
+        op = srv.conn(creds=OPERATOR)
         admin = srv.conn()
         (rpcs,) = op.EnumerateInstanceNames("KVM_ResourcePoolConfigurationService")
         pool = pywbem.CIMInstanceName("KVM_DiskPool", {"InstanceID": "DiskPool/default"}, namespace="root/virt")
