@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::bounded::make_room;
 use super::password::HashSettings;
 use super::pool::{CheckPool, Verdict};
 use super::throttle::{Throttle, ThrottleSettings};
@@ -91,19 +92,13 @@ impl<V: Clone> Remembered<V> {
     }
 
     fn put(&mut self, key: Digest, value: V, ttl: Duration) {
-        if self.entries.len() >= MAX_REMEMBERED && !self.entries.contains_key(&key) {
-            self.entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if self.entries.len() >= MAX_REMEMBERED {
-                if let Some(oldest) = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(k, _)| *k)
-                {
-                    self.entries.remove(&oldest);
-                }
-            }
-        }
+        make_room(
+            &mut self.entries,
+            &key,
+            MAX_REMEMBERED,
+            |(_, at)| at.elapsed() >= ttl,
+            |(_, at)| *at,
+        );
         self.entries.insert(key, (value, Instant::now()));
     }
 }

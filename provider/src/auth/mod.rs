@@ -2,6 +2,7 @@
 //! kept in the store, with what checking them may cost the server bounded.
 
 mod authenticator;
+mod bounded;
 pub mod password;
 mod pool;
 mod throttle;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::bounded::make_room;
 use crate::peer::ClientKey;
 
 /// How clients are throttled.
@@ -135,21 +136,13 @@ impl Throttle {
         let now = Instant::now();
         let forget_after = self.settings.forget_after;
         let mut state = self.lock();
-        if !state.failures.contains_key(&client) && state.failures.len() >= MAX_REMEMBERED_CLIENTS {
-            state
-                .failures
-                .retain(|_, f| now.duration_since(f.last) <= forget_after);
-            if state.failures.len() >= MAX_REMEMBERED_CLIENTS {
-                if let Some(oldest) = state
-                    .failures
-                    .iter()
-                    .min_by_key(|(_, f)| f.last)
-                    .map(|(k, _)| *k)
-                {
-                    state.failures.remove(&oldest);
-                }
-            }
-        }
+        make_room(
+            &mut state.failures,
+            &client,
+            MAX_REMEMBERED_CLIENTS,
+            |f| now.duration_since(f.last) > forget_after,
+            |f| f.last,
+        );
         let entry = state.failures.entry(client).or_insert(Failures {
             count: 0,
             last: now,
