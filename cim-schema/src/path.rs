@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use std::hash::{Hash, Hasher};
 
 use crate::datetime::DateTime;
-use crate::name::Name;
+use crate::name::{is_identifier, Name};
 use crate::types::CimType;
 use crate::value::Value;
 
@@ -525,12 +525,6 @@ fn looks_like_instance_path(s: &str) -> bool {
         .all(|seg| seg.is_empty() || is_identifier(seg))
         && is_identifier(class)
         && keys.split_once('=').is_some_and(|(k, _)| is_identifier(k))
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// A real number that is finite: URIs have no spelling for infinities or NaN.

@@ -136,6 +136,7 @@ def test_authentication_is_required(server):
     ({"CIMMethod": "GetClass"}, 400, "header-mismatch"),
     ({"CIMMethod": None}, 400, "header-mismatch"),
     ({"CIMObject": "root/cimv2"}, 400, "header-mismatch"),
+    ({"CIMObject": None}, 400, "header-mismatch"),
     ({"CIMProtocolVersion": "2.0"}, 501, "unsupported-protocol-version"),
     ({"CIMProtocolVersion": "1.1"}, 400, "header-mismatch"),
     ({"CIMBatch": "CIMBatch"}, 501, "multiple-requests-unsupported"),
@@ -154,6 +155,14 @@ def test_header_faults(server, over, status, cimerror):
     (ENUM_CLASS_NAMES.replace('PROTOCOLVERSION="1.0"', 'PROTOCOLVERSION="2.0"'), 501, "unsupported-protocol-version"),
     (ENUM_CLASS_NAMES.replace("SIMPLEREQ", "MULTIREQ"), 501, "multiple-requests-unsupported"),
     (ENUM_CLASS_NAMES.replace("<CIM ", "<XIM ").replace("</CIM>", "</XIM>"), 400, "request-not-valid"),
+    (ENUM_CLASS_NAMES.replace('<?xml version="1.0" encoding="utf-8" ?>', "<?xml ?>"), 400, "request-not-well-formed"),
+    # As OpenPegasus answers them: a boolean parameter without a value, a class name that is
+    # not an identifier.
+    (ENUM_CLASS_NAMES.replace("</LOCALNAMESPACEPATH>", '</LOCALNAMESPACEPATH><IPARAMVALUE NAME="DeepInheritance"/>'),
+     400, "request-not-valid"),
+    (ENUM_CLASS_NAMES.replace("</LOCALNAMESPACEPATH>",
+                              '</LOCALNAMESPACEPATH><IPARAMVALUE NAME="ClassName"><CLASSNAME NAME=""/></IPARAMVALUE>'),
+     400, "request-not-valid"),
     # The "billion laughs": refused at the DOCTYPE, before any entity is expanded.
     ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
      '<CIM CIMVERSION="2.0" DTDVERSION="2.0">&lol2;</CIM>', 400, "request-not-valid"),
@@ -177,10 +186,27 @@ def test_parameter_faults_are_cim_errors(server):
 
 
 def test_methods_and_paths(server):
-    r = request(server.http_port, method="GET")
-    assert r.status == 405 and "POST" in r.headers["allow"]
+    for method in ("GET", "PUT", "FROB"):
+        r = request(server.http_port, method=method)
+        assert r.status == 501 and b"POST" in r.body
     r = request(server.http_port, path="/elsewhere")
     assert r.status == 404
+
+
+def test_transfer_codings_other_than_chunked(server):
+    """A coding the server does not implement gets 501 (RFC 9112 6.1); chunked not last
+    gets 400, as the body's length is unknown (RFC 9112 6.3)."""
+    body = ENUM_CLASS_NAMES.encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    for coding, status in (("gzip, chunked", 501), ("gzip", 400)):
+        s = connect(server.http_port)
+        try:
+            h = headers_for("", Content_Length=None, Transfer_Encoding=coding)
+            s.sendall(("POST /cimom HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+                       + "\r\n").encode() + chunked)
+            assert read_reply(s).status == status, coding
+        finally:
+            s.close()
 
 
 def test_mpost_with_man_header(server):

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use cim_schema::{check_value, Class, Instance, Name, ObjectPath, Repository, Value};
+use cim_schema::{
+    check_value, eq_ignore_case, Class, Instance, Name, ObjectPath, Repository, Value,
+};
 use tokio::sync::mpsc;
 
 use super::convert::{self, normalize_path};
@@ -10,10 +12,12 @@ use super::operation::{InstanceOptions, UntypedValue};
 use super::provider::{self, InstanceSink, ProviderContext};
 use super::query::Query;
 use super::result::{InstanceWithPath, Item, ItemStream, Outcome, ResultForm};
+use super::server_keys;
 use super::shaper::Shaper;
 use super::{Cimom, RequestContext};
 use crate::cimxml::encode::{self, InstanceFilter};
 use crate::error::{CimError, CimResult, StatusCode};
+use crate::schema::INTEROP_NAMESPACE;
 
 impl Cimom {
     pub(super) fn class_of(schema: &Repository, ns: &str, class: &str) -> CimResult<Arc<Class>> {
@@ -203,7 +207,7 @@ impl Cimom {
     ) -> CimResult<Outcome> {
         let pctx = self.provider_context(ctx, ns);
         let class = Self::class_of(&pctx.schema, ns, instance.class_name.as_str())?;
-        let instance = self.coerce_instance(&class, instance)?;
+        let mut instance = self.coerce_instance(&class, instance)?;
         if self.is_namespace_class(&pctx, ns, &class) {
             return self.create_namespace(&pctx, &instance).await;
         }
@@ -211,6 +215,9 @@ impl Cimom {
             return Ok(Outcome::InstanceName(
                 p.create_instance(&pctx, &class, instance).await?,
             ));
+        }
+        if eq_ignore_case(ns, INTEROP_NAMESPACE) {
+            server_keys::fill(&pctx.schema, ns, &mut instance);
         }
         let _guard = self.writes.lock().await;
         let (path, instance) = pctx.schema.complete_instance(ns, instance)?;

@@ -21,6 +21,7 @@ pub mod provider;
 pub mod pull;
 pub mod query;
 pub mod result;
+mod server_keys;
 mod shaper;
 mod table;
 

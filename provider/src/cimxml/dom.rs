@@ -224,6 +224,13 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 }
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
+            // XML 1.0 [23]: an XML declaration must give the version.
+            Event::Decl(decl) if decl.version().is_err() => {
+                return Err(malformed(
+                    &reader,
+                    "the XML declaration gives no version".into(),
+                ));
+            }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => break,
         }

@@ -264,11 +264,14 @@ impl ResponseWriter {
             class_item(out, c);
             out.push_str("</PARAMVALUE>");
         }
+        // DSP0200 makes the context NULL at the end of the sequence; OpenPegasus's server
+        // still sends the parameter (empty), and its client (cimcli, TestPullop) refuses a
+        // response without it. pywbem ignores the value once EndOfSequence is TRUE.
+        out.push_str("<PARAMVALUE NAME=\"EnumerationContext\" PARAMTYPE=\"string\"><VALUE>");
         if let Some(ctx) = &p.context {
-            out.push_str("<PARAMVALUE NAME=\"EnumerationContext\" PARAMTYPE=\"string\"><VALUE>");
             encode::text(out, ctx);
-            out.push_str("</VALUE></PARAMVALUE>");
         }
+        out.push_str("</VALUE></PARAMVALUE>");
         out.push_str("<PARAMVALUE NAME=\"EndOfSequence\" PARAMTYPE=\"boolean\"><VALUE>");
         out.push_str(if p.context.is_none() { "TRUE" } else { "FALSE" });
         out.push_str("</VALUE></PARAMVALUE>");

@@ -16,7 +16,9 @@ use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
 use hyper::{Method, Request, StatusCode as HttpStatus};
 use tracing::{debug, info, warn};
 
-use super::headers::{envelope_error, header_str, plain, protocol_error, CimHeaders};
+use super::headers::{
+    envelope_error, header_str, plain, protocol_error, unsupported_transfer_coding, CimHeaders,
+};
 use super::stream::{self, Reply};
 use super::{Endpoint, HttpLimits, Scheme};
 use crate::auth::{AuthOutcome, Authenticator, User};
@@ -92,6 +94,9 @@ impl Handler {
         scheme: Scheme,
         peer: SocketAddr,
     ) -> Result<Reply, Reply> {
+        if let Some(refusal) = unsupported_transfer_coding(req.headers()) {
+            return Err(refusal);
+        }
         match req.uri().path() {
             "/wsman" => return self.serve_wsman(req, scheme, peer, false).await,
             "/wsman-anon/identify" => return self.serve_wsman(req, scheme, peer, true).await,
@@ -303,14 +308,13 @@ impl Handler {
 /// The answer to a request that is not a CIM-XML request at all: the wrong method, path,
 /// or no Host header.
 fn misdirected(method: &Method, path: &str, headers: &HeaderMap) -> Option<Reply> {
+    // DSP0200 names no status for other methods; OpenPegasus answers 501, as RFC 9110
+    // 15.6.2 has a server answer a method it does not implement.
     if method != Method::POST && method.as_str() != "M-POST" {
-        let mut r = plain(
-            HttpStatus::METHOD_NOT_ALLOWED,
+        return Some(plain(
+            HttpStatus::NOT_IMPLEMENTED,
             "CIM-XML requests are POST (or M-POST) to /cimom",
-        );
-        r.headers_mut()
-            .insert("Allow", HeaderValue::from_static("POST, M-POST"));
-        return Some(r);
+        ));
     }
     if path != "/cimom" {
         return Some(plain(

@@ -63,12 +63,40 @@ fn same_namespace(a: &str, b: &str) -> bool {
         .eq_ignore_ascii_case(b.trim_matches('/'))
 }
 
+/// The answer to a request body in a transfer coding other than chunked (RFC 9112 6.1: a
+/// server that does not understand a coding should answer 501). hyper itself answers 400
+/// when chunked is not the last coding, as RFC 9112 6.3 requires.
+pub(super) fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<Reply> {
+    let codings = headers
+        .get_all(hyper::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+        .collect::<Vec<_>>();
+    if codings.is_empty() {
+        return None;
+    }
+    let mut reply = plain(
+        HttpStatus::NOT_IMPLEMENTED,
+        &format!(
+            "the transfer coding '{}' is not supported; send the body with Content-Length or chunked",
+            codings.join(", ")
+        ),
+    );
+    // The body cannot be read without the coding: the connection ends here.
+    reply
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    Some(reply)
+}
+
 /// The CIM headers of a request that passed the checks that need no body.
 pub(super) struct CimHeaders {
     /// The M-POST extension prefix (`73` for `73-CIMMethod`), if any.
     prefix: Option<String>,
     method: String,
-    object: Option<String>,
+    object: String,
     protocol_version: Option<String>,
 }
 
@@ -148,8 +176,12 @@ impl CimHeaders {
         let Some(method) = cim_header("CIMMethod") else {
             return bad("header-mismatch", "the CIMMethod header is missing");
         };
+        // DSP0200 7.3.7: a simple request without CIMObject is a header mismatch.
+        let Some(object) = cim_header("CIMObject") else {
+            return bad("header-mismatch", "the CIMObject header is missing");
+        };
         Ok(CimHeaders {
-            object: cim_header("CIMObject"),
+            object,
             prefix,
             method,
             protocol_version,
@@ -179,24 +211,22 @@ impl CimHeaders {
                 self.method, request.method
             ));
         }
-        if let Some(object) = &self.object {
-            let object = decoded(object);
-            let matches = if request.intrinsic {
-                same_namespace(&object, &request.namespace)
-            } else {
-                let (ns, rest) = object.split_once(':').unwrap_or(("", object.as_str()));
-                let class = rest.split('.').next().unwrap_or("");
-                same_namespace(ns, &request.namespace)
-                    && request
-                        .target_class
-                        .as_ref()
-                        .is_some_and(|c| c.as_str().eq_ignore_ascii_case(class.trim()))
-            };
-            if !matches {
-                return mismatch(format!(
-                    "CIMObject '{object}' does not match the target in the body"
-                ));
-            }
+        let object = decoded(&self.object);
+        let matches = if request.intrinsic {
+            same_namespace(&object, &request.namespace)
+        } else {
+            let (ns, rest) = object.split_once(':').unwrap_or(("", object.as_str()));
+            let class = rest.split('.').next().unwrap_or("");
+            same_namespace(ns, &request.namespace)
+                && request
+                    .target_class
+                    .as_ref()
+                    .is_some_and(|c| c.as_str().eq_ignore_ascii_case(class.trim()))
+        };
+        if !matches {
+            return mismatch(format!(
+                "CIMObject '{object}' does not match the target in the body"
+            ));
         }
         Ok(())
     }
