@@ -44,6 +44,8 @@ const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 /// Key: a storage pool created through CIM, value its directory (UTF-8).
 const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+/// Event sink credentials (WS-Eventing wst:IssuedTokens), by destination name.
+const SINK_CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("sink_credentials");
 
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
 /// the serialized object.
@@ -91,6 +93,7 @@ impl Store {
         txn.open_table(VMS)?;
         txn.open_table(JOBS)?;
         txn.open_table(POOLS)?;
+        txn.open_table(SINK_CREDENTIALS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -156,6 +159,22 @@ impl Store {
     /// The storage pools created through CIM, as (name, directory).
     pub fn pools(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.all(POOLS)
+    }
+
+    /// Stores the credentials (serialized by the caller) for the event sink of the
+    /// destination named `destination`.
+    pub fn put_sink_credentials(&self, destination: &str, record: &[u8]) -> Result<(), StoreError> {
+        self.put(SINK_CREDENTIALS, destination, record)
+    }
+
+    /// Forgets a destination's sink credentials; false if there were none.
+    pub fn delete_sink_credentials(&self, destination: &str) -> Result<bool, StoreError> {
+        self.remove(SINK_CREDENTIALS, destination)
+    }
+
+    /// All sink credentials as (destination name, record).
+    pub fn sink_credentials(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all(SINK_CREDENTIALS)
     }
 
     /// Stores a job record (serialized by the caller).

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cim_schema::{Instance, ObjectPath, Value};
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use tracing::{debug, warn};
 
 use super::query::{Language, Query};
+use super::sink_credentials::SinkCredentials;
 use super::Cimom;
 use crate::cimxml::encode;
 use crate::http::client::{Client, Url};
@@ -66,6 +67,13 @@ pub struct Delivery {
     pub subscription: String,
     /// What the listener expects.
     pub format: Format,
+    /// What the listener expects to be authenticated with (HTTP Basic), if anything.
+    pub credentials: Option<SinkCredentials>,
+}
+
+/// The credentials the listener of `destination` expects, if any.
+fn credentials_of(cimom: &Cimom, destination: &Instance) -> Option<SinkCredentials> {
+    text(destination, "Name").and_then(|name| cimom.sink_credentials().get(name))
 }
 
 /// How long a subscription with a SubscriptionDuration has left (zero once expired);
@@ -199,6 +207,7 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
                 destination: destination.to_owned(),
                 subscription: subscription.path.to_string(),
                 format,
+                credentials: credentials_of(cimom, &handler.instance),
             }),
             None => debug!(subscription = %subscription.path, "its destination has no URL"),
         }
@@ -283,11 +292,12 @@ pub enum DeliveryError {
 }
 
 /// POSTs one message to `destination`, over HTTPS where its URL says so: a CIM-XML export
-/// request, or a WS-Management event.
+/// request, or a WS-Management event; with `credentials`, HTTP Basic authenticated.
 pub async fn post(
     client: &Client,
     destination: &str,
     format: &Format,
+    credentials: Option<&SinkCredentials>,
     body: String,
 ) -> Result<(), DeliveryError> {
     let url = Url::parse(destination).map_err(|e| DeliveryError::Unsupported(e.to_string()))?;
@@ -306,6 +316,10 @@ pub async fn post(
                 .header("CIMExportMethod", "ExportIndication")
                 .header("CIMProtocolVersion", "1.0"),
             Format::Wsman(_) => request.header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8"),
+        };
+        let request = match credentials {
+            Some(c) => request.header(AUTHORIZATION, basic_authorization(c)),
+            None => request,
         }
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| transport(&e))?;
@@ -329,6 +343,16 @@ pub async fn post(
         })?
 }
 
+/// An `Authorization` header value for HTTP Basic (RFC 7617).
+fn basic_authorization(credentials: &SinkCredentials) -> String {
+    use base64::Engine as _;
+    let pair = format!("{}:{}", credentials.username, credentials.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
 /// Delivers `indication`, raised in `namespace`, to every subscription that selects it,
 /// trying each listener up to three times, a second apart.
 pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication: &Instance) {
@@ -344,7 +368,16 @@ pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication
         };
         let mut attempt = 1;
         loop {
-            match post(client, &target.destination, &target.format, body()).await {
+            let credentials = target.credentials.as_ref();
+            match post(
+                client,
+                &target.destination,
+                &target.format,
+                credentials,
+                body(),
+            )
+            .await
+            {
                 Ok(()) => {
                     debug!(destination = target.destination, class = %indication.class_name, "indication delivered");
                     break;
@@ -419,7 +452,8 @@ pub async fn maintain(
         last_beat.insert(key, Instant::now());
         let sink = event_sink(&handler.instance);
         let beat = wsman_envelope(to, HEARTBEAT_ACTION, &sink, "");
-        if let Err(e) = post(client, to, &Format::Wsman(sink), beat).await {
+        let credentials = credentials_of(cimom, &handler.instance);
+        if let Err(e) = post(client, to, &Format::Wsman(sink), credentials.as_ref(), beat).await {
             debug!(destination = to, "heartbeat not delivered: {e}");
         }
     }

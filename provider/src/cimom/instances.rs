@@ -14,6 +14,7 @@ use super::query::Query;
 use super::result::{InstanceWithPath, Item, ItemStream, Outcome, ResultForm};
 use super::server_keys;
 use super::shaper::Shaper;
+use super::sink_credentials::SinkCredentials;
 use super::{Cimom, RequestContext};
 use crate::cimxml::encode::{self, InstanceFilter};
 use crate::error::{CimError, CimResult, StatusCode};
@@ -220,7 +221,7 @@ impl Cimom {
             server_keys::fill(&pctx.schema, ns, &mut instance);
         }
         let _guard = self.writes.lock().await;
-        let (path, instance) = pctx.schema.complete_instance(ns, instance)?;
+        let (path, mut instance) = pctx.schema.complete_instance(ns, instance)?;
         if self
             .instances
             .read()
@@ -233,14 +234,56 @@ impl Cimom {
                 format!("instance {path} already exists in namespace {ns}"),
             ));
         }
-        self.store
-            .put_instance(ns, &path.to_uri(), &Self::instance_record(&instance))
-            .map_err(Self::store_failed)?;
+        // Stored before the destination, so that nothing is delivered to it without them.
+        let credentials = self.store_sink_credentials(&pctx, ns, &path, &mut instance)?;
+        if let Err(e) =
+            self.store
+                .put_instance(ns, &path.to_uri(), &Self::instance_record(&instance))
+        {
+            if let Some(name) = credentials {
+                let _ = self.sink_credentials.remove(&name);
+            }
+            return Err(Self::store_failed(e));
+        }
         self.instances
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(ns, provider::with_path(path.clone(), instance));
         Ok(Outcome::InstanceName(path))
+    }
+
+    /// Whether `class` is a listener destination in the interop namespace.
+    fn is_listener_destination(pctx: &ProviderContext, ns: &str, class: &str) -> bool {
+        eq_ignore_case(ns, INTEROP_NAMESPACE)
+            && pctx
+                .schema
+                .namespace(ns)
+                .is_ok_and(|n| n.is_subclass_of(class, "CIM_ListenerDestination"))
+    }
+
+    /// Moves the write-only password of a listener destination at `path` (with its user
+    /// name) from `instance` to the sink credentials; the destination's name when there
+    /// was one.
+    fn store_sink_credentials(
+        &self,
+        pctx: &ProviderContext,
+        ns: &str,
+        path: &ObjectPath,
+        instance: &mut Instance,
+    ) -> CimResult<Option<String>> {
+        if !Self::is_listener_destination(pctx, ns, instance.class_name.as_str()) {
+            return Ok(None);
+        }
+        let Some(credentials) = SinkCredentials::take_from(instance) else {
+            return Ok(None);
+        };
+        let Some(Value::String(name)) = path.key("Name") else {
+            return Ok(None);
+        };
+        self.sink_credentials
+            .set(name, credentials)
+            .map_err(Self::store_failed)?;
+        Ok(Some(name.to_string()))
     }
 
     pub(super) async fn modify_instance(
@@ -316,6 +359,7 @@ impl Cimom {
                 ));
             }
         }
+        self.store_sink_credentials(&pctx, ns, &path, &mut updated)?;
         self.store
             .put_instance(ns, &path.to_uri(), &Self::instance_record(&updated))
             .map_err(Self::store_failed)?;
@@ -361,6 +405,13 @@ impl Cimom {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(ns, &path);
+        if Self::is_listener_destination(&pctx, ns, class.name.as_str()) {
+            if let Some(Value::String(name)) = path.key("Name") {
+                self.sink_credentials
+                    .remove(name)
+                    .map_err(Self::store_failed)?;
+            }
+        }
         Ok(Outcome::Empty)
     }
 

@@ -23,6 +23,7 @@ pub mod query;
 pub mod result;
 mod server_keys;
 mod shaper;
+pub mod sink_credentials;
 mod table;
 
 use std::collections::HashSet;
@@ -40,6 +41,7 @@ use operation::Operation;
 use provider::{ProviderContext, Registry};
 use pull::{PullContexts, PullLimits};
 use result::{InstanceWithPath, Outcome};
+use sink_credentials::SinkCredentialTable;
 use table::InstanceTable;
 
 /// The namespace names accepted for the interop namespace besides its own name.
@@ -85,6 +87,7 @@ pub struct Cimom {
     store: Arc<Store>,
     providers: Registry,
     pulls: PullContexts,
+    sink_credentials: SinkCredentialTable,
     config: CimomConfig,
     /// Serializes writers of the schema and the store, and numbers created classes.
     writes: tokio::sync::Mutex<u64>,
@@ -186,12 +189,18 @@ impl Cimom {
             builtin_classes,
             builtin_qualifiers,
             instances: RwLock::new(table),
+            sink_credentials: SinkCredentialTable::load(store.clone())?,
             store,
             providers,
             pulls: PullContexts::new(config.pull.clone()),
             config,
             writes: tokio::sync::Mutex::new(sequence),
         })
+    }
+
+    /// The credentials of WS-Management event sinks, by destination name.
+    pub fn sink_credentials(&self) -> &SinkCredentialTable {
+        &self.sink_credentials
     }
 
     /// The static instances of exactly `class` in `namespace`: what clients created there,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cim_schema::Value;
 
-use super::fault::{Code, Fault, Subcode};
+use super::fault::{Fault, Subcode};
 use super::names;
 use super::resource;
 use super::wscim::parse_duration;
@@ -43,8 +43,56 @@ pub struct Request {
     pub to: Option<String>,
     /// wse:Identifier: the WS-Eventing subscription a Renew, GetStatus or Unsubscribe is for.
     pub subscription: Option<String>,
+    /// wst:IssuedTokens: the credentials the client gave for its event sinks.
+    pub issued_tokens: Vec<IssuedToken>,
     /// The first element of the body, if any.
     pub body: Option<Element>,
+}
+
+/// A user name and password a subscriber gives the service for delivering events to its
+/// sink (DSP0226 10.2.2: a wsse:UsernameToken in wst:IssuedTokens).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// The sink address the token applies to (wsp:AppliesTo), if named.
+    pub applies_to: Option<String>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("username", &self.username)
+            .field("applies_to", &self.applies_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The username tokens of a wst:IssuedTokens header; other token types (certificate
+/// thumbprints) are not read.
+fn issued_tokens(h: &Element) -> Vec<IssuedToken> {
+    h.children_ns(names::WST, "RequestSecurityTokenResponse")
+        .filter_map(|response| {
+            let token = response
+                .child_ns(names::WST, "RequestedSecurityToken")?
+                .child_ns(names::WSSE, "UsernameToken")?;
+            let applies_to = response
+                .child_ns(names::WSP, "AppliesTo")
+                .and_then(|a| a.child_ns(names::WSA, "EndpointReference"))
+                .and_then(|e| e.child_ns(names::WSA, "Address"))
+                .map(|a| a.text.trim().to_owned());
+            Some(IssuedToken {
+                username: token.child_ns(names::WSSE, "Username")?.text.clone(),
+                password: token
+                    .child_ns(names::WSSE, "Password")
+                    .map(|p| p.text.clone())
+                    .unwrap_or_default(),
+                applies_to,
+            })
+        })
+        .collect()
 }
 
 /// Headers this service acts on or may safely ignore (so mustUnderstand is honoured).
@@ -74,6 +122,8 @@ fn understood(h: &Element) -> bool {
         ),
         // WS-Eventing's subscription identifier (Renew, Unsubscribe).
         names::WSE => local == "Identifier",
+        // The credentials of an event sink (Subscribe with wsman:Auth).
+        names::WST => local == "IssuedTokens",
         _ => false,
     }
 }
@@ -123,6 +173,7 @@ impl Request {
             winrm_client: false,
             to: None,
             subscription: None,
+            issued_tokens: Vec::new(),
             body: None,
         };
         let mut body = None;
@@ -150,17 +201,10 @@ impl Request {
     fn header(&mut self, h: Element) -> Result<(), Fault> {
         if !understood(&h) {
             if h.attr_local("mustUnderstand").is_some_and(is_true) {
-                return Err(Fault {
-                    code: Code::MustUnderstand,
-                    subcode: Subcode::None,
-                    reason: format!(
-                        "header {{{}}}{} is marked mustUnderstand and this service does not support it",
-                        h.namespace.as_deref().unwrap_or(""),
-                        h.local_name()
-                    ),
-                    detail: None,
-                    detail_xml: String::new(),
-                });
+                return Err(Fault::not_understood(
+                    h.namespace.as_deref().unwrap_or(""),
+                    h.local_name(),
+                ));
             }
             return Ok(());
         }
@@ -171,6 +215,7 @@ impl Request {
             (names::WSA, "Action") => self.action = Some(text()),
             (names::WSA, "To") => self.to = Some(text()),
             (names::WSE, "Identifier") => self.subscription = Some(text()),
+            (names::WST, "IssuedTokens") => self.issued_tokens.extend(issued_tokens(&h)),
             (names::WSA, "MessageID") => {
                 if text().is_empty() {
                     return Err(Fault::header("wsa:MessageID is empty"));

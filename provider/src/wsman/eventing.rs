@@ -25,6 +25,7 @@ use crate::cimom::indication::{self, WSMAN_DESTINATION};
 use crate::cimom::operation::Operation;
 use crate::cimom::query::{Language, Query};
 use crate::cimom::result::Outcome;
+use crate::cimom::sink_credentials::SinkCredentials;
 use crate::cimxml::dom::Element;
 use crate::cimxml::encode::text;
 use crate::schema::INTEROP_NAMESPACE;
@@ -146,6 +147,65 @@ fn subscription_of<'a>(call: &'a Call<'_>) -> Result<(&'a str, ObjectPath, Insta
     Ok((identifier, path, instance))
 }
 
+/// The security profiles of `wsman:Auth` under which events carry HTTP Basic credentials.
+const BASIC_PROFILES: &[(&str, &str)] = &[
+    (
+        "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/http/basic",
+        "http",
+    ),
+    (
+        "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/basic",
+        "https",
+    ),
+];
+
+/// The credentials the sink at `notify_to` expects (DSP0226 10.2.2): with a `wsman:Auth`
+/// profile for HTTP Basic, the `wst:IssuedTokens` username token that applies to that
+/// address (or the only one given). Digest and certificate profiles are not offered.
+fn sink_credentials(
+    call: &Call<'_>,
+    delivery: &Element,
+    notify_to: &str,
+) -> Result<Option<SinkCredentials>, Fault> {
+    let Some(auth) = delivery.child_ns(names::WSMAN, "Auth") else {
+        return Ok(None);
+    };
+    let profile = auth.attr("Profile").unwrap_or("").trim();
+    let Some((_, scheme)) = BASIC_PROFILES.iter().find(|(p, _)| *p == profile) else {
+        return Err(Fault::sender(
+            Subcode::UnsupportedFeature,
+            format!(
+                "event sink security profile '{profile}' is not offered; use http/basic or https/basic"
+            ),
+        )
+        .with_detail("AuthorizationMode"));
+    };
+    if !notify_to.starts_with(&format!("{scheme}://")) {
+        return Err(Fault::sender(
+            Subcode::InvalidParameter,
+            format!("the profile {profile} needs a {scheme}:// NotifyTo address, not {notify_to}"),
+        ));
+    }
+    let tokens = &call.request.issued_tokens;
+    let token = tokens
+        .iter()
+        .find(|t| t.applies_to.as_deref() == Some(notify_to))
+        .or_else(|| match tokens.as_slice() {
+            [only] if only.applies_to.is_none() => Some(only),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            Fault::sender(
+                Subcode::InvalidParameter,
+                format!("wsman:Auth asks for credentials, and no wst:IssuedTokens username token applies to {notify_to}"),
+            )
+        })?;
+    Ok(Some(SinkCredentials {
+        username: token.username.clone(),
+        password: token.password.clone(),
+    }))
+}
+
 /// WS-Eventing Subscribe.
 pub async fn subscribe(call: &Call<'_>) -> Result<Reply, Fault> {
     let body = body_named(call, "Subscribe")?;
@@ -181,6 +241,7 @@ pub async fn subscribe(call: &Call<'_>) -> Result<Reply, Fault> {
             format!("wse:NotifyTo: {e}; events go to http:// or https:// addresses"),
         )
     })?;
+    let credentials = sink_credentials(call, delivery, &notify_to)?;
     let heartbeat = match delivery.child_ns(names::WSMAN, "Heartbeats") {
         Some(h) => Some(
             parse_duration(&h.text)
@@ -224,6 +285,11 @@ pub async fn subscribe(call: &Call<'_>) -> Result<Reply, Fault> {
     destination.set("DeliveryMode", Value::UInt16(delivery_mode));
     if let Some(h) = heartbeat {
         destination.set("Heartbeat", Value::UInt64(h.as_secs().max(1)));
+    }
+    if let Some(c) = credentials {
+        // Stored apart from the destination, never readable (its password is Read(false)).
+        destination.set("username", Value::from(c.username.as_str()));
+        destination.set("password", Value::from(c.password.as_str()));
     }
     let filter_path = create(call, filter).await?;
     let destination_path = match create(call, destination).await {

@@ -116,6 +116,9 @@ pub struct Fault {
     pub detail: Option<&'static str>,
     /// Extra detail elements, already encoded (SupportedDialect, SupportedSelectorName ...).
     pub detail_xml: String,
+    /// For a MustUnderstand fault: the header not understood, as namespace and local
+    /// name, named in an `s:NotUnderstood` header (SOAP 1.2 part 1, 5.4.8).
+    pub not_understood: Option<(String, String)>,
 }
 
 impl Fault {
@@ -127,6 +130,7 @@ impl Fault {
             reason: reason.into(),
             detail: None,
             detail_xml: String::new(),
+            not_understood: None,
         }
     }
 
@@ -135,6 +139,31 @@ impl Fault {
         Fault {
             code: Code::Receiver,
             ..Fault::sender(subcode, reason)
+        }
+    }
+
+    /// The MustUnderstand fault for a header the service does not support.
+    pub fn not_understood(namespace: &str, local: &str) -> Self {
+        Fault {
+            code: Code::MustUnderstand,
+            not_understood: Some((namespace.to_owned(), local.to_owned())),
+            ..Fault::sender(
+                Subcode::None,
+                format!(
+                    "header {{{namespace}}}{local} is marked mustUnderstand and this service does not support it"
+                ),
+            )
+        }
+    }
+
+    /// Writes the `s:NotUnderstood` header of a MustUnderstand fault (nothing for others).
+    pub fn write_headers(&self, out: &mut String) {
+        if let Some((namespace, local)) = &self.not_understood {
+            out.push_str("<s:NotUnderstood xmlns:h=\"");
+            crate::cimxml::encode::text(out, namespace);
+            out.push_str("\" qname=\"h:");
+            crate::cimxml::encode::text(out, local);
+            out.push_str("\"/>");
         }
     }
 

@@ -21,6 +21,13 @@ pub const WSMID: &str = "http://schemas.dmtf.org/wbem/wsman/identity/1/wsmaniden
 pub const CIM_COMMON: &str = "http://schemas.dmtf.org/wbem/wscim/1/common";
 /// XML Schema instance (xsi:type, xsi:nil).
 pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
+/// WS-Trust (2005/02): wst:IssuedTokens, the credentials an event sink expects.
+pub const WST: &str = "http://schemas.xmlsoap.org/ws/2005/02/trust";
+/// WS-Security 1.0 (wsse:UsernameToken).
+pub const WSSE: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+/// WS-Policy (wsp:AppliesTo).
+pub const WSP: &str = "http://schemas.xmlsoap.org/ws/2004/09/policy";
 /// Microsoft's WS-Management extensions (WinRM, pypsrp).
 pub const MS_WSMAN: &str = "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd";
 

@@ -81,6 +81,7 @@ pub fn envelope(reply: &Reply, relates_to: Option<&str>) -> String {
 pub fn fault_envelope(fault: &Fault, relates_to: Option<&str>) -> String {
     let mut out = String::with_capacity(1024);
     start(&mut out, fault.action(), relates_to);
+    fault.write_headers(&mut out);
     out.push_str("</s:Header><s:Body>");
     fault.write_body(&mut out);
     out.push_str("</s:Body></s:Envelope>");
