@@ -10,7 +10,7 @@ import time
 
 import pytest
 import pywbem
-from pywbem import CIMInstance, Uint16, Uint32, Uint64
+from pywbem import CIMInstance, CIMInstanceName, Uint16, Uint32, Uint64
 
 from conftest import OPERATOR, Server, cimvirtd
 
@@ -467,6 +467,53 @@ def test_modify_system_settings_changes_the_kernel_of_a_stopped_vm(virt, tmp_pat
             conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=vssd)
         assert "while it is stopped" in refused.value.status_description
         assert change(conn, system, 3) == 0
+    finally:
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
+def test_modify_instance_renames_a_running_vm_and_changes_its_settings(virt, tmp_path):
+    """ModifyInstance (WS-Management's Put) of the system changes its ElementName, at any
+    time; of the settings, what ModifySystemSettings changes, by its rules."""
+    conn = virt.conn()
+    system = define(conn, "putvm", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
+    settings = CIMInstanceName("KVM_VirtualSystemSettingData", {"InstanceID": "KVM:putvm"},
+                               namespace="root/virt")
+    try:
+        assert change(conn, system, 2) == 0
+        running = conn.GetInstance(system)
+        running["ElementName"] = "Web server"
+        conn.ModifyInstance(running)
+        assert conn.GetInstance(system)["ElementName"] == "Web server"
+        assert conn.GetInstance(settings)["ElementName"] == "Web server"
+        assert conn.GetInstance(system)["Name"] == "putvm"
+        # Only the listed properties change.
+        vssd = conn.GetInstance(settings)
+        vssd["ElementName"] = "ignored"
+        vssd["Description"] = "front end"
+        conn.ModifyInstance(vssd, PropertyList=["Description"])
+        shown = conn.GetInstance(settings)
+        assert (shown["ElementName"], shown["Description"]) == ("Web server", "front end")
+        # What the VM runs with changes only while it is stopped; its state never by Put.
+        kernel = tmp_path / "vmlinux"
+        kernel.write_bytes(b"not booted here")
+        vssd["Kernel"] = str(kernel)
+        with pytest.raises(pywbem.CIMError) as refused:
+            conn.ModifyInstance(vssd)
+        assert "while it is stopped" in refused.value.status_description
+        running = conn.GetInstance(system)
+        running["RequestedState"] = Uint16(3)
+        with pytest.raises(pywbem.CIMError) as refused:
+            conn.ModifyInstance(running)
+        assert refused.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+        assert "RequestStateChange" in refused.value.status_description
+        running = conn.GetInstance(system)
+        running["ElementName"] = "bad\nname"
+        with pytest.raises(pywbem.CIMError) as refused:
+            conn.ModifyInstance(running)
+        assert refused.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        assert change(conn, system, 3) == 0
+        conn.ModifyInstance(vssd)
+        assert conn.GetInstance(settings)["Kernel"] == str(kernel)
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
 
@@ -1148,11 +1195,18 @@ def test_every_vssd_property_is_kept_checked_or_refused(virt):
             with pytest.raises(pywbem.CIMError) as err:
                 conn.InvokeMethod("ModifySystemSettings", service(conn), SystemSettings=changed)
             assert err.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED, props
+        # An ElementName apart from the name is a display name, changeable later.
         twice = CIMInstance("KVM_VirtualSystemSettingData", properties={
             "VirtualSystemIdentifier": "one", "ElementName": "other"})
-        with pytest.raises(pywbem.CIMError) as err:
-            conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=twice)
-        assert "one name" in err.value.status_description
+        _, out = conn.InvokeMethod("DefineSystem", service(conn), SystemSettings=twice)
+        try:
+            one = conn.GetInstance(out["ResultingSystem"])
+            assert (one["Name"], one["ElementName"]) == ("one", "other")
+            vssd = conn.GetInstance(CIMInstanceName("KVM_VirtualSystemSettingData",
+                                                    {"InstanceID": "KVM:one"}, namespace="root/virt"))
+            assert (vssd["VirtualSystemIdentifier"], vssd["ElementName"]) == ("one", "other")
+        finally:
+            conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=out["ResultingSystem"])
         assert {p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")} >= {"noted"}
         assert "asked" not in {p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")}
     finally:

@@ -93,6 +93,52 @@ pub struct VmDefinition {
     /// The VSSD's Notes, as a client set them.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The ElementName a client gave that differs from the name (a display name, as
+    /// Hyper-V's clients rename VMs); the name is the ElementName when there is none.
+    #[serde(default)]
+    pub element_name: Option<String>,
+}
+
+impl VmDefinition {
+    /// KVM_ComputerSystem's and the VSSD's ElementName.
+    pub fn element_name(&self) -> &str {
+        self.element_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Sets the ElementName: none when it is the name.
+    fn set_element_name(&mut self, element_name: String) -> CimResult<()> {
+        check_element_name(&element_name).map_err(invalid)?;
+        self.element_name = (element_name != self.name).then_some(element_name);
+        Ok(())
+    }
+
+    /// Whether `other` differs from this definition only in what may change while the VM
+    /// runs: its ElementName, Description, Notes and startup policy.
+    pub fn differs_only_in_metadata(&self, other: &VmDefinition) -> bool {
+        let mask = |d: &VmDefinition| VmDefinition {
+            element_name: None,
+            description: None,
+            notes: Vec::new(),
+            startup: StartupPolicy::default(),
+            ..d.clone()
+        };
+        mask(self) == mask(other)
+    }
+}
+
+/// Refuses an ElementName no VM may have: empty, longer than [`MAX_NAME_BYTES`], or holding
+/// a control character.
+fn check_element_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "an ElementName has 1 to {MAX_NAME_BYTES} bytes; this one has {}",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("ElementName {name:?}: no control characters"));
+    }
+    Ok(())
 }
 
 /// A disk: a raw image on the host, seen by the guest as a virtio disk.
@@ -208,15 +254,7 @@ pub fn from_settings(
     super::vssd_properties::check(system)?;
     let identifier = string_property(system, "VirtualSystemIdentifier");
     let element_name = string_property(system, "ElementName");
-    if let (Some(id), Some(element)) = (&identifier, &element_name) {
-        if id != element {
-            return Err(invalid(format!(
-                "ElementName {element:?} differs from VirtualSystemIdentifier {id:?}: a VM \
-                 here has one name"
-            )));
-        }
-    }
-    let name = identifier.or(element_name).ok_or_else(|| {
+    let name = identifier.or(element_name.clone()).ok_or_else(|| {
         invalid("SystemSettings names no VirtualSystemIdentifier or ElementName".into())
     })?;
     let uuid = match string_property(system, "UUID") {
@@ -242,7 +280,11 @@ pub fn from_settings(
         startup: StartupPolicy::default(),
         description: None,
         notes: Vec::new(),
+        element_name: None,
     };
+    if let Some(element_name) = element_name {
+        definition.set_element_name(element_name)?;
+    }
     definition.startup.apply(system)?;
     apply_texts(&mut definition, system);
     for rasd in &pair_drives_with_images(resources)? {
@@ -254,12 +296,11 @@ pub fn from_settings(
 /// Applies ModifySystemSettings' VSSD to `definition`. Kernel, Ramdisk and CommandLine
 /// change to what the VSSD gives; a property given as NULL or empty is removed (without a
 /// Kernel the VM boots the built-in test guest), one left out stays. The name and the UUID
-/// are the VM's identity and cannot change.
+/// are the VM's identity and cannot change; its ElementName can.
 pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResult<()> {
     super::vssd_properties::check(vssd)?;
     for (property, current) in [
         ("VirtualSystemIdentifier", definition.name.as_str()),
-        ("ElementName", definition.name.as_str()),
         ("UUID", definition.uuid.as_str()),
     ] {
         if let Some(given) = string_property(vssd, property) {
@@ -302,6 +343,9 @@ pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResul
     definition.linux = linux_boot(&merged)?;
     definition.startup.apply(vssd)?;
     apply_texts(definition, vssd);
+    if let Some(element_name) = string_property(vssd, "ElementName") {
+        definition.set_element_name(element_name)?;
+    }
     Ok(())
 }
 

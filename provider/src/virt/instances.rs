@@ -377,7 +377,7 @@ pub(super) fn system(class: &Class, d: &VmDefinition, state: State) -> Instance 
         with_keys(
             &path,
             vec![
-                ("ElementName", text(&d.name)),
+                ("ElementName", text(d.element_name())),
                 ("UUID", text(&d.uuid)),
                 ("EnabledState", Value::UInt16(cim.enabled_state)),
                 ("RequestedState", Value::UInt16(d.requested_state)),
@@ -393,7 +393,7 @@ pub(super) fn system(class: &Class, d: &VmDefinition, state: State) -> Instance 
 fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
     let path = paths::setting_data(&d.name);
     let mut values = vec![
-        ("ElementName", text(&d.name)),
+        ("ElementName", text(d.element_name())),
         ("VirtualSystemIdentifier", text(&d.name)),
         ("VirtualSystemType", text("KVM")),
         ("UUID", text(&d.uuid)),
@@ -690,6 +690,7 @@ fn snapshot_view(d: &VmDefinition, s: &Snapshot) -> VmDefinition {
         disks,
         nics,
         snapshots: Vec::new(),
+        element_name: None,
         ..d.clone()
     }
 }

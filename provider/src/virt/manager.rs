@@ -489,10 +489,18 @@ impl VirtManager {
                 "SystemSettings names its VM by InstanceID (KVM:<name>) or VirtualSystemIdentifier",
             )),
         };
-        let mut changed = BTreeMap::new();
-        let mut target = self.stopped_target(&mut changed, &name, "its settings change")?;
+        let current = self.definition(&name).ok_or_else(|| not_defined(&name))?;
+        let mut target = current.clone();
         definition::modify_system(&mut target, vssd)?;
-        self.check_files(self.definition(&name).as_ref(), &target, files)?;
+        // A new name, description or startup policy applies at once, in any state; what
+        // the VM runs with changes only while it is stopped.
+        if !target.differs_only_in_metadata(&current) {
+            let mut changed = BTreeMap::new();
+            let mut stopped = self.stopped_target(&mut changed, &name, "its settings change")?;
+            definition::modify_system(&mut stopped, vssd)?;
+            target = stopped;
+        }
+        self.check_files(Some(&current), &target, files)?;
         self.persist(&target)?;
         Ok(paths::setting_data(&name))
     }

@@ -69,7 +69,7 @@ fn snapshot_of(value: Option<&Value>, argument: &str) -> CimResult<(String, Stri
 }
 
 /// What host files the caller may give a VM: any for administrators, else pool volumes.
-fn file_access(ctx: &ProviderContext) -> FileAccess {
+pub(super) fn file_access(ctx: &ProviderContext) -> FileAccess {
     if ctx.administrator {
         FileAccess::Any
     } else {

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod manager;
 mod methods;
 pub mod migration;
+mod modify;
 pub mod paths;
 pub mod pools;
 mod properties;
@@ -428,6 +429,27 @@ impl InstanceProvider for Virt {
             .chain(instances::templates(class, &model))
             .find(|i| i.path(class, None) == wanted)
             .ok_or_else(|| CimError::not_found(format!("instance {path} does not exist")))
+    }
+
+    /// A VM's system (its ElementName) and settings change; other classes are read-only.
+    async fn modify_instance(
+        &self,
+        ctx: &ProviderContext,
+        class: &Arc<Class>,
+        path: &ObjectPath,
+        instance: Instance,
+        property_list: Option<&[Name]>,
+    ) -> CimResult<()> {
+        let name = class.name.as_str();
+        if !name.eq_ignore_ascii_case(class::COMPUTER_SYSTEM)
+            && !name.eq_ignore_ascii_case(class::SETTING_DATA)
+        {
+            return Err(CimError::not_supported(format!(
+                "instances of {name} cannot be modified"
+            )));
+        }
+        self.modify_vm_instance(ctx, class, path, instance, property_list)
+            .await
     }
 
     async fn enumerate_instances(

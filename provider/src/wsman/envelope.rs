@@ -321,6 +321,7 @@ impl Request {
 mod tests {
     use super::*;
     use crate::cimxml::dom::{parse, XmlLimits};
+    use crate::wsman::fault::Code;
 
     const LIMITS: XmlLimits = XmlLimits {
         max_depth: 32,
@@ -359,6 +360,10 @@ mod tests {
     fn header_faults() {
         let f = request(r#"<x:Other s:mustUnderstand="true"/>"#).unwrap_err();
         assert_eq!(f.code, Code::MustUnderstand);
+        let mut headers = String::new();
+        f.write_headers(&mut headers);
+        assert!(headers.starts_with("<s:NotUnderstood "), "{headers}");
+        assert!(headers.ends_with(" qname=\"h:Other\"/>"), "{headers}");
         let f = request("<wsman:MaxEnvelopeSize>100</wsman:MaxEnvelopeSize>").unwrap_err();
         assert_eq!(f.subcode, Subcode::EncodingLimit);
         let f = request("<wsman:OperationTimeout>soon</wsman:OperationTimeout>").unwrap_err();

@@ -407,6 +407,13 @@ pub fn read_group(
         }
         return read_value(elements[0], embedded);
     }
+    // A NULL array is written as one nil element (as write_property does), so one nil
+    // element reads back as NULL rather than as an array of one NULL.
+    if let [only] = elements {
+        if is_nil(only) {
+            return Ok(None);
+        }
+    }
     let values = elements
         .iter()
         .map(|e| read_value(e, embedded))
