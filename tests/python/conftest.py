@@ -20,6 +20,11 @@ import pywbem
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CIMVIRTD", REPO / "target" / "release" / "cimvirtd"))
 
+# OpenPegasus's and openwsman's clients, installed by scripts/setup-test-env.
+CLIENTS = Path(os.environ.get("CIMVIRT_CLIENTS", REPO / "target" / "clients"))
+OPENPEGASUS_BIN = CLIENTS / "openpegasus-2.14.4" / "bin"
+WSMAN_BIN = CLIENTS / "wsmancli-2.8.1" / "bin"
+
 ADMIN = ("admin", "admin-pass-1")
 READER = ("reader", "reader-pass-2")
 # Read-write in root/virt only: not an administrator (Server(..., operator=True) adds it).
@@ -29,6 +34,17 @@ OPERATOR = ("operator", "operator-password")
 # server's own certificate, so they must not be inherited.
 for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(var, None)
+
+
+def client_program(path):
+    """A client program from ../shared/clients: its path, or the module is skipped with
+    NOT RUN where it is not installed (an error on CI, where setup-test-env installs it)."""
+    if not os.access(path, os.X_OK):
+        if os.environ.get("CI"):
+            raise RuntimeError(f"{path} is missing: scripts/setup-test-env installs it")
+        pytest.skip(f"NOT RUN: {path} is not installed (scripts/setup-test-env)",
+                    allow_module_level=True)
+    return str(path)
 
 
 def free_port():
