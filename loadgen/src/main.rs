@@ -67,6 +67,11 @@ struct RunArgs {
     /// Print a Markdown table row instead of a report.
     #[arg(long)]
     row: bool,
+    /// Print one tab-separated line instead of a report, for scripts: requests/s, p50 ms,
+    /// p99 ms, server CPU µs per request, KiB per response, server RSS MiB before and
+    /// after ("-" where the server's PID was not given).
+    #[arg(long, conflicts_with = "row")]
+    tsv: bool,
 }
 
 /// Options of `cimload compare`.
@@ -221,7 +226,7 @@ async fn populate(
     {
         let cls = format!(
             "<IPARAMVALUE NAME=\"NewClass\"><CLASS NAME=\"{0}\" SUPERCLASS=\"CIM_ManagedElement\">\
-             <PROPERTY NAME=\"Id\" TYPE=\"string\"><QUALIFIER NAME=\"Key\" TYPE=\"boolean\"><VALUE>TRUE</VALUE></QUALIFIER></PROPERTY>\
+             <PROPERTY NAME=\"Id\" TYPE=\"string\"><QUALIFIER NAME=\"Key\" TYPE=\"boolean\" OVERRIDABLE=\"false\"><VALUE>TRUE</VALUE></QUALIFIER></PROPERTY>\
              <PROPERTY NAME=\"Counter\" TYPE=\"uint32\"/><PROPERTY.ARRAY NAME=\"Tags\" TYPE=\"string\"/></CLASS></IPARAMVALUE>",
             cimxml::escape(&class)
         );
@@ -281,6 +286,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         class,
         concurrency,
         row,
+        tsv,
     } = args;
     let work = Arc::new(Workload::prepare(&target, op, &class, load.max_objects).await?);
     let pid = load.server_pid;
@@ -294,6 +300,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let p50 = stats::percentile(&m.latencies_us, 0.50);
     let p99 = stats::percentile(&m.latencies_us, 0.99);
     let scheme = target.scheme();
+    if tsv {
+        let mem_after = pid.and_then(stats::memory_mib);
+        let rss = |m: Option<(f64, f64)>| m.map_or("-".to_owned(), |(rss, _)| format!("{rss:.1}"));
+        println!(
+            "{:.0}\t{p50:.2}\t{p99:.2}\t{}\t{:.1}\t{}\t{}",
+            m.rate(),
+            figure(m.cpu_us_per_unit(), 0),
+            m.kib_per_unit(),
+            rss(mem_before),
+            rss(mem_after)
+        );
+        return Ok(());
+    }
     if row {
         println!(
             "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} |",

@@ -32,7 +32,7 @@ enum Command {
     /// Compile and inspect MOF (DSP0221) schemas.
     #[command(subcommand)]
     Mof(mof::MofCommand),
-    /// Run the WBEM server (CIM-XML over HTTP and HTTPS).
+    /// Run the WBEM server (CIM-XML and WS-Management over HTTP and HTTPS).
     Serve(serve::ServeArgs),
     /// Create, grow, list, import and delete the disk images of a storage pool.
     Storage(storage::StorageCommand),
