@@ -265,6 +265,14 @@ impl<'a, V> IntoIterator for &'a NameMap<V> {
     }
 }
 
+/// Whether `s` is a CIM identifier (DSP0004 ANNEX A: a letter or underscore, then letters,
+/// digits and underscores; UCS letters count).
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,12 +304,4 @@ mod tests {
         assert_eq!(cmp_ignore_case("b", "A"), Ordering::Greater);
         assert_eq!(cmp_ignore_case("abc", "ABC"), Ordering::Equal);
     }
-}
-
-/// Whether `s` is a CIM identifier (DSP0004 ANNEX A: a letter or underscore, then letters,
-/// digits and underscores; UCS letters count).
-pub fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }

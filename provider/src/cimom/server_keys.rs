@@ -26,17 +26,20 @@ pub fn fill(schema: &Repository, ns: &str, instance: &mut Instance) {
     {
         return;
     }
-    let keys: [(&str, fn(&str) -> String); 4] = [
-        ("SystemCreationClassName", |_| {
-            "CIM_ComputerSystem".to_owned()
-        }),
-        ("SystemName", |_| ServerIdentity::current().hostname),
-        ("CreationClassName", str::to_owned),
-        ("Name", |_| crate::ids::random_uuid()),
-    ];
-    for (key, value) in keys {
+    for key in [
+        "SystemCreationClassName",
+        "SystemName",
+        "CreationClassName",
+        "Name",
+    ] {
         if instance.get(key).is_none() {
-            instance.set(key, Value::from(value(&class).as_str()));
+            let value = match key {
+                "SystemCreationClassName" => "CIM_ComputerSystem".to_owned(),
+                "SystemName" => ServerIdentity::current().hostname,
+                "CreationClassName" => class.clone(),
+                _ => crate::ids::random_uuid(),
+            };
+            instance.set(key, Value::from(value.as_str()));
         }
     }
 }

@@ -118,7 +118,7 @@ pub struct Fault {
     pub detail_xml: String,
     /// For a MustUnderstand fault: the header not understood, as namespace and local
     /// name, named in an `s:NotUnderstood` header (SOAP 1.2 part 1, 5.4.8).
-    pub not_understood: Option<(String, String)>,
+    pub not_understood: Option<Box<(String, String)>>,
 }
 
 impl Fault {
@@ -146,7 +146,7 @@ impl Fault {
     pub fn not_understood(namespace: &str, local: &str) -> Self {
         Fault {
             code: Code::MustUnderstand,
-            not_understood: Some((namespace.to_owned(), local.to_owned())),
+            not_understood: Some(Box::new((namespace.to_owned(), local.to_owned()))),
             ..Fault::sender(
                 Subcode::None,
                 format!(
@@ -158,7 +158,7 @@ impl Fault {
 
     /// Writes the `s:NotUnderstood` header of a MustUnderstand fault (nothing for others).
     pub fn write_headers(&self, out: &mut String) {
-        if let Some((namespace, local)) = &self.not_understood {
+        if let Some((namespace, local)) = self.not_understood.as_deref() {
             out.push_str("<s:NotUnderstood xmlns:h=\"");
             crate::cimxml::encode::text(out, namespace);
             out.push_str("\" qname=\"h:");
