@@ -24,6 +24,7 @@ KVM = "http://schemas.cimvirt.org/wbem/wscim/1/cim-schema/2/"
 ALL_CLASSES = "http://schemas.dmtf.org/wbem/wscim/1/*"
 VM = "wsvm"
 VM_URI = f"{DMTF}CIM_ComputerSystem?CreationClassName=KVM_ComputerSystem&Name={VM}"
+PROFILES = f"{DMTF}CIM_RegisteredProfile"
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,8 @@ def test_identify_authenticated_anonymous_and_over_https(server):
     assert values(out, "ProductVendor") == ["cimvirt"] and values(out, "ProductVersion")
     out = wsman(server, "identify", https=True)
     assert values(out, "ProductVendor") == ["cimvirt"]
+    out = wsman(server, "enumerate", PROFILES, "-N", "interop", "-o", "-m", "4", https=True)
+    assert "Profile Registration" in values(out, "RegisteredName")
     # Anonymous callers are not told the version. (wsman's -b URL takes no port above
     # 32767, so the path goes as -g.)
     out = wsman(server, "identify", "-g", "wsman-anon/identify", "--non-interactive", creds=None)
@@ -72,9 +75,6 @@ def test_identify_authenticated_anonymous_and_over_https(server):
 def registered(server):
     """The interop namespace's registered profiles, as pywbem sees them."""
     return server.conn(namespace="interop").EnumerateInstances("CIM_RegisteredProfile")
-
-
-PROFILES = f"{DMTF}CIM_RegisteredProfile"
 
 
 @pytest.mark.parametrize("args", [
