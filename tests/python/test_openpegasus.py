@@ -4,9 +4,12 @@ the operation it replaces) and wbemexec (requests of our own, each with the answ
 OpenPegasus's server gives). They speak HTTP only (built without SSL)."""
 
 import base64
+import http.server
 import os
 import re
 import subprocess
+import threading
+import time
 
 import pytest
 import pywbem
@@ -129,6 +132,56 @@ def test_cimcli_creates_modifies_and_deletes_interop_instances(server):
     cimcli(server, "di", "-n", "interop", destination)
     assert not [f for f in conn.EnumerateInstances("CIM_IndicationFilter") if f["Name"] == "pegfilter"]
     assert not conn.EnumerateInstances("CIM_ListenerDestinationCIMXML")
+
+
+def test_a_destination_password_is_write_only_and_sent_with_each_indication(server):
+    """CIM_ListenerDestination.password is Read(false): it is not served back, and each
+    export request to that listener carries it with the username as HTTP Basic."""
+    received = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.headers.get("Authorization"), body.decode()))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/listener"
+    interop = server.conn(namespace="interop")
+    out = cimcli(server, "ci", "-n", "interop", "CIM_ListenerDestinationCIMXML", f"Destination={url}",
+                 "username=listener-user", "password=listener-password")
+    destination_name = re.search(r'[.,]Name="([^"]+)"', out.split("Returned Path", 1)[1]).group(1)
+    (destination,) = [d for d in interop.EnumerateInstances("CIM_ListenerDestinationCIMXML")
+                      if d["Name"] == destination_name]
+    assert destination["username"] == "listener-user" and destination["password"] is None
+    filt = interop.CreateInstance(pywbem.CIMInstance("CIM_IndicationFilter", properties={
+        "Name": "created", "Query": "SELECT * FROM KVM_ComputerSystemCreatedIndication",
+        "QueryLanguage": "WQL", "SourceNamespace": "root/virt"}))
+    subscription = interop.CreateInstance(pywbem.CIMInstance("CIM_IndicationSubscription", properties={
+        "Filter": filt, "Handler": destination.path}))
+    conn = server.conn()
+    (service,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+    vssd = pywbem.CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "heard"})
+    system = conn.InvokeMethod("DefineSystem", service, SystemSettings=vssd)[1]["ResultingSystem"]
+    try:
+        deadline = time.monotonic() + 15
+        while not received:
+            assert time.monotonic() < deadline, "no indication arrived"
+            time.sleep(0.05)
+        authorization, body = received[0]
+        assert authorization == "Basic " + base64.b64encode(b"listener-user:listener-password").decode()
+        assert "KVM_ComputerSystemCreatedIndication" in body and "heard" in body
+    finally:
+        conn.InvokeMethod("DestroySystem", service, AffectedSystem=system)
+        for path in (subscription, filt, destination.path):
+            interop.DeleteInstance(path)
+        httpd.shutdown()
 
 
 def test_cimcli_invokes_request_state_change(server):
