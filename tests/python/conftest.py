@@ -4,13 +4,16 @@ The binary is the release build (`cargo build --release`); CIMVIRTD overrides it
 """
 
 import atexit
+import base64
 import hashlib
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +138,54 @@ class Server:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode, self.log_path.read_text()
+
+
+class HttpSink:
+    """An HTTP listener for indications and WS-Management events. It records each POST as
+    (path, Content-Type, body text) in `received`, with its Authorization header in
+    `authorizations`; given `credentials` (user, password), it answers 401 to a request
+    without them as HTTP Basic and counts it in `refused`."""
+
+    def __init__(self, credentials=None):
+        self.received = []
+        self.authorizations = []
+        self.refused = 0
+        expected = (f"Basic {base64.b64encode(':'.join(credentials).encode()).decode()}"
+                    if credentials else None)
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                authorization = self.headers.get("Authorization")
+                if expected and authorization != expected:
+                    sink.refused += 1
+                    self.send_response(401)
+                else:
+                    sink.authorizations.append(authorization)
+                    sink.received.append((self.path, self.headers.get("Content-Type"), body.decode()))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/eventsink"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def wait(self, predicate, timeout=20):
+        """The bodies received that satisfy `predicate`, once there is one."""
+        deadline = time.monotonic() + timeout
+        while not (found := [r[2] for r in self.received if predicate(r[2])]):
+            assert time.monotonic() < deadline, [r[2][:300] for r in self.received]
+            time.sleep(0.05)
+        return found
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,14 @@ the operation it replaces) and wbemexec (requests of our own, each with the answ
 OpenPegasus's server gives). They speak HTTP only (built without SSL)."""
 
 import base64
-import http.server
 import os
 import re
 import subprocess
-import threading
-import time
 
 import pytest
 import pywbem
 
-from conftest import ADMIN, OPENPEGASUS_BIN, Server, client_program
+from conftest import ADMIN, OPENPEGASUS_BIN, HttpSink, Server, client_program
 
 CIMCLI = client_program(OPENPEGASUS_BIN / "cimcli")
 TESTPULLOP = client_program(OPENPEGASUS_BIN / "TestPullop")
@@ -137,22 +134,8 @@ def test_cimcli_creates_modifies_and_deletes_interop_instances(server):
 def test_a_destination_password_is_write_only_and_sent_with_each_indication(server):
     """CIM_ListenerDestination.password is Read(false): it is not served back, and each
     export request to that listener carries it with the username as HTTP Basic."""
-    received = []
-
-    class Listener(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append((self.headers.get("Authorization"), body.decode()))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/listener"
+    listener = HttpSink()
+    url = listener.url
     interop = server.conn(namespace="interop")
     out = cimcli(server, "ci", "-n", "interop", "CIM_ListenerDestinationCIMXML", f"Destination={url}",
                  "username=listener-user", "password=listener-password")
@@ -170,18 +153,14 @@ def test_a_destination_password_is_write_only_and_sent_with_each_indication(serv
     vssd = pywbem.CIMInstance("KVM_VirtualSystemSettingData", properties={"VirtualSystemIdentifier": "heard"})
     system = conn.InvokeMethod("DefineSystem", service, SystemSettings=vssd)[1]["ResultingSystem"]
     try:
-        deadline = time.monotonic() + 15
-        while not received:
-            assert time.monotonic() < deadline, "no indication arrived"
-            time.sleep(0.05)
-        authorization, body = received[0]
-        assert authorization == "Basic " + base64.b64encode(b"listener-user:listener-password").decode()
-        assert "KVM_ComputerSystemCreatedIndication" in body and "heard" in body
+        (body,) = listener.wait(lambda e: "KVM_ComputerSystemCreatedIndication" in e and "heard" in e)
+        assert listener.authorizations[0] == "Basic " + base64.b64encode(
+            b"listener-user:listener-password").decode()
     finally:
         conn.InvokeMethod("DestroySystem", service, AffectedSystem=system)
         for path in (subscription, filt, destination.path):
             interop.DeleteInstance(path)
-        httpd.shutdown()
+        listener.close()
 
 
 def test_cimcli_invokes_request_state_change(server):

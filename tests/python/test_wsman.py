@@ -15,7 +15,7 @@ import pywbem
 import requests
 from pypsrp.wsman import NAMESPACES, SelectorSet, WSMan, WSManFaultError
 
-from conftest import ADMIN, READER, TEST_MOF, Server
+from conftest import ADMIN, READER, TEST_MOF, HttpSink, Server
 
 ENVELOPES = Path(__file__).resolve().parents[2].parent / "shared" / "wsman-envelopes"
 DMTF = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/"
@@ -778,37 +778,6 @@ EVENTING = "http://schemas.xmlsoap.org/ws/2004/08/eventing/"
 WSE = "http://schemas.xmlsoap.org/ws/2004/08/eventing"
 
 
-class EventSink:
-    """An HTTP event sink: records every envelope POSTed to it."""
-
-    def __init__(self):
-        import http.server
-        import threading
-        received = self.received = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((self.path, self.headers["Content-Type"], body.decode()))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/eventsink"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, predicate, timeout=20):
-        deadline = time.monotonic() + timeout
-        while not (found := [r[2] for r in self.received if predicate(r[2])]):
-            assert time.monotonic() < deadline, [r[2][:300] for r in self.received]
-            time.sleep(0.05)
-        return found
-
-
 def subscribe(srv, sink, query=None, expires="PT600S", heartbeats=None, mode=EVENTING + "DeliveryModes/Push"):
     filt = (f'<wsman:Filter Dialect="http://schemas.microsoft.com/wbem/wsman/1/WQL">{query}</wsman:Filter>'
             if query else "")
@@ -828,7 +797,7 @@ def by_identifier(action, identifier, body=""):
 
 @pytest.mark.skipif(not KVM, reason="NOT RUN: this host has no /dev/kvm")
 def test_ws_eventing_delivers_vm_indications_as_events_until_unsubscribed(srv):
-    sink = EventSink()
+    sink = HttpSink()
     r = subscribe(srv, sink, "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA KVM_ComputerSystem",
                   heartbeats="PT1S")
     assert r.status_code == 200, r.text
@@ -887,11 +856,11 @@ def test_ws_eventing_delivers_vm_indications_as_events_until_unsubscribed(srv):
         assert len(sink.received) == seen, [e[2][:200] for e in sink.received[seen:]]
     finally:
         conn.InvokeMethod("DestroySystem", svc, AffectedSystem=system)
-        sink.server.shutdown()
+        sink.close()
 
 
 def test_ws_eventing_subscriptions_expire_and_bad_ones_are_refused(srv):
-    sink = EventSink()
+    sink = HttpSink()
     try:
         # No filter: the resource URI's class. A short lifetime ends by itself.
         r = subscribe(srv, sink, expires="PT1S")
@@ -925,4 +894,4 @@ def test_ws_eventing_subscriptions_expire_and_bad_ones_are_refused(srv):
         r = soap(srv, by_identifier("Renew", "uuid:nope", f'<wse:Renew xmlns:wse="{WSE}"/>'))
         assert fault_of(r)[1] == "wse:UnableToRenew"
     finally:
-        sink.server.shutdown()
+        sink.close()
