@@ -84,6 +84,11 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
+        // It holds password hashes and listener passwords: the owner's alone, also when an
+        // earlier version created it readable.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError(Box::new(redb::Error::Io(e))))?;
         let txn = db.begin_write()?;
         txn.open_table(USERS)?;
         txn.open_table(INSTANCES)?;
@@ -386,6 +391,9 @@ mod tests {
         let path = dir.path().join("db.redb");
         {
             let s = Store::open(&path).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the database is the owner's alone");
             s.put_user("admin", b"{}").unwrap();
             s.put_instance("root/virt", "/:a.k=1", b"<INSTANCE/>")
                 .unwrap();

@@ -107,8 +107,13 @@ impl VmDefinition {
 
     /// Sets the ElementName: none when it is the name.
     fn set_element_name(&mut self, element_name: String) -> CimResult<()> {
+        if element_name == self.name {
+            // The name has its own, stricter rules, checked with the definition.
+            self.element_name = None;
+            return Ok(());
+        }
         check_element_name(&element_name).map_err(invalid)?;
-        self.element_name = (element_name != self.name).then_some(element_name);
+        self.element_name = Some(element_name);
         Ok(())
     }
 
