@@ -44,7 +44,7 @@ const VMS: TableDefinition<&str, &[u8]> = TableDefinition::new("vms");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 /// Key: a storage pool created through CIM, value its directory (UTF-8).
 const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
-/// Event sink credentials (WS-Eventing wst:IssuedTokens), by destination name.
+/// Listener and event sink credentials, by destination path.
 const SINK_CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("sink_credentials");
 
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
@@ -166,8 +166,8 @@ impl Store {
         self.all(POOLS)
     }
 
-    /// Stores the credentials (serialized by the caller) for the event sink of the
-    /// destination named `destination`.
+    /// Stores the credentials (serialized by the caller) for the listener of the
+    /// destination whose path is `destination`.
     pub fn put_sink_credentials(&self, destination: &str, record: &[u8]) -> Result<(), StoreError> {
         self.put(SINK_CREDENTIALS, destination, record)
     }
@@ -177,7 +177,7 @@ impl Store {
         self.remove(SINK_CREDENTIALS, destination)
     }
 
-    /// All sink credentials as (destination name, record).
+    /// All sink credentials as (destination path, record).
     pub fn sink_credentials(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.all(SINK_CREDENTIALS)
     }

@@ -71,9 +71,9 @@ pub struct Delivery {
     pub credentials: Option<SinkCredentials>,
 }
 
-/// The credentials the listener of `destination` expects, if any.
-fn credentials_of(cimom: &Cimom, destination: &Instance) -> Option<SinkCredentials> {
-    text(destination, "Name").and_then(|name| cimom.sink_credentials().get(name))
+/// The credentials the listener of the destination at `path` expects, if any.
+fn credentials_of(cimom: &Cimom, path: &ObjectPath) -> Option<SinkCredentials> {
+    cimom.sink_credentials().get(path)
 }
 
 /// How long a subscription with a SubscriptionDuration has left (zero once expired);
@@ -207,7 +207,7 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
                 destination: destination.to_owned(),
                 subscription: subscription.path.to_string(),
                 format,
-                credentials: credentials_of(cimom, &handler.instance),
+                credentials: credentials_of(cimom, &handler.path),
             }),
             None => debug!(subscription = %subscription.path, "its destination has no URL"),
         }
@@ -452,7 +452,7 @@ pub async fn maintain(
         last_beat.insert(key, Instant::now());
         let sink = event_sink(&handler.instance);
         let beat = wsman_envelope(to, HEARTBEAT_ACTION, &sink, "");
-        let credentials = credentials_of(cimom, &handler.instance);
+        let credentials = credentials_of(cimom, &handler.path);
         if let Err(e) = post(client, to, &Format::Wsman(sink), credentials.as_ref(), beat).await {
             debug!(destination = to, "heartbeat not delivered: {e}");
         }

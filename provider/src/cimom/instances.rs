@@ -235,13 +235,13 @@ impl Cimom {
             ));
         }
         // Stored before the destination, so that nothing is delivered to it without them.
-        let credentials = self.store_sink_credentials(&pctx, ns, &path, &mut instance)?;
+        let has_credentials = self.store_sink_credentials(&pctx, ns, &path, &mut instance)?;
         if let Err(e) =
             self.store
                 .put_instance(ns, &path.to_uri(), &Self::instance_record(&instance))
         {
-            if let Some(name) = credentials {
-                let _ = self.sink_credentials.remove(&name);
+            if has_credentials {
+                let _ = self.sink_credentials.remove(&path);
             }
             return Err(Self::store_failed(e));
         }
@@ -262,28 +262,24 @@ impl Cimom {
     }
 
     /// Moves the write-only password of a listener destination at `path` (with its user
-    /// name) from `instance` to the sink credentials; the destination's name when there
-    /// was one.
+    /// name) from `instance` to the sink credentials; whether there was one.
     fn store_sink_credentials(
         &self,
         pctx: &ProviderContext,
         ns: &str,
         path: &ObjectPath,
         instance: &mut Instance,
-    ) -> CimResult<Option<String>> {
+    ) -> CimResult<bool> {
         if !Self::is_listener_destination(pctx, ns, instance.class_name.as_str()) {
-            return Ok(None);
+            return Ok(false);
         }
         let Some(credentials) = SinkCredentials::take_from(instance) else {
-            return Ok(None);
-        };
-        let Some(Value::String(name)) = path.key("Name") else {
-            return Ok(None);
+            return Ok(false);
         };
         self.sink_credentials
-            .set(name, credentials)
+            .set(path, credentials)
             .map_err(Self::store_failed)?;
-        Ok(Some(name.to_string()))
+        Ok(true)
     }
 
     pub(super) async fn modify_instance(
@@ -406,11 +402,9 @@ impl Cimom {
             .unwrap_or_else(|p| p.into_inner())
             .remove(ns, &path);
         if Self::is_listener_destination(&pctx, ns, class.name.as_str()) {
-            if let Some(Value::String(name)) = path.key("Name") {
-                self.sink_credentials
-                    .remove(name)
-                    .map_err(Self::store_failed)?;
-            }
+            self.sink_credentials
+                .remove(&path)
+                .map_err(Self::store_failed)?;
         }
         Ok(Outcome::Empty)
     }
