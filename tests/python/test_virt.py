@@ -514,6 +514,11 @@ def test_modify_instance_renames_a_running_vm_and_changes_its_settings(virt, tmp
         assert change(conn, system, 3) == 0
         conn.ModifyInstance(vssd)
         assert conn.GetInstance(settings)["Kernel"] == str(kernel)
+        # A NULL ElementName gives the VM its name back.
+        named = conn.GetInstance(system)
+        named["ElementName"] = pywbem.CIMProperty("ElementName", None, type="string")
+        conn.ModifyInstance(named)
+        assert conn.GetInstance(system)["ElementName"] == "putvm"
     finally:
         conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
 

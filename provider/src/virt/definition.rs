@@ -348,8 +348,12 @@ pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResul
     definition.linux = linux_boot(&merged)?;
     definition.startup.apply(vssd)?;
     apply_texts(definition, vssd);
-    if let Some(element_name) = string_property(vssd, "ElementName") {
-        definition.set_element_name(element_name)?;
+    if vssd.properties.get("ElementName").is_some() {
+        match string_property(vssd, "ElementName") {
+            Some(element_name) => definition.set_element_name(element_name)?,
+            // NULL (or empty): the name is the ElementName again.
+            None => definition.element_name = None,
+        }
     }
     Ok(())
 }

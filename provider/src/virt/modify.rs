@@ -3,9 +3,9 @@
 //! through ModifySystemSettings' rules; of the system, only ElementName can change (its
 //! state changes through RequestStateChange).
 
-use cim_schema::{eq_ignore_case, Class, Instance, Name, ObjectPath, Value};
-
 use std::sync::Arc;
+
+use cim_schema::{eq_ignore_case, Class, Instance, Name, ObjectPath, Value};
 
 use super::methods::file_access;
 use super::paths::class;
@@ -96,9 +96,12 @@ impl Virt {
         vssd.set("InstanceID", Value::from(settings_id(name).as_str()));
         for (property, given) in modified.properties.iter() {
             if eq_ignore_case(property.as_str(), "ElementName") {
-                if let Some(value) = &given.value {
-                    vssd.set("ElementName", value.clone());
-                }
+                // NULL gives the VM its name back as its ElementName.
+                let element_name = given
+                    .value
+                    .clone()
+                    .unwrap_or_else(|| Value::from(name.as_ref()));
+                vssd.set("ElementName", element_name);
                 continue;
             }
             if given.value.as_ref() != current.get(property.as_str()) {
