@@ -9,6 +9,7 @@ use super::fault::{Fault, Subcode};
 use super::names;
 use super::resource;
 use super::wscim::parse_duration;
+use crate::cimom::sink_credentials::SinkCredentials;
 use crate::cimxml::dom::Element;
 
 /// The smallest MaxEnvelopeSize a client may ask for (DSP0226 R6.2-4; OpenPegasus).
@@ -51,23 +52,12 @@ pub struct Request {
 
 /// A user name and password a subscriber gives the service for delivering events to its
 /// sink (DSP0226 10.2.2: a wsse:UsernameToken in wst:IssuedTokens).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IssuedToken {
-    /// The user name.
-    pub username: String,
-    /// The password.
-    pub password: String,
+    /// The user name and password (their Debug form leaves the password out).
+    pub credentials: SinkCredentials,
     /// The sink address the token applies to (wsp:AppliesTo), if named.
     pub applies_to: Option<String>,
-}
-
-impl std::fmt::Debug for IssuedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("username", &self.username)
-            .field("applies_to", &self.applies_to)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The username tokens of a wst:IssuedTokens header; other token types (certificate
@@ -84,11 +74,13 @@ fn issued_tokens(h: &Element) -> Vec<IssuedToken> {
                 .and_then(|e| e.child_ns(names::WSA, "Address"))
                 .map(|a| a.text.trim().to_owned());
             Some(IssuedToken {
-                username: token.child_ns(names::WSSE, "Username")?.text.clone(),
-                password: token
-                    .child_ns(names::WSSE, "Password")
-                    .map(|p| p.text.clone())
-                    .unwrap_or_default(),
+                credentials: SinkCredentials {
+                    username: token.child_ns(names::WSSE, "Username")?.text.clone(),
+                    password: token
+                        .child_ns(names::WSSE, "Password")
+                        .map(|p| p.text.clone())
+                        .unwrap_or_default(),
+                },
                 applies_to,
             })
         })

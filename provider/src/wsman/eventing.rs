@@ -200,10 +200,7 @@ fn sink_credentials(
                 format!("wsman:Auth asks for credentials, and no wst:IssuedTokens username token applies to {notify_to}"),
             )
         })?;
-    Ok(Some(SinkCredentials {
-        username: token.username.clone(),
-        password: token.password.clone(),
-    }))
+    Ok(Some(token.credentials.clone()))
 }
 
 /// WS-Eventing Subscribe.
@@ -264,12 +261,10 @@ pub async fn subscribe(call: &Call<'_>) -> Result<Reply, Fault> {
 
     let id = crate::ids::random_uuid();
     let name = format!("wsman:{id}");
-    let host = crate::cimom::interop::ServerIdentity::current().hostname;
+    // The object manager fills in the other keys (its system, the class), as for any
+    // filter or destination created in interop.
     let keyed = |class: &str| {
         let mut i = Instance::new(Name::new(class));
-        i.set("SystemCreationClassName", Value::from("CIM_ComputerSystem"));
-        i.set("SystemName", Value::from(host.as_str()));
-        i.set("CreationClassName", Value::from(class));
         i.set("Name", Value::from(name.as_str()));
         i
     };

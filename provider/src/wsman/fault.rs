@@ -159,11 +159,10 @@ impl Fault {
     /// Writes the `s:NotUnderstood` header of a MustUnderstand fault (nothing for others).
     pub fn write_headers(&self, out: &mut String) {
         if let Some((namespace, local)) = self.not_understood.as_deref() {
-            out.push_str("<s:NotUnderstood xmlns:h=\"");
-            crate::cimxml::encode::text(out, namespace);
-            out.push_str("\" qname=\"h:");
-            crate::cimxml::encode::text(out, local);
-            out.push_str("\"/>");
+            out.push_str("<s:NotUnderstood");
+            crate::cimxml::encode::attr(out, "xmlns:h", namespace);
+            crate::cimxml::encode::attr(out, "qname", &format!("h:{local}"));
+            out.push_str("/>");
         }
     }
 
