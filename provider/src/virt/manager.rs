@@ -495,10 +495,7 @@ impl VirtManager {
         // A new name, description or startup policy applies at once, in any state; what
         // the VM runs with changes only while it is stopped.
         if !target.differs_only_in_metadata(&current) {
-            let mut changed = BTreeMap::new();
-            let mut stopped = self.stopped_target(&mut changed, &name, "its settings change")?;
-            definition::modify_system(&mut stopped, vssd)?;
-            target = stopped;
+            self.stopped_target(&mut BTreeMap::new(), &name, "its settings change")?;
         }
         self.check_files(Some(&current), &target, files)?;
         self.persist(&target)?;
