@@ -81,14 +81,21 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         // redb's default page cache is 1 GiB; the server keeps its own in-memory copy of
         // what it reads, so a small cache is enough.
+        // It holds password hashes and listener passwords: the owner's alone, from its
+        // creation (redb initializes an empty file), and also when an earlier version
+        // created it readable.
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let io = |e: std::io::Error| StoreError(Box::new(redb::Error::Io(e)));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        // It holds password hashes and listener passwords: the owner's alone, also when an
-        // earlier version created it readable.
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError(Box::new(redb::Error::Io(e))))?;
         let txn = db.begin_write()?;
         txn.open_table(USERS)?;
         txn.open_table(INSTANCES)?;

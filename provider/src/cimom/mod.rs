@@ -198,7 +198,7 @@ impl Cimom {
         })
     }
 
-    /// The credentials of WS-Management event sinks, by destination name.
+    /// The credentials of listeners and WS-Management event sinks, by destination path.
     pub fn sink_credentials(&self) -> &SinkCredentialTable {
         &self.sink_credentials
     }
