@@ -62,7 +62,11 @@ pub struct Done {
 /// One prepared unit of work.
 pub enum Workload {
     /// One CIM-XML intrinsic call.
-    CimXml { method: &'static str, body: String },
+    CimXml {
+        method: &'static str,
+        body: String,
+        reading: cimxml::Reading,
+    },
     /// OpenEnumerateInstances and PullInstancesWithPath, `max` instances per response.
     CimXmlPull { class: String, max: u32 },
     /// WS-Man Get.
@@ -82,6 +86,11 @@ impl Workload {
         let cimxml = |method: &'static str, params: String| Workload::CimXml {
             method,
             body: cimxml::call_xml(method, ns, &params),
+            reading: match method {
+                "GetClass" => cimxml::Reading::Checked { instances: 0 },
+                "GetInstance" => cimxml::Reading::Checked { instances: 1 },
+                _ => cimxml::Reading::Parsed,
+            },
         };
         let class_uri = || wsman::Address {
             resource_uri: format!("{}{class}", wsman::DMTF_CLASS_PREFIX),
@@ -171,8 +180,13 @@ impl Workload {
     pub async fn run_once(&self, client: &mut Client, target: &Target) -> Result<Done, String> {
         let ns = target.namespace.as_str();
         match self {
-            Workload::CimXml { method, body } => {
-                let (r, bytes) = cimxml::call(client, ns, method, body.clone()).await?;
+            Workload::CimXml {
+                method,
+                body,
+                reading,
+            } => {
+                let (r, bytes) =
+                    cimxml::call_reading(client, ns, method, body.clone(), *reading).await?;
                 Ok(Done {
                     bytes,
                     instances: r.instances,

@@ -2,10 +2,13 @@
 //! written item by item (see [`ResponseWriter`]) so a large enumeration never sits whole
 //! in memory.
 
+use std::sync::Arc;
+
 use cim_schema::{CimType, Value};
 
+use super::class_cache::ClassXmlCache;
 use super::encode::{self, PathContext};
-use crate::cimom::result::{ClassItem, Item, Outcome, PullResult, ResultForm};
+use crate::cimom::result::{Item, Outcome, PullResult, ResultForm};
 use crate::error::CimError;
 
 /// The opening and closing of one response message.
@@ -18,11 +21,8 @@ pub struct ResponseWriter {
     pub intrinsic: bool,
     /// How relative paths are completed.
     pub paths: PathContext,
-}
-
-fn class_item(out: &mut String, c: &ClassItem) {
-    let ns = c.schema.namespace(&c.namespace).ok();
-    encode::class(out, &c.class, &c.filter, ns);
+    /// Classes already encoded.
+    pub classes: Arc<ClassXmlCache>,
 }
 
 impl ResponseWriter {
@@ -120,7 +120,7 @@ impl ResponseWriter {
                     cim_schema::ObjectPath::class(Some(c.namespace.clone()), c.class.name.clone());
                 out.push_str("<VALUE.OBJECTWITHPATH>");
                 encode::class_path(out, &path, &self.paths);
-                class_item(out, c);
+                self.classes.write(out, c);
                 out.push_str("</VALUE.OBJECTWITHPATH>");
             }
         }
@@ -151,13 +151,13 @@ impl ResponseWriter {
             Outcome::Empty | Outcome::Stream(..) => {}
             Outcome::Class(c) => {
                 out.push_str("<IRETURNVALUE>");
-                class_item(&mut out, c);
+                self.classes.write(&mut out, c);
                 out.push_str("</IRETURNVALUE>");
             }
             Outcome::Classes(cs) => {
                 out.push_str("<IRETURNVALUE>");
                 for c in cs {
-                    class_item(&mut out, c);
+                    self.classes.write(&mut out, c);
                 }
                 out.push_str("</IRETURNVALUE>");
             }
@@ -261,7 +261,7 @@ impl ResponseWriter {
         out.push_str("</IRETURNVALUE>");
         if let Some(c) = &p.query_result_class {
             out.push_str("<PARAMVALUE NAME=\"QueryResultClass\">");
-            class_item(out, c);
+            self.classes.write(out, c);
             out.push_str("</PARAMVALUE>");
         }
         // DSP0200 makes the context NULL at the end of the sequence; OpenPegasus's server

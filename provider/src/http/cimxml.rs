@@ -24,6 +24,7 @@ use super::{Endpoint, HttpLimits, Scheme};
 use crate::auth::{AuthOutcome, Authenticator, User};
 use crate::cimom::result::Outcome;
 use crate::cimom::{Cimom, RequestContext};
+use crate::cimxml::class_cache::ClassXmlCache;
 use crate::cimxml::dom::XmlLimits;
 use crate::cimxml::encode::PathContext;
 use crate::cimxml::request;
@@ -39,6 +40,7 @@ pub struct Handler {
     xml: XmlLimits,
     wsman: wsman::Service,
     endpoints: Vec<Arc<dyn Endpoint>>,
+    classes: Arc<ClassXmlCache>,
 }
 
 impl Handler {
@@ -57,6 +59,7 @@ impl Handler {
             limits,
             xml,
             endpoints,
+            classes: Arc::default(),
         }
     }
 
@@ -137,6 +140,7 @@ impl Handler {
                     .to_string(),
                 namespace: request.namespace.trim_matches('/').to_string(),
             },
+            classes: self.classes.clone(),
         };
         let deadline = tokio::time::Instant::now() + self.limits.request_timeout;
         let (method, namespace) = (request.method.clone(), request.namespace.clone());
