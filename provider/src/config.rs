@@ -283,6 +283,9 @@ pub struct Limits {
     pub auth_cache_secs: u64,
     /// Seconds a stopping server waits for running requests.
     pub shutdown_grace_secs: u64,
+    /// Most indications kept waiting for one listener destination that cannot be reached
+    /// (the oldest are dropped past it, and logged).
+    pub max_queued_indications: usize,
 }
 
 impl Default for Limits {
@@ -304,6 +307,7 @@ impl Default for Limits {
             max_enumeration_contexts: 1000,
             auth_cache_secs: 60,
             shutdown_grace_secs: 30,
+            max_queued_indications: 10_000,
         }
     }
 }
@@ -363,6 +367,7 @@ impl Limits {
             },
             stream_buffer: 256,
             xml: self.xml(),
+            indication_queue_limit: self.max_queued_indications.max(1),
         }
     }
 }

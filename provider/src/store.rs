@@ -47,6 +47,24 @@ const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 /// Listener and event sink credentials, by destination path.
 const SINK_CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("sink_credentials");
 
+/// Server settings a client changed (the indication service's), by name, as JSON.
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// Indications waiting for delivery: key (destination path, ordinal), value the queued
+/// message (JSON). Ordinals grow across restarts, so a destination's rows are in order.
+const INDICATION_QUEUE: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("indication_queue");
+/// When the server first sent to each listener destination (µs since the epoch): part of
+/// its indications' SequenceContext, which must change when the destination is recreated.
+const DESTINATIONS: TableDefinition<&str, u64> = TableDefinition::new("indication_destinations");
+
+/// What the raisers of indications recorded with them, written in the transaction that
+/// queued them (a VM's last reported state, say): after a crash, a raiser knows exactly
+/// what it had raised.
+const INDICATION_MARKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("indication_markers");
+
+/// A queued indication as the store holds it: destination, ordinal, message.
+pub type QueuedRow = (String, u64, Vec<u8>);
+
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
 /// the serialized object.
 pub type Record = (String, String, Vec<u8>);
@@ -106,6 +124,10 @@ impl Store {
         txn.open_table(JOBS)?;
         txn.open_table(POOLS)?;
         txn.open_table(SINK_CREDENTIALS)?;
+        txn.open_table(SETTINGS)?;
+        txn.open_table(INDICATION_QUEUE)?;
+        txn.open_table(DESTINATIONS)?;
+        txn.open_table(INDICATION_MARKERS)?;
         txn.commit()?;
         Ok(Store { db })
     }
@@ -187,6 +209,143 @@ impl Store {
     /// All sink credentials as (destination path, record).
     pub fn sink_credentials(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.all(SINK_CREDENTIALS)
+    }
+
+    /// A setting stored with [`Store::put_setting`].
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(SETTINGS)?;
+        Ok(t.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a setting, committed before it returns.
+    pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put(SETTINGS, name, value)
+    }
+
+    /// Queues indications in one transaction, committed before it returns: each row of
+    /// `rows` added, then for each `(destination, n)` of `trim` its `n` oldest rows removed,
+    /// and `marker` (key, value) recorded.
+    pub fn queue_indications(
+        &self,
+        rows: &[(&str, u64, &[u8])],
+        trim: &[(&str, usize)],
+        marker: Option<(&str, &[u8])>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        if let Some((key, value)) = marker {
+            txn.open_table(INDICATION_MARKERS)?.insert(key, value)?;
+        }
+        {
+            let mut t = txn.open_table(INDICATION_QUEUE)?;
+            for (destination, ordinal, message) in rows {
+                t.insert((*destination, *ordinal), *message)?;
+            }
+            for (destination, n) in trim {
+                let oldest: Vec<u64> = t
+                    .range((*destination, 0)..=(*destination, u64::MAX))?
+                    .take(*n)
+                    .map(|row| row.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                for ordinal in oldest {
+                    t.remove((*destination, ordinal))?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The oldest indication queued for `destination`: its ordinal and message.
+    pub fn first_queued(&self, destination: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INDICATION_QUEUE)?;
+        let mut rows = t.range((destination, 0)..=(destination, u64::MAX))?;
+        Ok(match rows.next() {
+            Some(row) => {
+                let (k, v) = row?;
+                Some((k.value().1, v.value().to_vec()))
+            }
+            None => None,
+        })
+    }
+
+    /// Removes the indications queued for `destination` with ordinals up to `last`
+    /// (inclusive); returns how many there were.
+    pub fn dequeue_through(&self, destination: &str, last: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut t = txn.open_table(INDICATION_QUEUE)?;
+            let ordinals: Vec<u64> = t
+                .range((destination, 0)..=(destination, last))?
+                .map(|row| row.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            for ordinal in &ordinals {
+                t.remove((destination, *ordinal))?;
+            }
+            ordinals.len()
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Every queued indication, destination by destination, oldest first.
+    pub fn queued_indications(&self) -> Result<Vec<QueuedRow>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INDICATION_QUEUE)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (destination, ordinal) = k.value();
+            out.push((destination.to_string(), ordinal, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// When the server first sent to `destination`, recording `now` if it never did.
+    pub fn destination_since(&self, destination: &str, now: u64) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let since = {
+            let mut t = txn.open_table(DESTINATIONS)?;
+            let known = t.get(destination)?.map(|v| v.value());
+            match known {
+                Some(since) => since,
+                None => {
+                    t.insert(destination, now)?;
+                    now
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(since)
+    }
+
+    /// Forgets a destination: its record and everything queued for it, in one transaction.
+    pub fn forget_destination(&self, destination: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(DESTINATIONS)?.remove(destination)?;
+            let mut t = txn.open_table(INDICATION_QUEUE)?;
+            let ordinals: Vec<u64> = t
+                .range((destination, 0)..=(destination, u64::MAX))?
+                .map(|row| row.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            for ordinal in ordinals {
+                t.remove((destination, ordinal))?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets an indication marker.
+    pub fn delete_indication_marker(&self, key: &str) -> Result<bool, StoreError> {
+        self.remove(INDICATION_MARKERS, key)
+    }
+
+    /// Every indication marker, as (key, value).
+    pub fn indication_markers(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.all(INDICATION_MARKERS)
     }
 
     /// Stores a job record (serialized by the caller).

@@ -144,9 +144,15 @@ class HttpSink:
     """An HTTP listener for indications and WS-Management events. It records each POST as
     (path, Content-Type, body text) in `received`, with its Authorization header in
     `authorizations`; given `credentials` (user, password), it answers 401 to a request
-    without them as HTTP Basic and counts it in `refused`."""
+    without them as HTTP Basic and counts it in `refused`. With `ack`, it answers each
+    event with a wsman:Ack, as a PushWithAck sink must. `port` 0 picks a free one."""
 
-    def __init__(self, credentials=None):
+    ACK = ('<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+           'xmlns:wsa="http://schemas.xmlsoap.org/ws/2004/08/addressing"><s:Header>'
+           '<wsa:Action>http://schemas.dmtf.org/wbem/wsman/1/wsman/Ack</wsa:Action>'
+           '</s:Header><s:Body/></s:Envelope>').encode()
+
+    def __init__(self, credentials=None, ack=False, port=0):
         self.received = []
         self.authorizations = []
         self.refused = 0
@@ -165,13 +171,15 @@ class HttpSink:
                     sink.authorizations.append(authorization)
                     sink.received.append((self.path, self.headers.get("Content-Type"), body.decode()))
                     self.send_response(200)
-                self.send_header("Content-Length", "0")
+                answer = HttpSink.ACK if ack else b""
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/eventsink"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -1450,7 +1450,7 @@ def test_vm_lifecycle_indications_reach_a_pywbem_listener(virt, scheme):
     interop = virt.conn(namespace="interop")
     (service_,) = interop.EnumerateInstances("CIM_IndicationService")
     assert (service_["DeliveryRetryAttempts"], service_["DeliveryRetryInterval"],
-            service_["SubscriptionRemovalAction"]) == (2, 1, 4)
+            service_["SubscriptionRemovalAction"]) == (30, 10, 3)
     (profile,) = pywbem.WBEMServer(interop).get_selected_profiles("DMTF", "Indications")
     assert [p.classname for p in interop.AssociatorNames(
         profile.path, AssocClass="CIM_ElementConformsToProfile")] == ["CIM_IndicationService"]

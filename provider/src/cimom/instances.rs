@@ -219,6 +219,7 @@ impl Cimom {
         }
         if eq_ignore_case(ns, INTEROP_NAMESPACE) {
             server_keys::fill(&pctx.schema, ns, &mut instance);
+            self.check_source_namespaces(&pctx, ns, &instance)?;
         }
         let _guard = self.writes.lock().await;
         let (path, mut instance) = pctx.schema.complete_instance(ns, instance)?;
@@ -250,6 +251,55 @@ impl Cimom {
             .unwrap_or_else(|p| p.into_inner())
             .insert(ns, provider::with_path(path.clone(), instance));
         Ok(Outcome::InstanceName(path))
+    }
+
+    /// Refuses a subscription to a filter whose source namespaces (SourceNamespaces, or
+    /// the older SourceNamespace) include one the server does not have: nothing could ever
+    /// be raised there. The filter itself is accepted, as clients create filters for the
+    /// namespaces of any server (the captured WS-Management clients name root/cimv2).
+    fn check_source_namespaces(
+        &self,
+        pctx: &ProviderContext,
+        ns: &str,
+        instance: &Instance,
+    ) -> CimResult<()> {
+        let Ok(interop) = pctx.schema.namespace(ns) else {
+            return Ok(());
+        };
+        if !interop.is_subclass_of(instance.class_name.as_str(), "CIM_IndicationSubscription") {
+            return Ok(());
+        }
+        let filter = match instance.get("Filter") {
+            Some(Value::Reference(path)) => self
+                .instances
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(ns, &path.local())
+                .map(|f| f.instance.clone()),
+            _ => None,
+        };
+        let Some(filter) = filter else {
+            return Ok(());
+        };
+        let mut named: Vec<&str> = Vec::new();
+        if let Some(Value::Array(items)) = filter.get("SourceNamespaces") {
+            named.extend(items.iter().flatten().filter_map(|v| match v {
+                Value::String(s) => Some(&**s),
+                _ => None,
+            }));
+        }
+        if let Some(Value::String(s)) = filter.get("SourceNamespace") {
+            named.push(s);
+        }
+        match named
+            .into_iter()
+            .find(|n| pctx.schema.namespace(n.trim_matches('/')).is_err())
+        {
+            Some(unknown) => Err(CimError::invalid_parameter(format!(
+                "the subscription's filter names source namespace {unknown}, which does not exist"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Whether `class` is a listener destination in the interop namespace.
@@ -404,6 +454,9 @@ impl Cimom {
         if Self::is_listener_destination(&pctx, ns, class.name.as_str()) {
             self.sink_credentials
                 .remove(&path)
+                .map_err(Self::store_failed)?;
+            self.indication_queues
+                .forget(&path)
                 .map_err(Self::store_failed)?;
         }
         Ok(Outcome::Empty)

@@ -5,12 +5,13 @@
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use cim_schema::{Class, Name, ObjectPath, Value};
+use cim_schema::{Class, Instance, Name, ObjectPath, Value};
 
+use super::indication::settings::IndicationSettings;
 use super::provider::{
     build_instance as build, keys_of, InstanceProvider, InstanceSink, ProviderContext, Registry,
 };
-use crate::error::CimResult;
+use crate::error::{CimError, CimResult};
 use crate::schema::INTEROP_NAMESPACE;
 
 /// CIM_RegisteredProfile.AdvertiseTypes 2, "Not Advertised" (3 is SLP, 4 WS-Identify).
@@ -74,9 +75,15 @@ impl ServerIdentity {
     }
 }
 
+/// The Name of the CIM_IndicationService of the server on `hostname`.
+pub fn indication_service_name(hostname: &str) -> String {
+    format!("cimvirt:{hostname}:indications")
+}
+
 /// The interop provider.
 pub struct Interop {
     identity: ServerIdentity,
+    indication_settings: Arc<IndicationSettings>,
     profiles: RwLock<Vec<Profile>>,
 }
 
@@ -94,9 +101,13 @@ const REFERENCED_CLASSES: &[&str] = &["KVM_ReferencedProfile"];
 impl Interop {
     /// A provider advertising Profile Registration 1.0.0 with the object manager as its
     /// central element.
-    pub fn new(identity: ServerIdentity) -> Arc<Self> {
+    pub fn new(
+        identity: ServerIdentity,
+        indication_settings: Arc<IndicationSettings>,
+    ) -> Arc<Self> {
         let interop = Arc::new(Interop {
             identity,
+            indication_settings,
             profiles: RwLock::new(Vec::new()),
         });
         let om = interop.object_manager_path();
@@ -178,8 +189,22 @@ impl Interop {
             .with_key("CreationClassName", INDICATION_SERVICE)
             .with_key(
                 "Name",
-                format!("cimvirt:{}:indications", self.identity.hostname).as_str(),
+                indication_service_name(&self.identity.hostname).as_str(),
             )
+    }
+
+    /// The CIM_IndicationService instance, with the delivery settings in force.
+    fn indication_service(&self, class: &Class) -> Instance {
+        let path = self.indication_service_path();
+        let mut values = keys_of(&path);
+        values.extend([
+            ("ElementName", Value::from("cimvirt indication service")),
+            ("FilterCreationEnabled", Value::Boolean(true)),
+            ("Started", Value::Boolean(true)),
+            ("EnabledState", Value::UInt16(2)),
+        ]);
+        values.extend(self.indication_settings.get().properties());
+        build(class, values)
     }
 
     fn namespace_path(&self, ns: &str) -> ObjectPath {
@@ -224,21 +249,7 @@ impl InstanceProvider for Interop {
             ]);
             out.push(build(class, values));
         } else if class.name == *INDICATION_SERVICE {
-            // What delivery does (cimom::indication): three tries a second apart, and a
-            // subscription whose listener fails stays.
-            let path = self.indication_service_path();
-            let mut values = keys_of(&path);
-            values.extend([
-                ("ElementName", Value::from("cimvirt indication service")),
-                ("FilterCreationEnabled", Value::Boolean(true)),
-                ("DeliveryRetryAttempts", Value::UInt16(2)),
-                ("DeliveryRetryInterval", Value::UInt32(1)),
-                // 4: Ignore.
-                ("SubscriptionRemovalAction", Value::UInt16(4)),
-                ("Started", Value::Boolean(true)),
-                ("EnabledState", Value::UInt16(2)),
-            ]);
-            out.push(build(class, values));
+            out.push(self.indication_service(class));
         } else if class.name == *NAMESPACE || class.name == *NAMESPACE_IN_MANAGER {
             for ns in ctx.schema.namespaces() {
                 let path = self.namespace_path(ns.name.as_str());
@@ -331,6 +342,40 @@ impl InstanceProvider for Interop {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Only the indication service can be modified, and only its delivery settings
+    /// (DeliveryRetryAttempts, DeliveryRetryInterval, SubscriptionRemovalAction,
+    /// SubscriptionRemovalTimeInterval); the change is stored before it is acknowledged.
+    async fn modify_instance(
+        &self,
+        _ctx: &ProviderContext,
+        class: &Arc<Class>,
+        path: &ObjectPath,
+        instance: Instance,
+        property_list: Option<&[Name]>,
+    ) -> CimResult<()> {
+        if class.name != *INDICATION_SERVICE {
+            return Err(CimError::not_supported(format!(
+                "instances of {} cannot be modified",
+                class.name
+            )));
+        }
+        let current = self.indication_service(class);
+        if path.local() != current.path(class, None) {
+            return Err(CimError::not_found(format!(
+                "instance {path} does not exist"
+            )));
+        }
+        let settings =
+            self.indication_settings
+                .get()
+                .modified(&current, &instance, property_list)?;
+        self.indication_settings.set(settings).map_err(|e| {
+            CimError::failed(format!("storing the indication service's settings: {e}"))
+        })?;
+        tracing::info!(?settings, "indication service settings changed");
         Ok(())
     }
 }

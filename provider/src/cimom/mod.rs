@@ -37,6 +37,8 @@ use crate::cimxml::{decode, encode};
 use crate::error::{CimError, CimResult};
 use crate::store::{Store, StoreError};
 use associations::Traversal;
+use indication::queue::IndicationQueues;
+use interop::ServerIdentity;
 use operation::Operation;
 use provider::{ProviderContext, Registry};
 use pull::{PullContexts, PullLimits};
@@ -56,6 +58,9 @@ pub struct CimomConfig {
     pub stream_buffer: usize,
     /// Limits for XML read back from the store and embedded objects.
     pub xml: XmlLimits,
+    /// Most indications kept waiting for one listener destination (the oldest are dropped
+    /// past it).
+    pub indication_queue_limit: usize,
 }
 
 /// Who sent a request.
@@ -88,6 +93,7 @@ pub struct Cimom {
     providers: Registry,
     pulls: PullContexts,
     sink_credentials: SinkCredentialTable,
+    indication_queues: IndicationQueues,
     config: CimomConfig,
     /// Serializes writers of the schema and the store, and numbers created classes.
     writes: tokio::sync::Mutex<u64>,
@@ -190,12 +196,22 @@ impl Cimom {
             builtin_qualifiers,
             instances: RwLock::new(table),
             sink_credentials: SinkCredentialTable::load(store.clone())?,
+            indication_queues: IndicationQueues::load(
+                store.clone(),
+                &interop::indication_service_name(&ServerIdentity::current().hostname),
+                config.indication_queue_limit,
+            )?,
             store,
             providers,
             pulls: PullContexts::new(config.pull.clone()),
             config,
             writes: tokio::sync::Mutex::new(sequence),
         })
+    }
+
+    /// The indications waiting for each listener destination.
+    pub fn indication_queues(&self) -> &IndicationQueues {
+        &self.indication_queues
     }
 
     /// The credentials of listeners and WS-Management event sinks, by destination path.

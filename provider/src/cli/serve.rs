@@ -389,17 +389,27 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let migration_endpoint = provider::virt::migration::Receiver::new(manager.clone());
     virt.register(&mut registry);
     let hostname = identity.hostname.clone();
-    let interop = Interop::new(identity);
+    let indication_settings = Arc::new(
+        provider::cimom::indication::settings::IndicationSettings::load(store.clone())
+            .map_err(|e| format!("database: {e}"))?,
+    );
+    let interop = Interop::new(identity, indication_settings.clone());
     virt.register_profiles(&interop);
     interop.register(&mut registry);
     let cimom =
         Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
+    let dispatcher = provider::cimom::indication::dispatcher::Dispatcher::start(
+        cimom.clone(),
+        outgoing.clone(),
+        indication_settings,
+    );
+    manager.report_changes_while_away();
     let indications = tokio::spawn(provider::virt::indications::run(
         vm_event_queue,
         manager,
         cimom.clone(),
         hostname,
-        outgoing.clone(),
+        dispatcher,
     ));
 
     let mut listeners = bind(&settings.http, Scheme::Http).await?;

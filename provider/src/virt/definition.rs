@@ -129,6 +129,19 @@ impl VmDefinition {
         };
         mask(self) == mask(other)
     }
+
+    /// Whether `other` has other settings (what the VSSD and RASDs show): not merely
+    /// another requested state, saved state or snapshot list.
+    pub fn settings_differ(&self, other: &VmDefinition) -> bool {
+        let mask = |d: &VmDefinition| VmDefinition {
+            requested_state: 0,
+            saved: None,
+            snapshots: Vec::new(),
+            last_applied: None,
+            ..d.clone()
+        };
+        mask(self) != mask(other)
+    }
 }
 
 /// Refuses an ElementName no VM may have: empty, longer than [`MAX_NAME_BYTES`], or holding

@@ -1,27 +1,34 @@
-//! The indications of `root/virt`, under libvirt-cim's names: a
-//! `KVM_ComputerSystemCreatedIndication` when a VM is defined, a
-//! `KVM_ComputerSystemDeletedIndication` when it is destroyed, and a
-//! `KVM_ComputerSystemModifiedIndication` each time its state changes, with the VM's
-//! `KVM_ComputerSystem` as SourceInstance (and the one before as PreviousInstance). Events
-//! are queued by the manager and the supervisor's listener, and built and delivered on one
-//! task, in order.
+//! The indications of `root/virt`, under libvirt-cim's names:
+//! - `KVM_ComputerSystemCreatedIndication` when a VM is defined,
+//!   `KVM_ComputerSystemDeletedIndication` when it is destroyed, and
+//!   `KVM_ComputerSystemModifiedIndication` each time its state changes, with the VM's
+//!   `KVM_ComputerSystem` as SourceInstance (and the one before as PreviousInstance);
+//! - when its definition changes (ModifySystemSettings, AddResourceSettings,
+//!   ModifyResourceSettings, RemoveResourceSettings, ApplySnapshot): a
+//!   `KVM_ResourceAllocationSettingData{Created,Modified,Deleted}Indication` for each RASD
+//!   added, changed or removed, with the RASD as SourceInstance, and a
+//!   `KVM_ComputerSystemModifiedIndication` when its VSSD changed.
+//!
+//! An event carries the VM's definition as it was when it happened, so nothing that
+//! happens later (the VM destroyed meanwhile, say) can lose it. Events are queued by the
+//! manager and the supervisor's listener and turned into indications on one task, in
+//! order; the dispatcher queues each indication for its destinations.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use cim_schema::{DateTime, Instance, Timestamp, Value};
+use cim_schema::{DateTime, Instance, Namespace, Timestamp, Value};
 use hypervisor_shim::lifecycle::State;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::definition::VmDefinition;
-use super::manager::VirtManager;
+use super::manager::{reported_state_marker, VirtManager};
 use super::{instances, paths, NAMESPACE};
+use crate::cimom::indication::dispatcher::Dispatcher;
 use crate::cimom::provider::build_instance;
-use crate::cimom::{indication, Cimom};
-use crate::http::client::Client;
+use crate::cimom::Cimom;
 
 /// What happened to a VM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmChange {
     /// It was defined.
     Created,
@@ -32,6 +39,11 @@ pub enum VmChange {
         /// The state before.
         previous: State,
     },
+    /// Its definition changed from `previous`.
+    Reconfigured {
+        /// The definition before.
+        previous: Box<VmDefinition>,
+    },
 }
 
 /// One event to report.
@@ -39,12 +51,24 @@ pub enum VmChange {
 pub struct VmEvent {
     /// What happened.
     pub change: VmChange,
-    /// The VM, by its run id ([`VmDefinition::run_id`]).
-    pub vm: String,
-    /// Its definition, for events where the manager may no longer have it.
-    pub definition: Option<VmDefinition>,
-    /// Its state now.
+    /// The VM's definition when it happened.
+    pub definition: VmDefinition,
+    /// Its state then.
     pub state: State,
+    /// When it happened.
+    pub time: Timestamp,
+}
+
+impl VmEvent {
+    /// An event that happens now.
+    pub fn now(change: VmChange, definition: VmDefinition, state: State) -> Self {
+        VmEvent {
+            change,
+            definition,
+            state,
+            time: Timestamp::now(),
+        }
+    }
 }
 
 /// Where the manager queues events.
@@ -55,81 +79,151 @@ pub fn channel() -> (EventSender, UnboundedReceiver<VmEvent>) {
     unbounded_channel()
 }
 
-/// Builds and delivers the indication of each event, until the queue closes.
+/// Builds the indications of each event and raises them, until the queue closes.
 pub async fn run(
     mut events: UnboundedReceiver<VmEvent>,
     manager: Arc<VirtManager>,
     cimom: Arc<Cimom>,
     hostname: String,
-    client: Client,
+    dispatcher: Arc<Dispatcher>,
 ) {
-    // The definitions of the VMs events have been seen for: a state change still queued
-    // when its VM is destroyed is delivered with the definition it had, not dropped.
-    let mut known: HashMap<String, VmDefinition> = HashMap::new();
     while let Some(event) = events.recv().await {
-        let definition = match event.definition.clone() {
-            Some(d) => d,
-            None => match manager
-                .definition_by_run_id(&event.vm)
-                .or_else(|| known.get(&event.vm).cloned())
-            {
-                Some(d) => d,
-                None => {
-                    tracing::warn!(
-                        vm = event.vm,
-                        "an indication of a VM that is gone could not be built"
-                    );
-                    continue;
-                }
-            },
+        // A state change is queued together with the record of the state it reports.
+        let name = &event.definition.name;
+        let marker = match event.change {
+            VmChange::Modified { .. } => Some((
+                reported_state_marker(name),
+                serde_json::to_vec(&event.state).expect("a state serializes"),
+            )),
+            _ => None,
         };
-        if event.change == VmChange::Deleted {
-            known.remove(&event.vm);
-        } else {
-            known.insert(event.vm.clone(), definition.clone());
+        let marker = marker.as_ref().map(|(k, v)| (k.as_str(), v.as_slice()));
+        for indication in build(&cimom, &manager, &hostname, &event) {
+            dispatcher.raise(NAMESPACE, &indication, marker);
         }
-        if let Some(indication) = build(&cimom, &hostname, &event, &definition) {
-            indication::deliver(&client, &cimom, NAMESPACE, &indication).await;
+        if event.change == VmChange::Deleted {
+            manager.forget_reported_state(name);
         }
     }
 }
 
-/// The indication instance of `event`.
-fn build(
-    cimom: &Cimom,
-    hostname: &str,
-    event: &VmEvent,
-    definition: &VmDefinition,
-) -> Option<Instance> {
+/// The indications of `event`.
+fn build(cimom: &Cimom, manager: &VirtManager, hostname: &str, event: &VmEvent) -> Vec<Instance> {
     let schema = cimom.schema();
-    let ns = schema.namespace(NAMESPACE).ok()?;
-    let system_class = ns.class(paths::class::COMPUTER_SYSTEM)?;
-    let class_name = match event.change {
-        VmChange::Created => "KVM_ComputerSystemCreatedIndication",
-        VmChange::Deleted => "KVM_ComputerSystemDeletedIndication",
-        VmChange::Modified { .. } => "KVM_ComputerSystemModifiedIndication",
+    let Ok(ns) = schema.namespace(NAMESPACE) else {
+        return Vec::new();
     };
-    let class = ns.class(class_name)?;
-    let source = instances::system(system_class, definition, event.state);
-    let mut values = vec![
-        (
-            "IndicationIdentifier",
-            Value::from(crate::ids::random_uuid().as_str()),
-        ),
-        (
-            "IndicationTime",
-            Value::DateTime(DateTime::Timestamp(Timestamp::now())),
-        ),
-        (
-            "SourceInstanceModelPath",
-            Value::from(paths::system(&definition.name).to_string().as_str()),
-        ),
-        ("SourceInstanceHost", Value::from(hostname)),
-        ("SourceInstance", Value::Instance(Box::new(source))),
-    ];
-    if let VmChange::Modified { previous } = event.change {
-        let before = instances::system(system_class, definition, previous);
-        values.push(("PreviousInstance", Value::Instance(Box::new(before))));
+    let d = &event.definition;
+    let indication = |class_name: &str, source: Instance, previous: Option<Instance>| {
+        let class = ns.class(class_name)?;
+        let source_path = match class_name.starts_with("KVM_ComputerSystem") {
+            true => paths::system(&d.name),
+            false => source.path(ns.class(source.class_name.as_str())?, Some(NAMESPACE)),
+        };
+        let mut values = vec![
+            (
+                "IndicationIdentifier",
+                Value::from(crate::ids::random_uuid().as_str()),
+            ),
+            (
+                "IndicationTime",
+                Value::DateTime(DateTime::Timestamp(event.time)),
+            ),
+            (
+                "SourceInstanceModelPath",
+                Value::from(source_path.to_string().as_str()),
+            ),
+            ("SourceInstanceHost", Value::from(hostname)),
+            ("SourceInstance", Value::Instance(Box::new(source))),
+        ];
+        if let Some(before) = previous {
+            values.push(("PreviousInstance", Value::Instance(Box::new(before))));
+        }
+        Some(build_instance(class, values))
+    };
+    let Some(system_class) = ns.class(paths::class::COMPUTER_SYSTEM) else {
+        return Vec::new();
+    };
+    let system = |d: &VmDefinition, state: State| instances::system(system_class, d, state);
+    let built = match &event.change {
+        VmChange::Created => vec![indication(
+            "KVM_ComputerSystemCreatedIndication",
+            system(d, event.state),
+            None,
+        )],
+        VmChange::Deleted => vec![indication(
+            "KVM_ComputerSystemDeletedIndication",
+            system(d, event.state),
+            None,
+        )],
+        VmChange::Modified { previous } => vec![indication(
+            "KVM_ComputerSystemModifiedIndication",
+            system(d, event.state),
+            Some(system(d, *previous)),
+        )],
+        VmChange::Reconfigured { previous } => {
+            reconfigured(ns, manager, hostname, previous, event, &system)
+                .into_iter()
+                .map(|(class, source, before)| indication(class, source, before))
+                .collect()
+        }
+    };
+    built.into_iter().flatten().collect()
+}
+
+/// (indication class, SourceInstance, PreviousInstance) for each RASD a reconfiguration
+/// added, changed or removed, and for the system when its VSSD changed.
+fn reconfigured(
+    ns: &Namespace,
+    manager: &VirtManager,
+    hostname: &str,
+    previous: &VmDefinition,
+    event: &VmEvent,
+    system: &dyn Fn(&VmDefinition, State) -> Instance,
+) -> Vec<(&'static str, Instance, Option<Instance>)> {
+    let pools = manager.disk_pools(false);
+    let model = instances::Model {
+        hostname,
+        host: manager.host(),
+        vms: &[],
+        jobs: &[],
+        disk_pools: &pools,
+        bridges: &[],
+    };
+    let (vssd_before, before) = instances::settings_of(ns, &model, previous);
+    let (vssd_after, after) = instances::settings_of(ns, &model, &event.definition);
+    let id = |i: &Instance| i.get("InstanceID").cloned();
+    let mut out = Vec::new();
+    if vssd_before != vssd_after {
+        out.push((
+            "KVM_ComputerSystemModifiedIndication",
+            system(&event.definition, event.state),
+            Some(system(previous, event.state)),
+        ));
     }
-    Some(build_instance(class, values))
+    for rasd in &after {
+        match before.iter().find(|b| id(b) == id(rasd)) {
+            None => out.push((
+                "KVM_ResourceAllocationSettingDataCreatedIndication",
+                rasd.clone(),
+                None,
+            )),
+            Some(old) if old != rasd => out.push((
+                "KVM_ResourceAllocationSettingDataModifiedIndication",
+                rasd.clone(),
+                Some(old.clone()),
+            )),
+            Some(_) => {}
+        }
+    }
+    for old in &before {
+        if !after.iter().any(|a| id(a) == id(old)) {
+            out.push((
+                "KVM_ResourceAllocationSettingDataDeletedIndication",
+                old.clone(),
+                None,
+            ));
+        }
+    }
+    out
 }

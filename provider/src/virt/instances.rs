@@ -710,6 +710,30 @@ fn with_snapshots(model: &Model, f: &dyn Fn(&VmDefinition) -> Vec<Instance>) -> 
         .collect()
 }
 
+/// The resource allocations of `d` (its processors, memory, disks and network ports) as
+/// the RASD classes of `ns` show them, with the VSSD: what a reconfiguration's indications
+/// compare. A class `ns` lacks is left out.
+pub(super) fn settings_of(
+    ns: &cim_schema::Namespace,
+    model: &Model,
+    d: &VmDefinition,
+) -> (Option<Instance>, Vec<Instance>) {
+    let vssd = ns.class(class::SETTING_DATA).map(|c| setting_data(c, d));
+    let mut rasds = Vec::new();
+    for name in [class::PROC_RASD, class::MEM_RASD] {
+        if let Some(c) = ns.class(name) {
+            rasds.push(rasd(c, d));
+        }
+    }
+    if let Some(c) = ns.class(class::DISK_RASD) {
+        rasds.extend(d.disks.iter().map(|disk| disk_rasd(c, model, d, disk)));
+    }
+    if let Some(c) = ns.class(class::NET_RASD) {
+        rasds.extend(d.nics.iter().map(|nic| net_rasd(c, d, nic)));
+    }
+    (vssd, rasds)
+}
+
 /// The RASDs (and DSP1047 storage allocations) of a definition.
 fn rasd_paths(d: &VmDefinition) -> Vec<ObjectPath> {
     [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)]

@@ -119,9 +119,13 @@ pub enum Change {
 }
 
 /// Queues a modification event for each lifecycle state a VM process reports, with the
-/// state it had before (off, for a process's first report).
-fn report_state_changes(supervisor: &Supervisor, events: EventSender) {
-    let last: Mutex<BTreeMap<String, State>> = Mutex::default();
+/// state it had before (off, for a process's first report) and the VM's definition then.
+fn report_state_changes(
+    supervisor: &Supervisor,
+    events: EventSender,
+    definitions: Definitions,
+    last: ReportedStates,
+) {
     supervisor.listen(Arc::new(move |name, event| {
         let Event::State { state } = event else {
             return;
@@ -129,16 +133,46 @@ fn report_state_changes(supervisor: &Supervisor, events: EventSender) {
         let previous = lock(&last)
             .insert(name.to_owned(), *state)
             .unwrap_or(State::Off);
-        if previous != *state {
-            let _ = events.send(VmEvent {
-                change: VmChange::Modified { previous },
-                // The process's name: the VM's run id.
-                vm: name.to_owned(),
-                definition: None,
-                state: *state,
-            });
+        if previous == *state {
+            return;
         }
+        // The process's name is the VM's run id.
+        let Some(definition) = by_run_id(&lock(&definitions), name) else {
+            // Destroyed: its Deleted indication, already raised, says the rest.
+            tracing::debug!(vm = name, ?state, "a state change of a destroyed VM");
+            return;
+        };
+        let _ = events.send(VmEvent::now(
+            VmChange::Modified { previous },
+            definition,
+            *state,
+        ));
     }));
+}
+
+/// The definitions by VM name, shared with the listener of VM processes.
+type Definitions = Arc<Mutex<BTreeMap<String, VmDefinition>>>;
+
+/// The state each VM's last state change was reported with, by run id.
+type ReportedStates = Arc<Mutex<BTreeMap<String, State>>>;
+
+/// The indication markers that hold the state a VM was last reported in, by VM name.
+const REPORTED_STATE_MARKER: &str = "vm-state/";
+
+/// The marker key of VM `name`'s reported state: written with the indication that reports
+/// it, in the same transaction, so a restarted server knows exactly what it had reported.
+pub fn reported_state_marker(name: &str) -> String {
+    format!("{REPORTED_STATE_MARKER}{name}")
+}
+
+/// The definition of the VM whose processes are named `run_id` (or, for those started
+/// before run ids, the VM of that name).
+fn by_run_id(definitions: &BTreeMap<String, VmDefinition>, run_id: &str) -> Option<VmDefinition> {
+    definitions
+        .values()
+        .find(|d| d.run_id() == run_id)
+        .or_else(|| definitions.get(run_id))
+        .cloned()
 }
 
 /// The CIM error of a storage pool failure.
@@ -171,7 +205,7 @@ fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
 pub struct VirtManager {
     supervisor: Supervisor,
     store: Arc<Store>,
-    definitions: Mutex<BTreeMap<String, VmDefinition>>,
+    definitions: Definitions,
     /// One lock per VM held through a state change, so that a second one gets 4099.
     busy: Arc<Mutex<BTreeSet<String>>>,
     /// Background state changes.
@@ -183,6 +217,8 @@ pub struct VirtManager {
     storage_pools: StoragePools,
     /// Where definitions and destructions are reported, for indications.
     events: Option<EventSender>,
+    /// The state each VM was last reported in, by run id (seeded from the store).
+    reported: ReportedStates,
 }
 
 /// A storage pool as the CIM model shows it.
@@ -210,9 +246,6 @@ impl VirtManager {
         storage_pools: PoolSettings,
         events: Option<EventSender>,
     ) -> CimResult<Self> {
-        if let Some(events) = &events {
-            report_state_changes(&supervisor, events.clone());
-        }
         let storage_pools = StoragePools::load(storage_pools, store.clone())?;
         let mut definitions = BTreeMap::new();
         for (name, bytes) in store.vms().map_err(|e| CimError::failed(e.to_string()))? {
@@ -221,30 +254,75 @@ impl VirtManager {
             })?;
             definitions.insert(name, definition);
         }
+        let mut reported = BTreeMap::new();
+        for (key, bytes) in store
+            .indication_markers()
+            .map_err(|e| CimError::failed(e.to_string()))?
+        {
+            let Some(name) = key.strip_prefix(REPORTED_STATE_MARKER) else {
+                continue;
+            };
+            let (Some(d), Ok(state)) = (definitions.get(name), serde_json::from_slice(&bytes))
+            else {
+                continue;
+            };
+            reported.insert(VmDefinition::run_id(d), state);
+        }
+        let definitions = Arc::new(Mutex::new(definitions));
+        let reported = Arc::new(Mutex::new(reported));
+        if let Some(events) = &events {
+            report_state_changes(
+                &supervisor,
+                events.clone(),
+                definitions.clone(),
+                reported.clone(),
+            );
+        }
         let jobs = Jobs::load(store.clone())?;
         std::fs::create_dir_all(&vm_dir)
             .map_err(|e| CimError::failed(format!("{}: {e}", vm_dir.display())))?;
         Ok(VirtManager {
             supervisor,
             store,
-            definitions: Mutex::new(definitions),
+            definitions,
             busy: Arc::default(),
             jobs,
             vm_dir,
             host,
             storage_pools,
             events,
+            reported,
         })
+    }
+
+    /// Reports the VMs whose state is not the one last reported: they changed while the
+    /// server was not running, or the server was killed before their change was queued.
+    /// Called once at start, after the VMs still running were re-adopted.
+    pub fn report_changes_while_away(&self) {
+        for definition in self.definitions() {
+            let run_id = definition.run_id();
+            let Some(previous) = lock(&self.reported).get(&run_id).copied() else {
+                continue;
+            };
+            let now = self.state(&definition);
+            if now != previous {
+                lock(&self.reported).insert(run_id, now);
+                self.report(VmChange::Modified { previous }, &definition, now);
+            }
+        }
+    }
+
+    /// Forgets the reported state of a destroyed VM.
+    pub fn forget_reported_state(&self, name: &str) {
+        let key = reported_state_marker(name);
+        if let Err(e) = self.store.delete_indication_marker(&key) {
+            tracing::warn!(vm = name, "forgetting the reported state: {e}");
+        }
     }
 
     fn report(&self, change: VmChange, definition: &VmDefinition, state: State) {
         if let Some(events) = &self.events {
-            let _ = events.send(VmEvent {
-                change,
-                vm: definition.run_id(),
-                definition: Some(definition.clone()),
-                state,
-            });
+            let _ = events.send(VmEvent::now(change, definition.clone(), state));
         }
     }
 
@@ -381,9 +459,15 @@ impl VirtManager {
             .map_err(|e| CimError::failed(format!("storing VM {}: {e}", definition.name)))
     }
 
+    /// Stores a changed definition; a change of its settings is reported.
     fn persist(&self, definition: &VmDefinition) -> CimResult<()> {
         self.store_definition(definition)?;
-        lock(&self.definitions).insert(definition.name.clone(), definition.clone());
+        let previous = lock(&self.definitions).insert(definition.name.clone(), definition.clone());
+        if let Some(previous) = previous.filter(|p| p.settings_differ(definition)) {
+            let state = self.state(definition);
+            let previous = Box::new(previous);
+            self.report(VmChange::Reconfigured { previous }, definition, state);
+        }
         Ok(())
     }
 
@@ -648,12 +732,7 @@ impl VirtManager {
     /// The definition whose processes go by `run_id` (or, for processes started before
     /// they were named by UUID, by that name).
     pub fn definition_by_run_id(&self, run_id: &str) -> Option<VmDefinition> {
-        let definitions = lock(&self.definitions);
-        definitions
-            .values()
-            .find(|d| d.run_id() == run_id)
-            .or_else(|| definitions.get(run_id))
-            .cloned()
+        by_run_id(&lock(&self.definitions), run_id)
     }
 
     /// Takes a full snapshot (memory, vCPUs, devices) of a running or paused VM; with

@@ -1,4 +1,4 @@
-//! Indication delivery (DSP1054 with DSP0200's export messages): an indication raised in a
+//! Indications (DSP1054 with DSP0200's export messages): an indication raised in a
 //! namespace goes to every enabled `CIM_IndicationSubscription` in the interop namespace whose
 //! filter selects it (WQL: the FROM class or a superclass of the indication, the WHERE
 //! condition, the source namespaces), as a CIM-XML `ExportIndication` request POSTed to the
@@ -7,6 +7,14 @@
 //! certificate verified against the server's trust anchors). Subscriptions, filters and
 //! destinations are the static instances clients create there (pywbem's
 //! `WBEMSubscriptionManager` does).
+//!
+//! This module chooses the destinations and writes and sends the messages; [`queue`] keeps
+//! what waits for each destination, [`dispatcher`] delivers it, and [`settings`] holds the
+//! indication service's retry and removal settings.
+
+pub mod dispatcher;
+pub mod queue;
+pub mod settings;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,10 +34,6 @@ use crate::http::client::{Client, Url};
 use crate::schema::INTEROP_NAMESPACE;
 use crate::wsman::{names as wsman_names, wscim};
 
-/// How often and how far apart a failed delivery is tried (CIM_IndicationService's
-/// DeliveryRetryAttempts and DeliveryRetryInterval defaults, shortened to seconds).
-const ATTEMPTS: u32 = 3;
-const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a listener may take to answer one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,6 +43,8 @@ pub const WSMAN_DESTINATION: &str = "CIM_ListenerDestinationWSManagement";
 /// WS-Management's event and heartbeat actions.
 const EVENT_ACTION: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/Event";
 const HEARTBEAT_ACTION: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/Heartbeat";
+/// The acknowledgement a PushWithAck event sink answers each event with.
+const ACK_ACTION: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/Ack";
 
 /// How an indication is carried to a listener.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,8 +69,12 @@ pub struct EventSink {
 pub struct Delivery {
     /// The listener's URL.
     pub destination: String,
+    /// The destination instance's path.
+    pub handler: ObjectPath,
     /// The subscription, for the log.
     pub subscription: String,
+    /// The filter's Name (the indication's IndicationFilterName).
+    pub filter_name: Option<String>,
     /// What the listener expects.
     pub format: Format,
     /// What the listener expects to be authenticated with (HTTP Basic), if anything.
@@ -197,15 +207,13 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
         if !selects(cimom, &filter.instance, namespace, indication) {
             continue;
         }
-        let format = if is_wsman(cimom, &handler.instance) {
-            Format::Wsman(event_sink(&handler.instance))
-        } else {
-            Format::CimXml
-        };
+        let format = format_of(cimom, &handler.instance);
         match text(&handler.instance, "Destination") {
             Some(destination) => out.push(Delivery {
                 destination: destination.to_owned(),
+                handler: handler.path.clone(),
                 subscription: subscription.path.to_string(),
+                filter_name: text(&filter.instance, "Name").map(str::to_owned),
                 format,
                 credentials: credentials_of(cimom, &handler.path),
             }),
@@ -213,6 +221,15 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
         }
     }
     out
+}
+
+/// How the listener of `destination` is sent indications.
+fn format_of(cimom: &Cimom, destination: &Instance) -> Format {
+    if is_wsman(cimom, destination) {
+        Format::Wsman(event_sink(destination))
+    } else {
+        Format::CimXml
+    }
 }
 
 fn is_wsman(cimom: &Cimom, destination: &Instance) -> bool {
@@ -289,6 +306,9 @@ pub enum DeliveryError {
     /// The listener answered with an error.
     #[error("the listener answered HTTP {0}")]
     Refused(u16),
+    /// A PushWithAck event sink answered without the acknowledgement.
+    #[error("the event sink did not acknowledge the event")]
+    NotAcknowledged,
 }
 
 /// POSTs one message to `destination`, over HTTPS where its URL says so: a CIM-XML export
@@ -328,12 +348,22 @@ pub async fn post(
             .await
             .map_err(|e| transport(&e))?;
         let status = response.status();
-        // The answer's body is read to keep the connection's protocol state clean.
-        let _ = response.into_body().collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(DeliveryError::Refused(status.as_u16()))
+        // The answer is read whole (also to keep the connection's protocol state clean):
+        // a PushWithAck sink acknowledges in it.
+        let answer = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if !status.is_success() {
+            return Err(DeliveryError::Refused(status.as_u16()));
+        }
+        match format {
+            Format::Wsman(sink) if sink.ack && !acknowledges(&answer) => {
+                Err(DeliveryError::NotAcknowledged)
+            }
+            _ => Ok(()),
         }
     };
     tokio::time::timeout(DELIVERY_TIMEOUT, work)
@@ -341,6 +371,13 @@ pub async fn post(
         .map_err(|_| {
             DeliveryError::Transport(format!("{destination}: no answer in {DELIVERY_TIMEOUT:?}"))
         })?
+}
+
+/// Whether a PushWithAck sink's answer is a wsman:Ack (DSP0226 10.7).
+fn acknowledges(answer: &[u8]) -> bool {
+    answer
+        .windows(ACK_ACTION.len())
+        .any(|w| w == ACK_ACTION.as_bytes())
 }
 
 /// An `Authorization` header value for HTTP Basic (RFC 7617).
@@ -351,51 +388,6 @@ fn basic_authorization(credentials: &SinkCredentials) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
-}
-
-/// Delivers `indication`, raised in `namespace`, to every subscription that selects it,
-/// trying each listener up to three times, a second apart.
-pub async fn deliver(client: &Client, cimom: &Cimom, namespace: &str, indication: &Instance) {
-    let targets = deliveries(cimom, namespace, indication);
-    if targets.is_empty() {
-        return;
-    }
-    let export = export_request(indication, &crate::ids::random_uuid());
-    for target in targets {
-        let body = || match &target.format {
-            Format::CimXml => export.clone(),
-            Format::Wsman(sink) => wsman_event(indication, namespace, &target.destination, sink),
-        };
-        let mut attempt = 1;
-        loop {
-            let credentials = target.credentials.as_ref();
-            match post(
-                client,
-                &target.destination,
-                &target.format,
-                credentials,
-                body(),
-            )
-            .await
-            {
-                Ok(()) => {
-                    debug!(destination = target.destination, class = %indication.class_name, "indication delivered");
-                    break;
-                }
-                Err(e) if attempt < ATTEMPTS && !matches!(e, DeliveryError::Unsupported(_)) => {
-                    attempt += 1;
-                    tokio::time::sleep(RETRY_INTERVAL).await;
-                }
-                Err(e) => {
-                    warn!(
-                        subscription = target.subscription,
-                        "indication not delivered: {e}"
-                    );
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// Keeps WS-Eventing subscriptions: removes the expired ones (subscription, destination
