@@ -364,7 +364,9 @@ def reliability(binary, changes, vms, restarts, kill):
         shutil.rmtree(data, ignore_errors=True)
 
 
-class Silent:
+class SilentListener:
+    """Accepts connections and never answers (the test suite uses it too)."""
+
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -390,7 +392,7 @@ def delays(binary, changes, with_bad):
     server, data = new_server(binary)
     listener = Listener()
     listener.start()
-    silent = Silent()
+    silent = SilentListener()
     try:
         urls = [listener.url]
         if with_bad:

@@ -242,14 +242,7 @@ impl Store {
                 t.insert((*destination, *ordinal), *message)?;
             }
             for (destination, n) in trim {
-                let oldest: Vec<u64> = t
-                    .range((*destination, 0)..=(*destination, u64::MAX))?
-                    .take(*n)
-                    .map(|row| row.map(|(k, _)| k.value().1))
-                    .collect::<Result<_, _>>()?;
-                for ordinal in oldest {
-                    t.remove((*destination, ordinal))?;
-                }
+                remove_queued(&mut t, destination, u64::MAX, *n)?;
             }
         }
         txn.commit()?;
@@ -274,17 +267,12 @@ impl Store {
     /// (inclusive); returns how many there were.
     pub fn dequeue_through(&self, destination: &str, last: u64) -> Result<usize, StoreError> {
         let txn = self.db.begin_write()?;
-        let removed = {
-            let mut t = txn.open_table(INDICATION_QUEUE)?;
-            let ordinals: Vec<u64> = t
-                .range((destination, 0)..=(destination, last))?
-                .map(|row| row.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()?;
-            for ordinal in &ordinals {
-                t.remove((destination, *ordinal))?;
-            }
-            ordinals.len()
-        };
+        let removed = remove_queued(
+            &mut txn.open_table(INDICATION_QUEUE)?,
+            destination,
+            last,
+            usize::MAX,
+        )?;
         txn.commit()?;
         Ok(removed)
     }
@@ -326,13 +314,7 @@ impl Store {
         {
             txn.open_table(DESTINATIONS)?.remove(destination)?;
             let mut t = txn.open_table(INDICATION_QUEUE)?;
-            let ordinals: Vec<u64> = t
-                .range((destination, 0)..=(destination, u64::MAX))?
-                .map(|row| row.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()?;
-            for ordinal in ordinals {
-                t.remove((destination, ordinal))?;
-            }
+            remove_queued(&mut t, destination, u64::MAX, usize::MAX)?;
         }
         txn.commit()?;
         Ok(())
@@ -545,6 +527,25 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Removes the oldest rows queued for `destination`, those with ordinals up to `last` and
+/// at most `limit` of them; returns how many went.
+fn remove_queued(
+    table: &mut redb::Table<(&str, u64), &[u8]>,
+    destination: &str,
+    last: u64,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let ordinals: Vec<u64> = table
+        .range((destination, 0)..=(destination, last))?
+        .take(limit)
+        .map(|row| row.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    for ordinal in &ordinals {
+        table.remove((destination, *ordinal))?;
+    }
+    Ok(ordinals.len())
 }
 
 #[cfg(test)]

@@ -10,18 +10,19 @@ WBEMListener and a WS-Eventing sink."""
 import json
 import os
 import signal
-import socket
 import subprocess
-import threading
+import sys
 import time
-from pathlib import Path
 
 import pytest
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint32, Uint64
 
-from conftest import HttpSink, Server, free_port
+from conftest import REPO, HttpSink, Server, free_port
 from test_virt import change, define, service
+
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_indications import SilentListener  # noqa: E402
 
 if not os.path.exists("/dev/kvm"):
     if os.environ.get("CI"):
@@ -62,31 +63,6 @@ class Listener:
                 f"{len(self.received)} of {count}: {[i.classname for i in self.received]}")
             time.sleep(0.02)
         return self.received
-
-
-class SilentListener:
-    """Accepts connections and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self):
-        self.sock.close()
-        for c in self.held:
-            c.close()
 
 
 def subscribe(srv, destinations, query=LIFECYCLE, manager_id="indications"):
@@ -180,7 +156,7 @@ def test_each_destination_numbers_its_indications_and_bad_listeners_delay_only_t
         silent.close()
 
 
-def test_resource_and_settings_changes_raise_rasd_and_system_indications(srv):
+def test_resource_settings_and_snapshot_changes_raise_rasd_and_system_indications(srv):
     listener = Listener().start()
     manager, server_id, _ = subscribe(srv, [listener.url], query=RASDS)
     lifecycle = pywbem.WBEMSubscriptionManager(subscription_manager_id="lifecycle")
@@ -227,6 +203,27 @@ def test_resource_and_settings_changes_raise_rasd_and_system_indications(srv):
         assert last.classname == "KVM_ComputerSystemModifiedIndication"
         assert (last["PreviousInstance"]["ElementName"], last["SourceInstance"]["ElementName"]) == (
             "reshaped", "Reshaped VM")
+
+        # ApplySnapshot: the memory the snapshot was taken with comes back.
+        (snapshots,) = conn.EnumerateInstanceNames("KVM_VirtualSystemSnapshotService")
+        assert change(conn, system, 2) == 0
+        rv, out = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system,
+                                    SnapshotType=Uint16(2))
+        assert rv == 0
+        assert change(conn, system, 3) == 0
+        mem["VirtualQuantity"] = Uint64(48)
+        assert conn.InvokeMethod("ModifyResourceSettings", service(conn), ResourceSettings=[mem])[0] == 0
+        assert conn.InvokeMethod("ApplySnapshot", snapshots, Snapshot=out["ResultingSnapshot"])[0] == 0
+
+        def memory_changes():
+            return [(i["PreviousInstance"]["VirtualQuantity"], i["SourceInstance"]["VirtualQuantity"])
+                    for i in listener.received
+                    if i.classname == "KVM_ResourceAllocationSettingDataModifiedIndication"]
+        deadline = time.monotonic() + 20
+        while len(memory_changes()) < 3:
+            assert time.monotonic() < deadline, memory_changes()
+            time.sleep(0.05)
+        assert memory_changes() == [(16 << 10, 32 << 10), (32 << 10, 48 << 10), (48 << 10, 32 << 10)]
         assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
     finally:
         manager.remove_server(server_id)
@@ -309,6 +306,14 @@ def test_the_indication_service_settings_are_kept_checked_and_enforced(tmp_path)
         # A listener down for five minutes loses nothing; one gone for a day is disabled.
         assert (svc["DeliveryRetryAttempts"], svc["DeliveryRetryInterval"],
                 svc["SubscriptionRemovalAction"], svc["SubscriptionRemovalTimeInterval"]) == (30, 10, 3, 86400)
+        # Its capabilities say which of them a client may set.
+        (caps,) = interop.Associators(svc.path, AssocClass="CIM_ElementCapabilities")
+        assert caps.classname == "CIM_IndicationServiceCapabilities"
+        assert [caps[p + "IsSettable"] for p in ("FilterCreationEnabled", "DeliveryRetryAttempts",
+                                                "DeliveryRetryInterval", "SubscriptionRemovalAction",
+                                                "SubscriptionRemovalTimeInterval")] == [
+            False, True, True, True, True]
+        assert (caps["SubscriptionsPersisted"], caps["MaxListenerDestinations"]) == (True, None)
         for bad in ({"DeliveryRetryInterval": Uint32(0)}, {"SubscriptionRemovalAction": Uint16(1)},
                     {"ElementName": "renamed"}):
             with pytest.raises(pywbem.CIMError) as err:
@@ -416,7 +421,7 @@ def test_a_thousand_changes_through_listener_restarts_and_a_kill_lose_nothing():
     """The reliability run of scripts/bench-indications (10,000 changes by default) at a
     size for the suite: 1,000 pause/resume changes on 4 VMs, the listener stopped 3 times, the
     server killed once."""
-    script = Path(__file__).resolve().parents[2] / "scripts" / "bench-indications"
+    script = REPO / "scripts" / "bench-indications"
     r = subprocess.run([str(script), "--changes", "1000", "--vms", "4", "--restarts", "3",
                         "--skip-isolation", "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

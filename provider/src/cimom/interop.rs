@@ -1,6 +1,6 @@
 //! The interop namespace (DSP1033 Profile Registration): the object manager, its
-//! namespaces, the indication service (DSP1054) and the registered profiles, served by a
-//! provider like any other.
+//! namespaces, the indication service (DSP1054) with its capabilities, and the registered
+//! profiles, served by a provider like any other.
 
 use std::sync::{Arc, RwLock};
 
@@ -80,6 +80,43 @@ pub fn indication_service_name(hostname: &str) -> String {
     format!("cimvirt:{hostname}:indications")
 }
 
+/// The path of the one CIM_IndicationServiceCapabilities instance.
+fn indication_capabilities_path() -> ObjectPath {
+    ObjectPath::class(Some(INTEROP_NAMESPACE.to_string()), INDICATION_CAPABILITIES)
+        .with_key("InstanceID", "cimvirt:IndicationServiceCapabilities")
+}
+
+/// What the indication service lets clients do (DSP1054): the four delivery settings can
+/// be set (ModifyInstance on the service), filters can always be created, subscriptions
+/// are kept in the database across restarts, and destinations and subscriptions are not
+/// counted (NULL: no limit of their own; each destination's queue is bounded).
+fn indication_capabilities(class: &Class) -> Instance {
+    let path = indication_capabilities_path();
+    let mut values = keys_of(&path);
+    values.extend([
+        (
+            "ElementName",
+            Value::from("cimvirt indication service capabilities"),
+        ),
+        ("FilterCreationEnabledIsSettable", Value::Boolean(false)),
+        ("DeliveryRetryAttemptsIsSettable", Value::Boolean(true)),
+        ("DeliveryRetryIntervalIsSettable", Value::Boolean(true)),
+        ("SubscriptionRemovalActionIsSettable", Value::Boolean(true)),
+        (
+            "SubscriptionRemovalTimeIntervalIsSettable",
+            Value::Boolean(true),
+        ),
+        ("SubscriptionsPersisted", Value::Boolean(true)),
+    ]);
+    let mut capabilities = build(class, values);
+    for unlimited in ["MaxListenerDestinations", "MaxActiveSubscriptions"] {
+        if let Some(p) = capabilities.properties.get_mut(unlimited) {
+            p.value = None;
+        }
+    }
+    capabilities
+}
+
 /// The interop provider.
 pub struct Interop {
     identity: ServerIdentity,
@@ -89,6 +126,8 @@ pub struct Interop {
 
 const OBJECT_MANAGER: &str = "CIM_ObjectManager";
 const INDICATION_SERVICE: &str = "CIM_IndicationService";
+const INDICATION_CAPABILITIES: &str = "CIM_IndicationServiceCapabilities";
+const ELEMENT_CAPABILITIES: &str = "CIM_ElementCapabilities";
 const NAMESPACE: &str = "CIM_Namespace";
 const NAMESPACE_IN_MANAGER: &str = "CIM_NamespaceInManager";
 const PROFILE_CLASSES: &[&str] = &["CIM_RegisteredProfile", "KVM_RegisteredProfile"];
@@ -156,6 +195,8 @@ impl Interop {
         let classes = [
             OBJECT_MANAGER,
             INDICATION_SERVICE,
+            INDICATION_CAPABILITIES,
+            ELEMENT_CAPABILITIES,
             NAMESPACE,
             NAMESPACE_IN_MANAGER,
         ]
@@ -250,6 +291,27 @@ impl InstanceProvider for Interop {
             out.push(build(class, values));
         } else if class.name == *INDICATION_SERVICE {
             out.push(self.indication_service(class));
+        } else if class.name == *INDICATION_CAPABILITIES {
+            out.push(indication_capabilities(class));
+        } else if class.name == *ELEMENT_CAPABILITIES {
+            out.push(build(
+                class,
+                vec![
+                    (
+                        "ManagedElement",
+                        Value::Reference(self.indication_service_path()),
+                    ),
+                    (
+                        "Capabilities",
+                        Value::Reference(indication_capabilities_path()),
+                    ),
+                    // 2: Default, 3: Current.
+                    (
+                        "Characteristics",
+                        Value::array([Value::UInt16(2), Value::UInt16(3)]),
+                    ),
+                ],
+            ));
         } else if class.name == *NAMESPACE || class.name == *NAMESPACE_IN_MANAGER {
             for ns in ctx.schema.namespaces() {
                 let path = self.namespace_path(ns.name.as_str());
