@@ -226,6 +226,14 @@ def request_state(conn, system, state):
     return rv
 
 
+def destroy_all(server):
+    """Destroys the run's VMs: their processes would outlive the server (it re-adopts them)
+    and keep spending the CPUs."""
+    conn = server.conn()
+    for system in conn.EnumerateInstanceNames("KVM_ComputerSystem"):
+        conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)
+
+
 def new_server(binary):
     data = Path(tempfile.mkdtemp(prefix="bench-indications-"))
     subprocess.run([binary, "user", "add", "admin", "--access", "read-write", "--data-dir", str(data)],
@@ -360,6 +368,7 @@ def reliability(binary, changes, vms, restarts, kill):
         if listener.listener:
             listener.stop()
         sink.close()
+        destroy_all(holder["server"])
         holder["server"].stop()
         shutil.rmtree(data, ignore_errors=True)
 
@@ -420,6 +429,7 @@ def delays(binary, changes, with_bad):
     finally:
         listener.stop()
         silent.close()
+        destroy_all(server)
         server.stop()
         shutil.rmtree(data, ignore_errors=True)
 
