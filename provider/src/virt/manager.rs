@@ -124,6 +124,7 @@ fn report_state_changes(
     supervisor: &Supervisor,
     events: EventSender,
     definitions: Definitions,
+    departed: Definitions,
     last: ReportedStates,
 ) {
     supervisor.listen(Arc::new(move |name, event| {
@@ -136,10 +137,12 @@ fn report_state_changes(
         if previous == *state {
             return;
         }
-        // The process's name is the VM's run id.
-        let Some(definition) = by_run_id(&lock(&definitions), name) else {
-            // Destroyed: its Deleted indication, already raised, says the rest.
-            tracing::debug!(vm = name, ?state, "a state change of a destroyed VM");
+        // The process's name is the VM's run id. A VM destroyed while its process's last
+        // report was on its way is still reported (after its Deleted), not lost.
+        let found =
+            by_run_id(&lock(&definitions), name).or_else(|| by_run_id(&lock(&departed), name));
+        let Some(definition) = found else {
+            tracing::debug!(vm = name, ?state, "a state change of an unknown VM");
             return;
         };
         let _ = events.send(VmEvent::now(
@@ -155,6 +158,9 @@ type Definitions = Arc<Mutex<BTreeMap<String, VmDefinition>>>;
 
 /// The state each VM's last state change was reported with, by run id.
 type ReportedStates = Arc<Mutex<BTreeMap<String, State>>>;
+
+/// How many destroyed VMs' definitions are kept for late reports of their processes.
+const DEPARTED_KEPT: usize = 64;
 
 /// The indication markers that hold the state a VM was last reported in, by VM name.
 const REPORTED_STATE_MARKER: &str = "vm-state/";
@@ -219,6 +225,8 @@ pub struct VirtManager {
     events: Option<EventSender>,
     /// The state each VM was last reported in, by run id (seeded from the store).
     reported: ReportedStates,
+    /// The last destroyed VMs, by name, for their processes' late reports.
+    departed: Definitions,
 }
 
 /// A storage pool as the CIM model shows it.
@@ -270,11 +278,13 @@ impl VirtManager {
         }
         let definitions = Arc::new(Mutex::new(definitions));
         let reported = Arc::new(Mutex::new(reported));
+        let departed = Definitions::default();
         if let Some(events) = &events {
             report_state_changes(
                 &supervisor,
                 events.clone(),
                 definitions.clone(),
+                departed.clone(),
                 reported.clone(),
             );
         }
@@ -292,6 +302,7 @@ impl VirtManager {
             storage_pools,
             events,
             reported,
+            departed,
         })
     }
 
@@ -867,6 +878,13 @@ impl VirtManager {
             .delete_vm(name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
         lock(&self.definitions).remove(name);
+        {
+            let mut departed = lock(&self.departed);
+            if departed.len() >= DEPARTED_KEPT {
+                departed.clear();
+            }
+            departed.insert(name.clone(), definition.clone());
+        }
         self.report(VmChange::Deleted, definition, last_state);
         Ok(())
     }
