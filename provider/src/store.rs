@@ -62,9 +62,6 @@ const DESTINATIONS: TableDefinition<&str, u64> = TableDefinition::new("indicatio
 /// what it had raised.
 const INDICATION_MARKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("indication_markers");
 
-/// A queued indication as the store holds it: destination, ordinal, message.
-pub type QueuedRow = (String, u64, Vec<u8>);
-
 /// A record loaded from the store: the namespace, the lower-cased name within it, and
 /// the serialized object.
 pub type Record = (String, String, Vec<u8>);
@@ -277,17 +274,45 @@ impl Store {
         Ok(removed)
     }
 
-    /// Every queued indication, destination by destination, oldest first.
-    pub fn queued_indications(&self) -> Result<Vec<QueuedRow>, StoreError> {
+    /// For each destination with queued indications: how many, and the highest ordinal
+    /// (read without copying the messages).
+    pub fn queue_summary(&self) -> Result<Vec<(String, usize, u64)>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(INDICATION_QUEUE)?;
-        let mut out = Vec::new();
+        let mut out: Vec<(String, usize, u64)> = Vec::new();
         for row in t.iter()? {
-            let (k, v) = row?;
+            let (k, _) = row?;
             let (destination, ordinal) = k.value();
-            out.push((destination.to_string(), ordinal, v.value().to_vec()));
+            match out.last_mut() {
+                Some((d, n, last)) if d == destination => {
+                    *n += 1;
+                    *last = ordinal;
+                }
+                _ => out.push((destination.to_string(), 1, ordinal)),
+            }
         }
         Ok(out)
+    }
+
+    /// The ordinal of the last of the oldest indications queued for `destination` whose
+    /// messages `accept` takes, read in one transaction (`None` when it takes the first
+    /// not).
+    pub fn last_queued_while(
+        &self,
+        destination: &str,
+        mut accept: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INDICATION_QUEUE)?;
+        let mut last = None;
+        for row in t.range((destination, 0)..=(destination, u64::MAX))? {
+            let (k, v) = row?;
+            if !accept(v.value()) {
+                break;
+            }
+            last = Some(k.value().1);
+        }
+        Ok(last)
     }
 
     /// When the server first sent to `destination`, recording `now` if it never did.

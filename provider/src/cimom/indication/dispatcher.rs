@@ -221,15 +221,11 @@ impl Dispatcher {
         window: Duration,
         error: &super::DeliveryError,
     ) {
-        let queues = self.cimom.indication_queues();
         let oldest_kept = now_ms().saturating_sub(window.as_millis() as u64);
-        let mut given_up = 0;
-        while let Some((ordinal, queued)) = queues.first(key) {
-            if queued.raised_ms > oldest_kept {
-                break;
-            }
-            given_up += queues.remove_through(key, ordinal);
-        }
+        let given_up = self
+            .cimom
+            .indication_queues()
+            .give_up_raised_before(key, oldest_kept);
         if given_up > 0 {
             warn!(
                 destination = url,

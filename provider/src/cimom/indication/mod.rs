@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cim_schema::{Instance, ObjectPath, Value};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use tracing::{debug, warn};
 
@@ -36,6 +36,8 @@ use crate::wsman::{names as wsman_names, wscim};
 
 /// How long a listener may take to answer one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a listener's answer that is read (an Ack is a few hundred bytes).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The destination class of WS-Management event sinks (WS-Eventing subscriptions).
 pub const WSMAN_DESTINATION: &str = "CIM_ListenerDestinationWSManagement";
@@ -71,14 +73,10 @@ pub struct Delivery {
     pub destination: String,
     /// The destination instance's path.
     pub handler: ObjectPath,
-    /// The subscription, for the log.
-    pub subscription: String,
     /// The filter's Name (the indication's IndicationFilterName).
     pub filter_name: Option<String>,
     /// What the listener expects.
     pub format: Format,
-    /// What the listener expects to be authenticated with (HTTP Basic), if anything.
-    pub credentials: Option<SinkCredentials>,
 }
 
 /// The credentials the listener of the destination at `path` expects, if any.
@@ -212,10 +210,8 @@ pub fn deliveries(cimom: &Cimom, namespace: &str, indication: &Instance) -> Vec<
             Some(destination) => out.push(Delivery {
                 destination: destination.to_owned(),
                 handler: handler.path.clone(),
-                subscription: subscription.path.to_string(),
                 filter_name: text(&filter.instance, "Name").map(str::to_owned),
                 format,
-                credentials: credentials_of(cimom, &handler.path),
             }),
             None => debug!(subscription = %subscription.path, "its destination has no URL"),
         }
@@ -348,10 +344,9 @@ pub async fn post(
             .await
             .map_err(|e| transport(&e))?;
         let status = response.status();
-        // The answer is read whole (also to keep the connection's protocol state clean):
-        // a PushWithAck sink acknowledges in it.
-        let answer = response
-            .into_body()
+        // The answer is read (up to a bound; the connection is not reused): a PushWithAck
+        // sink acknowledges in it.
+        let answer = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
             .map(|b| b.to_bytes())

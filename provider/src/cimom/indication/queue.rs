@@ -88,9 +88,9 @@ impl IndicationQueues {
     pub fn load(store: Arc<Store>, service_name: &str, limit: usize) -> Result<Self, StoreError> {
         let mut next_ordinal = 0;
         let mut carried_over: HashMap<String, usize> = HashMap::new();
-        for (destination, ordinal, _) in store.queued_indications()? {
-            next_ordinal = next_ordinal.max(ordinal + 1);
-            *carried_over.entry(destination).or_default() += 1;
+        for (destination, count, last) in store.queue_summary()? {
+            next_ordinal = next_ordinal.max(last + 1);
+            carried_over.insert(destination, count);
         }
         Ok(IndicationQueues {
             store,
@@ -253,6 +253,27 @@ impl IndicationQueues {
             }
             Err(e) => {
                 error!(destination, "removing from the indication queue: {e}");
+                0
+            }
+        }
+    }
+
+    /// Gives up the indications waiting for `destination` raised at or before
+    /// `oldest_kept_ms` (unreadable ones with them), in one transaction; returns how many.
+    pub fn give_up_raised_before(&self, destination: &str, oldest_kept_ms: u64) -> usize {
+        /// The one field a give-up reads of a queued indication.
+        #[derive(Deserialize)]
+        struct Raised {
+            raised_ms: u64,
+        }
+        let expired = |bytes: &[u8]| {
+            serde_json::from_slice::<Raised>(bytes).map_or(true, |r| r.raised_ms <= oldest_kept_ms)
+        };
+        match self.store.last_queued_while(destination, expired) {
+            Ok(Some(last)) => self.remove_through(destination, last),
+            Ok(None) => 0,
+            Err(e) => {
+                error!(destination, "reading the indication queue: {e}");
                 0
             }
         }
