@@ -1,11 +1,17 @@
 """The virtualization providers end to end, as a management client sees them: pywbem
 against a release cimvirtd on this host's KVM, VMs running the built-in test guest.
 
-Prints a Markdown table: RequestStateChange(2) to the guest running, DefineSystem to the
+Prints Markdown tables: RequestStateChange(2) to the guest running, DefineSystem to the
 guest running, EnumerateInstances of KVM_ComputerSystem with 100 defined VMs (10 running),
-100 VMs defined, started and destroyed, and the memory of cimvirtd and of a VM process.
-Run through scripts/bench-virt."""
+100 VMs defined, started and destroyed, and the memory of cimvirtd and of a VM process; then
+the scale table: with 1,000 VMs defined and 50 running, the server's answer to enumerations
+and to GetInstance of one VM (the request sent raw over a kept-alive connection, the response
+read whole, so that no client's XML parsing is in the figure), for this build and, with
+`--before OLD_CIMVIRTD`, for another one in the same run. Run through scripts/bench-virt."""
 
+import argparse
+import base64
+import http.client
 import json
 import os
 import signal
@@ -22,8 +28,8 @@ from pathlib import Path
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint64
 
-BINARY = Path(sys.argv[1] if len(sys.argv) > 1 else "target/release/cimvirtd").resolve()
 RUNS = int(os.environ.get("RUNS", "20"))
+PASSWORD = "bench-password"
 
 
 def free_port():
@@ -127,19 +133,27 @@ def ms(samples):
     return statistics.median(s), s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
 
 
-def main():
+def start_server(binary):
+    """A release cimvirtd on a fresh data directory with user admin; (server, data, port)."""
     data = Path(tempfile.mkdtemp(prefix="cimvirt-bench-"))
-    subprocess.run([BINARY, "user", "add", "admin", "--access", "read-write", "--data-dir", data], input=b"bench-password\n",
-                   check=True, capture_output=True)
+    subprocess.run([binary, "user", "add", "admin", "--access", "read-write", "--data-dir", data],
+                   input=f"{PASSWORD}\n".encode(), check=True, capture_output=True)
     port = free_port()
     log = open(data / "server.log", "w")
-    server = subprocess.Popen([BINARY, "serve", "--data-dir", data, "--http", f"127.0.0.1:{port}",
+    server = subprocess.Popen([binary, "serve", "--data-dir", data, "--http", f"127.0.0.1:{port}",
                                "--https", f"127.0.0.1:{free_port()}"],
                               stdout=log, stderr=subprocess.STDOUT)
+    while "cimvirtd ready" not in (data / "server.log").read_text():
+        if server.poll() is not None:
+            sys.exit(f"{binary} did not start: see {data / 'server.log'}")
+        time.sleep(0.05)
+    return server, data, port
+
+
+def lifecycle_table(binary):
+    server, data, port = start_server(binary)
     try:
-        while "cimvirtd ready" not in (data / "server.log").read_text():
-            time.sleep(0.05)
-        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", ("admin", "bench-password"),
+        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", ("admin", PASSWORD),
                                      default_namespace="root/virt")
         (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
         rows = []
@@ -193,6 +207,128 @@ def main():
             print(f"| {name} | {runs} | {median:.2f} | {p99:.2f} | {unit} |")
     finally:
         stop_server(server, data)
+
+
+def imethodcall(method, params):
+    """A CIM-XML intrinsic method call in root/virt."""
+    return ('<?xml version="1.0" encoding="utf-8" ?><CIM CIMVERSION="2.0" DTDVERSION="2.0">'
+            '<MESSAGE ID="1" PROTOCOLVERSION="1.0"><SIMPLEREQ>'
+            f'<IMETHODCALL NAME="{method}"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/>'
+            f'<NAMESPACE NAME="virt"/></LOCALNAMESPACEPATH>{params}</IMETHODCALL>'
+            '</SIMPLEREQ></MESSAGE></CIM>').encode()
+
+
+def class_param(class_name):
+    return f'<IPARAMVALUE NAME="ClassName"><CLASSNAME NAME="{class_name}"/></IPARAMVALUE>'
+
+
+def system_param(name):
+    return ('<IPARAMVALUE NAME="InstanceName"><INSTANCENAME CLASSNAME="KVM_ComputerSystem">'
+            '<KEYBINDING NAME="CreationClassName"><KEYVALUE VALUETYPE="string">KVM_ComputerSystem'
+            '</KEYVALUE></KEYBINDING><KEYBINDING NAME="Name"><KEYVALUE VALUETYPE="string">'
+            f'{name}</KEYVALUE></KEYBINDING></INSTANCENAME></IPARAMVALUE>')
+
+
+class RawClient:
+    """CIM-XML requests sent as bytes over one kept-alive connection, answers read whole."""
+
+    def __init__(self, port):
+        self.http = http.client.HTTPConnection("127.0.0.1", port)
+        self.auth = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+
+    def call(self, method, body):
+        """Seconds from sending the request to having read all of the answer; the answer."""
+        headers = {"Content-Type": 'application/xml; charset="utf-8"', "CIMOperation": "MethodCall",
+                   "CIMMethod": method, "CIMObject": "root%2Fvirt", "Authorization": self.auth}
+        t = time.perf_counter()
+        self.http.request("POST", "/cimom", body, headers)
+        response = self.http.getresponse()
+        answer = response.read()
+        elapsed = time.perf_counter() - t
+        if response.status != 200 or b"<ERROR" in answer:
+            sys.exit(f"{method} failed: {response.status} {answer[:500]!r}")
+        return elapsed, answer
+
+
+def scale_rows(binary, vms, running):
+    """The server's answers with `vms` VMs defined and the first `running` running."""
+    server, data, port = start_server(binary)
+    try:
+        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", ("admin", PASSWORD),
+                                     default_namespace="root/virt")
+        (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+        systems = [define(conn, svc, f"vm{i:04}") for i in range(vms)]
+        for system in systems[:running]:
+            state(conn, system, 2)
+        # Measured once every guest runs: a booting one takes the CPUs from the server.
+        for i in range(running):
+            wait_running(data, f"vm{i:04}")
+        client = RawClient(port)
+        requests = [
+            ("EnumerateInstances KVM_ComputerSystem", "EnumerateInstances",
+             imethodcall("EnumerateInstances", class_param("KVM_ComputerSystem")),
+             b"<VALUE.NAMEDINSTANCE>", vms),
+            ("EnumerateInstanceNames KVM_ComputerSystem", "EnumerateInstanceNames",
+             imethodcall("EnumerateInstanceNames", class_param("KVM_ComputerSystem")),
+             b"<INSTANCENAME ", vms),
+            ("EnumerateInstances KVM_VirtualSystemSettingData", "EnumerateInstances",
+             imethodcall("EnumerateInstances", class_param("KVM_VirtualSystemSettingData")),
+             b"<VALUE.NAMEDINSTANCE>", vms),
+            ("GetInstance of a running VM", "GetInstance",
+             imethodcall("GetInstance", system_param("vm0000")), b"<INSTANCE ", 1),
+            ("GetInstance of a stopped VM", "GetInstance",
+             imethodcall("GetInstance", system_param(f"vm{vms - 1:04}")), b"<INSTANCE ", 1),
+        ]
+        rows = []
+        for label, method, body, marker, expected in requests:
+            client.call(method, body)  # the connection and the server's caches warm
+            samples = []
+            for _ in range(RUNS):
+                elapsed, answer = client.call(method, body)
+                samples.append(elapsed * 1e3)
+            found = answer.count(marker)
+            if found != expected:
+                sys.exit(f"{label}: {found} instances in the answer, not {expected}")
+            rows.append((label, *ms(samples)))
+        rows.append(("cimvirtd RSS", rss_kib(server.pid) / 1024, None))
+        return rows
+    finally:
+        stop_server(server, data)
+
+
+def scale_table(binary, before, vms, running):
+    after = scale_rows(binary, vms, running)
+    columns = [("this build", after)]
+    if before:
+        columns.insert(0, ("before", scale_rows(before, vms, running)))
+    print(f"{vms} VMs defined, {running} running (test guest, 16 MiB); the server's answer, "
+          f"{RUNS} runs each")
+    print()
+    header = " | ".join(f"{name} median | {name} p99" for name, _ in columns)
+    print(f"| Request | {header} | Unit |")
+    print("|---|" + "---:|---:|" * len(columns) + "---|")
+    for i, (label, *_) in enumerate(after):
+        cells = []
+        for _, rows in columns:
+            _, median, p99 = rows[i]
+            cells += [f"{median:.2f}", "" if p99 is None else f"{p99:.2f}"]
+        unit = "MiB" if after[i][2] is None else "ms"
+        print(f"| {label} | " + " | ".join(cells) + f" | {unit} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("binary", type=Path, help="the cimvirtd to measure")
+    parser.add_argument("--before", type=Path, help="another cimvirtd, measured in the same run")
+    parser.add_argument("--scale-only", action="store_true", help="only the scale table")
+    parser.add_argument("--vms", type=int, default=1000, help="VMs defined for the scale table")
+    parser.add_argument("--running", type=int, default=50, help="of which running")
+    args = parser.parse_args()
+    binary = args.binary.resolve()
+    if not args.scale_only:
+        lifecycle_table(binary)
+        print()
+    scale_table(binary, args.before.resolve() if args.before else None, args.vms, args.running)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,25 @@ pub enum Request {
     Subscribe,
 }
 
+impl Request {
+    /// Whether carrying the request out may change the VM's lifecycle state.
+    pub fn may_change_state(&self) -> bool {
+        matches!(
+            self,
+            Request::Start
+                | Request::Pause
+                | Request::Resume
+                | Request::Shutdown { .. }
+                | Request::CancelShutdown
+                | Request::Stop
+                | Request::Reset
+                | Request::Reboot
+                | Request::Save { .. }
+                | Request::Snapshot { .. }
+        )
+    }
+}
+
 /// The answer to one request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
@@ -164,6 +183,20 @@ pub enum Event {
     },
 }
 
+/// An event as a subscriber receives it, numbered so that it can be ordered against a
+/// [`Status`]: the event with number `seq` was sent before any status whose `events_sent` is
+/// at least `seq`. (On the wire the number is one more field beside the event's own.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The event's number: 1 for the process's first, then one more each (0 from a process
+    /// that does not number its events).
+    #[serde(default)]
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
 /// A VM's status.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -192,6 +225,10 @@ pub struct Status {
     pub last_reset: Option<String>,
     /// Where COM1's output is logged.
     pub console_log: Option<PathBuf>,
+    /// How many events the process had sent its subscribers when it took this status: the
+    /// state here is newer than that of any [`Notice`] numbered up to this.
+    #[serde(default)]
+    pub events_sent: u64,
 }
 
 /// Writes one message.
@@ -254,5 +291,28 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let garbage = [3, 0, 0, 0, b'{', b'x', b'}'];
         assert!(read_message::<Request, _>(&mut &garbage[..]).is_err());
+    }
+
+    #[test]
+    fn notices_carry_their_number_beside_the_event_and_unnumbered_ones_read_as_zero() {
+        let notice = Notice {
+            seq: 7,
+            event: Event::State {
+                state: State::Paused,
+            },
+        };
+        let json = serde_json::to_string(&notice).unwrap();
+        assert_eq!(json, r#"{"seq":7,"event":"state","state":"paused"}"#);
+        assert_eq!(serde_json::from_str::<Notice>(&json).unwrap(), notice);
+        // A process that does not number its events, and a reader that does not care.
+        let plain = r#"{"event":"reset","cause":"guest"}"#;
+        let read: Notice = serde_json::from_str(plain).unwrap();
+        assert_eq!(read.seq, 0);
+        assert_eq!(
+            serde_json::from_str::<Event>(&json).unwrap(),
+            Event::State {
+                state: State::Paused
+            }
+        );
     }
 }

@@ -8,7 +8,7 @@
 use crate::cgroup::{self, CpuControl};
 use crate::lifecycle::State;
 use crate::lock;
-use crate::protocol::{self, ErrorKind, Event, Request, Response, Status};
+use crate::protocol::{self, ErrorKind, Event, Notice, Request, Response, Status};
 use crate::vmm::config::VmConfig;
 use crate::vmm::exit_record_path;
 use crate::ExitRecord;
@@ -110,10 +110,26 @@ pub struct VmHandle {
     control: Mutex<UnixStream>,
     exit: Mutex<Option<ExitRecord>>,
     exited: Condvar,
+    /// The newest state heard from the process, with the number of the event (or the
+    /// `events_sent` of the status) it came from.
+    observed: Mutex<(State, u64)>,
 }
 
 /// The size of `sockaddr_un.sun_path` on Linux, its terminating NUL included.
 const SUN_PATH_BYTES: usize = 108;
+
+/// How long a request whose connection the process closed waits for the process's end to
+/// be recorded.
+const PROCESS_END_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `error` on a control connection means the process is gone or going.
+fn lost_process(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        UnexpectedEof | BrokenPipe | ConnectionReset | ConnectionRefused | NotFound
+    )
+}
 
 /// The control socket's read timeout for requests that answer at once.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -131,6 +147,28 @@ impl VmHandle {
 
     /// Sends one request and reads its response.
     pub fn request(&self, request: &Request) -> Result<Response> {
+        let response = match self.exchange(request) {
+            Ok(response) => response,
+            Err(SupervisorError::Connection { name, error }) if lost_process(&error) => {
+                // The process is ending: its failure is reported once its watcher has
+                // recorded how it ended, so that whoever hears of the failure and looks at
+                // the VM next sees it ended, not the state it was in.
+                self.wait_exit(PROCESS_END_WAIT);
+                return Err(SupervisorError::Connection { name, error });
+            }
+            Err(e) => return Err(e),
+        };
+        if request.may_change_state() {
+            // The event that reports the change may still be on its way to the watcher:
+            // ask, so that the observed state is this request's result from now on. (A
+            // process that has just ended answers nothing; its watcher records the end.)
+            let _ = self.status();
+        }
+        Ok(response)
+    }
+
+    /// Writes `request` and reads the answer, over the main connection when it is free.
+    fn exchange(&self, request: &Request) -> Result<Response> {
         let wait = match request {
             Request::Shutdown { timeout_ms } => Duration::from_millis(*timeout_ms) + REPLY_TIMEOUT,
             _ => REPLY_TIMEOUT,
@@ -197,15 +235,33 @@ impl VmHandle {
         }
     }
 
-    /// The VM's status.
+    /// The VM's status, asked now.
     pub fn status(&self) -> Result<Status> {
-        match self.request(&Request::Status)? {
-            Response::Status(status) => Ok(*status),
+        match self.exchange(&Request::Status)? {
+            Response::Status(status) => {
+                self.observe(status.state, status.events_sent);
+                Ok(*status)
+            }
             Response::Error { kind, message } => Err(SupervisorError::Vm { kind, message }),
             other => Err(SupervisorError::Vm {
                 kind: ErrorKind::Failed,
                 message: format!("unexpected response {other:?}"),
             }),
+        }
+    }
+
+    /// The state the process last reported, by event or in a status, without asking it:
+    /// what every request that changed the state has left, and any change since that its
+    /// event has brought.
+    pub fn observed_state(&self) -> State {
+        lock(&self.observed).0
+    }
+
+    /// Keeps `state` unless something newer than event `seq` has been heard.
+    fn observe(&self, state: State, seq: u64) {
+        let mut observed = lock(&self.observed);
+        if seq >= observed.1 {
+            *observed = (state, seq);
         }
     }
 
@@ -528,6 +584,7 @@ impl Supervisor {
             control: Mutex::new(control),
             exit: Mutex::new(None),
             exited: Condvar::new(),
+            observed: Mutex::new((State::Starting, 0)),
         });
         let events = connect(&self.socket(name)).and_then(|(mut stream, _)| {
             protocol::write_message(&mut stream, &Request::Subscribe)?;
@@ -538,6 +595,9 @@ impl Supervisor {
                 ))),
             }
         });
+        // Asked after subscribing: a change in between is both in this answer and in an
+        // event the watcher orders against it.
+        let _ = handle.status();
         lock(&self.running).insert(name.to_owned(), handle.clone());
         let watcher = Watcher {
             handle: handle.clone(),
@@ -576,7 +636,12 @@ impl Watcher {
 
     fn run(mut self, events: Option<UnixStream>) {
         if let Some(mut stream) = events {
-            while let Ok(Some(event)) = protocol::read_message::<Event, _>(&mut stream) {
+            while let Ok(Some(Notice { seq, event })) =
+                protocol::read_message::<Notice, _>(&mut stream)
+            {
+                if let Event::State { state } = event {
+                    self.handle.observe(state, seq);
+                }
                 if !matches!(
                     event,
                     Event::State {

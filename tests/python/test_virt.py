@@ -6,13 +6,15 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
 import pywbem
 from pywbem import CIMInstance, CIMInstanceName, Uint16, Uint32, Uint64
 
-from conftest import OPERATOR, Server, cimvirtd
+from conftest import BINARY, OPERATOR, REPO, Server, cimvirtd
 
 if not os.path.exists("/dev/kvm"):
     if os.environ.get("CI"):
@@ -1329,6 +1331,60 @@ def test_a_linux_vm_is_defined_with_its_kernel_and_boots_it(virt):
             define(conn, "nokernel", **props)
         assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
         assert wanted in err.value.status_description
+
+
+def test_many_vms_enumerate_as_each_is_got_and_show_their_states_at_once(tmp_path):
+    """Past 64 VMs an enumeration builds the VMs' instances in batches: every instance comes
+    once, the host's too, and each is the one GetInstance gives. A state a request changed
+    shows at once, though states are read from what the VM processes reported."""
+    srv = Server(tmp_path / "data")
+    try:
+        conn = srv.conn()
+        names = [f"many{i:03}" for i in range(150)]
+        systems = [define(conn, name, vcpus=1, memory_mib=16)[1]["ResultingSystem"] for name in names]
+        got = {s["Name"]: s for s in conn.EnumerateInstances("KVM_ComputerSystem")}
+        assert sorted(got) == names
+        for system in systems[::37]:
+            assert conn.GetInstance(system) == got[system["Name"]]
+        caps = conn.EnumerateInstanceNames("KVM_EnabledLogicalElementCapabilities")
+        ids = [c["InstanceID"] for c in caps]
+        assert len(ids) == len(set(ids)) == len(names) + 1, "each VM's and the host's, once"
+        hosted = conn.EnumerateInstanceNames("KVM_HostedDependency")
+        assert sorted(h["Dependent"]["Name"] for h in hosted) == names
+        rasds = conn.EnumerateInstances("KVM_ProcResourceAllocationSettingData")
+        ids = [r["InstanceID"] for r in rasds]
+        assert len(ids) == len(set(ids)) == len(names) + 4, "each VM's, and the pool's 4 templates"
+        (pool,) = conn.EnumerateInstances("KVM_ProcessorPool")
+        assert pool["Reserved"] == len(names), "the pool counts every VM's vCPU"
+
+        system = systems[100]
+        for requested, shown in [(2, 2), (9, 9), (2, 2), (9, 9), (3, 3)]:
+            assert change(conn, system, requested) == 0
+            states = {s["Name"]: s["EnabledState"] for s in conn.EnumerateInstances("KVM_ComputerSystem")}
+            assert states[system["Name"]] == shown, (requested, states[system["Name"]])
+            assert enabled_state(conn, system) == shown
+    finally:
+        code, log = srv.stop()
+    assert code == 0, log
+
+
+def test_the_scale_benchmark_measures_two_builds_side_by_side():
+    """scripts/bench-virt's scale table (1,000 VMs by default) at a size for the suite, with
+    this build as its own "before": every request answers with every VM's instance."""
+    env = dict(os.environ, RUNS="2", CIMVIRT_PYTHON=sys.executable)
+    r = subprocess.run([str(REPO / "scripts" / "bench-virt"), "--scale-only", "--vms", "70",
+                        "--running", "2", "--before", str(BINARY)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| Request | before median | before p99 | this build median"), r.stdout
+    labels = [row.split("|")[1].strip() for row in rows[1:]]
+    assert labels == ["EnumerateInstances KVM_ComputerSystem", "EnumerateInstanceNames KVM_ComputerSystem",
+                      "EnumerateInstances KVM_VirtualSystemSettingData", "GetInstance of a running VM",
+                      "GetInstance of a stopped VM", "cimvirtd RSS"], r.stdout
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.split("|")[2:-2]]
+        assert float(cells[0]) > 0 and float(cells[2]) > 0, row
 
 
 def test_definitions_survive_a_kill_and_running_vms_are_readopted(tmp_path):

@@ -36,24 +36,50 @@ impl PendingRequest {
     }
 }
 
-/// The connections that asked for events.
+/// A [`crate::protocol::Notice`] as written, borrowing its event.
+#[derive(serde::Serialize)]
+struct NoticeOf<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+/// The connections that asked for events, and how many events have been sent.
 #[derive(Clone, Default)]
-pub struct Subscribers(Arc<Mutex<Vec<UnixStream>>>);
+pub struct Subscribers(Arc<Mutex<Outlets>>);
+
+#[derive(Default)]
+struct Outlets {
+    streams: Vec<UnixStream>,
+    sent: u64,
+}
 
 impl Subscribers {
     fn add(&self, stream: UnixStream) {
         let _ = stream.set_write_timeout(Some(SUBSCRIBER_WRITE_TIMEOUT));
-        crate::lock(&self.0).push(stream);
+        crate::lock(&self.0).streams.push(stream);
     }
 
-    /// Sends `event` to every subscriber, dropping those that cannot take it.
+    /// Sends `event`, numbered, to every subscriber, dropping those that cannot take it.
     pub fn broadcast(&self, event: &Event) {
+        let mut outlets = crate::lock(&self.0);
+        outlets.sent += 1;
+        let notice = NoticeOf {
+            seq: outlets.sent,
+            event,
+        };
         let mut frame = Vec::new();
-        if protocol::write_message(&mut frame, event).is_err() {
+        if protocol::write_message(&mut frame, &notice).is_err() {
             return;
         }
-        let mut streams = crate::lock(&self.0);
-        streams.retain_mut(|s| io::Write::write_all(s, &frame).is_ok());
+        outlets
+            .streams
+            .retain_mut(|s| io::Write::write_all(s, &frame).is_ok());
+    }
+
+    /// How many events have been broadcast (the last one's number).
+    pub fn sent(&self) -> u64 {
+        crate::lock(&self.0).sent
     }
 }
 

@@ -616,6 +616,7 @@ impl Process {
             first_instruction_ns: devices.first_instruction().map(unix_ns),
             last_reset: self.last_reset.clone(),
             console_log: self.machine.config.console_log.clone(),
+            events_sent: self.subscribers.sent(),
         }
     }
 

@@ -458,7 +458,16 @@ impl VirtManager {
         lock(&self.definitions).values().cloned().collect()
     }
 
-    /// One definition.
+    /// The definitions of the VMs whose names `keep` accepts, by name.
+    pub fn definitions_where(&self, keep: impl Fn(&str) -> bool) -> Vec<VmDefinition> {
+        lock(&self.definitions)
+            .values()
+            .filter(|d| keep(&d.name))
+            .cloned()
+            .collect()
+    }
+
+    /// The definition of VM `name`.
     pub fn definition(&self, name: &str) -> Option<VmDefinition> {
         lock(&self.definitions).get(name).cloned()
     }
@@ -909,8 +918,8 @@ impl VirtManager {
         &self.supervisor
     }
 
-    /// The lifecycle state: from the VM process when there is one, else from the definition
-    /// and how the last process ended.
+    /// The lifecycle state: from the VM process when there is one (asked now: for decisions),
+    /// else from the definition and how the last process ended.
     pub fn state(&self, definition: &VmDefinition) -> State {
         if let Some(vm) = self.process(definition) {
             match vm.status() {
@@ -923,6 +932,22 @@ impl VirtManager {
                 }
             }
         }
+        self.state_at_rest(definition)
+    }
+
+    /// The lifecycle state as the supervisor last heard it, without asking the VM process:
+    /// for showing, where a VM busy with a long request must not hold a reader up and a
+    /// thousand VMs must not cost a thousand questions. Every state change a request made
+    /// is already in it, and the VM's own changes as soon as their events arrive.
+    pub fn observed_state(&self, definition: &VmDefinition) -> State {
+        match self.process(definition) {
+            Some(vm) => vm.observed_state(),
+            None => self.state_at_rest(definition),
+        }
+    }
+
+    /// The state of a VM with no process: saved, crashed (as its last process ended) or off.
+    fn state_at_rest(&self, definition: &VmDefinition) -> State {
         if definition
             .saved
             .as_ref()

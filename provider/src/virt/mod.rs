@@ -365,17 +365,95 @@ struct Live {
     bridges: Vec<String>,
 }
 
+/// Which VMs a request's instances are built from.
+#[derive(Clone, Copy)]
+enum VmScope<'a> {
+    /// Every VM: an enumeration, or a pool whose figures add up every VM's share.
+    All,
+    /// The VMs an instance path names (in its keys or the keys of the paths it
+    /// references): the instance it identifies, if it exists, is built from them alone.
+    NamedIn(&'a ObjectPath),
+}
+
+impl VmScope<'_> {
+    /// The scope of a request for `class` that looks for the instance at `path`, if any.
+    fn of<'a>(class: &Class, path: Option<&'a ObjectPath>) -> VmScope<'a> {
+        match path {
+            Some(path) if !sums_over_vms(class) => VmScope::NamedIn(path),
+            _ => VmScope::All,
+        }
+    }
+}
+
+/// Whether an instance of `class` adds up what every VM takes (the pools do).
+fn sums_over_vms(class: &Class) -> bool {
+    [
+        class::PROCESSOR_POOL,
+        class::MEMORY_POOL,
+        class::DISK_POOL,
+        class::NETWORK_POOL,
+    ]
+    .iter()
+    .any(|pool| class.name.as_str().eq_ignore_ascii_case(pool))
+}
+
+/// How many VMs' instances an enumeration builds at a time: a thousand VMs' instances at
+/// once would cost several MiB that the allocator then keeps.
+const VMS_PER_BATCH: usize = 64;
+
+/// The strings in `path`'s keys and in the keys of the paths it references.
+fn key_strings<'a>(path: &'a ObjectPath, out: &mut Vec<&'a str>) {
+    for binding in &path.keys {
+        match &binding.value {
+            Value::String(s) => out.push(s),
+            Value::Reference(referenced) => key_strings(referenced, out),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a key value names VM `vm`: as a system's Name or a device's SystemName, as a
+/// settings InstanceID (`KVM:NAME`, `KVM:NAME:snapshot:ID`), or as the `NAME/...` or
+/// `NAME:snapshot:ID/...` of a RASD's InstanceID or a device's DeviceID. (A VM's name holds
+/// no `/` or `:`, so no other VM's keys match.)
+fn names_vm(key: &str, vm: &str) -> bool {
+    let follows_name = |rest: &str| rest.starts_with('/') || rest.starts_with(':');
+    if key == vm || key.strip_prefix(vm).is_some_and(follows_name) {
+        return true;
+    }
+    key.strip_prefix("KVM:")
+        .and_then(|id| id.strip_prefix(vm))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+}
+
 impl Virt {
-    /// Reads the VMs' states and the jobs.
-    /// Reads what the instances of `class` are built from. Only volume instances list the
-    /// storage pools' directories: every other request would pay for it for nothing.
-    async fn live(&self, class: &Class) -> CimResult<Live> {
+    /// Reads what the instances of `class` are built from: the VMs in `scope`, each in the
+    /// state the supervisor last observed (no VM is asked), and the host's pools. Only
+    /// volume instances list the storage pools' directories: every other request would pay
+    /// for it for nothing.
+    async fn live(&self, class: &Class, scope: VmScope<'_>) -> CimResult<Live> {
         let with_volumes = class.name.as_str().eq_ignore_ascii_case(class::VOLUME_RASD);
+        let definitions = match scope {
+            VmScope::All => self.manager.definitions(),
+            VmScope::NamedIn(path) => {
+                let mut keys = Vec::new();
+                key_strings(path, &mut keys);
+                self.manager
+                    .definitions_where(|vm| keys.iter().any(|key| names_vm(key, vm)))
+            }
+        };
         let (disk_pools, bridges) = self
             .blocking(move |m| (m.disk_pools(with_volumes), host_bridges()))
             .await?;
+        let vms = definitions
+            .into_iter()
+            .map(|d| {
+                let state = self.manager.observed_state(&d);
+                (d, state)
+            })
+            .collect();
         Ok(Live {
-            vms: self.vms().await?,
+            vms,
             jobs: self.manager.jobs().list(),
             disk_pools,
             bridges,
@@ -392,22 +470,6 @@ impl Virt {
             bridges: &live.bridges,
         }
     }
-
-    /// Every defined VM with its lifecycle state.
-    async fn vms(
-        &self,
-    ) -> CimResult<Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>> {
-        self.blocking(|m| {
-            m.definitions()
-                .into_iter()
-                .map(|d| {
-                    let state = m.state(&d);
-                    (d, state)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -420,7 +482,7 @@ impl InstanceProvider for Virt {
         class: &Arc<Class>,
         path: &ObjectPath,
     ) -> CimResult<Instance> {
-        let live = self.live(class).await?;
+        let live = self.live(class, VmScope::of(class, Some(path))).await?;
         let model = self.model(&live);
         let wanted = path.local();
         instances::of_class(class, &model)
@@ -458,26 +520,57 @@ impl InstanceProvider for Virt {
         class: &Arc<Class>,
         sink: &InstanceSink,
     ) -> CimResult<()> {
-        let live = self.live(class).await?;
+        let live = self.live(class, VmScope::All).await?;
         let model = self.model(&live);
-        let Some(instances) = instances::of_class(class, &model) else {
-            return Err(CimError::not_supported(format!(
-                "{} has no provider here",
-                class.name
-            )));
-        };
-        // The templates are instances of the profile like any other: a query such as
-        // `InstanceID LIKE '%Default%'` (the usual Hyper-V script idiom) finds them.
-        for instance in instances
-            .into_iter()
-            .chain(instances::templates(class, &model))
-        {
-            if !sink.send(instance).await {
-                break;
+        if sums_over_vms(class) || live.vms.len() <= VMS_PER_BATCH {
+            let Some(instances) = instances::of_class(class, &model) else {
+                return Err(no_provider(class));
+            };
+            send_all(sink, instances).await;
+        } else {
+            // The instances no VM is part of (the host's, its services', the jobs'), then
+            // each batch of VMs' own, without those again.
+            let Some(apart) = instances::of_class(class, &instances::Model { vms: &[], ..model })
+            else {
+                return Err(no_provider(class));
+            };
+            let paths_apart: Vec<ObjectPath> = apart.iter().map(|i| i.path(class, None)).collect();
+            if !send_all(sink, apart).await {
+                return Ok(());
+            }
+            for batch in live.vms.chunks(VMS_PER_BATCH) {
+                let model = instances::Model {
+                    vms: batch,
+                    ..model
+                };
+                let instances = instances::of_class(class, &model)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| !paths_apart.contains(&i.path(class, None)));
+                if !send_all(sink, instances).await {
+                    return Ok(());
+                }
             }
         }
+        // The templates are instances of the profile like any other: a query such as
+        // `InstanceID LIKE '%Default%'` (the usual Hyper-V script idiom) finds them.
+        send_all(sink, instances::templates(class, &model)).await;
         Ok(())
     }
+}
+
+fn no_provider(class: &Class) -> CimError {
+    CimError::not_supported(format!("{} has no provider here", class.name))
+}
+
+/// Sends `instances` until the sink takes no more; whether it took them all.
+async fn send_all(sink: &InstanceSink, instances: impl IntoIterator<Item = Instance>) -> bool {
+    for instance in instances {
+        if !sink.send(instance).await {
+            return false;
+        }
+    }
+    true
 }
 
 #[async_trait]
@@ -545,5 +638,51 @@ impl MethodProvider for Virt {
                 format!("{class}.{method_name} is not available yet"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_the_vms_its_keys_name_and_no_other() {
+        let vm = "web";
+        for key in [
+            "web",
+            "KVM:web",
+            "KVM:web:snapshot:3",
+            "web/proc",
+            "web/52:54:00:12:34:56",
+            "web:snapshot:1/mem",
+        ] {
+            assert!(names_vm(key, vm), "{key} names {vm}");
+        }
+        for key in [
+            "webserver",
+            "KVM:webserver",
+            "we",
+            "KVM:Job:web",
+            "db/web",
+            "Web",
+        ] {
+            assert!(!names_vm(key, vm), "{key} does not name {vm}");
+        }
+    }
+
+    #[test]
+    fn the_keys_of_referenced_paths_are_searched_too() {
+        let association = ObjectPath::class(None, class::SYSTEM_DEVICE)
+            .with_key("GroupComponent", Value::Reference(paths::system("web")))
+            .with_key(
+                "PartComponent",
+                Value::Reference(paths::logical_disk("web", "vda")),
+            );
+        let mut keys = Vec::new();
+        key_strings(&association, &mut keys);
+        assert!(
+            keys.contains(&"web") && keys.contains(&"web/vda"),
+            "{keys:?}"
+        );
     }
 }
