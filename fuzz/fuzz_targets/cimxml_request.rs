@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use provider::cimxml::dom::XmlLimits;
-use provider::cimxml::encode::PathContext;
-use provider::cimxml::request;
-use provider::cimxml::response::ResponseWriter;
+use cimom::cimxml::dom::XmlLimits;
+use cimom::cimxml::encode::PathContext;
+use cimom::cimxml::request;
+use cimom::cimxml::response::ResponseWriter;
 
 const LIMITS: XmlLimits = XmlLimits {
     max_depth: 64,
@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
                 host: "h".into(),
                 namespace: req.namespace.clone(),
             },
+            classes: Default::default(),
         };
         if let Err(e) = &req.operation {
             let xml = writer.error(e);

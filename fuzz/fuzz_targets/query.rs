@@ -4,8 +4,8 @@
 
 use cim_schema::{Instance, Value};
 use libfuzzer_sys::fuzz_target;
-use provider::cimom::query::{Language, Query};
-use provider::error::StatusCode;
+use cimom::dispatch::query::{Language, Query};
+use cimom::error::StatusCode;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {

@@ -10,13 +10,14 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use provider::auth::{Access, Right, User};
-use provider::cimom::interop::{Interop, ServerIdentity};
-use provider::cimom::provider::Registry;
-use provider::cimom::Cimom;
+use cimom::auth::{Access, Right, User};
+use cimom::dispatch::interop::{Interop, ServerIdentity};
+use cimom::dispatch::indication::settings::IndicationSettings;
+use cimom::dispatch::provider::Registry;
+use cimom::dispatch::Cimom;
 use provider::config::Limits;
-use provider::store::Store;
-use provider::wsman::{decode_request, reply, Service, WsmanConfig};
+use cimom::store::Store;
+use cimom::wsman::{decode_request, reply, Service, WsmanConfig};
 
 struct Target {
     runtime: tokio::runtime::Runtime,
@@ -31,9 +32,12 @@ fn target() -> &'static Target {
         let dir = tempfile::tempdir().expect("temporary directory").keep();
         let store = Arc::new(Store::open(&dir.join("fuzz.redb")).expect("database"));
         let mut registry = Registry::default();
-        Interop::new(ServerIdentity::current()).register(&mut registry);
+        let indication_settings = Arc::new(
+            IndicationSettings::load(store.clone()).expect("indication settings"),
+        );
+        Interop::new(ServerIdentity::current(), indication_settings).register(&mut registry);
         let limits = Limits::default();
-        let cimom = Arc::new(Cimom::open(store, registry, limits.cimom()).expect("object manager"));
+        let cimom = Arc::new(Cimom::open(provider::schema::load().expect("schema"), store, registry, limits.cimom()).expect("object manager"));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{AuthSettings, HashSettings, ThrottleSettings};
-use crate::cimom::pull::PullLimits;
-use crate::cimom::CimomConfig;
-use crate::cimxml::dom::XmlLimits;
-use crate::http::HttpLimits;
-use crate::wsman::WsmanConfig;
+use cimom::auth::{AuthSettings, HashSettings, ThrottleSettings};
+use cimom::cimxml::dom::XmlLimits;
+use cimom::dispatch::pull::PullLimits;
+use cimom::dispatch::CimomConfig;
+use cimom::http::HttpLimits;
+use cimom::wsman::WsmanConfig;
 
 /// The configuration file (every key optional).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -81,6 +81,15 @@ impl Default for AuthSection {
     }
 }
 
+/// How much lower than the server's other threads the password-checking threads run: a
+/// check (tens of milliseconds of CPU) then yields to the requests being served instead of
+/// delaying them.
+const CHECKING_THREAD_NICE_INCREMENT: i32 = 10;
+
+fn lower_checking_thread_priority() -> std::io::Result<()> {
+    hypervisor_shim::rlimits::lower_thread_priority(CHECKING_THREAD_NICE_INCREMENT)
+}
+
 impl AuthSection {
     /// The authenticator's settings, with `remember` from `[limits] auth_cache_secs`.
     pub fn settings(&self, remember: Duration) -> AuthSettings {
@@ -97,6 +106,7 @@ impl AuthSection {
                 forget_after: Duration::from_secs(self.forget_failures_secs),
             },
             hashing: self.argon2,
+            worker_setup: Some(lower_checking_thread_priority),
         }
     }
 }
@@ -192,7 +202,7 @@ impl WsmanSection {
             default_namespace: self.default_namespace.clone(),
             max_envelope_size: self
                 .max_envelope_bytes
-                .max(crate::wsman::envelope::MIN_ENVELOPE_SIZE),
+                .max(cimom::wsman::envelope::MIN_ENVELOPE_SIZE),
             max_elements: self.max_elements.max(1),
         }
     }

@@ -8,7 +8,7 @@ use cim_schema::Repository;
 /// Namespace of the virtualization classes and their instances.
 pub const VIRT_NAMESPACE: &str = "root/virt";
 /// Namespace of profile registration and the object manager.
-pub const INTEROP_NAMESPACE: &str = "interop";
+pub use cimom::INTEROP_NAMESPACE;
 
 /// The embedded MOF files, by their path under `mof/`.
 pub const FILES: &[(&str, &str)] = &[

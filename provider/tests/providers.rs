@@ -7,18 +7,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cim_schema::{Class, Instance, Method, Name, ObjectPath, Value};
-use provider::cimom::operation::{
+use cimom::dispatch::operation::{
     AssociationFilter, InstanceOptions, OpenOptions, Operation, UntypedValue,
 };
-use provider::cimom::provider::{
+use cimom::dispatch::provider::{
     AssociationProvider, InstanceProvider, InstanceSink, MethodProvider, MethodResult,
     ProviderContext, Registry,
 };
-use provider::cimom::result::{Item, Outcome};
-use provider::cimom::{Cimom, RequestContext};
+use cimom::dispatch::result::{Item, Outcome};
+use cimom::dispatch::{Cimom, RequestContext};
+use cimom::error::{CimResult, StatusCode};
+use cimom::store::Store;
 use provider::config::Limits;
-use provider::error::{CimResult, StatusCode};
-use provider::store::Store;
 
 const NS: &str = "root/virt";
 
@@ -180,7 +180,15 @@ fn fixture() -> Fixture {
     registry.register_associations(NS, "KVM_SettingsDefineState", defines.clone());
     registry.register_methods(NS, "KVM_ComputerSystem", methods.clone());
     registry.register_methods(NS, "KVM_VirtualSystemManagementService", methods.clone());
-    let cimom = Arc::new(Cimom::open(store, registry, Limits::default().cimom()).unwrap());
+    let cimom = Arc::new(
+        Cimom::open(
+            provider::schema::load().unwrap(),
+            store,
+            registry,
+            Limits::default().cimom(),
+        )
+        .unwrap(),
+    );
     Fixture {
         cimom,
         defines,

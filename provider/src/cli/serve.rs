@@ -13,13 +13,13 @@ use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use provider::auth::{self, Access, Authenticator, Right};
-use provider::cimom::interop::{Interop, ServerIdentity};
-use provider::cimom::provider::Registry;
-use provider::cimom::Cimom;
+use cimom::auth::{self, Access, Authenticator, Right};
+use cimom::dispatch::interop::{Interop, ServerIdentity};
+use cimom::dispatch::provider::Registry;
+use cimom::dispatch::Cimom;
+use cimom::http::{self, tls, Listener, Scheme};
+use cimom::store::Store;
 use provider::config::{default_data_dir, Config};
-use provider::http::{self, tls, Listener, Scheme};
-use provider::store::Store;
 use provider::virt::migration::MigrationSettings;
 use provider::virt::{manager::VirtManager, Virt};
 
@@ -356,6 +356,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
         http::client::trust_anchors(&settings.config.tls.trusted, own_certificate.as_deref());
     let outgoing =
         http::client::Client::new(&trusted).map_err(|e| format!("[tls] trusted: {e}"))?;
+    let schema = provider::schema::load().map_err(|d| {
+        format!(
+            "the built-in schema does not compile (a build defect):\n{}",
+            cim_schema::mof::render(&d)
+        )
+    })?;
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
     let storage_pools = settings.config.storage.settings(data_dir);
@@ -390,15 +396,16 @@ async fn serve(settings: Settings) -> Result<(), String> {
     virt.register(&mut registry);
     let hostname = identity.hostname.clone();
     let indication_settings = Arc::new(
-        provider::cimom::indication::settings::IndicationSettings::load(store.clone())
+        cimom::dispatch::indication::settings::IndicationSettings::load(store.clone())
             .map_err(|e| format!("database: {e}"))?,
     );
     let interop = Interop::new(identity, indication_settings.clone());
     virt.register_profiles(&interop);
     interop.register(&mut registry);
-    let cimom =
-        Arc::new(Cimom::open(store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?);
-    let dispatcher = provider::cimom::indication::dispatcher::Dispatcher::start(
+    let cimom = Arc::new(
+        Cimom::open(schema, store.clone(), registry, limits.cimom()).map_err(|e| e.to_string())?,
+    );
+    let dispatcher = cimom::dispatch::indication::dispatcher::Dispatcher::start(
         cimom.clone(),
         outgoing.clone(),
         indication_settings,
@@ -444,7 +451,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         let mut heartbeats = std::collections::HashMap::new();
         loop {
             tick.tick().await;
-            provider::cimom::indication::maintain(&outgoing, &events_cimom, &mut heartbeats).await;
+            cimom::dispatch::indication::maintain(&outgoing, &events_cimom, &mut heartbeats).await;
         }
     });
     tokio::spawn(async move {

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use provider::auth::{self, Access, HashSettings, Right, MIN_PASSWORD_CHARS};
+use cimom::auth::{self, Access, HashSettings, Right, MIN_PASSWORD_CHARS};
+use cimom::store::Store;
 use provider::config::{default_data_dir, Config};
-use provider::store::Store;
 
 /// `user` subcommands.
 #[derive(Debug, Subcommand)]

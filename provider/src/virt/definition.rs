@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::devices::{add_device, device_order, pair_drives_with_images};
 use super::properties::{allocation_unit_bytes, invalid, string_property, unsigned_property};
 use super::startup::StartupPolicy;
-use crate::error::{CimError, CimResult, StatusCode};
+use cimom::error::{CimError, CimResult, StatusCode};
 
 /// RASD ResourceType for processors (DSP1041).
 pub const RESOURCE_PROCESSOR: u16 = 3;
@@ -276,7 +276,7 @@ pub fn from_settings(
         invalid("SystemSettings names no VirtualSystemIdentifier or ElementName".into())
     })?;
     let uuid = match string_property(system, "UUID") {
-        Some(given) => crate::ids::parse_uuid(&given).ok_or_else(|| {
+        Some(given) => cimom::ids::parse_uuid(&given).ok_or_else(|| {
             invalid(format!(
                 "UUID {given:?} is not a UUID (8-4-4-4-12 hexadecimal digits)"
             ))
@@ -575,7 +575,7 @@ pub fn parse_rasd_id(instance_id: &str) -> Option<(&str, &str)> {
     (!vm.is_empty() && !resource.is_empty()).then_some((vm, resource))
 }
 
-pub use crate::ids::random_uuid;
+pub use cimom::ids::random_uuid;
 
 #[cfg(test)]
 mod tests {

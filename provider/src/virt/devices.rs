@@ -16,7 +16,7 @@ use super::definition::{
 use super::properties::{
     boolean_property, first_of_array, invalid, string_property, unsigned_property,
 };
-use crate::error::{CimError, CimResult};
+use cimom::error::{CimError, CimResult};
 
 /// Sorts "vdb" before "vdaa" (as Linux names them: by length, then alphabetically).
 pub(super) fn device_order(device: &str) -> (usize, &str) {
@@ -200,7 +200,7 @@ fn nic_from_rasd(
             .parse::<MacAddress>()
             .map_err(|e| invalid(format!("network port Address: {e}")))?
             .to_string(),
-        (None, None) => crate::ids::random_mac(),
+        (None, None) => cimom::ids::random_mac(),
     };
     let bridge = string_property(rasd, "NetworkName")
         .or_else(|| first_of_array(rasd, "Connection"))
@@ -303,10 +303,10 @@ pub fn remove_device(definition: &mut VmDefinition, resource: &str) -> CimResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StatusCode;
     use crate::virt::definition::{from_settings, parse_rasd_id};
     use crate::virt::properties::instance;
     use cim_schema::Value;
+    use cimom::error::StatusCode;
 
     #[test]
     fn disks_and_network_ports_are_added_named_changed_and_removed() {

@@ -23,9 +23,9 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use super::definition::VmDefinition;
 use super::manager::{reported_state_marker, VirtManager};
 use super::{instances, paths, NAMESPACE};
-use crate::cimom::indication::dispatcher::Dispatcher;
-use crate::cimom::provider::build_instance;
-use crate::cimom::Cimom;
+use cimom::dispatch::indication::dispatcher::Dispatcher;
+use cimom::dispatch::provider::build_instance;
+use cimom::dispatch::Cimom;
 
 /// What happened to a VM.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +123,7 @@ fn build(cimom: &Cimom, manager: &VirtManager, hostname: &str, event: &VmEvent) 
         let mut values = vec![
             (
                 "IndicationIdentifier",
-                Value::from(crate::ids::random_uuid().as_str()),
+                Value::from(cimom::ids::random_uuid().as_str()),
             ),
             (
                 "IndicationTime",

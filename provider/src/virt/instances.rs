@@ -12,7 +12,7 @@ use super::manager::DiskPoolInfo;
 use super::paths::{self, class, Pool};
 use super::startup::{self, StartupAction};
 use super::state::CimState;
-use crate::cimom::provider::{build_instance as build, keys_of};
+use cimom::dispatch::provider::{build_instance as build, keys_of};
 use hypervisor_shim::storage::Volume;
 
 /// What the instances are built from.

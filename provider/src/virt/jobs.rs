@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::lock;
 use super::manager::ChangeError;
-use crate::error::{CimError, CimResult};
-use crate::store::Store;
+use cimom::error::{CimError, CimResult};
+use cimom::store::{ProviderTable, Store};
+
+/// Job records (JSON), by job id.
+const JOBS_TABLE: ProviderTable = ProviderTable::new("jobs");
 
 /// CIM_ConcreteJob.JobState values used here.
 pub mod state {
@@ -70,7 +73,10 @@ impl Jobs {
     /// Loads the stored jobs; one that was running when cimvirtd stopped ends as an exception.
     pub fn load(store: Arc<Store>) -> CimResult<Jobs> {
         let mut jobs = BTreeMap::new();
-        for (id, bytes) in store.jobs().map_err(|e| CimError::failed(e.to_string()))? {
+        for (id, bytes) in store
+            .records(JOBS_TABLE)
+            .map_err(|e| CimError::failed(e.to_string()))?
+        {
             let mut job: Job = serde_json::from_slice(&bytes)
                 .map_err(|e| CimError::failed(format!("the stored job {id}: {e}")))?;
             if job.state == state::RUNNING {
@@ -94,7 +100,7 @@ impl Jobs {
     fn persist(&self, job: &Job) -> CimResult<()> {
         let bytes = serde_json::to_vec(job).map_err(|e| CimError::failed(e.to_string()))?;
         self.store
-            .put_job(&job.id, &bytes)
+            .put_record(JOBS_TABLE, &job.id, &bytes)
             .map_err(|e| CimError::failed(format!("storing job {}: {e}", job.id)))?;
         lock(&self.jobs).insert(job.id.clone(), job.clone());
         Ok(())
@@ -143,7 +149,11 @@ impl Jobs {
         }
         let stored = serde_json::to_vec(&*job)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| self.store.put_job(id, &bytes).map_err(|e| e.to_string()));
+            .and_then(|bytes| {
+                self.store
+                    .put_record(JOBS_TABLE, id, &bytes)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = stored {
             tracing::error!(job = id, "recording the end of a job: {e}");
         }
@@ -159,7 +169,7 @@ impl Jobs {
             .collect();
         for id in expired {
             lock(&self.jobs).remove(&id);
-            let _ = self.store.delete_job(&id);
+            let _ = self.store.delete_record(JOBS_TABLE, &id);
         }
         lock(&self.jobs).values().cloned().collect()
     }
@@ -174,7 +184,7 @@ impl Jobs {
         let mut jobs = lock(&self.jobs);
         jobs.remove(id);
         self.store
-            .delete_job(id)
+            .delete_record(JOBS_TABLE, id)
             .map(|_| ())
             .map_err(|e| CimError::failed(format!("deleting job {id}: {e}")))
     }

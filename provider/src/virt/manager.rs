@@ -24,8 +24,11 @@ use super::jobs::{Job, Jobs};
 use super::lock;
 use super::paths;
 use super::pools::{PoolSettings, StoragePools};
-use crate::error::{CimError, CimResult, StatusCode};
-use crate::store::Store;
+use cimom::error::{CimError, CimResult, StatusCode};
+use cimom::store::{ProviderTable, Store};
+
+/// VM definitions (JSON), by VM name.
+const DEFINITIONS_TABLE: ProviderTable = ProviderTable::new("vms");
 
 /// Why a state change was not made, in DSP1057's RequestStateChange return codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,7 +259,10 @@ impl VirtManager {
     ) -> CimResult<Self> {
         let storage_pools = StoragePools::load(storage_pools, store.clone())?;
         let mut definitions = BTreeMap::new();
-        for (name, bytes) in store.vms().map_err(|e| CimError::failed(e.to_string()))? {
+        for (name, bytes) in store
+            .records(DEFINITIONS_TABLE)
+            .map_err(|e| CimError::failed(e.to_string()))?
+        {
             let definition: VmDefinition = serde_json::from_slice(&bytes).map_err(|e| {
                 CimError::failed(format!("the stored definition of VM {name}: {e}"))
             })?;
@@ -475,7 +481,7 @@ impl VirtManager {
     fn store_definition(&self, definition: &VmDefinition) -> CimResult<()> {
         let bytes = serde_json::to_vec(definition).map_err(|e| CimError::failed(e.to_string()))?;
         self.store
-            .put_vm(&definition.name, &bytes)
+            .put_record(DEFINITIONS_TABLE, &definition.name, &bytes)
             .map_err(|e| CimError::failed(format!("storing VM {}: {e}", definition.name)))
     }
 
@@ -884,7 +890,7 @@ impl VirtManager {
         }
         self.supervisor.remove_files(&definition.run_id());
         self.store
-            .delete_vm(name)
+            .delete_record(DEFINITIONS_TABLE, name)
             .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
         lock(&self.definitions).remove(name);
         {

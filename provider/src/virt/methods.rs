@@ -8,8 +8,8 @@ use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 use super::definition;
 use super::manager::{Change, FileAccess};
 use super::{paths, properties, Virt};
-use crate::cimom::provider::{MethodResult, ProviderContext};
-use crate::error::{CimError, CimResult};
+use cimom::dispatch::provider::{MethodResult, ProviderContext};
+use cimom::error::{CimError, CimResult};
 
 /// How long RequestStateChange(4) waits for the guest when the client gives no timeout.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);

@@ -38,12 +38,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cim_schema::{Class, Instance, Method, Name, ObjectPath, Value};
 
-use crate::cimom::interop::{CentralElements, Interop, Profile};
-use crate::cimom::provider::{
+use cimom::dispatch::interop::{CentralElements, Interop, Profile};
+use cimom::dispatch::provider::{
     InstanceProvider, InstanceSink, MethodProvider, MethodResult, ProviderContext, Registry,
 };
-use crate::error::{CimError, CimResult, StatusCode};
-use crate::lock;
+use cimom::error::{CimError, CimResult, StatusCode};
+use cimom::lock;
 use manager::VirtManager;
 use migration::MigrationSettings;
 use paths::{class, Pool};

@@ -10,8 +10,8 @@ use cim_schema::{eq_ignore_case, Class, Instance, Name, ObjectPath, Value};
 use super::methods::file_access;
 use super::paths::class;
 use super::Virt;
-use crate::cimom::provider::{InstanceProvider, ProviderContext};
-use crate::error::{CimError, CimResult};
+use cimom::dispatch::provider::{InstanceProvider, ProviderContext};
+use cimom::error::{CimError, CimResult};
 
 /// The settings InstanceID of the VM named `name`.
 fn settings_id(name: &str) -> String {

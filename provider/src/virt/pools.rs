@@ -8,8 +8,11 @@ use std::sync::{Arc, Mutex};
 use hypervisor_shim::storage::StoragePool;
 
 use super::lock;
-use crate::error::{CimError, CimResult, StatusCode};
-use crate::store::Store;
+use cimom::error::{CimError, CimResult, StatusCode};
+use cimom::store::{ProviderTable, Store};
+
+/// Storage pools created through CIM: their directories (UTF-8), by pool name.
+const POOLS_TABLE: ProviderTable = ProviderTable::new("pools");
 
 /// One pool.
 #[derive(Clone)]
@@ -125,7 +128,7 @@ impl StoragePools {
             });
         }
         let recorded = store
-            .pools()
+            .records(POOLS_TABLE)
             .map_err(|e| CimError::failed(format!("reading the storage pools: {e}")))?;
         for (name, dir) in recorded {
             if pools.iter().any(|e| e.name == name) {
@@ -209,7 +212,7 @@ impl StoragePools {
             CimError::invalid_parameter(format!("Path {} is not UTF-8", dir.display()))
         })?;
         self.store
-            .put_pool(name, text)
+            .put_record(POOLS_TABLE, name, text.as_bytes())
             .map_err(|e| CimError::failed(format!("recording storage pool {name}: {e}")))?;
         pools.push(Entry {
             name: name.to_owned(),
@@ -232,7 +235,7 @@ impl StoragePools {
             )));
         }
         self.store
-            .delete_pool(name)
+            .delete_record(POOLS_TABLE, name)
             .map_err(|e| CimError::failed(format!("forgetting storage pool {name}: {e}")))?;
         pools.remove(position);
         Ok(())

@@ -4,7 +4,7 @@
 
 use cim_schema::{Instance, Value};
 
-use crate::error::{CimError, CimResult, StatusCode};
+use cimom::error::{CimError, CimResult, StatusCode};
 
 /// An instance of `class` with `props`, as a client would embed it (for tests).
 #[cfg(test)]

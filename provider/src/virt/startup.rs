@@ -9,7 +9,7 @@ use cim_schema::{DateTime, Instance, Interval, Value};
 use serde::{Deserialize, Serialize};
 
 use super::properties::{invalid, unsigned_property};
-use crate::error::{CimError, CimResult, StatusCode};
+use cimom::error::{CimError, CimResult, StatusCode};
 
 /// AutomaticStartupAction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use cim_schema::{Instance, Value};
 
-use crate::error::{CimError, CimResult, StatusCode};
+use cimom::error::{CimError, CimResult, StatusCode};
 
 /// Properties cimvirt keeps, or names the VM by (read where the definition is built).
 const KEPT: &[&str] = &[

@@ -6,10 +6,10 @@ use tracing::info;
 
 use super::source::Refusal;
 use super::MigrationKind;
-use crate::cimom::provider::MethodResult;
-use crate::error::{CimError, CimResult, StatusCode};
 use crate::virt::methods::{argument, done, system_name};
 use crate::virt::{paths, Virt, NAMESPACE};
+use cimom::dispatch::provider::MethodResult;
+use cimom::error::{CimError, CimResult, StatusCode};
 
 /// Where a ToSystem method's DestinationSystem is: the host of its path, or else its Name.
 fn destination_of_system(value: Option<&Value>) -> CimResult<String> {

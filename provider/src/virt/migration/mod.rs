@@ -33,7 +33,7 @@ use cim_schema::{Instance, Value};
 use serde::{Deserialize, Serialize};
 
 use super::definition::VmDefinition;
-use crate::http::client::Client;
+use cimom::http::client::Client;
 
 pub use receiver::Receiver;
 pub use remote::{Remote, RemoteError};

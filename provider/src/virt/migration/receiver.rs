@@ -18,12 +18,12 @@ use hypervisor_shim::vmm::snapshot::{self, MEMORY_FILE, STATE_FILE};
 use tracing::{info, warn};
 
 use super::{Accepted, MigrationKind, Offer, CHUNK_BYTES, PREFIX};
-use crate::auth::User;
-use crate::error::{CimError, CimResult, StatusCode as CimStatus};
-use crate::http::body::ResponseBody;
-use crate::http::{plain as answer, Endpoint};
-use crate::lock;
 use crate::virt::manager::{FileAccess, VirtManager};
+use cimom::auth::User;
+use cimom::error::{CimError, CimResult, StatusCode as CimStatus};
+use cimom::http::body::ResponseBody;
+use cimom::http::{plain as answer, Endpoint};
+use cimom::lock;
 
 /// A migration that has gone quiet this long is dropped.
 const IDLE_EXPIRY: Duration = Duration::from_secs(600);
@@ -121,7 +121,7 @@ impl Receiver {
         if check_only {
             return answer(StatusCode::OK, &format!("VM {name} can come"));
         }
-        let id = crate::ids::random_uuid();
+        let id = cimom::ids::random_uuid();
         let dir = self.manager.vm_file(&offer.definition, "incoming");
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(e) = std::fs::create_dir_all(&dir) {

@@ -15,7 +15,7 @@ use hyper::{Method, StatusCode};
 use tokio::runtime::Handle;
 
 use super::{Accepted, MigrationSettings, Offer, CHUNK_BYTES, PREFIX};
-use crate::http::client::{split_authority, Url, UrlScheme};
+use cimom::http::client::{split_authority, Url, UrlScheme};
 
 /// Why a request to the destination did not succeed.
 #[derive(Debug, thiserror::Error)]
