@@ -11,8 +11,6 @@
 //! - [`Repository`]: namespaces, resolved classes, indexes, static instances.
 //! - [`mof`]: compile MOF into a repository and print it back.
 
-#![deny(missing_docs)]
-
 mod class;
 mod datetime;
 mod error;

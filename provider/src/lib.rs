@@ -2,8 +2,6 @@
 //! `root/virt` ([`virt`]), the schema they serve ([`schema`]), and the settings that put
 //! the server together ([`config`]).
 
-#![deny(missing_docs)]
-
 pub mod config;
 pub mod schema;
 pub mod virt;
