@@ -11,15 +11,14 @@
 //! - [`dispatch`]: the object manager: operations against the schema, the static instances
 //!   and the providers; pull enumerations, queries, associations, the interop namespace
 //!   (DSP1033), and indication routing and delivery.
-//! - [`store`]: durable state in redb. [`error`]: CIM status codes. [`ids`], [`peer`]:
-//!   small shared types.
+//! - [`store`]: durable state in redb. [`error`]: CIM status codes. [`peer`]: clients as
+//!   the per-client limits count them.
 
 pub mod auth;
 pub mod cimxml;
 pub mod dispatch;
 pub mod error;
 pub mod http;
-pub mod ids;
 pub mod peer;
 pub mod store;
 pub mod wsman;

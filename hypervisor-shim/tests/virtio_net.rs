@@ -118,7 +118,7 @@ fn a_frame_goes_out_through_the_bridge_and_one_comes_back() {
     config.nics = vec![NetConfig {
         bridge: Some("br0".into()),
         tap: Some("cvtap0".into()),
-        mac: Some("02:43:00:00:00:07".into()),
+        mac: Some("02:43:00:00:00:07".parse().unwrap()),
     }];
     let vm = supervisor.start(&config).unwrap();
     wait_for("the guest's banner", || {

@@ -37,7 +37,7 @@ pub fn fill(schema: &Repository, ns: &str, instance: &mut Instance) {
                 "SystemCreationClassName" => "CIM_ComputerSystem".to_owned(),
                 "SystemName" => ServerIdentity::current().hostname,
                 "CreationClassName" => class.clone(),
-                _ => crate::ids::random_uuid(),
+                _ => uuid::Uuid::new_v4().to_string(),
             };
             instance.set(key, Value::from(value.as_str()));
         }

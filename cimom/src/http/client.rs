@@ -56,31 +56,27 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses an absolute `http://` or `https://` URL.
+    /// Parses an absolute `http://` or `https://` URL (as `http::Uri`, RFC 3986).
     pub fn parse(text: &str) -> Result<Url, ClientError> {
-        let (scheme, rest) = if let Some(rest) = text.strip_prefix("https://") {
-            (UrlScheme::Https, rest)
-        } else if let Some(rest) = text.strip_prefix("http://") {
-            (UrlScheme::Http, rest)
-        } else {
-            return Err(ClientError::Url(format!(
-                "{text}: not an http:// or https:// URL"
-            )));
+        let bad = |why: String| ClientError::Url(format!("{text}: {why}"));
+        let uri: hyper::Uri = text.parse().map_err(|e| bad(format!("{e}")))?;
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => (UrlScheme::Https, 443),
+            Some(s) if s.eq_ignore_ascii_case("http") => (UrlScheme::Http, 80),
+            _ => return Err(bad("not an http:// or https:// URL".into())),
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let authority = uri.authority().ok_or_else(|| bad("no host".into()))?;
+        let (host, port) = split_authority(authority.as_str(), default_port)?;
+        let path = match uri.path_and_query().map(|p| p.as_str()) {
+            Some(p) if p.starts_with('/') => p.to_owned(),
+            Some(p) => format!("/{p}"),
+            None => "/".to_owned(),
         };
-        let default_port = match scheme {
-            UrlScheme::Http => 80,
-            UrlScheme::Https => 443,
-        };
-        let (host, port) = split_authority(authority, default_port)?;
         Ok(Url {
             scheme,
             host,
             port,
-            path: path.to_owned(),
+            path,
         })
     }
 
@@ -104,37 +100,42 @@ impl fmt::Display for Url {
     }
 }
 
-/// Splits `host`, `host:port`, an IPv6 address, or `[v6]:port` into host and port.
+/// Splits `host`, `host:port`, an IPv6 address, or `[v6]:port` into host and port (an
+/// IPv6 address without brackets, which is no URL authority, as a host without a port).
 pub fn split_authority(authority: &str, default_port: u16) -> Result<(String, u16), ClientError> {
     let bad = |why: &str| ClientError::Url(format!("{authority}: {why}"));
-    if authority.is_empty() {
-        return Err(bad("no host"));
-    }
     if authority.contains('@') {
         return Err(bad("credentials in the URL are not supported"));
-    }
-    let port = |text: &str| {
-        text.parse::<u16>()
-            .map_err(|_| bad("the port is not a number"))
-    };
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| bad("an unclosed '['"))?;
-        host.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| bad("not an IPv6 address in brackets"))?;
-        return match after.strip_prefix(':') {
-            Some(p) => Ok((host.to_owned(), port(p)?)),
-            None if after.is_empty() => Ok((host.to_owned(), default_port)),
-            None => Err(bad("text after the ']'")),
-        };
     }
     if authority.parse::<std::net::Ipv6Addr>().is_ok() {
         return Ok((authority.to_owned(), default_port));
     }
-    match authority.rsplit_once(':') {
-        Some((host, p)) if !host.is_empty() => Ok((host.to_owned(), port(p)?)),
-        Some(_) => Err(bad("no host")),
-        None => Ok((authority.to_owned(), default_port)),
+    let parsed: hyper::http::uri::Authority = authority
+        .parse()
+        .map_err(|e| bad(&format!("not a host and port: {e}")))?;
+    let after_host = &parsed.as_str()[parsed.host().len()..];
+    let host = parsed.host();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => {
+            let v6 = v6.strip_suffix(']').unwrap_or(v6);
+            v6.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("not an IPv6 address in brackets"))?;
+            v6
+        }
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
     }
+    let port = match after_host {
+        "" => default_port,
+        rest => rest
+            .strip_prefix(':')
+            .ok_or_else(|| bad("text after the host"))?
+            .parse::<u16>()
+            .map_err(|_| bad("the port is not a number"))?,
+    };
+    Ok((host.to_owned(), port))
 }
 
 /// Opens HTTP/1.1 connections, over TLS where the URL says https.

@@ -259,7 +259,7 @@ pub async fn subscribe(call: &Call<'_>) -> Result<Reply, Fault> {
     let source_namespace = call.namespace(None)?;
     let query = filter_query(call, body, &source_namespace)?;
 
-    let id = crate::ids::random_uuid();
+    let id = uuid::Uuid::new_v4().to_string();
     let name = format!("wsman:{id}");
     // The object manager fills in the other keys (its system, the class), as for any
     // filter or destination created in interop.

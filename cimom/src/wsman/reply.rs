@@ -56,7 +56,7 @@ fn start(out: &mut String, action: &str, relates_to: Option<&str>) {
         out.push_str("</wsa:Action>");
     }
     out.push_str("<wsa:MessageID>uuid:");
-    out.push_str(&crate::ids::random_uuid());
+    out.push_str(&uuid::Uuid::new_v4().to_string());
     out.push_str("</wsa:MessageID>");
     if let Some(id) = relates_to {
         // Echoed exactly: pypsrp compares upper-case MessageIDs byte for byte.

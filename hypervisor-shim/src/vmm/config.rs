@@ -216,15 +216,10 @@ mod tests {
             .validate(288)
             .unwrap_err()
             .contains("at most 13"));
-        with_devices.disks.clear();
-        with_devices.nics = vec![NetConfig {
-            mac: Some("01:00:00:00:00:01".into()),
-            ..NetConfig::default()
-        }];
-        assert!(with_devices
-            .validate(288)
-            .unwrap_err()
-            .contains("multicast"));
+        let multicast =
+            r#"{"name":"a","vcpus":1,"memory_mib":16,"nics":[{"mac":"01:00:00:00:00:01"}]}"#;
+        let err = serde_json::from_str::<VmConfig>(multicast).unwrap_err();
+        assert!(err.to_string().contains("multicast"), "{err}");
         let json = r#"{"name":"a","vcpus":1,"memory_mib":16,"disk":"x"}"#;
         assert!(
             serde_json::from_str::<VmConfig>(json).is_err(),

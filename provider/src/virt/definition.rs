@@ -3,10 +3,11 @@
 
 use cim_schema::{Instance, Value};
 use hypervisor_shim::devices::virtio::block::DiskConfig;
-use hypervisor_shim::devices::virtio::net::NetConfig;
+use hypervisor_shim::devices::virtio::net::{MacAddress, NetConfig};
 use hypervisor_shim::vmm::config::{Boot, VmConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use uuid::Uuid;
 
 use super::devices::{add_device, device_order, pair_drives_with_images};
 use super::properties::{allocation_unit_bytes, invalid, string_property, unsigned_property};
@@ -57,8 +58,8 @@ pub const DEFAULT_MEMORY_MIB: u64 = 64;
 pub struct VmDefinition {
     /// The name (KVM_ComputerSystem.Name, VSSD VirtualSystemIdentifier).
     pub name: String,
-    /// The UUID, 8-4-4-4-12 hexadecimal.
-    pub uuid: String,
+    /// The UUID (stored and shown as 8-4-4-4-12 lower-case hexadecimal).
+    pub uuid: Uuid,
     /// Virtual CPUs.
     pub vcpus: u32,
     /// Guest RAM in MiB.
@@ -174,8 +175,9 @@ pub struct DiskDefinition {
 /// A network port: a virtio network device on a tap attached to a bridge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NicDefinition {
-    /// Its MAC address (the RASD's Address), lower-case `xx:xx:xx:xx:xx:xx`.
-    pub mac: String,
+    /// Its MAC address (the RASD's Address; stored and shown as lower-case
+    /// `xx:xx:xx:xx:xx:xx`).
+    pub mac: MacAddress,
     /// The Linux bridge it is connected to (NetworkName, or DSP1050's Connection).
     pub bridge: Option<String>,
 }
@@ -214,7 +216,7 @@ impl VmDefinition {
     /// What the VM's processes and files go by: its UUID in lower case, short and fixed,
     /// so that any name fits the paths built from it (the control socket's, above all).
     pub fn run_id(&self) -> String {
-        self.uuid.to_ascii_lowercase()
+        self.uuid.to_string()
     }
 
     /// The VM process configuration: its Linux kernel, or the built-in test guest. The
@@ -244,7 +246,7 @@ impl VmDefinition {
             .map(|n| NetConfig {
                 bridge: n.bridge.clone(),
                 tap: None,
-                mac: Some(n.mac.clone()),
+                mac: Some(n.mac),
             })
             .collect();
         config.console_log = Some(console_log);
@@ -256,9 +258,10 @@ impl VmDefinition {
         self.disks.iter().find(|d| d.device == device)
     }
 
-    /// The network port with MAC address `mac`.
+    /// The network port whose MAC address `mac` is (in any case).
     pub fn nic(&self, mac: &str) -> Option<&NicDefinition> {
-        self.nics.iter().find(|n| n.mac.eq_ignore_ascii_case(mac))
+        let mac: MacAddress = mac.parse().ok()?;
+        self.nics.iter().find(|n| n.mac == mac)
     }
 }
 
@@ -267,7 +270,7 @@ impl VmDefinition {
 pub fn from_settings(
     system: &Instance,
     resources: &[Instance],
-    uuid: String,
+    uuid: Uuid,
 ) -> CimResult<VmDefinition> {
     super::vssd_properties::check(system)?;
     let identifier = string_property(system, "VirtualSystemIdentifier");
@@ -276,7 +279,7 @@ pub fn from_settings(
         invalid("SystemSettings names no VirtualSystemIdentifier or ElementName".into())
     })?;
     let uuid = match string_property(system, "UUID") {
-        Some(given) => cimom::ids::parse_uuid(&given).ok_or_else(|| {
+        Some(given) => parse_uuid(&given).ok_or_else(|| {
             invalid(format!(
                 "UUID {given:?} is not a UUID (8-4-4-4-12 hexadecimal digits)"
             ))
@@ -317,9 +320,10 @@ pub fn from_settings(
 /// are the VM's identity and cannot change; its ElementName can.
 pub fn modify_system(definition: &mut VmDefinition, vssd: &Instance) -> CimResult<()> {
     super::vssd_properties::check(vssd)?;
+    let uuid = definition.uuid.to_string();
     for (property, current) in [
         ("VirtualSystemIdentifier", definition.name.as_str()),
-        ("UUID", definition.uuid.as_str()),
+        ("UUID", uuid.as_str()),
     ] {
         if let Some(given) = string_property(vssd, property) {
             if !given.eq_ignore_ascii_case(current) {
@@ -575,7 +579,13 @@ pub fn parse_rasd_id(instance_id: &str) -> Option<(&str, &str)> {
     (!vm.is_empty() && !resource.is_empty()).then_some((vm, resource))
 }
 
-pub use cimom::ids::random_uuid;
+/// `text` as a UUID, if it is one in the 8-4-4-4-12 form DSP1057 shows (any case, spaces
+/// around allowed); the other forms the uuid crate reads (braces, a URN, no hyphens) are
+/// not a VSSD's UUID.
+pub fn parse_uuid(text: &str) -> Option<Uuid> {
+    let text = text.trim();
+    (text.len() == 36).then(|| Uuid::try_parse(text).ok())?
+}
 
 #[cfg(test)]
 mod tests {
@@ -603,10 +613,10 @@ mod tests {
                 ("AllocationUnits", "KiloBytes".into()),
             ],
         );
-        let d = from_settings(&vssd, &[proc, mem], "u".into()).unwrap();
+        let d = from_settings(&vssd, &[proc, mem], Uuid::nil()).unwrap();
         assert_eq!(
-            (d.name.as_str(), d.vcpus, d.memory_mib, d.uuid.as_str()),
-            ("vm1", 2, 64, "u")
+            (d.name.as_str(), d.vcpus, d.memory_mib, d.uuid),
+            ("vm1", 2, 64, Uuid::nil())
         );
         let mem = instance(
             "CIM_ResourceAllocationSettingData",
@@ -617,7 +627,9 @@ mod tests {
             ],
         );
         assert_eq!(
-            from_settings(&vssd, &[mem], "u".into()).unwrap().memory_mib,
+            from_settings(&vssd, &[mem], Uuid::nil())
+                .unwrap()
+                .memory_mib,
             1024
         );
     }
@@ -625,7 +637,7 @@ mod tests {
     #[test]
     fn what_cannot_be_built_is_refused_with_the_reason() {
         let nameless = instance("KVM_VirtualSystemSettingData", &[]);
-        assert!(from_settings(&nameless, &[], "u".into())
+        assert!(from_settings(&nameless, &[], Uuid::nil())
             .unwrap_err()
             .description
             .contains("VirtualSystemIdentifier"));
@@ -637,13 +649,13 @@ mod tests {
             "CIM_ResourceAllocationSettingData",
             &[("ResourceType", Value::UInt16(18))],
         );
-        let err = from_settings(&vssd, &[tape], "u".into()).unwrap_err();
+        let err = from_settings(&vssd, &[tape], Uuid::nil()).unwrap_err();
         assert_eq!(err.code, StatusCode::NotSupported);
         let imageless = instance(
             "KVM_DiskResourceAllocationSettingData",
             &[("ResourceType", Value::UInt16(17))],
         );
-        let err = from_settings(&vssd, &[imageless], "u".into()).unwrap_err();
+        let err = from_settings(&vssd, &[imageless], Uuid::nil()).unwrap_err();
         assert!(err.description.contains("names its image"), "{err:?}");
         let odd = instance(
             "KVM_MemResourceAllocationSettingData",
@@ -653,18 +665,27 @@ mod tests {
                 ("AllocationUnits", "KiloBytes".into()),
             ],
         );
-        assert!(from_settings(&vssd, &[odd], "u".into())
+        assert!(from_settings(&vssd, &[odd], Uuid::nil())
             .unwrap_err()
             .description
             .contains("whole MiB"));
     }
 
     #[test]
-    fn random_uuids_are_version_4() {
-        let u = random_uuid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(u, random_uuid());
+    fn uuids_are_read_in_their_hyphenated_form_only() {
+        assert_eq!(
+            parse_uuid(" 6F9619FF-8B86-D011-B42D-00C04FC964FF ").map(|u| u.to_string()),
+            Some("6f9619ff-8b86-d011-b42d-00c04fc964ff".to_owned())
+        );
+        for bad in [
+            "",
+            "../../etc",
+            "6f9619ff8b86d011b42d00c04fc964ff",
+            "{6f9619ff-8b86-d011-b42d-00c04fc964ff}",
+            "6f9619ff-8b86-d011-b42d-00c04fc964fg",
+        ] {
+            assert_eq!(parse_uuid(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -685,7 +706,7 @@ mod tests {
                 ("CommandLine", text("quiet")),
             ]),
             &[],
-            "u".into(),
+            Uuid::nil(),
         )
         .unwrap();
         let config = d.vm_config("console".into());
@@ -698,7 +719,7 @@ mod tests {
             }
         );
         let refused = |props: &[(&str, Value)]| {
-            from_settings(&vssd(props), &[], "u".into())
+            from_settings(&vssd(props), &[], Uuid::nil())
                 .unwrap_err()
                 .to_string()
         };
@@ -712,7 +733,7 @@ mod tests {
         .contains("not a file"));
         assert!(refused(&[("Ramdisk", text(&kernel_text))]).contains("no Kernel"));
         assert_eq!(
-            from_settings(&vssd(&[]), &[], "u".into())
+            from_settings(&vssd(&[]), &[], Uuid::nil())
                 .unwrap()
                 .vm_config("c".into())
                 .boot,

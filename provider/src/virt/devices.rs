@@ -188,19 +188,24 @@ fn nic_from_rasd(
     rasd: &Instance,
     current: Option<&NicDefinition>,
 ) -> CimResult<NicDefinition> {
-    let mac = match (current, string_property(rasd, "Address")) {
-        (Some(nic), Some(asked)) if !asked.eq_ignore_ascii_case(&nic.mac) => {
+    let asked = string_property(rasd, "Address")
+        .map(|text| text.parse::<MacAddress>())
+        .transpose()
+        .map_err(|e| invalid(format!("network port Address: {e}")))?;
+    let mac = match (current, asked) {
+        (Some(nic), Some(asked)) if asked != nic.mac => {
             return Err(invalid(format!(
                 "network port {}: the MAC address cannot change (remove the port and add it again)",
                 nic.mac
             )))
         }
-        (Some(nic), _) => nic.mac.clone(),
-        (None, Some(asked)) => asked
-            .parse::<MacAddress>()
-            .map_err(|e| invalid(format!("network port Address: {e}")))?
-            .to_string(),
-        (None, None) => cimom::ids::random_mac(),
+        (Some(nic), _) => nic.mac,
+        (None, Some(asked)) => asked,
+        (None, None) => {
+            let mut random = [0u8; 6];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
+            MacAddress::locally_administered(random)
+        }
     };
     let bridge = string_property(rasd, "NetworkName")
         .or_else(|| first_of_array(rasd, "Connection"))
@@ -213,11 +218,11 @@ fn nic_from_rasd(
     NetConfig {
         bridge: nic.bridge.clone(),
         tap: None,
-        mac: Some(nic.mac.clone()),
+        mac: Some(nic.mac),
     }
     .validate(&definition.name, definition.nics.len())
     .map_err(invalid)?;
-    if current.is_none() && definition.nic(&nic.mac).is_some() {
+    if current.is_none() && definition.nics.iter().any(|n| n.mac == nic.mac) {
         return Err(invalid(format!(
             "{}: a network port with MAC address {} exists already",
             definition.name, nic.mac
@@ -237,7 +242,7 @@ pub fn add_device(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<S
         }
         ResourceKind::Nic => {
             let nic = nic_from_rasd(definition, rasd, None)?;
-            let id = nic.mac.clone();
+            let id = nic.mac.to_string();
             definition.nics.push(nic);
             id
         }
@@ -272,7 +277,7 @@ pub fn modify_device(
     if let Some(index) = definition
         .nics
         .iter()
-        .position(|n| n.mac.eq_ignore_ascii_case(resource))
+        .position(|n| is_port(resource, n.mac))
     {
         let nic = nic_from_rasd(definition, rasd, Some(&definition.nics[index]))?;
         definition.nics[index] = nic;
@@ -284,13 +289,17 @@ pub fn modify_device(
     )))
 }
 
+/// Whether the resource named `resource` (a device name or a MAC address) is the network
+/// port `mac`.
+fn is_port(resource: &str, mac: MacAddress) -> bool {
+    resource.parse::<MacAddress>() == Ok(mac)
+}
+
 /// Removes the disk `device` or the network port `mac`.
 pub fn remove_device(definition: &mut VmDefinition, resource: &str) -> CimResult<()> {
     let before = definition.disks.len() + definition.nics.len();
     definition.disks.retain(|d| d.device != resource);
-    definition
-        .nics
-        .retain(|n| !n.mac.eq_ignore_ascii_case(resource));
+    definition.nics.retain(|n| !is_port(resource, n.mac));
     if definition.disks.len() + definition.nics.len() == before {
         return Err(CimError::not_found(format!(
             "{} has no disk or network port {resource}",
@@ -350,7 +359,7 @@ mod tests {
                     ("Connection", Value::Array(vec![Some("br1".into())])),
                 ]),
             ],
-            "u".into(),
+            uuid::Uuid::nil(),
         )
         .unwrap();
         assert_eq!(
@@ -361,13 +370,12 @@ mod tests {
             [("vda", false), ("vdb", true)]
         );
         assert_eq!(d.nics[0].bridge.as_deref(), Some("br0"));
-        let first_octet = u8::from_str_radix(&d.nics[0].mac[..2], 16).unwrap();
-        assert_eq!(first_octet & 0x3, 2, "locally administered, unicast");
-        assert_eq!(d.nics[1].mac, "52:54:00:aa:bb:cc");
+        assert_eq!(d.nics[0].mac.0[0] & 0x3, 2, "locally administered, unicast");
+        assert_eq!(d.nics[1].mac.to_string(), "52:54:00:aa:bb:cc");
         assert_eq!(d.nics[1].bridge.as_deref(), Some("br1"));
         let config = d.vm_config("c".into());
         assert_eq!(config.disks.len(), 2);
-        assert_eq!(config.nics[1].mac.as_deref(), Some("52:54:00:aa:bb:cc"));
+        assert_eq!(config.nics[1].mac, d.nics[1].mac.into());
 
         // The same image, the same device, a bad device name, a missing image.
         for (props, why) in [
@@ -454,7 +462,7 @@ mod tests {
                 ("Access", Value::UInt16(1)),
             ],
         );
-        let d = from_settings(&vssd, &[sasd.clone(), drive.clone()], "u".into()).unwrap();
+        let d = from_settings(&vssd, &[sasd.clone(), drive.clone()], uuid::Uuid::nil()).unwrap();
         assert_eq!(d.disks.len(), 1);
         assert_eq!(
             (
@@ -464,7 +472,8 @@ mod tests {
             ),
             ("vdb", true, &image)
         );
-        let err = from_settings(&vssd, &[drive.clone(), drive, sasd], "u".into()).unwrap_err();
+        let err =
+            from_settings(&vssd, &[drive.clone(), drive, sasd], uuid::Uuid::nil()).unwrap_err();
         assert!(
             err.description.contains("each drive needs its own"),
             "{err:?}"

@@ -123,7 +123,7 @@ fn build(cimom: &Cimom, manager: &VirtManager, hostname: &str, event: &VmEvent) 
         let mut values = vec![
             (
                 "IndicationIdentifier",
-                Value::from(cimom::ids::random_uuid().as_str()),
+                Value::from(uuid::Uuid::new_v4().to_string().as_str()),
             ),
             (
                 "IndicationTime",

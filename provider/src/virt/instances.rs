@@ -74,8 +74,8 @@ impl Model<'_> {
                 if let Some(pool) = self.network_pool(nic) {
                     out.push((
                         pool,
-                        paths::network_port(&d.name, &nic.mac),
-                        paths::net_rasd(&d.name, &nic.mac),
+                        paths::network_port(&d.name, &nic.mac.to_string()),
+                        paths::net_rasd(&d.name, &nic.mac.to_string()),
                     ));
                 }
             }
@@ -378,7 +378,7 @@ pub(super) fn system(class: &Class, d: &VmDefinition, state: State) -> Instance 
             &path,
             vec![
                 ("ElementName", text(d.element_name())),
-                ("UUID", text(&d.uuid)),
+                ("UUID", text(&d.uuid.to_string())),
                 ("EnabledState", Value::UInt16(cim.enabled_state)),
                 ("RequestedState", Value::UInt16(d.requested_state)),
                 ("EnabledDefault", Value::UInt16(2)),
@@ -396,7 +396,7 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
         ("ElementName", text(d.element_name())),
         ("VirtualSystemIdentifier", text(&d.name)),
         ("VirtualSystemType", text("KVM")),
-        ("UUID", text(&d.uuid)),
+        ("UUID", text(&d.uuid.to_string())),
         ("Arch", text("x86_64")),
         ("Emulator", text("cimvirtd")),
         (
@@ -761,7 +761,7 @@ fn snapshot_setting_data(class: &Class, d: &VmDefinition, s: &Snapshot) -> Insta
                 ),
                 ("VirtualSystemIdentifier", text(&d.name)),
                 ("VirtualSystemType", text("KVM")),
-                ("UUID", text(&d.uuid)),
+                ("UUID", text(&d.uuid.to_string())),
                 (
                     "CreationTime",
                     Value::DateTime(DateTime::Timestamp(created)),
@@ -996,15 +996,15 @@ fn storage_sasd(class: &Class, model: &Model, d: &VmDefinition, disk: &DiskDefin
 }
 
 fn net_rasd(class: &Class, d: &VmDefinition, nic: &NicDefinition) -> Instance {
-    let path = paths::net_rasd(&d.name, &nic.mac);
+    let path = paths::net_rasd(&d.name, &nic.mac.to_string());
     let mut values = vec![
-        ("ElementName", text(&nic.mac)),
+        ("ElementName", text(&nic.mac.to_string())),
         (
             "ResourceType",
             Value::UInt16(definition::RESOURCE_ETHERNET_ADAPTER),
         ),
         ("ResourceSubType", text("virtio")),
-        ("Address", text(&nic.mac)),
+        ("Address", text(&nic.mac.to_string())),
         ("VirtualQuantity", Value::UInt64(1)),
         // libvirt's name for a tap that joins no bridge is "ethernet".
         (
@@ -1047,20 +1047,23 @@ fn logical_disk(class: &Class, d: &VmDefinition, state: State, disk: &DiskDefini
 }
 
 fn network_port(class: &Class, d: &VmDefinition, state: State, nic: &NicDefinition) -> Instance {
-    let path = paths::network_port(&d.name, &nic.mac);
+    let path = paths::network_port(&d.name, &nic.mac.to_string());
     let cim = CimState::of(state);
     build(
         class,
         with_keys(
             &path,
             vec![
-                ("ElementName", text(&nic.mac)),
+                ("ElementName", text(&nic.mac.to_string())),
                 // CIM writes a port's permanent address as 12 hex digits, no separators.
                 (
                     "PermanentAddress",
-                    text(&nic.mac.replace(':', "").to_uppercase()),
+                    text(&nic.mac.to_string().replace(':', "").to_uppercase()),
                 ),
-                ("NetworkAddresses", Value::Array(vec![Some(text(&nic.mac))])),
+                (
+                    "NetworkAddresses",
+                    Value::Array(vec![Some(text(&nic.mac.to_string()))]),
+                ),
                 // 2: Ethernet.
                 ("LinkTechnology", Value::UInt16(2)),
                 ("EnabledState", Value::UInt16(cim.enabled_state)),
@@ -1081,8 +1084,8 @@ fn device_pairs(d: &VmDefinition) -> Vec<(ObjectPath, ObjectPath)> {
     });
     let nics = d.nics.iter().map(|nic| {
         (
-            paths::network_port(&d.name, &nic.mac),
-            paths::net_rasd(&d.name, &nic.mac),
+            paths::network_port(&d.name, &nic.mac.to_string()),
+            paths::net_rasd(&d.name, &nic.mac.to_string()),
         )
     });
     disks.chain(nics).collect()

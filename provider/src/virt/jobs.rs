@@ -109,7 +109,7 @@ impl Jobs {
     /// Records a new running job.
     pub fn start(&self, name: String, vm: &str, cancellable: bool) -> CimResult<Job> {
         let job = Job {
-            id: super::definition::random_uuid(),
+            id: uuid::Uuid::new_v4().to_string(),
             name,
             vm: vm.to_owned(),
             state: state::RUNNING,

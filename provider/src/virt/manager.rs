@@ -1322,10 +1322,7 @@ fn check_unique(
             format!("a VM named {} is already defined", definition.name),
         ));
     }
-    if let Some(other) = definitions
-        .values()
-        .find(|d| d.uuid.eq_ignore_ascii_case(&definition.uuid))
-    {
+    if let Some(other) = definitions.values().find(|d| d.uuid == definition.uuid) {
         return Err(CimError::new(
             StatusCode::AlreadyExists,
             format!("VM {} already has UUID {}", other.name, definition.uuid),

@@ -267,7 +267,7 @@ impl Virt {
             None => Vec::new(),
             given => embedded_rasds(ctx, given)?,
         };
-        let definition = definition::from_settings(&system, &resources, definition::random_uuid())?;
+        let definition = definition::from_settings(&system, &resources, uuid::Uuid::new_v4())?;
         let name = definition.name.clone();
         let files = file_access(ctx);
         self.blocking(move |m| m.define(definition, files))

@@ -93,7 +93,7 @@ impl Dispatcher {
                 copy.set("IndicationFilterName", filter.as_str());
             }
             match &route.format {
-                Format::CimXml => export_request(&copy, &crate::ids::random_uuid()),
+                Format::CimXml => export_request(&copy, &uuid::Uuid::new_v4().to_string()),
                 Format::Wsman(sink) => wsman_event(&copy, namespace, &route.destination, sink),
             }
         };

@@ -253,7 +253,7 @@ fn wsman_envelope(to: &str, action: &str, sink: &EventSink, body: &str) -> Strin
     out.push_str("</wsa:To><wsa:Action>");
     out.push_str(action);
     out.push_str("</wsa:Action><wsa:MessageID>uuid:");
-    out.push_str(&crate::ids::random_uuid());
+    out.push_str(&uuid::Uuid::new_v4().to_string());
     out.push_str("</wsa:MessageID><wse:Identifier>");
     encode::text(&mut out, &sink.identifier);
     out.push_str("</wse:Identifier>");

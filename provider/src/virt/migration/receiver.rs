@@ -121,7 +121,7 @@ impl Receiver {
         if check_only {
             return answer(StatusCode::OK, &format!("VM {name} can come"));
         }
-        let id = cimom::ids::random_uuid();
+        let id = uuid::Uuid::new_v4().to_string();
         let dir = self.manager.vm_file(&offer.definition, "incoming");
         let _ = std::fs::remove_dir_all(&dir);
         if let Err(e) = std::fs::create_dir_all(&dir) {

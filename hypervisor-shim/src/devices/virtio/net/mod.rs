@@ -41,11 +41,11 @@ pub struct NetConfig {
     /// The MAC address, `xx:xx:xx:xx:xx:xx`; by default one in the locally administered
     /// range, derived from the VM's name and the port's index (so it stays the same).
     #[serde(default)]
-    pub mac: Option<String>,
+    pub mac: Option<MacAddress>,
 }
 
 /// A MAC address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MacAddress(pub [u8; 6]);
 
 impl std::str::FromStr for MacAddress {
@@ -75,7 +75,30 @@ impl std::fmt::Display for MacAddress {
     }
 }
 
+/// Written as its text, `xx:xx:xx:xx:xx:xx`.
+impl Serialize for MacAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Read from its text, with the parser's message for what is not one.
+impl<'de> Deserialize<'de> for MacAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl MacAddress {
+    /// A locally administered unicast address with the other bits from `random` (the
+    /// first octet's two low bits are set to "local, unicast").
+    pub fn locally_administered(random: [u8; 6]) -> MacAddress {
+        let mut bytes = random;
+        bytes[0] = (bytes[0] & 0xfc) | 0x02;
+        MacAddress(bytes)
+    }
+
     /// A locally administered unicast address (02:43:...) from `vm` and `index` (FNV-1a).
     pub fn generated(vm: &str, index: usize) -> MacAddress {
         let mut hash: u32 = 0x811c_9dc5;
@@ -90,10 +113,7 @@ impl MacAddress {
 impl NetConfig {
     /// The port's MAC address: the configured one, or the generated one.
     pub fn mac_address(&self, vm: &str, index: usize) -> Result<MacAddress, String> {
-        match &self.mac {
-            Some(text) => text.parse(),
-            None => Ok(MacAddress::generated(vm, index)),
-        }
+        Ok(self.mac.unwrap_or_else(|| MacAddress::generated(vm, index)))
     }
 
     /// Checks the names and the address.
@@ -355,18 +375,26 @@ mod tests {
 
     #[test]
     fn port_settings_are_checked() {
-        let port = |bridge: &str, mac: Option<&str>| NetConfig {
+        let port = |bridge: &str| NetConfig {
             bridge: Some(bridge.into()),
             tap: None,
-            mac: mac.map(str::to_owned),
+            mac: None,
         };
-        assert!(port("br0", None).validate("vm", 0).is_ok());
-        assert!(port("a-bridge-name-too-long", None)
-            .validate("vm", 0)
-            .is_err());
-        assert!(port("br0", Some("nope"))
-            .validate("vm", 0)
-            .unwrap_err()
-            .contains("port 0"));
+        assert!(port("br0").validate("vm", 0).is_ok());
+        assert!(port("a-bridge-name-too-long").validate("vm", 0).is_err());
+        // An address is checked as the configuration is read.
+        let read = |json: &str| serde_json::from_str::<NetConfig>(json);
+        let err = read(r#"{"bridge":"br0","mac":"nope"}"#).unwrap_err();
+        assert!(err.to_string().contains("is not a MAC address"), "{err}");
+        assert!(read(r#"{"mac":"01:00:5e:00:00:01"}"#).is_err(), "multicast");
+        let port = read(r#"{"mac":"52:54:00:AB:CD:EF"}"#).unwrap();
+        assert_eq!(
+            port.mac,
+            Some(MacAddress([0x52, 0x54, 0, 0xab, 0xcd, 0xef]))
+        );
+        assert_eq!(
+            serde_json::to_string(&port.mac).unwrap(),
+            r#""52:54:00:ab:cd:ef""#
+        );
     }
 }
