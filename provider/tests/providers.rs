@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use cim_schema::{Class, Instance, Method, Name, ObjectPath, Value};
+use cimom::auth::{Access, Right, User};
 use cimom::dispatch::operation::{
     AssociationFilter, InstanceOptions, OpenOptions, Operation, UntypedValue,
 };
@@ -15,7 +16,7 @@ use cimom::dispatch::provider::{
     ProviderContext, Registry,
 };
 use cimom::dispatch::result::{Item, Outcome};
-use cimom::dispatch::{Cimom, RequestContext};
+use cimom::dispatch::Cimom;
 use cimom::error::{CimResult, StatusCode};
 use cimom::store::Store;
 use provider::config::Limits;
@@ -197,10 +198,15 @@ fn fixture() -> Fixture {
     }
 }
 
-fn ctx() -> RequestContext {
-    RequestContext {
-        user: Arc::from("test"),
-        administrator: false,
+/// A user who may read and write in the test namespace, and nowhere else.
+fn user() -> User {
+    User {
+        name: "test".into(),
+        password_hash: String::new(),
+        rights: vec![Right {
+            namespace: NS.into(),
+            access: Access::ReadWrite,
+        }],
     }
 }
 
@@ -249,7 +255,7 @@ async fn polymorphic_enumeration_filters_provider_instances_centrally() {
             ..Default::default()
         },
     };
-    let got = items(f.cimom.execute(&ctx(), NS, op).await.unwrap()).await;
+    let got = items(f.cimom.serve(&user(), NS, op, "test").await.unwrap()).await;
     assert_eq!(got.len(), 2);
     let (path, inst, shown) = instance_of(&got[0]);
     assert_eq!(path, &vm_path("vm1"));
@@ -266,24 +272,35 @@ async fn get_instance_through_enumeration_and_not_found() {
         path: vm_path(name),
         options: InstanceOptions::default(),
     };
-    let Outcome::Instance(item) = f.cimom.execute(&ctx(), NS, get("vm2")).await.unwrap() else {
+    let Outcome::Instance(item) = f
+        .cimom
+        .serve(&user(), NS, get("vm2"), "test")
+        .await
+        .unwrap()
+    else {
         panic!("not an instance");
     };
     assert_eq!(
         instance_of(&item).1.get("EnabledState"),
         Some(&Value::UInt16(3))
     );
-    let err = f.cimom.execute(&ctx(), NS, get("vm9")).await.err().unwrap();
+    let err = f
+        .cimom
+        .serve(&user(), NS, get("vm9"), "test")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.code, StatusCode::NotFound);
     // Create, modify and delete are the provider's to allow; the default says no.
     let err = f
         .cimom
-        .execute(
-            &ctx(),
+        .serve(
+            &user(),
             NS,
             Operation::CreateInstance {
                 instance: vm("vm3", 2),
             },
+            "test",
         )
         .await
         .err()
@@ -301,7 +318,7 @@ async fn associations_use_the_association_provider() {
             ..Default::default()
         },
     };
-    let got = items(f.cimom.execute(&ctx(), NS, op).await.unwrap()).await;
+    let got = items(f.cimom.serve(&user(), NS, op, "test").await.unwrap()).await;
     let paths: Vec<String> = got
         .iter()
         .map(|i| match i {
@@ -320,7 +337,7 @@ async fn associations_use_the_association_provider() {
         options: InstanceOptions::default(),
         include_qualifiers: false,
     };
-    let got = items(f.cimom.execute(&ctx(), NS, refs).await.unwrap()).await;
+    let got = items(f.cimom.serve(&user(), NS, refs, "test").await.unwrap()).await;
     assert_eq!(got.len(), 1);
     assert_eq!(
         instance_of(&got[0]).1.class_name.as_str(),
@@ -338,8 +355,8 @@ async fn method_arguments_arrive_typed_and_embedded_instances_parsed() {
     };
     let out = f
         .cimom
-        .execute(
-            &ctx(),
+        .serve(
+            &user(),
             NS,
             call(
                 vm_path("vm1"),
@@ -349,6 +366,7 @@ async fn method_arguments_arrive_typed_and_embedded_instances_parsed() {
                     Some(UntypedValue::Text("3".into())),
                 )],
             ),
+            "test",
         )
         .await
         .unwrap();
@@ -361,8 +379,8 @@ async fn method_arguments_arrive_typed_and_embedded_instances_parsed() {
                 <PROPERTY NAME=\"ElementName\" TYPE=\"string\"><VALUE>web</VALUE></PROPERTY></INSTANCE>";
     let service = ObjectPath::class(None, "KVM_VirtualSystemManagementService");
     f.cimom
-        .execute(
-            &ctx(),
+        .serve(
+            &user(),
             NS,
             call(
                 service.clone(),
@@ -378,6 +396,7 @@ async fn method_arguments_arrive_typed_and_embedded_instances_parsed() {
                     ),
                 ],
             ),
+            "test",
         )
         .await
         .unwrap();
@@ -398,7 +417,7 @@ async fn method_arguments_arrive_typed_and_embedded_instances_parsed() {
         let cimom = f.cimom.clone();
         async move {
             cimom
-                .execute(&ctx(), NS, call(target, method, parameters))
+                .serve(&user(), NS, call(target, method, parameters), "test")
                 .await
                 .err()
                 .unwrap()
@@ -465,7 +484,7 @@ async fn pulls_over_provider_results() {
             ..Default::default()
         },
     };
-    let Outcome::Pull(first) = f.cimom.execute(&ctx(), NS, open).await.unwrap() else {
+    let Outcome::Pull(first) = f.cimom.serve(&user(), NS, open, "test").await.unwrap() else {
         panic!("not a pull result");
     };
     assert_eq!(first.items.len(), 1);
@@ -474,7 +493,7 @@ async fn pulls_over_provider_results() {
         context: context.clone(),
         max_object_count: 5,
     };
-    let Outcome::Pull(rest) = f.cimom.execute(&ctx(), NS, pull).await.unwrap() else {
+    let Outcome::Pull(rest) = f.cimom.serve(&user(), NS, pull, "test").await.unwrap() else {
         panic!("not a pull result");
     };
     assert_eq!(rest.items.len(), 1);
@@ -484,7 +503,12 @@ async fn pulls_over_provider_results() {
         max_object_count: 5,
     };
     assert_eq!(
-        f.cimom.execute(&ctx(), NS, again).await.err().unwrap().code,
+        f.cimom
+            .serve(&user(), NS, again, "test")
+            .await
+            .err()
+            .unwrap()
+            .code,
         StatusCode::InvalidEnumerationContext
     );
 }

@@ -6,8 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use super::password::HashSettings;
 
-use crate::dispatch::operation::Operation;
-use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::{Store, StoreError};
 
 /// What a user may do in a namespace.
@@ -56,24 +54,6 @@ impl User {
         self.rights
             .iter()
             .any(|r| r.namespace == "*" && r.access == Access::ReadWrite)
-    }
-
-    /// Whether the user may perform `op` (named `what` in the refusal) in `namespace`.
-    pub fn authorize(&self, namespace: &str, op: &Operation, what: &str) -> CimResult<()> {
-        match self.access(namespace) {
-            None => Err(CimError::new(
-                StatusCode::AccessDenied,
-                format!("user {} has no access to namespace {namespace}", self.name),
-            )),
-            Some(Access::ReadOnly) if op.is_write() => Err(CimError::new(
-                StatusCode::AccessDenied,
-                format!(
-                    "user {} may only read in namespace {namespace}; {what} changes state",
-                    self.name
-                ),
-            )),
-            Some(_) => Ok(()),
-        }
     }
 }
 

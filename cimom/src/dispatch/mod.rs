@@ -32,9 +32,10 @@ use std::sync::{Arc, RwLock};
 use cim_schema::{eq_ignore_case, Name, Repository};
 use tracing::warn;
 
+use crate::auth::{Access, User};
 use crate::cimxml::dom::{self, XmlLimits};
 use crate::cimxml::{decode, encode};
-use crate::error::{CimError, CimResult};
+use crate::error::{CimError, CimResult, StatusCode};
 use crate::store::{Store, StoreError};
 use associations::Traversal;
 use indication::queue::IndicationQueues;
@@ -286,8 +287,46 @@ impl Cimom {
         CimError::failed(format!("the repository database failed: {e}"))
     }
 
-    /// Executes `op` in namespace `ns`.
-    pub async fn execute(
+    /// Carries out `op` for `user` in namespace `ns`. This is where a client's rights are
+    /// checked, for every binding: no access to the namespace, or a write with read-only
+    /// access, is refused (`what` names the operation in the refusal).
+    pub async fn serve(
+        self: &Arc<Self>,
+        user: &User,
+        ns: &str,
+        op: Operation,
+        what: &str,
+    ) -> CimResult<Outcome> {
+        let ns = self.resolve_namespace(ns)?;
+        match user.access(&ns) {
+            None => {
+                return Err(CimError::new(
+                    StatusCode::AccessDenied,
+                    format!("user {} has no access to namespace {ns}", user.name),
+                ))
+            }
+            Some(Access::ReadOnly) if op.is_write() => {
+                return Err(CimError::new(
+                    StatusCode::AccessDenied,
+                    format!(
+                        "user {} may only read in namespace {ns}; {what} changes state",
+                        user.name
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        let ctx = RequestContext {
+            user: Arc::from(user.name.as_str()),
+            administrator: user.is_administrator(),
+        };
+        self.execute(&ctx, &ns, op).await
+    }
+
+    /// Executes `op` in namespace `ns` with no check of rights: for the server's own work
+    /// (delivering and expiring indications); clients' requests come through
+    /// [`Cimom::serve`].
+    pub(crate) async fn execute(
         self: &Arc<Self>,
         ctx: &RequestContext,
         ns: &str,

@@ -28,7 +28,7 @@ use crate::cimxml::encode::PathContext;
 use crate::cimxml::request;
 use crate::cimxml::response::ResponseWriter;
 use crate::dispatch::result::Outcome;
-use crate::dispatch::{Cimom, RequestContext};
+use crate::dispatch::Cimom;
 use crate::error::{CimError, CimResult};
 use crate::wsman;
 
@@ -110,6 +110,18 @@ impl Handler {
                     let (user, body) = self
                         .authenticate(&parts.headers, body, scheme, peer)
                         .await?;
+                    if let Some(what) = endpoint.administrators_only() {
+                        if !user.is_administrator() {
+                            return Err(plain(
+                                HttpStatus::FORBIDDEN,
+                                &format!(
+                                    "user {} may not {what}: that takes an administrator \
+                                     (read-write in every namespace)",
+                                    user.name
+                                ),
+                            ));
+                        }
+                    }
                     return Ok(endpoint.serve(user, Request::from_parts(parts, body)).await);
                 }
             }
@@ -282,7 +294,7 @@ impl Handler {
         }
     }
 
-    /// Checks the user's rights in the namespace, then runs the operation until `deadline`.
+    /// Runs the operation for `user` until `deadline`.
     async fn execute(
         &self,
         user: &User,
@@ -290,13 +302,10 @@ impl Handler {
         deadline: tokio::time::Instant,
     ) -> CimResult<Outcome> {
         let op = request.operation?;
-        let ns = self.cimom.resolve_namespace(&request.namespace)?;
-        user.authorize(&ns, &op, &request.method)?;
-        let ctx = RequestContext {
-            user: Arc::from(user.name.as_str()),
-            administrator: user.is_administrator(),
-        };
-        tokio::time::timeout_at(deadline, self.cimom.execute(&ctx, &ns, op))
+        let served = self
+            .cimom
+            .serve(user, &request.namespace, op, &request.method);
+        tokio::time::timeout_at(deadline, served)
             .await
             .unwrap_or_else(|_| Err(self.timed_out()))
     }

@@ -30,6 +30,10 @@ use body::ResponseBody;
 pub trait Endpoint: Send + Sync {
     /// The path prefix it serves, such as `/cimvirt/migration/`.
     fn prefix(&self) -> &'static str;
+    /// If only administrators (read-write in every namespace) may use it, what it does,
+    /// for the refusal the others get (403: "user NAME may not WHAT: ..."). The router
+    /// checks it before the endpoint sees the request.
+    fn administrators_only(&self) -> Option<&'static str>;
     /// Answers one request of `user`.
     async fn serve(&self, user: Arc<User>, request: Request<Incoming>) -> Response<ResponseBody>;
 }
