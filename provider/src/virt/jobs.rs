@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lock;
 use super::manager::ChangeError;
+use super::return_code::ReturnCode;
 use cimom::error::{CimError, CimResult};
 use cimom::store::{ProviderTable, Store};
 
@@ -143,7 +144,7 @@ impl Jobs {
             }
             Err(e) => {
                 job.state = state::EXCEPTION;
-                job.error_code = e.code() as u16;
+                job.error_code = ReturnCode::from(e).number() as u16;
                 job.error_description = Some(e.describe());
             }
         }

@@ -30,31 +30,20 @@ use cimom::store::{ProviderTable, Store};
 /// VM definitions (JSON), by VM name.
 const DEFINITIONS_TABLE: ProviderTable = ProviderTable::new("vms");
 
-/// Why a state change was not made, in DSP1057's RequestStateChange return codes.
+/// Why a state change was not made (each is one of RequestStateChange's return codes:
+/// [`super::return_code::ReturnCode`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeError {
-    /// 4097: the VM's state does not allow it.
+    /// The VM's state does not allow it.
     InvalidTransition(String),
-    /// 4099: another state change of this VM is in progress.
+    /// Another state change of this VM is in progress.
     Busy,
-    /// 3: the guest did not finish in time.
+    /// The guest did not finish in time.
     Timeout(String),
-    /// 4: the change failed.
+    /// The change failed.
     Failed(String),
     /// A client cancelled the job doing it.
     Cancelled,
-}
-
-impl ChangeError {
-    /// The method's return value.
-    pub fn code(&self) -> u32 {
-        match self {
-            ChangeError::InvalidTransition(_) => 4097,
-            ChangeError::Busy => 4099,
-            ChangeError::Timeout(_) => 3,
-            ChangeError::Failed(_) | ChangeError::Cancelled => 4,
-        }
-    }
 }
 
 impl ChangeError {

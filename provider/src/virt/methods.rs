@@ -7,6 +7,7 @@ use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 
 use super::definition;
 use super::manager::{Change, FileAccess};
+use super::return_code::ReturnCode;
 use super::{paths, properties, Virt};
 use cimom::dispatch::provider::{MethodResult, ProviderContext};
 use cimom::error::{CimError, CimResult};
@@ -180,9 +181,9 @@ fn references(paths: Vec<ObjectPath>) -> Value {
     )
 }
 
-pub(super) fn done(code: u32, out: Vec<(Name, Value)>) -> MethodResult {
+pub(super) fn done(code: impl Into<Value>, out: Vec<(Name, Value)>) -> MethodResult {
     MethodResult {
-        return_value: Value::UInt32(code),
+        return_value: code.into(),
         out,
     }
 }
@@ -218,7 +219,7 @@ impl Virt {
             11 => Change::Reset,
             // Defined by DSP1057 but not offered: Test, Defer, Not Applicable, Shut Down's
             // relatives. 1 = Not Supported.
-            _ => return Ok(done(1, vec![])),
+            _ => return Ok(done(ReturnCode::NotSupported, vec![])),
         };
         let known = self.manager.definition(&name).is_some();
         if !known {
@@ -235,23 +236,23 @@ impl Virt {
                     .map_err(|e| CimError::failed(format!("the VM operation failed: {e}")))?;
             return Ok(match started {
                 Ok(job) => done(
-                    4096,
+                    ReturnCode::JobStarted,
                     vec![(Name::new("Job"), Value::Reference(paths::job(&job.id)))],
                 ),
-                Err(e) => done(e.code(), vec![]),
+                Err(e) => done(ReturnCode::from(&e), vec![]),
             });
         }
         let result = self
             .blocking(move |m| m.change_state(&name, requested, change))
             .await?;
         Ok(match result {
-            Ok(()) => done(0, vec![]),
+            Ok(()) => done(ReturnCode::Completed, vec![]),
             Err(e) => {
                 tracing::info!(
-                    code = e.code(),
+                    code = ReturnCode::from(&e).number(),
                     "RequestStateChange({requested}) not done: {e:?}"
                 );
-                done(e.code(), vec![])
+                done(ReturnCode::from(&e), vec![])
             }
         })
     }
@@ -273,7 +274,7 @@ impl Virt {
         self.blocking(move |m| m.define(definition, files))
             .await??;
         Ok(done(
-            0,
+            ReturnCode::Completed,
             vec![(
                 Name::new("ResultingSystem"),
                 Value::Reference(paths::system(&name)),
@@ -299,7 +300,7 @@ impl Virt {
             .blocking(move |m| m.modify_resources(&rasds, files))
             .await??;
         Ok(done(
-            0,
+            ReturnCode::Completed,
             vec![(Name::new("ResultingResourceSettings"), references(paths))],
         ))
     }
@@ -330,7 +331,7 @@ impl Virt {
             .blocking(move |m| m.create_volume(&pool, &name, capacity))
             .await??;
         Ok(done(
-            0,
+            ReturnCode::Completed,
             vec![(Name::new("Resource"), Value::Reference(resource))],
         ))
     }
@@ -397,7 +398,10 @@ impl Virt {
                  or a KVM_NetPoolResourceAllocationSettingData"
             )));
         };
-        Ok(done(0, vec![(Name::new("Pool"), Value::Reference(pool))]))
+        Ok(done(
+            ReturnCode::Completed,
+            vec![(Name::new("Pool"), Value::Reference(pool))],
+        ))
     }
 
     /// DeleteResourcePool: a storage pool created through CIM is forgotten (its images
@@ -430,7 +434,7 @@ impl Virt {
                 "{id}: only storage and network pools are created and deleted"
             )));
         }
-        Ok(done(0, vec![]))
+        Ok(done(ReturnCode::Completed, vec![]))
     }
 
     pub(super) async fn delete_resource_in_pool(
@@ -463,7 +467,7 @@ impl Virt {
         }
         self.blocking(move |m| m.delete_volume(&pool, &volume))
             .await??;
-        Ok(done(0, vec![]))
+        Ok(done(ReturnCode::Completed, vec![]))
     }
 
     pub(super) async fn modify_system_settings(
@@ -475,7 +479,7 @@ impl Virt {
         let files = file_access(ctx);
         self.blocking(move |m| m.modify_system(&vssd, files))
             .await??;
-        Ok(done(0, vec![]))
+        Ok(done(ReturnCode::Completed, vec![]))
     }
 
     pub(super) async fn add_resource_settings(
@@ -518,7 +522,7 @@ impl Virt {
             .blocking(move |m| m.add_resources(&vm, &rasds, files))
             .await??;
         Ok(done(
-            0,
+            ReturnCode::Completed,
             vec![(Name::new("ResultingResourceSettings"), references(paths))],
         ))
     }
@@ -546,7 +550,7 @@ impl Virt {
             }
         };
         self.blocking(move |m| m.remove_resources(&rasds)).await??;
-        Ok(done(0, vec![]))
+        Ok(done(ReturnCode::Completed, vec![]))
     }
 
     pub(super) async fn create_snapshot(
@@ -558,7 +562,7 @@ impl Virt {
             None | Some(Value::UInt16(2 | 32768)) => false,
             Some(Value::UInt16(32769)) => true,
             // 3 Disk Snapshot: there are no disks yet. 1 = Not Supported.
-            Some(_) => return Ok(done(1, vec![])),
+            Some(_) => return Ok(done(ReturnCode::NotSupported, vec![])),
         };
         self.require_defined(&name)?;
         let result = {
@@ -568,13 +572,13 @@ impl Virt {
         };
         Ok(match result {
             Ok(snapshot) => done(
-                0,
+                ReturnCode::Completed,
                 vec![(
                     Name::new("ResultingSnapshot"),
                     Value::Reference(paths::snapshot(&name, &snapshot.id)),
                 )],
             ),
-            Err(e) => done(e.code(), vec![]),
+            Err(e) => done(ReturnCode::from(&e), vec![]),
         })
     }
 
@@ -586,8 +590,8 @@ impl Virt {
         self.require_defined(&name)?;
         let result = self.blocking(move |m| m.apply_snapshot(&name, &id)).await?;
         Ok(match result {
-            Ok(()) => done(0, vec![]),
-            Err(e) => done(e.code(), vec![]),
+            Ok(()) => done(ReturnCode::Completed, vec![]),
+            Err(e) => done(ReturnCode::from(&e), vec![]),
         })
     }
 
@@ -598,7 +602,7 @@ impl Virt {
         let (name, id) = snapshot_of(argument(arguments, "AffectedSnapshot"), "AffectedSnapshot")?;
         self.blocking(move |m| m.destroy_snapshot(&name, &id))
             .await??;
-        Ok(done(0, vec![]))
+        Ok(done(ReturnCode::Completed, vec![]))
     }
 
     /// CIM_ConcreteJob.GetError: the job's error as an embedded CIM_Error, or none.
@@ -620,16 +624,16 @@ impl Virt {
             }
         };
         if !matches!(requested, 4 | 5) {
-            return Ok(done(1, vec![]));
+            return Ok(done(ReturnCode::NotSupported, vec![]));
         }
         Ok(match self.blocking(move |m| m.cancel_job(&id)).await? {
-            Ok(()) => done(0, vec![]),
+            Ok(()) => done(ReturnCode::Completed, vec![]),
             Err(e) => {
                 tracing::info!(
-                    code = e.code(),
+                    code = ReturnCode::from(&e).number(),
                     "job RequestStateChange({requested}) refused: {e:?}"
                 );
-                done(e.code(), vec![])
+                done(ReturnCode::from(&e), vec![])
             }
         })
     }
@@ -661,7 +665,7 @@ impl Virt {
             Some(e) => vec![(Name::new("Error"), e)],
             None => vec![],
         };
-        Ok(done(0, out))
+        Ok(done(ReturnCode::Completed, out))
     }
 
     /// CIM_Job.KillJob (deprecated for RequestStateChange 5): cancels the job where it can
@@ -686,11 +690,11 @@ impl Virt {
                 if delete {
                     manager.jobs().remove(&id)?;
                 }
-                Ok(done(0, vec![]))
+                Ok(done(ReturnCode::Completed, vec![]))
             }
             Err(e) => {
                 tracing::info!("KillJob refused: {e:?}");
-                Ok(done(4, vec![]))
+                Ok(done(ReturnCode::Failed, vec![]))
             }
         }
     }
@@ -717,19 +721,22 @@ impl Virt {
             }
         };
         if argument(arguments, "Time").is_some() {
-            return Ok(done(1, vec![]));
+            return Ok(done(ReturnCode::NotSupported, vec![]));
         }
         let (requested, change) = match state {
             1 => (2, Change::Enable),
             5 => (11, Change::Reset),
             6 => (3, Change::Disable),
-            _ => return Ok(done(1, vec![])),
+            _ => return Ok(done(ReturnCode::NotSupported, vec![])),
         };
         self.require_defined(&name)?;
         let result = self
             .blocking(move |m| m.change_state(&name, requested, change))
             .await?;
-        Ok(done(result.map_or_else(|e| e.code(), |()| 0), vec![]))
+        Ok(done(
+            result.map_or_else(|e| ReturnCode::from(&e), |()| ReturnCode::Completed),
+            vec![],
+        ))
     }
 
     fn require_defined(&self, name: &str) -> CimResult<()> {
@@ -747,6 +754,6 @@ impl Virt {
     ) -> CimResult<MethodResult> {
         let name = system_name(argument(arguments, "AffectedSystem"), "AffectedSystem")?;
         self.blocking(move |m| m.destroy(&name)).await??;
-        Ok(done(0, vec![]))
+        Ok(done(ReturnCode::Completed, vec![]))
     }
 }

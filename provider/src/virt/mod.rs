@@ -29,6 +29,7 @@ mod modify;
 pub mod paths;
 pub mod pools;
 mod properties;
+pub mod return_code;
 mod startup;
 mod state;
 mod vssd_properties;
@@ -607,7 +608,7 @@ impl MethodProvider for Virt {
         } else if is(class::POOL_SERVICE, "RefreshResourcesInPool") {
             // Volumes are read from the pool's directory whenever a client asks.
             Ok(MethodResult {
-                return_value: Value::UInt32(0),
+                return_value: return_code::ReturnCode::Completed.into(),
                 out: vec![],
             })
         } else if is(class::MANAGEMENT_SERVICE, "AddResourceSettings") {

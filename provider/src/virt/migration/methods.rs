@@ -7,6 +7,7 @@ use tracing::info;
 use super::source::Refusal;
 use super::MigrationKind;
 use crate::virt::methods::{argument, done, system_name};
+use crate::virt::return_code::MigrationReturnCode;
 use crate::virt::{paths, Virt, NAMESPACE};
 use cimom::dispatch::provider::MethodResult;
 use cimom::error::{CimError, CimResult, StatusCode};
@@ -99,10 +100,10 @@ impl Virt {
                     info!(
                         vm = name,
                         method,
-                        code = other.code(),
+                        code = MigrationReturnCode::from(&other).number(),
                         "migration refused: {other}"
                     );
-                    Ok(done(other.code(), vec![]))
+                    Ok(done(MigrationReturnCode::from(&other), vec![]))
                 }
             }
         };
@@ -115,7 +116,7 @@ impl Virt {
             .map_err(|e| CimError::failed(format!("the migration check failed: {e}")))?;
             return match answer {
                 Ok(migratable) => Ok(done(
-                    0,
+                    MigrationReturnCode::Completed,
                     vec![(Name::new("IsMigratable"), Value::Boolean(migratable))],
                 )),
                 Err(e) => refused(e),
@@ -136,7 +137,7 @@ impl Virt {
                         Value::Reference(new_system(&destination, &name)),
                     ));
                 }
-                Ok(done(4096, out))
+                Ok(done(MigrationReturnCode::JobStarted, out))
             }
             Err(e) => refused(e),
         }

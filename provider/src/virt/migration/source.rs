@@ -42,18 +42,6 @@ pub enum Refusal {
     Failed(String),
 }
 
-impl Refusal {
-    /// The method's return value.
-    pub fn code(&self) -> u32 {
-        match self {
-            Refusal::InvalidState(_) => 5,
-            Refusal::InvalidParameter(_) => 4,
-            Refusal::Busy => 4099,
-            Refusal::Failed(_) => 2,
-        }
-    }
-}
-
 impl From<RemoteError> for Refusal {
     fn from(e: RemoteError) -> Self {
         match e {
