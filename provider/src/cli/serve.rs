@@ -393,7 +393,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         },
     );
     let migration_endpoint = provider::virt::migration::Receiver::new(manager.clone());
-    virt.register(&mut registry);
+    virt.register(&schema, &mut registry);
     let hostname = identity.hostname.clone();
     let indication_settings = Arc::new(
         cimom::dispatch::indication::settings::IndicationSettings::load(store.clone())

@@ -110,6 +110,21 @@ fn reference(path: ObjectPath) -> Value {
     Value::Reference(path)
 }
 
+/// Whether [`of_class`] builds instances of `class`: the one test of which classes these
+/// providers serve (registration asks it), so that what is registered and what is built
+/// cannot drift apart. Asked with nothing defined: it is about classes, not instances.
+pub fn builds(class: &Class, host: &HostInventory) -> bool {
+    let nothing = Model {
+        hostname: "",
+        host,
+        vms: &[],
+        jobs: &[],
+        disk_pools: &[],
+        bridges: &[],
+    };
+    of_class(class, &nothing).is_some()
+}
+
 /// The instances of exactly `class`, or `None` when the class is not one of these
 /// providers'.
 pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {

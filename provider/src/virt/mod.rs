@@ -37,7 +37,8 @@ mod vssd_properties;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cim_schema::{Class, Instance, Method, Name, ObjectPath, Value};
+use cim_schema::{Class, Instance, Method, Name, ObjectPath, Repository, Value};
+use hypervisor_shim::inventory::HostInventory;
 
 use cimom::dispatch::interop::{CentralElements, Interop, Profile};
 use cimom::dispatch::provider::{
@@ -48,59 +49,10 @@ use cimom::lock;
 use manager::VirtManager;
 use migration::MigrationSettings;
 use paths::{class, Pool};
+use return_code::ReturnCode;
 
 /// The namespace of the KVM_ classes.
 pub const NAMESPACE: &str = "root/virt";
-
-/// Every class these providers serve instances of.
-const INSTANCE_CLASSES: [&str; 46] = [
-    class::HOST_SYSTEM,
-    class::HOST_PROCESSOR,
-    class::HOST_MEMORY,
-    class::COMPUTER_SYSTEM,
-    class::MANAGEMENT_SERVICE,
-    class::MANAGEMENT_CAPABILITIES,
-    class::SETTING_DATA,
-    class::PROC_RASD,
-    class::MEM_RASD,
-    class::DISK_RASD,
-    class::STORAGE_SASD,
-    class::NET_RASD,
-    class::LOGICAL_DISK,
-    class::NETWORK_PORT,
-    class::PROCESSOR,
-    class::MEMORY,
-    class::STATE_CAPABILITIES,
-    class::HOSTED_DEPENDENCY,
-    class::HOSTED_SERVICE,
-    class::SYSTEM_DEVICE,
-    class::SETTINGS_DEFINE_STATE,
-    class::ELEMENT_SETTING_DATA,
-    class::SETTING_DATA_COMPONENT,
-    class::ELEMENT_CAPABILITIES,
-    class::SNAPSHOT_SERVICE,
-    class::SNAPSHOT_SERVICE_CAPABILITIES,
-    class::POOL_SERVICE,
-    class::VOLUME_RASD,
-    class::SNAPSHOT_OF,
-    class::LAST_APPLIED,
-    class::PROCESSOR_POOL,
-    class::MEMORY_POOL,
-    class::DISK_POOL,
-    class::NETWORK_POOL,
-    class::ALLOCATION_CAPABILITIES,
-    class::SETTINGS_DEFINE_CAPABILITIES,
-    class::HOSTED_RESOURCE_POOL,
-    class::ELEMENT_ALLOCATED_FROM_POOL,
-    class::RESOURCE_ALLOCATION_FROM_POOL,
-    class::SNAPSHOT_CAPABILITIES,
-    class::JOB,
-    class::AFFECTED_JOB_ELEMENT,
-    class::OWNING_JOB_ELEMENT,
-    class::MIGRATION_SERVICE,
-    class::MIGRATION_CAPABILITIES,
-    class::MIGRATION_SETTING_DATA,
-];
 
 /// The providers, sharing one manager.
 pub struct Virt {
@@ -123,17 +75,19 @@ impl Virt {
         })
     }
 
-    /// Registers the instance and method providers in `root/virt`.
-    pub fn register(self: &Arc<Self>, registry: &mut Registry) {
-        for class in INSTANCE_CLASSES {
-            registry.register_instances(NAMESPACE, class, self.clone());
+    /// Registers the instance providers of `root/virt` for every class of `schema` whose
+    /// instances the instance builders build, and the method providers for the classes
+    /// of the method table.
+    pub fn register(self: &Arc<Self>, schema: &Repository, registry: &mut Registry) {
+        for class in served_classes(schema, self.manager.host()) {
+            registry.register_instances(NAMESPACE, class.as_str(), self.clone());
         }
-        registry.register_methods(NAMESPACE, class::COMPUTER_SYSTEM, self.clone());
-        registry.register_methods(NAMESPACE, class::MANAGEMENT_SERVICE, self.clone());
-        registry.register_methods(NAMESPACE, class::SNAPSHOT_SERVICE, self.clone());
-        registry.register_methods(NAMESPACE, class::POOL_SERVICE, self.clone());
-        registry.register_methods(NAMESPACE, class::JOB, self.clone());
-        registry.register_methods(NAMESPACE, class::MIGRATION_SERVICE, self.clone());
+        let mut with_methods: Vec<&str> = METHODS.iter().map(|(class, _, _)| *class).collect();
+        with_methods.sort_unstable();
+        with_methods.dedup();
+        for class in with_methods {
+            registry.register_methods(NAMESPACE, class, self.clone());
+        }
     }
 
     /// Advertises the profiles these providers implement in the interop namespace (DSP1033),
@@ -336,6 +290,19 @@ impl Virt {
             .await
             .map_err(|e| CimError::failed(format!("the VM operation failed: {e}")))
     }
+}
+
+/// The classes of `schema`'s `root/virt` whose instances these providers build.
+fn served_classes(schema: &Repository, host: &HostInventory) -> Vec<Name> {
+    schema
+        .namespace(NAMESPACE)
+        .map(|ns| {
+            ns.classes()
+                .filter(|class| instances::builds(class, host))
+                .map(|class| class.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The pools the host has now: processors, memory, the storage pools and the bridges.
@@ -574,6 +541,134 @@ async fn send_all(sink: &InstanceSink, instances: impl IntoIterator<Item = Insta
     true
 }
 
+/// A method's handler: the provider, the caller, the target, the arguments.
+type Handler = for<'a> fn(
+    &'a Virt,
+    &'a ProviderContext,
+    &'a ObjectPath,
+    &'a [(Name, Option<Value>)],
+) -> BoxFuture<'a, CimResult<MethodResult>>;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Every extrinsic method these providers carry out, by class and method: the one table the
+/// method providers are registered from and calls are dispatched by.
+const METHODS: &[(&str, &str, Handler)] = &[
+    (
+        class::COMPUTER_SYSTEM,
+        "RequestStateChange",
+        |v, _, target, args| Box::pin(v.request_state_change(target, args)),
+    ),
+    (
+        class::COMPUTER_SYSTEM,
+        "SetPowerState",
+        |v, _, target, args| Box::pin(v.set_power_state(target, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "DefineSystem",
+        |v, ctx, _, args| Box::pin(v.define_system(ctx, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "DestroySystem",
+        |v, _, _, args| Box::pin(v.destroy_system(args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "ModifyResourceSettings",
+        |v, ctx, _, args| Box::pin(v.modify_resource_settings(ctx, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "ModifySystemSettings",
+        |v, ctx, _, args| Box::pin(v.modify_system_settings(ctx, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "AddResourceSettings",
+        |v, ctx, _, args| Box::pin(v.add_resource_settings(ctx, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "RemoveResourceSettings",
+        |v, _, _, args| Box::pin(v.remove_resource_settings(args)),
+    ),
+    (
+        class::POOL_SERVICE,
+        "CreateResourceInPool",
+        |v, _, _, args| Box::pin(v.create_resource_in_pool(args)),
+    ),
+    (
+        class::POOL_SERVICE,
+        "CreateChildResourcePool",
+        |v, ctx, _, args| Box::pin(v.create_child_resource_pool(ctx, args)),
+    ),
+    (
+        class::POOL_SERVICE,
+        "DeleteResourcePool",
+        |v, _, _, args| Box::pin(v.delete_resource_pool(args)),
+    ),
+    (
+        class::POOL_SERVICE,
+        "DeleteResourceInPool",
+        |v, _, _, args| Box::pin(v.delete_resource_in_pool(args)),
+    ),
+    // Volumes are read from the pool's directory whenever a client asks.
+    (
+        class::POOL_SERVICE,
+        "RefreshResourcesInPool",
+        |_, _, _, _| Box::pin(async { Ok(methods::done(ReturnCode::Completed, vec![])) }),
+    ),
+    (
+        class::SNAPSHOT_SERVICE,
+        "CreateSnapshot",
+        |v, _, _, args| Box::pin(v.create_snapshot(args)),
+    ),
+    (class::SNAPSHOT_SERVICE, "ApplySnapshot", |v, _, _, args| {
+        Box::pin(v.apply_snapshot(args))
+    }),
+    (
+        class::SNAPSHOT_SERVICE,
+        "DestroySnapshot",
+        |v, _, _, args| Box::pin(v.destroy_snapshot(args)),
+    ),
+    (class::JOB, "GetError", |v, _, target, _| {
+        Box::pin(v.job_errors(target, false))
+    }),
+    (class::JOB, "GetErrors", |v, _, target, _| {
+        Box::pin(v.job_errors(target, true))
+    }),
+    (class::JOB, "KillJob", |v, _, target, args| {
+        Box::pin(v.kill_job(target, args))
+    }),
+    (class::JOB, "RequestStateChange", |v, _, target, args| {
+        Box::pin(v.job_state_change(target, args))
+    }),
+    (
+        class::MIGRATION_SERVICE,
+        "MigrateVirtualSystemToHost",
+        |v, _, _, args| Box::pin(v.migration_method("MigrateVirtualSystemToHost", args)),
+    ),
+    (
+        class::MIGRATION_SERVICE,
+        "MigrateVirtualSystemToSystem",
+        |v, _, _, args| Box::pin(v.migration_method("MigrateVirtualSystemToSystem", args)),
+    ),
+    (
+        class::MIGRATION_SERVICE,
+        "CheckVirtualSystemIsMigratableToHost",
+        |v, _, _, args| Box::pin(v.migration_method("CheckVirtualSystemIsMigratableToHost", args)),
+    ),
+    (
+        class::MIGRATION_SERVICE,
+        "CheckVirtualSystemIsMigratableToSystem",
+        |v, _, _, args| {
+            Box::pin(v.migration_method("CheckVirtualSystemIsMigratableToSystem", args))
+        },
+    ),
+];
+
 #[async_trait]
 impl MethodProvider for Virt {
     async fn invoke_method(
@@ -585,59 +680,15 @@ impl MethodProvider for Virt {
         arguments: Vec<(Name, Option<Value>)>,
     ) -> CimResult<MethodResult> {
         let (class, method_name) = (class.name.as_str(), method.name.as_str());
-        let is =
-            |c: &str, m: &str| class.eq_ignore_ascii_case(c) && method_name.eq_ignore_ascii_case(m);
-        if is(class::COMPUTER_SYSTEM, "RequestStateChange") {
-            self.request_state_change(target, &arguments).await
-        } else if is(class::MANAGEMENT_SERVICE, "DefineSystem") {
-            self.define_system(ctx, &arguments).await
-        } else if is(class::MANAGEMENT_SERVICE, "DestroySystem") {
-            self.destroy_system(&arguments).await
-        } else if is(class::MANAGEMENT_SERVICE, "ModifyResourceSettings") {
-            self.modify_resource_settings(ctx, &arguments).await
-        } else if is(class::MANAGEMENT_SERVICE, "ModifySystemSettings") {
-            self.modify_system_settings(ctx, &arguments).await
-        } else if is(class::POOL_SERVICE, "CreateResourceInPool") {
-            self.create_resource_in_pool(&arguments).await
-        } else if is(class::POOL_SERVICE, "CreateChildResourcePool") {
-            self.create_child_resource_pool(ctx, &arguments).await
-        } else if is(class::POOL_SERVICE, "DeleteResourcePool") {
-            self.delete_resource_pool(&arguments).await
-        } else if is(class::POOL_SERVICE, "DeleteResourceInPool") {
-            self.delete_resource_in_pool(&arguments).await
-        } else if is(class::POOL_SERVICE, "RefreshResourcesInPool") {
-            // Volumes are read from the pool's directory whenever a client asks.
-            Ok(MethodResult {
-                return_value: return_code::ReturnCode::Completed.into(),
-                out: vec![],
-            })
-        } else if is(class::MANAGEMENT_SERVICE, "AddResourceSettings") {
-            self.add_resource_settings(ctx, &arguments).await
-        } else if is(class::MANAGEMENT_SERVICE, "RemoveResourceSettings") {
-            self.remove_resource_settings(&arguments).await
-        } else if is(class::SNAPSHOT_SERVICE, "CreateSnapshot") {
-            self.create_snapshot(&arguments).await
-        } else if is(class::SNAPSHOT_SERVICE, "ApplySnapshot") {
-            self.apply_snapshot(&arguments).await
-        } else if is(class::SNAPSHOT_SERVICE, "DestroySnapshot") {
-            self.destroy_snapshot(&arguments).await
-        } else if is(class::JOB, "GetError") {
-            self.job_errors(target, false).await
-        } else if is(class::JOB, "GetErrors") {
-            self.job_errors(target, true).await
-        } else if is(class::JOB, "KillJob") {
-            self.kill_job(target, &arguments).await
-        } else if is(class::COMPUTER_SYSTEM, "SetPowerState") {
-            self.set_power_state(target, &arguments).await
-        } else if is(class::JOB, "RequestStateChange") {
-            self.job_state_change(target, &arguments).await
-        } else if class.eq_ignore_ascii_case(class::MIGRATION_SERVICE) {
-            self.migration_method(method_name, &arguments).await
-        } else {
-            Err(CimError::new(
+        let handler = METHODS
+            .iter()
+            .find(|(c, m, _)| class.eq_ignore_ascii_case(c) && method_name.eq_ignore_ascii_case(m));
+        match handler {
+            Some((_, _, handler)) => handler(self, ctx, target, &arguments).await,
+            None => Err(CimError::new(
                 StatusCode::MethodNotAvailable,
                 format!("{class}.{method_name} is not available yet"),
-            ))
+            )),
         }
     }
 }
@@ -668,6 +719,39 @@ mod tests {
             "Web",
         ] {
             assert!(!names_vm(key, vm), "{key} does not name {vm}");
+        }
+    }
+
+    #[test]
+    fn the_classes_served_are_the_kvm_classes_whose_instances_are_built() {
+        let schema = crate::schema::load().expect("the embedded schema compiles");
+        let host = hypervisor_shim::inventory::collect(std::path::Path::new("/nonexistent/kvm"));
+        let served = served_classes(&schema, &host);
+        assert!(
+            served.iter().all(|c| c.as_str().starts_with("KVM_")),
+            "{served:?}"
+        );
+        for central in [
+            class::HOST_SYSTEM,
+            class::COMPUTER_SYSTEM,
+            class::SETTING_DATA,
+            class::PROC_RASD,
+            class::HOSTED_DEPENDENCY,
+            class::ELEMENT_CAPABILITIES,
+            class::JOB,
+            class::MIGRATION_SERVICE,
+        ] {
+            assert!(served.iter().any(|c| c.as_str() == central), "{central}");
+        }
+        assert_eq!(served.len(), 46, "{served:?}");
+    }
+
+    #[test]
+    fn every_method_of_the_table_is_one_its_class_declares() {
+        let schema = crate::schema::load().expect("the embedded schema compiles");
+        for (class, method, _) in METHODS {
+            let declared = schema.class(NAMESPACE, class).expect(class);
+            assert!(declared.method(method).is_some(), "{class}.{method}");
         }
     }
 
