@@ -53,6 +53,75 @@ pub const DEFAULT_VCPUS: u32 = 1;
 /// Memory when DefineSystem gives no memory RASD.
 pub const DEFAULT_MEMORY_MIB: u64 = 64;
 
+/// A state a client asks a VM to be in: CIM_EnabledLogicalElement.RequestedState as DSP1057
+/// numbers it (stored as that number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u16", try_from = "u16")]
+#[repr(u16)]
+pub enum RequestedState {
+    /// 0: Unknown.
+    Unknown = 0,
+    /// 2: Enabled (running).
+    Enabled = 2,
+    /// 3: Disabled (off).
+    Disabled = 3,
+    /// 4: Shut Down (gracefully).
+    ShutDown = 4,
+    /// 5: No Change (what a VM shows before any request).
+    NoChange = 5,
+    /// 6: Offline (saved).
+    Offline = 6,
+    /// 7: Test.
+    Test = 7,
+    /// 8: Deferred.
+    Deferred = 8,
+    /// 9: Quiesce (paused).
+    Quiesce = 9,
+    /// 10: Reboot.
+    Reboot = 10,
+    /// 11: Reset.
+    Reset = 11,
+    /// 12: Not Applicable.
+    NotApplicable = 12,
+}
+
+impl From<RequestedState> for u16 {
+    fn from(state: RequestedState) -> u16 {
+        state as u16
+    }
+}
+
+impl TryFrom<u16> for RequestedState {
+    type Error = String;
+    fn try_from(number: u16) -> Result<Self, String> {
+        use RequestedState as R;
+        [
+            R::Unknown,
+            R::Enabled,
+            R::Disabled,
+            R::ShutDown,
+            R::NoChange,
+            R::Offline,
+            R::Test,
+            R::Deferred,
+            R::Quiesce,
+            R::Reboot,
+            R::Reset,
+            R::NotApplicable,
+        ]
+        .into_iter()
+        .find(|state| u16::from(*state) == number)
+        .ok_or_else(|| format!("{number} is not a RequestedState"))
+    }
+}
+
+/// The number, as RequestStateChange and job titles show it.
+impl std::fmt::Display for RequestedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", u16::from(*self))
+    }
+}
+
 /// A defined VM, stored in the database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmDefinition {
@@ -64,8 +133,8 @@ pub struct VmDefinition {
     pub vcpus: u32,
     /// Guest RAM in MiB.
     pub memory_mib: u64,
-    /// The last RequestedState a client asked for (5 "Not Applicable" until then).
-    pub requested_state: u16,
+    /// The last RequestedState a client asked for (No Change until then).
+    pub requested_state: RequestedState,
     /// Where the VM's saved state is, while it is saved to disk.
     #[serde(default)]
     pub saved: Option<PathBuf>,
@@ -135,7 +204,7 @@ impl VmDefinition {
     /// another requested state, saved state or snapshot list.
     pub fn settings_differ(&self, other: &VmDefinition) -> bool {
         let mask = |d: &VmDefinition| VmDefinition {
-            requested_state: 0,
+            requested_state: RequestedState::Unknown,
             saved: None,
             snapshots: Vec::new(),
             last_applied: None,
@@ -291,7 +360,7 @@ pub fn from_settings(
         uuid,
         vcpus: DEFAULT_VCPUS,
         memory_mib: DEFAULT_MEMORY_MIB,
-        requested_state: 5,
+        requested_state: RequestedState::NoChange,
         saved: None,
         snapshots: Vec::new(),
         last_applied: None,
@@ -669,6 +738,16 @@ mod tests {
             .unwrap_err()
             .description
             .contains("whole MiB"));
+    }
+
+    #[test]
+    fn requested_states_are_stored_as_their_numbers() {
+        let stored = serde_json::to_string(&RequestedState::Quiesce).unwrap();
+        assert_eq!(stored, "9");
+        let read: RequestedState = serde_json::from_str("5").unwrap();
+        assert_eq!(read, RequestedState::NoChange);
+        assert!(serde_json::from_str::<RequestedState>("1").is_err());
+        assert_eq!(RequestedState::Reboot.to_string(), "10");
     }
 
     #[test]

@@ -395,7 +395,7 @@ pub(super) fn system(class: &Class, d: &VmDefinition, state: State) -> Instance 
                 ("ElementName", text(d.element_name())),
                 ("UUID", text(&d.uuid.to_string())),
                 ("EnabledState", Value::UInt16(cim.enabled_state)),
-                ("RequestedState", Value::UInt16(d.requested_state)),
+                ("RequestedState", Value::UInt16(d.requested_state.into())),
                 ("EnabledDefault", Value::UInt16(2)),
                 ("HealthState", Value::UInt16(cim.health_state)),
                 ("OperationalStatus", u16s(&[cim.operational_status])),

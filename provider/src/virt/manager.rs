@@ -17,7 +17,7 @@ use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
 use cim_schema::{Instance, ObjectPath, Value};
 
-use super::definition::{self, Snapshot, VmDefinition};
+use super::definition::{self, RequestedState, Snapshot, VmDefinition};
 use super::devices;
 use super::indications::{EventSender, VmChange, VmEvent};
 use super::jobs::{Job, Jobs};
@@ -826,8 +826,8 @@ impl VirtManager {
         definition.last_applied = Some(snapshot.id);
         // The VM is now as the snapshot was, running or paused: that is what is requested.
         definition.requested_state = match self.state(&definition) {
-            State::Paused => REQUESTED_QUIESCE,
-            _ => REQUESTED_ENABLED,
+            State::Paused => RequestedState::Quiesce,
+            _ => RequestedState::Enabled,
         };
         self.persist(&definition)
             .map_err(|e| ChangeError::Failed(e.description))
@@ -985,7 +985,7 @@ impl VirtManager {
     pub fn begin_change(
         self: &Arc<Self>,
         name: &str,
-        requested: u16,
+        requested: RequestedState,
         change: Change,
     ) -> Result<Job, ChangeError> {
         let claim = self.claim(name)?;
@@ -1113,7 +1113,7 @@ impl VirtManager {
                     ) {
                         continue;
                     }
-                    match manager.change_state(&d.name, REQUESTED_ENABLED, Change::Enable) {
+                    match manager.change_state(&d.name, RequestedState::Enabled, Change::Enable) {
                         Ok(()) => tracing::info!(vm = d.name, "started automatically"),
                         Err(e) => tracing::warn!(vm = d.name, error = ?e, "automatic start failed"),
                     }
@@ -1126,7 +1126,7 @@ impl VirtManager {
     pub fn change_state(
         &self,
         name: &str,
-        requested: u16,
+        requested: RequestedState,
         change: Change,
     ) -> Result<(), ChangeError> {
         let _claim = self.claim(name)?;
@@ -1134,7 +1134,12 @@ impl VirtManager {
     }
 
     /// Carries out a state change on a claimed VM.
-    fn perform(&self, name: &str, requested: u16, change: Change) -> Result<(), ChangeError> {
+    fn perform(
+        &self,
+        name: &str,
+        requested: RequestedState,
+        change: Change,
+    ) -> Result<(), ChangeError> {
         let mut definition = self
             .definition(name)
             .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
@@ -1205,7 +1210,7 @@ impl VirtManager {
                         kind: ErrorKind::Cancelled,
                         ..
                     }) => {
-                        definition.requested_state = 2;
+                        definition.requested_state = RequestedState::Enabled;
                         let _ = self.persist(&definition);
                         return Err(ChangeError::Cancelled);
                     }
@@ -1275,10 +1280,6 @@ fn host_files_named(d: &VmDefinition) -> Vec<(&'static str, &Path)> {
 fn host_files(d: &VmDefinition) -> BTreeSet<&Path> {
     host_files_named(d).into_iter().map(|(_, p)| p).collect()
 }
-
-/// RequestedState 2 (Enabled) and 9 (Quiesce), as DSP1057 numbers them.
-const REQUESTED_ENABLED: u16 = 2;
-const REQUESTED_QUIESCE: u16 = 9;
 
 /// Whether a VM in `state` can make `change`, as the VM's lifecycle decides it.
 fn check_transition(change: Change, state: State) -> Result<(), InvalidTransition> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 
-use super::definition;
+use super::definition::{self, RequestedState};
 use super::manager::{Change, FileAccess};
 use super::return_code::ReturnCode;
 use super::{paths, properties, Virt};
@@ -209,14 +209,18 @@ impl Virt {
             _ => return Err(CimError::invalid_parameter("RequestedState is required")),
         };
         let timeout = interval(argument(arguments, "TimeoutPeriod"));
-        let change = match requested {
-            2 => Change::Enable,
-            3 => Change::Disable,
-            4 => Change::ShutDown(timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)),
-            6 => Change::Offline,
-            9 => Change::Quiesce,
-            10 => Change::Reboot,
-            11 => Change::Reset,
+        let requested = RequestedState::try_from(requested).ok();
+        let (requested, change) = match requested {
+            Some(r @ RequestedState::Enabled) => (r, Change::Enable),
+            Some(r @ RequestedState::Disabled) => (r, Change::Disable),
+            Some(r @ RequestedState::ShutDown) => (
+                r,
+                Change::ShutDown(timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)),
+            ),
+            Some(r @ RequestedState::Offline) => (r, Change::Offline),
+            Some(r @ RequestedState::Quiesce) => (r, Change::Quiesce),
+            Some(r @ RequestedState::Reboot) => (r, Change::Reboot),
+            Some(r @ RequestedState::Reset) => (r, Change::Reset),
             // Defined by DSP1057 but not offered: Test, Defer, Not Applicable, Shut Down's
             // relatives. 1 = Not Supported.
             _ => return Ok(done(ReturnCode::NotSupported, vec![])),
@@ -724,9 +728,9 @@ impl Virt {
             return Ok(done(ReturnCode::NotSupported, vec![]));
         }
         let (requested, change) = match state {
-            1 => (2, Change::Enable),
-            5 => (11, Change::Reset),
-            6 => (3, Change::Disable),
+            1 => (RequestedState::Enabled, Change::Enable),
+            5 => (RequestedState::Reset, Change::Reset),
+            6 => (RequestedState::Disabled, Change::Disable),
             _ => return Ok(done(ReturnCode::NotSupported, vec![])),
         };
         self.require_defined(&name)?;

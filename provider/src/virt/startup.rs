@@ -3,6 +3,7 @@
 //! host events this host cannot act on, which are refused unless they ask for what happens
 //! anyway.
 
+use super::definition::RequestedState;
 use std::time::Duration;
 
 use cim_schema::{DateTime, Instance, Interval, Value};
@@ -64,10 +65,10 @@ pub const RECOVERY_ACTION_NONE: u16 = 2;
 impl StartupPolicy {
     /// Whether a VM whose last accepted request was `requested_state` and that is not
     /// running now is started automatically.
-    pub fn starts(&self, requested_state: u16) -> bool {
+    pub fn starts(&self, requested_state: RequestedState) -> bool {
         match self.action {
             StartupAction::None => false,
-            StartupAction::RestartIfActive => requested_state == 2,
+            StartupAction::RestartIfActive => requested_state == RequestedState::Enabled,
             StartupAction::Always => true,
         }
     }
@@ -192,10 +193,10 @@ mod tests {
             DateTime::Interval(p.delay_interval()).to_string(),
             "00000000000130.500000:000"
         );
-        assert!(p.starts(2) && !p.starts(3));
+        assert!(p.starts(RequestedState::Enabled) && !p.starts(RequestedState::Disabled));
         p.apply(&vssd(&[("AutoStart", Value::UInt16(1))])).unwrap();
         assert_eq!(p.action, StartupAction::Always);
-        assert!(p.starts(3));
+        assert!(p.starts(RequestedState::Disabled));
         p.apply(&vssd(&[("AutoStart", Value::UInt16(0))])).unwrap();
         assert_eq!(p.action, StartupAction::None);
         assert_eq!(p.delay_ms, 90_500, "what a VSSD leaves out stays");
