@@ -185,16 +185,17 @@ pub enum Event {
 
 /// An event as a subscriber receives it, numbered so that it can be ordered against a
 /// [`Status`]: the event with number `seq` was sent before any status whose `events_sent` is
-/// at least `seq`. (On the wire the number is one more field beside the event's own.)
+/// at least `seq`. (On the wire the number is one more field beside the event's own.) The
+/// VM process writes a `Notice<&Event>`, borrowing the event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Notice {
+pub struct Notice<E = Event> {
     /// The event's number: 1 for the process's first, then one more each (0 from a process
     /// that does not number its events).
     #[serde(default)]
     pub seq: u64,
     /// The event.
     #[serde(flatten)]
-    pub event: Event,
+    pub event: E,
 }
 
 /// A VM's status.

@@ -73,6 +73,16 @@ pub struct RequestContext {
     pub administrator: bool,
 }
 
+impl RequestContext {
+    /// The context of `user`'s requests.
+    pub fn of(user: &User) -> Self {
+        RequestContext {
+            user: Arc::from(user.name.as_str()),
+            administrator: user.is_administrator(),
+        }
+    }
+}
+
 /// Why the object manager could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -316,11 +326,7 @@ impl Cimom {
             }
             Some(_) => {}
         }
-        let ctx = RequestContext {
-            user: Arc::from(user.name.as_str()),
-            administrator: user.is_administrator(),
-        };
-        self.execute(&ctx, &ns, op).await
+        self.execute(&RequestContext::of(user), &ns, op).await
     }
 
     /// Executes `op` in namespace `ns` with no check of rights: for the server's own work

@@ -125,10 +125,7 @@ impl Service {
         let call = Call {
             cimom: &self.cimom,
             user,
-            ctx: RequestContext {
-                user: Arc::from(user.name.as_str()),
-                administrator: user.is_administrator(),
-            },
+            ctx: RequestContext::of(user),
             request,
             config: &self.config,
         };

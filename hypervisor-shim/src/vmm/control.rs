@@ -1,7 +1,7 @@
 //! The VM process's control socket: one thread accepts, one thread per connection reads
 //! requests and hands them to the control loop, and subscribers get events.
 
-use crate::protocol::{self, ErrorKind, Event, Request, Response};
+use crate::protocol::{self, ErrorKind, Event, Notice, Request, Response};
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc::{self, Sender};
@@ -36,14 +36,6 @@ impl PendingRequest {
     }
 }
 
-/// A [`crate::protocol::Notice`] as written, borrowing its event.
-#[derive(serde::Serialize)]
-struct NoticeOf<'a> {
-    seq: u64,
-    #[serde(flatten)]
-    event: &'a Event,
-}
-
 /// The connections that asked for events, and how many events have been sent.
 #[derive(Clone, Default)]
 pub struct Subscribers(Arc<Mutex<Outlets>>);
@@ -64,7 +56,7 @@ impl Subscribers {
     pub fn broadcast(&self, event: &Event) {
         let mut outlets = crate::lock(&self.0);
         outlets.sent += 1;
-        let notice = NoticeOf {
+        let notice = Notice {
             seq: outlets.sent,
             event,
         };

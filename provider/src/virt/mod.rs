@@ -514,7 +514,9 @@ impl InstanceProvider for Virt {
                 let instances = instances::of_class(class, &model)
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|i| !paths_apart.contains(&i.path(class, None)));
+                    .filter(|i| {
+                        paths_apart.is_empty() || !paths_apart.contains(&i.path(class, None))
+                    });
                 if !send_all(sink, instances).await {
                     return Ok(());
                 }
