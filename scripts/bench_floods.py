@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from cimvirtd_ports import wait_for_ports
+
 REPO = Path(__file__).resolve().parents[1]
 ADMIN = ("admin", "bench-admin-password")
 OPERATOR = ("operator", "bench-operator-password")
@@ -135,12 +137,6 @@ def proc_status(pid):
     return rss, threads
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """A cimvirtd of `binary` in a fresh data directory, with `config` as its TOML file."""
 
@@ -151,17 +147,12 @@ class Server:
             subprocess.run([binary, "user", "add", name, "--access", access, "--data-dir", str(data)],
                            input=f"{password}\n", text=True, check=True, capture_output=True)
         (data / "cimvirtd.toml").write_text(config)
-        self.http_port, self.https_port = free_port(), free_port()
         self.log = open(data / "server.log", "w")
         self.proc = subprocess.Popen(
             [binary, "serve", "--data-dir", str(data), "--config", str(data / "cimvirtd.toml"),
-             "--http", f"127.0.0.1:{self.http_port}", "--https", f"127.0.0.1:{self.https_port}"],
+             "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while "cimvirtd ready" not in (data / "server.log").read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((data / "server.log").read_text())
-            time.sleep(0.05)
+        self.http_port, self.https_port = wait_for_ports(self.proc, data / "server.log", timeout=30)
         self.cert = str(data / "tls" / "cert.pem")
         time.sleep(1)  # let start-up settle before the baseline is read
 

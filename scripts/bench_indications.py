@@ -42,6 +42,8 @@ import pywbem
 import requests
 from pywbem import CIMInstance, Uint16, Uint32, Uint64
 
+from cimvirtd_ports import wait_for_ports
+
 PASSWORD = "bench-password"
 QUERY = "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA KVM_ComputerSystem"
 RUNNING, PAUSED = 2, 9
@@ -62,20 +64,13 @@ class Server:
         self.start()
 
     def start(self):
-        self.port = free_port()
-        self.log = open(self.data_dir / "server.log", "a")
+        log_path = self.data_dir / "server.log"
+        since = log_path.stat().st_size if log_path.exists() else 0
+        self.log = open(log_path, "a")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--data-dir", str(self.data_dir), "--http", f"127.0.0.1:{self.port}",
-             "--https", f"127.0.0.1:{free_port()}"], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((self.data_dir / "server.log").read_text()[-2000:])
-                time.sleep(0.05)
+            [self.binary, "serve", "--data-dir", str(self.data_dir), "--http", "127.0.0.1:0",
+             "--https", "127.0.0.1:0"], stdout=self.log, stderr=subprocess.STDOUT)
+        self.port, _ = wait_for_ports(self.proc, log_path, since=since)
 
     def conn(self, namespace="root/virt"):
         return pywbem.WBEMConnection(f"http://127.0.0.1:{self.port}", ("admin", PASSWORD),

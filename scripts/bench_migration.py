@@ -22,7 +22,9 @@ from pathlib import Path
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint64
 
-from bench_virt import free_port, heartbeat, ms, stop_server, vm_request, vm_uuid, wait_running
+from cimvirtd_ports import wait_for_ports
+
+from bench_virt import heartbeat, ms, stop_server, vm_request, vm_uuid, wait_running
 
 BINARY = Path(sys.argv[1] if len(sys.argv) > 1 else "target/release/cimvirtd").resolve()
 RUNS = int(os.environ.get("RUNS", "20"))
@@ -40,14 +42,11 @@ def fill_memory(data, name):
 def start(data, config):
     subprocess.run([BINARY, "user", "add", "admin", "--access", "read-write", "--data-dir", data], input=f"{PASSWORD}\n".encode(),
                    check=True, capture_output=True)
-    http, https = free_port(), free_port()
     log = open(data / "server.log", "w")
     proc = subprocess.Popen([BINARY, "serve", "--data-dir", data, "--config", config,
-                             "--http", f"127.0.0.1:{http}", "--https", f"127.0.0.1:{https}"],
+                             "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
                             stdout=log, stderr=subprocess.STDOUT)
-    while "cimvirtd ready" not in (data / "server.log").read_text():
-        assert proc.poll() is None, (data / "server.log").read_text()
-        time.sleep(0.05)
+    http, https = wait_for_ports(proc, data / "server.log", timeout=120)
     conn = pywbem.WBEMConnection(f"http://127.0.0.1:{http}", ("admin", PASSWORD),
                                  default_namespace="root/virt")
     return proc, conn, f"127.0.0.1:{https}"

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cimvirtd_ports import wait_for_ports
+
 DURATION = os.environ.get("DURATION", "3")
 CONCURRENCY = os.environ.get("PEER_CONCURRENCY", "1 16 64").split()
 PASSWORD = "bench-password"
@@ -64,13 +66,12 @@ class Cimvirtd:
         subprocess.run([binary, "user", "add", self.user, "--access", "read-write",
                         "--data-dir", str(self.dir)], input=PASSWORD + "\n", text=True,
                        check=True, capture_output=True)
-        self.port = free_port()
         self.log = self.dir / "server.log"
         self.proc = subprocess.Popen(
             [binary, "serve", "--data-dir", str(self.dir),
-             "--http", f"127.0.0.1:{self.port}", "--https", f"127.0.0.1:{free_port()}"],
+             "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, self.log)
+        self.port, _ = wait_for_ports(self.proc, self.log)
         self.pid = self.proc.pid
 
     def stop(self):

@@ -28,16 +28,10 @@ from pathlib import Path
 import pywbem
 from pywbem import CIMInstance, Uint16, Uint64
 
+from cimvirtd_ports import wait_for_ports
+
 RUNS = int(os.environ.get("RUNS", "20"))
 PASSWORD = "bench-password"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def vm_uuid(name):
@@ -138,15 +132,14 @@ def start_server(binary):
     data = Path(tempfile.mkdtemp(prefix="cimvirt-bench-"))
     subprocess.run([binary, "user", "add", "admin", "--access", "read-write", "--data-dir", data],
                    input=f"{PASSWORD}\n".encode(), check=True, capture_output=True)
-    port = free_port()
     log = open(data / "server.log", "w")
-    server = subprocess.Popen([binary, "serve", "--data-dir", data, "--http", f"127.0.0.1:{port}",
-                               "--https", f"127.0.0.1:{free_port()}"],
+    server = subprocess.Popen([binary, "serve", "--data-dir", data, "--http", "127.0.0.1:0",
+                               "--https", "127.0.0.1:0"],
                               stdout=log, stderr=subprocess.STDOUT)
-    while "cimvirtd ready" not in (data / "server.log").read_text():
-        if server.poll() is not None:
-            sys.exit(f"{binary} did not start: see {data / 'server.log'}")
-        time.sleep(0.05)
+    try:
+        port, _ = wait_for_ports(server, data / "server.log", timeout=120)
+    except RuntimeError as e:
+        sys.exit(f"{binary} did not start: {e}")
     return server, data, port
 
 

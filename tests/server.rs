@@ -33,12 +33,19 @@ pub struct ProcStatus {
     pub threads: u32,
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; the server binds it right after).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// The port of the listener for `scheme` that a server's log reports
+/// (`listening ... scheme=Https addr=127.0.0.1:PORT`, or its JSON form).
+fn listening_port(log: &str, scheme: &str) -> u16 {
+    let field = format!("scheme={scheme} addr=");
+    log.lines()
+        .filter(|line| line.contains("listening"))
+        .map(|line| line.replace("\":\"", "=").replace("\",\"", " "))
+        .find_map(|line| {
+            let addr = &line[line.find(&field)? + field.len()..];
+            let addr = addr.split(|c: char| c.is_whitespace() || c == '"').next()?;
+            addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+        })
+        .unwrap_or_else(|| panic!("no {scheme} listener in the log: {log}"))
 }
 
 fn add_user(data: &Path, (name, password): (&str, &str), access: &str) {
@@ -62,7 +69,6 @@ impl TestServer {
         add_user(&data, ADMIN, "read-write");
         add_user(&data, OPERATOR, "read-only");
         std::fs::write(data.join("cimvirtd.toml"), config).expect("configuration written");
-        let (http_port, https_port) = (free_port(), free_port());
         let log = std::fs::File::create(data.join("server.log")).expect("log file");
         let child = Command::new(cimvirtd())
             .arg("serve")
@@ -70,8 +76,9 @@ impl TestServer {
             .arg(&data)
             .arg("--config")
             .arg(data.join("cimvirtd.toml"))
-            .args(["--http", &format!("127.0.0.1:{http_port}")])
-            .args(["--https", &format!("127.0.0.1:{https_port}")])
+            // Port 0: the server takes whichever port is free and logs it, so no other
+            // process can take the port between its choice and its bind.
+            .args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0"])
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
@@ -79,8 +86,8 @@ impl TestServer {
         let mut server = TestServer {
             dir,
             child: Some(child),
-            http_port,
-            https_port,
+            http_port: 0,
+            https_port: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.log().contains("cimvirtd ready") {
@@ -95,6 +102,9 @@ impl TestServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        let log = server.log();
+        server.http_port = listening_port(&log, "Http");
+        server.https_port = listening_port(&log, "Https");
         server
     }
 

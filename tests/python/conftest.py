@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +23,9 @@ import pywbem
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CIMVIRTD", REPO / "target" / "release" / "cimvirtd"))
+
+sys.path.insert(0, str(REPO / "scripts"))
+from cimvirtd_ports import wait_for_ports  # noqa: E402
 
 # OpenPegasus's and openwsman's clients, installed by scripts/setup-test-env.
 CLIENTS = Path(os.environ.get("CIMVIRT_CLIENTS", REPO / "target" / "clients"))
@@ -51,6 +55,8 @@ def client_program(path):
 
 
 def free_port():
+    """A free port on 127.0.0.1, free when asked: only for a peer that cannot bind port 0 and
+    say which it got, since another process may take it in between."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -96,26 +102,18 @@ class Server:
         if operator:
             cimvirtd("user", "add", OPERATOR[0], "--access", "read-write", "--namespace", "root/virt",
                      "--data-dir", str(self.data_dir), stdin=OPERATOR[1] + "\n")
-        self.http_port = free_port()
-        self.https_port = free_port()
         self.log_path = self.data_dir / "server.log"
         self.log = open(self.log_path, "w")
         self.run_dir = run_dir_for(self.data_dir)
         self.proc = subprocess.Popen(
             [*prefix, str(BINARY), "serve", "--data-dir", str(self.data_dir),
              "--run-dir", str(self.run_dir),
-             "--http", f"127.0.0.1:{self.http_port}", "--https", f"127.0.0.1:{self.https_port}",
+             # Port 0: the server binds whichever port is free and logs it, so no other
+             # process can take the port between its choice and the bind.
+             "--http", "127.0.0.1:0", "--https", "127.0.0.1:0",
              *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cimvirtd exited: {self.log_path.read_text()}")
-            if "cimvirtd ready" in self.log_path.read_text():
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"cimvirtd did not start: {self.log_path.read_text()}")
+        self.http_port, self.https_port = wait_for_ports(self.proc, self.log_path, timeout=30)
         self.cert = str(self.data_dir / "tls" / "cert.pem")
 
     def url(self, scheme="http"):
