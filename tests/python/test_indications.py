@@ -123,16 +123,13 @@ def test_each_destination_numbers_its_indications_and_bad_listeners_delay_only_t
     try:
         conn = srv.conn()
         system = define(conn, "numbered", vcpus=1, memory_mib=16)[1]["ResultingSystem"]
-        raised = time.monotonic()
         for state in (2, 9, 2, 3, 2, 3):  # on, paused, on, off, on, off
             assert change(conn, system, state) == 0
         assert conn.InvokeMethod("DestroySystem", service(conn), AffectedSystem=system)[0] == 0
         # Created, 6 state changes (off->on, on->paused, paused->on, on->off, off->on,
-        # on->off), Deleted. Before per-destination queues, the silent listener alone held
-        # every delivery for 10 s.
+        # on->off), Deleted.
         for listener in (working, second):
-            got = listener.wait_for(8, timeout=8)
-            assert time.monotonic() - raised < 8
+            got = listener.wait_for(8, timeout=60)
             assert [i.classname for i in got] == (
                 ["KVM_ComputerSystemCreatedIndication"]
                 + ["KVM_ComputerSystemModifiedIndication"] * 6
@@ -140,6 +137,12 @@ def test_each_destination_numbers_its_indications_and_bad_listeners_delay_only_t
             assert_in_order(got)
             assert sequence(got)[0][1] == 0
             assert {i["IndicationFilterName"] for i in got} == {filt["Name"]}
+        # The silent destination did not hold the others back: it never answers, so each
+        # delivery to it ends only when the server gives up on the connection, and had the
+        # destinations shared one queue the working listeners would have got their eighth
+        # indication only after eight such connections. It is still on its first one (or a
+        # retry of it, on a machine slow enough to reach the 10 s delivery timeout).
+        assert len(silent.held) < 8, len(silent.held)
         # One context per destination: the service's name, the server's start, and the
         # destination's.
         (ctx_a,), (ctx_b,) = ({c for c, _ in sequence(l.received)} for l in (working, second))
