@@ -41,13 +41,22 @@ pub fn repo_dir() -> PathBuf {
 /// The `cimvirtd` binary built by `cargo build` with the same profile as the tests. The
 /// tests run the real binary, built once, rather than rebuilding it themselves.
 pub fn cimvirtd() -> PathBuf {
+    built_binary("cimvirtd")
+}
+
+/// The `cimvirt-vmm` binary (each VM's process) built beside [`cimvirtd`].
+pub fn cimvirt_vmm() -> PathBuf {
+    built_binary("cimvirt-vmm")
+}
+
+fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/cimvirtd
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let bin = profile_dir.join("cimvirtd");
+    let bin = profile_dir.join(name);
     assert!(
         bin.is_file(),
         "{} is missing: build it first with `cargo build --release` (the README's test command does)",

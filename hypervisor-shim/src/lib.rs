@@ -10,6 +10,8 @@
 //! - [`vmm`]: one VM process: its machine, vCPU threads, control loop and snapshots.
 //! - [`protocol`] and [`lifecycle`]: the control socket's messages and the VM state machine.
 //! - [`supervisor`]: starts, controls and re-adopts VM processes from the server.
+//! - [`sandbox`]: what a VM process gives up once its machine is built (namespaces,
+//!   capabilities, a seccomp filter per thread kind).
 //! - [`inventory`]: what the host has (CPU, memory, KVM). [`rlimits`]: the process's own
 //!   resource limits.
 
@@ -24,6 +26,7 @@ pub mod memory;
 pub mod netif;
 pub mod protocol;
 pub mod rlimits;
+pub mod sandbox;
 pub mod storage;
 pub mod supervisor;
 pub mod vmm;
@@ -70,6 +73,9 @@ pub enum Error {
     /// A vCPU thread failed to answer.
     #[error("vCPU: {0}")]
     Vcpu(String),
+    /// The VM process could not confine itself.
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
     /// Another I/O failure.
     #[error("{0}")]
     Io(std::io::Error),

@@ -84,7 +84,15 @@ pub enum Request {
     },
     /// Turns this connection into an event stream.
     Subscribe,
+    /// For the sandbox's tests: the thread that carries requests out makes a system call
+    /// that no filter allows, so that the test sees the sandbox stop the VM and report it.
+    /// Refused unless the VM process has `CIMVIRT_VMM_TEST_REQUESTS=1` in its environment.
+    #[doc(hidden)]
+    TestForbiddenSyscall,
 }
+
+/// The environment variable that lets a VM process carry out requests meant for tests.
+pub const TEST_REQUESTS_ENV: &str = "CIMVIRT_VMM_TEST_REQUESTS";
 
 impl Request {
     /// Whether carrying the request out may change the VM's lifecycle state.

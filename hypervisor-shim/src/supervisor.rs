@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 pub struct SupervisorConfig {
     /// Sockets, logs, definitions and exit records of VM processes.
     pub run_dir: PathBuf,
-    /// The program that runs one VM (`cimvirtd`, or the `cimvirt-vmm` test binary).
+    /// The program that runs one VM: `cimvirt-vmm`, or a launcher that runs it.
     pub vmm_program: PathBuf,
-    /// Arguments before the VM's own (`["vmm"]` for `cimvirtd`).
+    /// Arguments before the VM's own: none for `cimvirt-vmm`; a launcher's, ending with
+    /// `cimvirt-vmm`'s path (the tests run VMs through `ip netns exec NS cimvirt-vmm`).
     pub vmm_args: Vec<OsString>,
     /// The KVM device.
     pub kvm_device: PathBuf,
@@ -38,6 +39,8 @@ pub struct SupervisorConfig {
     pub start_timeout: Duration,
     /// The cgroup v2 mount, for CPU weight and limits.
     pub cgroup_root: PathBuf,
+    /// Whether VM processes confine themselves (see [`crate::sandbox`]); off only to debug.
+    pub sandbox: bool,
 }
 
 impl SupervisorConfig {
@@ -50,6 +53,7 @@ impl SupervisorConfig {
             kvm_device: PathBuf::from(crate::hypervisor::kvm::DEFAULT_DEVICE),
             start_timeout: Duration::from_secs(30),
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
+            sandbox: true,
         }
     }
 }
@@ -365,6 +369,7 @@ impl Supervisor {
             self.config.run_dir.join(format!("{name}.log")),
             self.config.run_dir.join(format!("{name}.json")),
             exit_record_path(&socket),
+            crate::sandbox::fault_record_path(&socket),
             socket,
         ] {
             let _ = fs::remove_file(path);
@@ -489,8 +494,8 @@ impl Supervisor {
             None
         };
         let _ = fs::remove_file(&socket);
-        let record_path = exit_record_path(&socket);
-        let _ = fs::remove_file(&record_path);
+        let _ = fs::remove_file(exit_record_path(&socket));
+        let _ = fs::remove_file(crate::sandbox::fault_record_path(&socket));
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -502,6 +507,9 @@ impl Supervisor {
             .arg("--socket")
             .arg(&socket);
         command.arg("--kvm-device").arg(&self.config.kvm_device);
+        if !self.config.sandbox {
+            command.arg("--no-sandbox");
+        }
         match origin {
             Origin::Boot(config) => {
                 let path = self.config.run_dir.join(format!("{name}.json"));
@@ -668,6 +676,9 @@ impl Watcher {
                 None => "the VM process ended without saying why (killed?)".to_owned(),
             },
         });
+        if record.state == State::Crashed {
+            tracing::warn!(vm = %self.handle.name, reason = %record.reason, "VM process crashed");
+        }
         let _ = fs::remove_file(&self.socket);
         if let Some(control) = &self.cpu_control {
             control.remove(&self.handle.name);
@@ -713,10 +724,14 @@ fn describe_status(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// How the process at `socket` ended: its exit record, else what its sandbox recorded when
+/// it stopped the process (see [`crate::sandbox`]).
 fn take_exit_record(socket: &Path) -> Option<ExitRecord> {
     let path = exit_record_path(socket);
-    let record = ExitRecord::read(&path);
+    let fault = crate::sandbox::fault_record_path(socket);
+    let record = ExitRecord::read(&path).or_else(|| ExitRecord::read(&fault));
     let _ = fs::remove_file(&path);
+    let _ = fs::remove_file(&fault);
     record
 }
 

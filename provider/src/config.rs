@@ -218,6 +218,11 @@ pub struct VmmConfig {
     pub run_dir: Option<PathBuf>,
     /// How long a new VM process may take to open its control socket.
     pub start_timeout_secs: u64,
+    /// The program each VM runs in (default `cimvirt-vmm` beside cimvirtd).
+    pub program: Option<PathBuf>,
+    /// Whether VM processes confine themselves (namespaces, no capabilities, seccomp); off
+    /// only to debug the VMM.
+    pub sandbox: bool,
 }
 
 impl Default for VmmConfig {
@@ -226,6 +231,8 @@ impl Default for VmmConfig {
             kvm_device: PathBuf::from(hypervisor_shim::hypervisor::kvm::DEFAULT_DEVICE),
             run_dir: None,
             start_timeout_secs: 30,
+            program: None,
+            sandbox: true,
         }
     }
 }

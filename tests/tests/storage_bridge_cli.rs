@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cimvirt_tests::{cimvirtd, kvm_present, run_cimvirtd};
+use cimvirt_tests::{cimvirt_vmm, cimvirtd, kvm_present, run_cimvirtd};
 use hypervisor_shim::devices::virtio::block::DiskConfig;
 use hypervisor_shim::devices::virtio::net::NetConfig;
 use hypervisor_shim::protocol::Request;
@@ -74,8 +74,8 @@ fn a_pool_makes_grows_imports_guards_and_deletes_volumes() {
         // A running VM's disk cannot be deleted.
         let supervisor = Supervisor::new(SupervisorConfig::new(
             dir.path().join("run"),
-            cimvirtd(),
-            vec!["vmm".into()],
+            cimvirt_vmm(),
+            Vec::new(),
         ))
         .unwrap();
         let mut config = VmConfig::test_guest("pool-user", 1, 16);
@@ -143,7 +143,7 @@ fn a_bridge_is_made_given_a_vm_port_and_deleted() {
         ["netns", "exec", &ns.0]
             .iter()
             .map(Into::into)
-            .chain([cimvirtd().into_os_string(), "vmm".into()])
+            .chain([cimvirt_vmm().into_os_string()])
             .collect(),
     ))
     .unwrap();

@@ -1,4 +1,4 @@
-//! `cimvirtd`'s VM side from outside: `cimvirtd host`, VM processes run as `cimvirtd vmm`,
+//! `cimvirtd`'s VM side from outside: `cimvirtd host`, VM processes run as `cimvirt-vmm`,
 //! and a server that re-adopts the VMs a previous server left running.
 
 use std::io::{BufRead, BufReader};
@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cimvirt_tests::{cimvirtd, kvm_present, run_cimvirtd};
+use cimvirt_tests::{cimvirt_vmm, cimvirtd, kvm_present, run_cimvirtd};
 use hypervisor_shim::protocol::Request;
 use hypervisor_shim::supervisor::{Supervisor, SupervisorConfig};
 use hypervisor_shim::vmm::config::VmConfig;
@@ -40,11 +40,11 @@ fn a_new_server_re_adopts_the_vms_a_previous_one_left_running() {
     }
     let data = tempfile::tempdir().unwrap();
     let run_dir = data.path().join("run");
-    // A supervisor as the first server had it: VMs are `cimvirtd vmm` processes.
+    // A supervisor as the first server had it: VMs are `cimvirt-vmm` processes.
     let first = Supervisor::new(SupervisorConfig::new(
         run_dir.clone(),
-        cimvirtd(),
-        vec!["vmm".into()],
+        cimvirt_vmm(),
+        Vec::new(),
     ))
     .unwrap();
     let vm = first

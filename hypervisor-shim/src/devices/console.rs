@@ -25,6 +25,7 @@ impl Console {
     /// the previous one) and a new file started, so the log never takes more than twice that.
     pub fn to_file(path: &Path, max_bytes: u64) -> io::Result<Console> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        crate::sandbox::note_console_log(&file);
         let len = file.metadata()?.len();
         Ok(Console {
             log: Some((path.to_path_buf(), file, len)),
@@ -55,6 +56,7 @@ impl Console {
             old.push(".1");
             std::fs::rename(&*path, &old)?;
             *file = OpenOptions::new().create(true).append(true).open(&*path)?;
+            crate::sandbox::note_console_log(file);
             *len = 0;
         }
         Ok(())

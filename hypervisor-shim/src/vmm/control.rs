@@ -80,6 +80,9 @@ pub fn serve(listener: UnixListener, requests: Sender<PendingRequest>, subscribe
     std::thread::Builder::new()
         .name("control-accept".into())
         .spawn(move || {
+            // The connection threads started here inherit the filter.
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Control)
+                .unwrap_or_else(|e| crate::sandbox::abort_unconfined(&e));
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let requests = requests.clone();

@@ -1,4 +1,4 @@
-//! One VM process (`cimvirtd vmm`): builds the machine, runs a thread per vCPU, and carries
+//! One VM process (`cimvirt-vmm`): builds the machine, runs a thread per vCPU, and carries
 //! out the control protocol's requests, checked against the lifecycle state machine.
 
 pub mod config;
@@ -38,6 +38,9 @@ pub struct VmmArgs {
     pub paused_at_start: bool,
     /// The KVM device.
     pub kvm_device: PathBuf,
+    /// Confine the process once the machine is built (see [`crate::sandbox`]); off only to
+    /// debug the VMM.
+    pub sandbox: bool,
 }
 
 /// Where the process leaves its exit record: beside the socket.
@@ -153,12 +156,23 @@ impl Process {
         let _ = std::fs::remove_file(&args.socket);
         let listener = UnixListener::bind(&args.socket)
             .map_err(|e| Error::Config(format!("control socket {}: {e}", args.socket.display())))?;
+        // Everything is open and no thread has started yet: from here on the process keeps
+        // only what it holds, and each thread installs its filter first thing.
+        if args.sandbox {
+            let confinement =
+                crate::sandbox::confine_process(&crate::sandbox::fault_record_path(&args.socket))?;
+            tracing::info!(vm = %machine.config.name, %confinement, "VM process confined");
+        } else {
+            tracing::warn!(vm = %machine.config.name, "VM process NOT confined (sandbox off)");
+        }
         let (request_tx, request_rx) = mpsc::channel();
         control::serve(listener, request_tx, subscribers.clone());
         let forward = tx.clone();
         std::thread::Builder::new()
             .name("control-requests".into())
             .spawn(move || {
+                crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Control)
+                    .unwrap_or_else(|e| crate::sandbox::abort_unconfined(&e));
                 for request in request_rx {
                     if forward.send(ControlEvent::Request(request)).is_err() {
                         return;
@@ -191,6 +205,7 @@ impl Process {
             State::Running
         };
         let msr_indices = Arc::new(machine.msr_indices.clone());
+        crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Vmm)?;
         Ok(Process {
             args: args.clone(),
             machine,
@@ -356,6 +371,21 @@ impl Process {
                         format!("no shutdown is in progress (the VM is {})", self.state),
                     ),
                 }
+                return None;
+            }
+            Request::TestForbiddenSyscall => {
+                if std::env::var_os(crate::protocol::TEST_REQUESTS_ENV).is_none() {
+                    request.fail(ErrorKind::BadRequest, "requests for tests are off");
+                    return None;
+                }
+                // ptrace(2) is in no filter: a confined process ends here. Unconfined,
+                // PTRACE_PEEKDATA of pid 0 fails harmlessly.
+                // SAFETY: the call reads nothing from this process's memory.
+                let _ = unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_PEEKDATA, 0, 0, 0) };
+                request.fail(
+                    ErrorKind::Failed,
+                    "ptrace was allowed: this VM process is not confined",
+                );
                 return None;
             }
             Request::Hello { .. } | Request::Subscribe => {
@@ -637,6 +667,7 @@ impl Process {
             reason: reason.clone(),
         }
         .write(&exit_record_path(&self.args.socket));
+        let _ = std::fs::remove_file(crate::sandbox::fault_record_path(&self.args.socket));
         self.state = state;
         self.subscribers.broadcast(&Event::State { state });
         if let Some(request) = request {

@@ -90,6 +90,8 @@ impl VcpuHandle {
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{index}"))
             .spawn(move || {
+                crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Vcpu)
+                    .unwrap_or_else(|e| crate::sandbox::abort_unconfined(&e));
                 // SAFETY: gettid has no preconditions.
                 let _ = tid_tx.send(unsafe { libc::gettid() });
                 let mut runner = VcpuRunner {

@@ -7,8 +7,9 @@ mod serve;
 mod storage;
 mod user;
 mod vm_demo;
-mod vmm;
 
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -41,9 +42,6 @@ enum Command {
     User(user::UserCommand),
     /// Boot the built-in test guest in a VM, show its console and heartbeats, shut it down.
     VmDemo(vm_demo::VmDemoCommand),
-    /// Run one VM (started by the server; not for people).
-    #[command(hide = true)]
-    Vmm(vmm::VmmCommand),
 }
 
 /// Runs the chosen subcommand.
@@ -55,7 +53,34 @@ pub fn run(args: Args) -> ExitCode {
         Command::Host(cmd) => host::run(cmd),
         Command::Bridge(cmd) => bridge::run(cmd),
         Command::Storage(cmd) => storage::run(cmd),
-        Command::Vmm(cmd) => vmm::run(cmd),
         Command::VmDemo(cmd) => vm_demo::run(cmd),
     }
+}
+
+/// The name of the program each VM runs in, built beside cimvirtd.
+const VM_PROGRAM: &str = "cimvirt-vmm";
+
+/// The VM program: `configured` (`[vmm] program`), else `cimvirt-vmm` beside this executable;
+/// an error says why it cannot be run.
+fn vm_program(configured: Option<&Path>) -> Result<PathBuf, String> {
+    let path = match configured {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot find cimvirtd's own path: {e}"))?
+            .with_file_name(VM_PROGRAM),
+    };
+    let metadata = std::fs::metadata(&path).map_err(|e| {
+        format!(
+            "the VM program {} cannot be used: {e} (cargo build --release builds it beside \
+             cimvirtd; [vmm] program names another)",
+            path.display()
+        )
+    })?;
+    if !metadata.is_file() || metadata.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "the VM program {} is not an executable file",
+            path.display()
+        ));
+    }
+    Ok(path)
 }

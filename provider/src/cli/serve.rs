@@ -188,15 +188,33 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
              slowly and their user space cannot run"
         );
     }
-    let program =
-        std::env::current_exe().map_err(|e| format!("cannot find cimvirtd itself: {e}"))?;
+    let program = match super::vm_program(vmm.program.as_deref()) {
+        Ok(program) => {
+            info!(program = %program.display(), "VM processes run as this program");
+            program
+        }
+        // The server still serves everything else; each VM start then fails with the reason.
+        Err(why) => {
+            warn!("VMs cannot run: {why}");
+            vmm.program
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("cimvirt-vmm"))
+        }
+    };
     let run_dir = vmm
         .run_dir
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("run"));
-    let mut config = SupervisorConfig::new(run_dir, program, vec!["vmm".into()]);
+    let mut config = SupervisorConfig::new(run_dir, program, Vec::new());
     config.kvm_device = vmm.kvm_device.clone();
     config.start_timeout = Duration::from_secs(vmm.start_timeout_secs);
+    config.sandbox = vmm.sandbox;
+    if !vmm.sandbox {
+        warn!(
+            "[vmm] sandbox = false: VM processes run with the server's privileges, in its \
+             namespaces and without seccomp filters; a guest that escapes its VMM owns the host"
+        );
+    }
     let supervisor = Supervisor::new(config).map_err(|e| format!("VM run directory: {e}"))?;
     // Every VM's control socket is RUN_DIR/UUID.sock: the directory must leave room for it.
     supervisor

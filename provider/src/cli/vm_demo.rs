@@ -42,9 +42,8 @@ pub fn run(cmd: VmDemoCommand) -> ExitCode {
 
 fn demo(cmd: VmDemoCommand) -> Result<(), String> {
     let run_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let program = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut config =
-        SupervisorConfig::new(run_dir.path().to_path_buf(), program, vec!["vmm".into()]);
+    let program = super::vm_program(None)?;
+    let mut config = SupervisorConfig::new(run_dir.path().to_path_buf(), program, Vec::new());
     config.kvm_device = cmd.kvm_device;
     let supervisor = Supervisor::new(config).map_err(|e| e.to_string())?;
     supervisor.listen(Arc::new(|_, event| match event {

@@ -144,7 +144,12 @@ fn build(cimom: &Cimom, manager: &VirtManager, hostname: &str, event: &VmEvent) 
     let Some(system_class) = ns.class(paths::class::COMPUTER_SYSTEM) else {
         return Vec::new();
     };
-    let system = |d: &VmDefinition, state: State| instances::system(system_class, d, state);
+    let system = |d: &VmDefinition, state: State| {
+        let why = (state == State::Crashed)
+            .then(|| manager.crash_reason(d))
+            .flatten();
+        instances::system(system_class, d, state, why.as_deref())
+    };
     let built = match &event.change {
         VmChange::Created => vec![indication(
             "KVM_ComputerSystemCreatedIndication",
@@ -182,10 +187,12 @@ fn reconfigured(
     system: &dyn Fn(&VmDefinition, State) -> Instance,
 ) -> Vec<(&'static str, Instance, Option<Instance>)> {
     let pools = manager.disk_pools(false);
+    let no_reasons = std::collections::BTreeMap::new();
     let model = instances::Model {
         hostname,
         host: manager.host(),
         vms: &[],
+        crash_reasons: &no_reasons,
         jobs: &[],
         disk_pools: &pools,
         bridges: &[],

@@ -2,6 +2,8 @@
 //! live states. Each class has one builder; associations are built from the same paths as
 //! the instances they join.
 
+use std::collections::BTreeMap;
+
 use cim_schema::{Class, DateTime, Instance, Interval, ObjectPath, Timestamp, Value};
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
@@ -23,6 +25,8 @@ pub struct Model<'a> {
     pub host: &'a HostInventory,
     /// Every defined VM with its lifecycle state.
     pub vms: &'a [(VmDefinition, State)],
+    /// Why each crashed VM (by name) crashed.
+    pub crash_reasons: &'a BTreeMap<String, String>,
     /// The jobs.
     pub jobs: &'a [Job],
     /// The storage pools.
@@ -114,10 +118,12 @@ fn reference(path: ObjectPath) -> Value {
 /// providers serve (registration asks it), so that what is registered and what is built
 /// cannot drift apart. Asked with nothing defined: it is about classes, not instances.
 pub fn builds(class: &Class, host: &HostInventory) -> bool {
+    let no_reasons = BTreeMap::new();
     let nothing = Model {
         hostname: "",
         host,
         vms: &[],
+        crash_reasons: &no_reasons,
         jobs: &[],
         disk_pools: &[],
         bridges: &[],
@@ -150,7 +156,10 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
     } else if is(class::MANAGEMENT_CAPABILITIES) {
         vec![management_capabilities(class)]
     } else if is(class::COMPUTER_SYSTEM) {
-        per_vm(&|d, s| vec![system(class, d, s)])
+        per_vm(&|d, s| {
+            let why = model.crash_reasons.get(&d.name).map(String::as_str);
+            vec![system(class, d, s, why)]
+        })
     } else if is(class::SETTING_DATA) {
         per_vm(&|d, _| {
             let mut out = vec![setting_data(class, d)];
@@ -384,25 +393,30 @@ fn management_capabilities(class: &Class) -> Instance {
     )
 }
 
-pub(super) fn system(class: &Class, d: &VmDefinition, state: State) -> Instance {
+/// A VM's KVM_ComputerSystem; `crash_reason`, for a crashed VM, becomes its
+/// StatusDescriptions beside OperationalStatus Error.
+pub(super) fn system(
+    class: &Class,
+    d: &VmDefinition,
+    state: State,
+    crash_reason: Option<&str>,
+) -> Instance {
     let cim = CimState::of(state);
     let path = paths::system(&d.name);
-    build(
-        class,
-        with_keys(
-            &path,
-            vec![
-                ("ElementName", text(d.element_name())),
-                ("UUID", text(&d.uuid.to_string())),
-                ("EnabledState", Value::UInt16(cim.enabled_state)),
-                ("RequestedState", Value::UInt16(d.requested_state.into())),
-                ("EnabledDefault", Value::UInt16(2)),
-                ("HealthState", Value::UInt16(cim.health_state)),
-                ("OperationalStatus", u16s(&[cim.operational_status])),
-                ("Dedicated", u16s(&[0])),
-            ],
-        ),
-    )
+    let mut values = vec![
+        ("ElementName", text(d.element_name())),
+        ("UUID", text(&d.uuid.to_string())),
+        ("EnabledState", Value::UInt16(cim.enabled_state)),
+        ("RequestedState", Value::UInt16(d.requested_state.into())),
+        ("EnabledDefault", Value::UInt16(2)),
+        ("HealthState", Value::UInt16(cim.health_state)),
+        ("OperationalStatus", u16s(&[cim.operational_status])),
+        ("Dedicated", u16s(&[0])),
+    ];
+    if let (State::Crashed, Some(why)) = (state, crash_reason) {
+        values.push(("StatusDescriptions", Value::Array(vec![Some(text(why))])));
+    }
+    build(class, with_keys(&path, values))
 }
 
 fn setting_data(class: &Class, d: &VmDefinition) -> Instance {

@@ -960,6 +960,16 @@ impl VirtManager {
         }
     }
 
+    /// Why the VM's last process crashed (a guest fault, a VMM error, or the system call its
+    /// sandbox stopped it for), while it is crashed.
+    pub fn crash_reason(&self, definition: &VmDefinition) -> Option<String> {
+        self.supervisor
+            .last_exit(&definition.run_id())
+            .or_else(|| self.supervisor.last_exit(&definition.name))
+            .filter(|exit| exit.state == State::Crashed)
+            .map(|exit| exit.reason)
+    }
+
     pub(super) fn console_log(&self, d: &VmDefinition) -> PathBuf {
         self.vm_file(d, "console.log")
     }

@@ -328,6 +328,7 @@ fn host_bridges() -> Vec<String> {
 /// The live state the instances are built from.
 struct Live {
     vms: Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>,
+    crash_reasons: std::collections::BTreeMap<String, String>,
     jobs: Vec<jobs::Job>,
     disk_pools: Vec<manager::DiskPoolInfo>,
     bridges: Vec<String>,
@@ -413,15 +414,21 @@ impl Virt {
         let (disk_pools, bridges) = self
             .blocking(move |m| (m.disk_pools(with_volumes), host_bridges()))
             .await?;
-        let vms = definitions
+        let vms: Vec<_> = definitions
             .into_iter()
             .map(|d| {
                 let state = self.manager.observed_state(&d);
                 (d, state)
             })
             .collect();
+        let crash_reasons = vms
+            .iter()
+            .filter(|(_, state)| *state == hypervisor_shim::lifecycle::State::Crashed)
+            .filter_map(|(d, _)| Some((d.name.clone(), self.manager.crash_reason(d)?)))
+            .collect();
         Ok(Live {
             vms,
+            crash_reasons,
             jobs: self.manager.jobs().list(),
             disk_pools,
             bridges,
@@ -433,6 +440,7 @@ impl Virt {
             hostname: &self.hostname,
             host: self.manager.host(),
             vms: &live.vms,
+            crash_reasons: &live.crash_reasons,
             jobs: &live.jobs,
             disk_pools: &live.disk_pools,
             bridges: &live.bridges,

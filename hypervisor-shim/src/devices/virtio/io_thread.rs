@@ -65,6 +65,8 @@ impl<H: QueueHandler> IoThread<H> {
         let source_count = sources.len();
         let stop_event = stop.try_clone()?;
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Device)
+                .unwrap_or_else(|e| crate::sandbox::abort_unconfined(&e));
             for index in 0..events.len() {
                 handler.process_queue(index);
             }
