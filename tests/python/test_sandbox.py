@@ -6,12 +6,13 @@ What the sandbox does not do yet (an unprivileged uid/gid per VM, an empty root)
 asserted here; README's Security section says so."""
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import Server
+from conftest import REPO, Server
 from test_virt import VmSocket, change, define, heartbeats, vm_path
 
 if not os.path.exists("/dev/kvm"):
@@ -81,6 +82,13 @@ def test_a_vm_process_runs_confined(srv):
         assert seccomp == "2", task
         threads += 1
     assert threads >= 3
+
+    # README's command shows the same for the newest VM process, which is this one.
+    (command,) = [line for line in (REPO / "README.md").read_text().splitlines()
+                  if line.startswith("grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):'")]
+    shown = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
+    assert shown.stdout.splitlines() == [f"Uid:\t{status['Uid']}", "CapEff:\t0000000000000000",
+                                         "NoNewPrivs:\t1", "Seccomp:\t2"], shown.stdout
 
 
 def test_a_forbidden_system_call_ends_that_vm_alone_and_says_which(srv):

@@ -11,7 +11,7 @@ use super::SandboxError;
 /// spare.
 const MAX_OPEN_FILES: u64 = 1024;
 
-/// What [`confine`] did, for the VM's log.
+/// What [`confine_process`](super::confine_process) did, for the VM's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confinement {
     /// Why the process stayed in the host's namespaces, if it did (an unprivileged user

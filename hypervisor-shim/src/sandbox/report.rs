@@ -100,19 +100,25 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut c_vo
 
 /// Writes the report everywhere it goes, once, and ends the process.
 fn finish(line: &Line) -> ! {
-    if !REPORTED.swap(true, Ordering::AcqRel) {
-        let text = line.bytes();
-        write_all(2, &[b"cimvirt-vmm: ", text, b"\n"]);
-        write_all(
-            CONSOLE_LOG.load(Ordering::Acquire),
-            &[b"\r\n[cimvirt] ", text, b"\r\n"],
-        );
-        // ExitRecord's JSON; the text holds no quote or backslash (names and numbers).
-        write_all(
-            FAULT_RECORD.load(Ordering::Acquire),
-            &[br#"{"state":"crashed","reason":""#, text, br#""}"#],
-        );
+    if REPORTED.swap(true, Ordering::AcqRel) {
+        // Another thread is reporting its own call and ends the process when done; exiting
+        // here would cut its report short.
+        loop {
+            // SAFETY: sched_yield(2) has no arguments and every filter allows it.
+            unsafe { libc::sched_yield() };
+        }
     }
+    let text = line.bytes();
+    write_all(2, &[b"cimvirt-vmm: ", text, b"\n"]);
+    write_all(
+        CONSOLE_LOG.load(Ordering::Acquire),
+        &[b"\r\n[cimvirt] ", text, b"\r\n"],
+    );
+    // ExitRecord's JSON; the text holds no quote or backslash (names and numbers).
+    write_all(
+        FAULT_RECORD.load(Ordering::Acquire),
+        &[br#"{"state":"crashed","reason":""#, text, br#""}"#],
+    );
     // SAFETY: _exit(2) ends the process at once, without running anything else.
     unsafe { libc::_exit(STOPPED_EXIT_CODE) }
 }

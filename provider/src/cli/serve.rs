@@ -182,6 +182,9 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
         ),
         Some(why) => warn!("VMs cannot run on this host: {why}"),
     }
+    if let Some(why) = &host.kvm.cgroup_cpu_unsupported {
+        warn!("VM CPU weights and limits cannot be enforced, and are refused: {why}");
+    }
     if host.kvm.kind == Some(hypervisor_shim::hypervisor::KvmKind::Pvm) {
         warn!(
             "this host's KVM is kvm_pvm (software): the test guest runs, stock Linux guests boot \

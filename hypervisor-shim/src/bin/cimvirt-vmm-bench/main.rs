@@ -107,7 +107,8 @@ impl Bench {
 
     fn wait_console(&self, vm: &VmHandle, text: &str) {
         let log = self.dir.join(format!("{}.console", vm.name()));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Filling 1 GiB takes minutes under a software KVM (kvm_pvm).
+        let deadline = Instant::now() + Duration::from_secs(300);
         while !std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains(text)
@@ -159,26 +160,7 @@ fn main() {
         disk::run(vmm, runs, &dir);
         return;
     }
-    let supervisor = Supervisor::new(SupervisorConfig::new(dir.join("run"), vmm, Vec::new()))
-        .expect("supervisor");
-    let banners: Banners = Arc::default();
-    let sink = banners.clone();
-    supervisor.listen(Arc::new(move |name, event| {
-        if let Event::Console { bytes } = event {
-            if bytes.ends_with(b" MiB\n") {
-                sink.lock()
-                    .unwrap()
-                    .entry(name.to_owned())
-                    .or_insert_with(Instant::now);
-            }
-        }
-    }));
-    let mut bench = Bench {
-        supervisor,
-        banners,
-        dir: dir.clone(),
-        counter: 0,
-    };
+    let mut bench = Bench::new(&vmm, &dir, "run", true);
     let mut rows = Vec::new();
     boot_rows(&mut bench, runs, &mut rows);
     pause_rows(&mut bench, runs, &mut rows);
@@ -193,6 +175,72 @@ fn main() {
     }
     density_rows(&mut bench, runs.max(10), &mut rows);
     print_table(&rows);
+    println!();
+    sandbox_table(&vmm, &dir, runs);
+}
+
+/// What the sandbox costs: start, restore and memory with VM processes confined and not,
+/// measured in the same run.
+fn sandbox_table(vmm: &Path, dir: &Path, runs: usize) {
+    let mut measured = Vec::new();
+    for (sandbox, run_dir) in [(true, "run-confined"), (false, "run-unconfined")] {
+        let mut bench = Bench::new(vmm, dir, run_dir, sandbox);
+        let mut rows = Vec::new();
+        boot_rows(&mut bench, runs, &mut rows);
+        snapshot_rows(&mut bench, 64, false, runs.clamp(1, 10), &mut rows);
+        density_rows(&mut bench, 10, &mut rows);
+        measured.push(rows);
+    }
+    let (on, off) = (&measured[0], &measured[1]);
+    println!("| Measurement (sandbox on vs off) | Unit | On: median / p99 | Off: median / p99 | On - off, medians |");
+    println!("|---|---|---:|---:|---:|");
+    for (a, b) in on.iter().zip(off) {
+        if a.unit == "VMs/s" {
+            continue;
+        }
+        let (mut sa, mut sb) = (a.samples.clone(), b.samples.clone());
+        sa.sort_by(|x, y| x.total_cmp(y));
+        sb.sort_by(|x, y| x.total_cmp(y));
+        let (ma, mb) = (percentile(&sa, 0.5), percentile(&sb, 0.5));
+        println!(
+            "| {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2} |",
+            a.name,
+            a.unit,
+            ma,
+            percentile(&sa, 0.99),
+            mb,
+            percentile(&sb, 0.99),
+            ma - mb
+        );
+    }
+}
+
+impl Bench {
+    /// A supervisor of VM processes in `dir/run_dir`, confined or not, that notes when each
+    /// VM's banner appears.
+    fn new(vmm: &Path, dir: &Path, run_dir: &str, sandbox: bool) -> Bench {
+        let mut config = SupervisorConfig::new(dir.join(run_dir), vmm.to_path_buf(), Vec::new());
+        config.sandbox = sandbox;
+        let supervisor = Supervisor::new(config).expect("supervisor");
+        let banners: Banners = Arc::default();
+        let sink = banners.clone();
+        supervisor.listen(Arc::new(move |name, event| {
+            if let Event::Console { bytes } = event {
+                if bytes.ends_with(b" MiB\n") {
+                    sink.lock()
+                        .unwrap()
+                        .entry(name.to_owned())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        }));
+        Bench {
+            supervisor,
+            banners,
+            dir: dir.to_path_buf(),
+            counter: 0,
+        }
+    }
 }
 
 fn boot_rows(bench: &mut Bench, runs: usize, rows: &mut Vec<Row>) {
