@@ -80,11 +80,6 @@ pub fn note_console_log(file: &std::fs::File) {
     report::set_console_log(std::os::fd::AsRawFd::as_raw_fd(file));
 }
 
-/// Whether this process confined itself.
-pub fn is_confined() -> bool {
-    CONFINED.load(Ordering::Acquire)
-}
-
 /// Ends the process after a failure to confine a thread: a VM that runs unconfined is not
 /// allowed to go on.
 pub fn abort_unconfined(error: &SandboxError) -> ! {
