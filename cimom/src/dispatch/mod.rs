@@ -326,7 +326,8 @@ impl Cimom {
             }
             Some(_) => {}
         }
-        self.execute(&RequestContext::of(user), &ns, op).await
+        self.execute_resolved(&RequestContext::of(user), &ns, op)
+            .await
     }
 
     /// Executes `op` in namespace `ns` with no check of rights: for the server's own work
@@ -339,6 +340,17 @@ impl Cimom {
         op: Operation,
     ) -> CimResult<Outcome> {
         let ns = self.resolve_namespace(ns)?;
+        self.execute_resolved(ctx, &ns, op).await
+    }
+
+    /// [`Cimom::execute`] in `ns`, already the canonical name of a namespace (as
+    /// [`Cimom::resolve_namespace`] returns it).
+    async fn execute_resolved(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        ns: &str,
+        op: Operation,
+    ) -> CimResult<Outcome> {
         use Operation as O;
         match op {
             O::GetClass {
@@ -348,7 +360,7 @@ impl Cimom {
                 include_class_origin,
                 property_list,
             } => self.get_class(
-                &ns,
+                ns,
                 &class,
                 local_only,
                 include_qualifiers,
@@ -362,7 +374,7 @@ impl Cimom {
                 include_qualifiers,
                 include_class_origin,
             } => self.enumerate_classes(
-                &ns,
+                ns,
                 class.as_ref(),
                 deep_inheritance,
                 encode::ClassFilter {
@@ -375,41 +387,39 @@ impl Cimom {
             O::EnumerateClassNames {
                 class,
                 deep_inheritance,
-            } => self.enumerate_class_names(&ns, class.as_ref(), deep_inheritance),
-            O::CreateClass { class } => self.create_class(&ns, class).await,
-            O::ModifyClass { class } => self.modify_class(&ns, class).await,
-            O::DeleteClass { class } => self.delete_class(&ns, &class).await,
-            O::GetQualifier { name } => self.get_qualifier(&ns, &name),
-            O::SetQualifier { declaration } => self.set_qualifier(&ns, declaration).await,
-            O::DeleteQualifier { name } => self.delete_qualifier(&ns, &name).await,
-            O::EnumerateQualifiers => self.enumerate_qualifiers(&ns),
+            } => self.enumerate_class_names(ns, class.as_ref(), deep_inheritance),
+            O::CreateClass { class } => self.create_class(ns, class).await,
+            O::ModifyClass { class } => self.modify_class(ns, class).await,
+            O::DeleteClass { class } => self.delete_class(ns, &class).await,
+            O::GetQualifier { name } => self.get_qualifier(ns, &name),
+            O::SetQualifier { declaration } => self.set_qualifier(ns, declaration).await,
+            O::DeleteQualifier { name } => self.delete_qualifier(ns, &name).await,
+            O::EnumerateQualifiers => self.enumerate_qualifiers(ns),
             O::GetInstance { path, options } => {
-                self.get_instance_op(ctx, &ns, &path, &options).await
+                self.get_instance_op(ctx, ns, &path, &options).await
             }
             O::EnumerateInstances { class, options } => {
-                self.enumerate_instances_op(ctx, &ns, &class, options, false)
+                self.enumerate_instances_op(ctx, ns, &class, options, false)
             }
             O::EnumerateInstanceNames { class } => {
-                self.enumerate_instances_op(ctx, &ns, &class, Default::default(), true)
+                self.enumerate_instances_op(ctx, ns, &class, Default::default(), true)
             }
-            O::CreateInstance { instance } => self.create_instance(ctx, &ns, instance).await,
+            O::CreateInstance { instance } => self.create_instance(ctx, ns, instance).await,
             O::ModifyInstance {
                 path,
                 instance,
                 property_list,
             } => {
-                self.modify_instance(ctx, &ns, &path, instance, property_list)
+                self.modify_instance(ctx, ns, &path, instance, property_list)
                     .await
             }
-            O::DeleteInstance { path } => self.delete_instance(ctx, &ns, &path).await,
-            O::GetProperty { path, property } => {
-                self.get_property(ctx, &ns, &path, &property).await
-            }
+            O::DeleteInstance { path } => self.delete_instance(ctx, ns, &path).await,
+            O::GetProperty { path, property } => self.get_property(ctx, ns, &path, &property).await,
             O::SetProperty {
                 path,
                 property,
                 value,
-            } => self.set_property(ctx, &ns, &path, &property, value).await,
+            } => self.set_property(ctx, ns, &path, &property, value).await,
             O::Associators {
                 object,
                 filter,
@@ -417,7 +427,7 @@ impl Cimom {
                 include_qualifiers,
             } => self.traverse_op(
                 ctx,
-                &ns,
+                ns,
                 Traversal {
                     options,
                     include_qualifiers,
@@ -426,7 +436,7 @@ impl Cimom {
             ),
             O::AssociatorNames { object, filter } => self.traverse_op(
                 ctx,
-                &ns,
+                ns,
                 Traversal {
                     names_only: true,
                     ..Traversal::new(object, filter, true)
@@ -439,7 +449,7 @@ impl Cimom {
                 include_qualifiers,
             } => self.traverse_op(
                 ctx,
-                &ns,
+                ns,
                 Traversal {
                     options,
                     include_qualifiers,
@@ -448,23 +458,23 @@ impl Cimom {
             ),
             O::ReferenceNames { object, filter } => self.traverse_op(
                 ctx,
-                &ns,
+                ns,
                 Traversal {
                     names_only: true,
                     ..Traversal::new(object, filter, false)
                 },
             ),
-            O::ExecQuery { language, query } => self.exec_query(ctx, &ns, &language, &query),
+            O::ExecQuery { language, query } => self.exec_query(ctx, ns, &language, &query),
             O::OpenEnumerateInstances {
                 class,
                 options,
                 open,
             } => {
-                self.open_enumerate(ctx, &ns, &class, options, open, false)
+                self.open_enumerate(ctx, ns, &class, options, open, false)
                     .await
             }
             O::OpenEnumerateInstancePaths { class, open } => {
-                self.open_enumerate(ctx, &ns, &class, Default::default(), open, true)
+                self.open_enumerate(ctx, ns, &class, Default::default(), open, true)
                     .await
             }
             O::OpenReferenceInstances {
@@ -477,7 +487,7 @@ impl Cimom {
                     options,
                     ..Traversal::new(object, filter, false)
                 };
-                self.open_traversal(ctx, &ns, t, open).await
+                self.open_traversal(ctx, ns, t, open).await
             }
             O::OpenReferenceInstancePaths {
                 object,
@@ -488,7 +498,7 @@ impl Cimom {
                     names_only: true,
                     ..Traversal::new(object, filter, false)
                 };
-                self.open_traversal(ctx, &ns, t, open).await
+                self.open_traversal(ctx, ns, t, open).await
             }
             O::OpenAssociatorInstances {
                 object,
@@ -500,7 +510,7 @@ impl Cimom {
                     options,
                     ..Traversal::new(object, filter, true)
                 };
-                self.open_traversal(ctx, &ns, t, open).await
+                self.open_traversal(ctx, ns, t, open).await
             }
             O::OpenAssociatorInstancePaths {
                 object,
@@ -511,7 +521,7 @@ impl Cimom {
                     names_only: true,
                     ..Traversal::new(object, filter, true)
                 };
-                self.open_traversal(ctx, &ns, t, open).await
+                self.open_traversal(ctx, ns, t, open).await
             }
             O::OpenQueryInstances {
                 language,
@@ -519,7 +529,7 @@ impl Cimom {
                 return_query_result_class,
                 open,
             } => {
-                self.open_query(ctx, &ns, &language, &query, return_query_result_class, open)
+                self.open_query(ctx, ns, &language, &query, return_query_result_class, open)
                     .await
             }
             O::PullInstancesWithPath {
@@ -528,7 +538,7 @@ impl Cimom {
             } => {
                 self.pull(
                     ctx,
-                    &ns,
+                    ns,
                     &context,
                     max_object_count,
                     result::ResultForm::InstanceWithPath,
@@ -541,7 +551,7 @@ impl Cimom {
             } => {
                 self.pull(
                     ctx,
-                    &ns,
+                    ns,
                     &context,
                     max_object_count,
                     result::ResultForm::InstancePath,
@@ -554,7 +564,7 @@ impl Cimom {
             } => {
                 self.pull(
                     ctx,
-                    &ns,
+                    ns,
                     &context,
                     max_object_count,
                     result::ResultForm::Instance,
@@ -563,10 +573,10 @@ impl Cimom {
             }
             O::EnumerationCount { context } => self
                 .pulls
-                .count(&context, &ctx.user, &ns)
+                .count(&context, &ctx.user, ns)
                 .map(Outcome::Count),
             O::CloseEnumeration { context } => {
-                self.pulls.close(&context, &ctx.user, &ns)?;
+                self.pulls.close(&context, &ctx.user, ns)?;
                 Ok(Outcome::Empty)
             }
             O::InvokeMethod {
@@ -574,7 +584,7 @@ impl Cimom {
                 method,
                 parameters,
             } => {
-                self.invoke_method(ctx, &ns, target, &method, parameters)
+                self.invoke_method(ctx, ns, target, &method, parameters)
                     .await
             }
         }
