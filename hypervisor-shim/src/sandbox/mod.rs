@@ -74,6 +74,14 @@ pub fn confine_thread(kind: ThreadKind) -> Result<(), SandboxError> {
     filters::install(kind)
 }
 
+/// Names the calling thread's kind for a report from it, in a thread that inherited its
+/// filter from the thread that started it (a control connection's).
+pub fn note_inherited(kind: ThreadKind) {
+    if CONFINED.load(Ordering::Acquire) {
+        report::set_thread_kind(kind);
+    }
+}
+
 /// Tells the report where the VM's console log is now (the console calls it whenever it
 /// opens the file), so that a denied system call is reported there too.
 pub fn note_console_log(file: &std::fs::File) {

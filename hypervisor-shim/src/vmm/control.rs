@@ -89,7 +89,10 @@ pub fn serve(listener: UnixListener, requests: Sender<PendingRequest>, subscribe
                 let subscribers = subscribers.clone();
                 let spawned = std::thread::Builder::new()
                     .name("control-conn".into())
-                    .spawn(move || connection(stream, requests, subscribers));
+                    .spawn(move || {
+                        crate::sandbox::note_inherited(crate::sandbox::ThreadKind::Control);
+                        connection(stream, requests, subscribers)
+                    });
                 if let Err(e) = spawned {
                     tracing::warn!("cannot serve a control connection: {e}");
                 }
