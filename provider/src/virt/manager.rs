@@ -950,11 +950,7 @@ impl VirtManager {
         {
             return State::Saved;
         }
-        let last_exit = self
-            .supervisor
-            .last_exit(&definition.run_id())
-            .or_else(|| self.supervisor.last_exit(&definition.name));
-        match last_exit {
+        match self.last_exit(definition) {
             Some(exit) if exit.state == State::Crashed => State::Crashed,
             _ => State::Off,
         }
@@ -963,11 +959,16 @@ impl VirtManager {
     /// Why the VM's last process crashed (a guest fault, a VMM error, or the system call its
     /// sandbox stopped it for), while it is crashed.
     pub fn crash_reason(&self, definition: &VmDefinition) -> Option<String> {
+        self.last_exit(definition)
+            .filter(|exit| exit.state == State::Crashed)
+            .map(|exit| exit.reason)
+    }
+
+    /// How the VM's last process ended, under its run id or (before run ids) its name.
+    fn last_exit(&self, definition: &VmDefinition) -> Option<hypervisor_shim::ExitRecord> {
         self.supervisor
             .last_exit(&definition.run_id())
             .or_else(|| self.supervisor.last_exit(&definition.name))
-            .filter(|exit| exit.state == State::Crashed)
-            .map(|exit| exit.reason)
     }
 
     pub(super) fn console_log(&self, d: &VmDefinition) -> PathBuf {
