@@ -48,6 +48,8 @@ pub struct KvmFacts {
     pub cpu_has_virtualization: bool,
     /// Why per-VM CPU weight and limits are unsupported, if they are.
     pub cgroup_cpu_unsupported: Option<String>,
+    /// Why VM processes run without a memory limit (cgroup v2 `memory.max`), if they do.
+    pub cgroup_memory_unsupported: Option<String>,
 }
 
 /// Reads the inventory; `kvm_device` is normally `/dev/kvm`.
@@ -82,7 +84,9 @@ fn kvm_facts(device: &Path) -> KvmFacts {
         .lines()
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    let cgroup_cpu_unsupported = crate::cgroup::probe(Path::new(crate::cgroup::DEFAULT_ROOT)).err();
+    let cgroup_root = Path::new(crate::cgroup::DEFAULT_ROOT);
+    let cgroup_cpu_unsupported = crate::cgroup::cpu_unsupported(cgroup_root);
+    let cgroup_memory_unsupported = crate::cgroup::memory_unsupported(cgroup_root);
     let mut facts = KvmFacts {
         device: device.display().to_string(),
         unavailable: None,
@@ -91,6 +95,7 @@ fn kvm_facts(device: &Path) -> KvmFacts {
         kind: None,
         cpu_has_virtualization,
         cgroup_cpu_unsupported,
+        cgroup_memory_unsupported,
     };
     match KvmHypervisor::open(device) {
         Ok(kvm) => {

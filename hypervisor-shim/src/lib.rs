@@ -110,13 +110,13 @@ pub struct ExitRecord {
 }
 
 impl ExitRecord {
-    /// Writes the record (best effort: the process is ending).
-    pub fn write(&self, path: &Path) {
+    /// Writes the record into `file`, which the process opened (empty) when it started: it
+    /// names no file once confined (best effort: the process is ending; the reader takes a
+    /// file that is empty or cut short for no record).
+    pub fn write_to(&self, file: &std::fs::File) {
+        use std::os::unix::fs::FileExt as _;
         if let Ok(json) = serde_json::to_vec(self) {
-            let tmp = path.with_extension("exit.tmp");
-            if std::fs::write(&tmp, json).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
-            }
+            let _ = file.set_len(0).and_then(|()| file.write_all_at(&json, 0));
         }
     }
 

@@ -193,10 +193,9 @@ impl Memory {
         pages
     }
 
-    /// Writes guest RAM to `path` as a sparse file: only the pages that can hold data are
-    /// read, and all-zero pages become holes. The vCPUs must be stopped.
-    pub fn save(&self, path: &Path) -> io::Result<u64> {
-        let out = File::create(path)?;
+    /// Writes guest RAM into the empty file `out` as a sparse file: only the pages that can
+    /// hold data are read, and all-zero pages become holes. The vCPUs must be stopped.
+    pub fn save_to(&self, out: &File) -> io::Result<u64> {
         let mut file_offset = 0u64;
         let mut written = 0u64;
         for region in self.guest.iter() {
@@ -223,19 +222,14 @@ impl Memory {
         Ok(written)
     }
 
-    /// Copies guest RAM into the sparse file at `path`, in the layout [`Memory::save`]
-    /// writes, while the guest may be running. Without `pages`, the file is made afresh with
-    /// every page that can hold data (all-zero ones left as holes); with `pages` (guest frame
-    /// numbers), those pages are written over the file's, whatever they hold, so that the
-    /// file follows the guest from one copy to the next. Reads are vm-memory's volatile
-    /// copies, since vCPUs may write the pages meanwhile; what they change then is in the
-    /// next dirty log. Returns the file ranges written, merged.
-    pub fn copy_to_file(&self, path: &Path, pages: Option<&[u64]>) -> io::Result<Vec<(u64, u64)>> {
-        let out = File::options()
-            .create(true)
-            .write(true)
-            .truncate(pages.is_none())
-            .open(path)?;
+    /// Copies guest RAM into the sparse file `out`, in the layout [`Memory::save_to`]
+    /// writes, while the guest may be running. Without `pages`, every page that can hold
+    /// data (all-zero ones left as holes) goes into `out`, which must be empty; with `pages`
+    /// (guest frame numbers), those pages are written over the file's, whatever they hold,
+    /// so that the file follows the guest from one copy to the next. Reads are vm-memory's
+    /// volatile copies, since vCPUs may write the pages meanwhile; what they change then is
+    /// in the next dirty log. Returns the file ranges written, merged.
+    pub fn copy_into(&self, out: &File, pages: Option<&[u64]>) -> io::Result<Vec<(u64, u64)>> {
         let mut buffer = vec![0u8; COPY_CHUNK];
         let mut written = Vec::new();
         let mut file_offset = 0u64;
@@ -385,7 +379,7 @@ mod tests {
             .unwrap();
         mem.guest.write_obj(0u64, GuestAddress(0x20_0000)).unwrap(); // a zero page: a hole
         let path = dir.path().join("memory");
-        assert_eq!(mem.save(&path).unwrap(), 4096);
+        assert_eq!(mem.save_to(&File::create(&path).unwrap()).unwrap(), 4096);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16 << 20);
 
         let restored = Memory::from_snapshot(&path, 16 << 20).unwrap();
@@ -402,7 +396,7 @@ mod tests {
             .unwrap();
         let again = dir.path().join("memory2");
         assert_eq!(
-            restored.save(&again).unwrap(),
+            restored.save_to(&File::create(&again).unwrap()).unwrap(),
             8192,
             "the file's page and the new one"
         );
@@ -427,7 +421,16 @@ mod tests {
         mem.guest.write_obj(0u64, GuestAddress(0x20_0000)).unwrap();
         let path = dir.path().join("memory");
         assert_eq!(
-            mem.copy_to_file(&path, None).unwrap(),
+            mem.copy_into(
+                &File::options()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&path)
+                    .unwrap(),
+                None
+            )
+            .unwrap(),
             [(0x10_0000, 0x10_1000)],
             "the zero page stays a hole"
         );
@@ -444,7 +447,11 @@ mod tests {
         mem.guest.write_obj(7u64, GuestAddress(0x20_1000)).unwrap();
         let pages = [0x10_0000 / 4096, 0x20_1000 / 4096, 0x20_2000 / 4096];
         assert_eq!(
-            mem.copy_to_file(&path, Some(&pages)).unwrap(),
+            mem.copy_into(
+                &File::options().write(true).open(&path).unwrap(),
+                Some(&pages)
+            )
+            .unwrap(),
             [(0x10_0000, 0x10_1000), (0x20_1000, 0x20_3000)]
         );
         let copy = Memory::from_snapshot(&path, 16 << 20).unwrap();
@@ -502,7 +509,7 @@ mod tests {
         let path = dir.path().join("memory");
         let mem = Memory::anonymous(8 << 20).unwrap();
         mem.guest.write_obj(5u64, GuestAddress(0x2000)).unwrap();
-        mem.save(&path).unwrap();
+        mem.save_to(&File::create(&path).unwrap()).unwrap();
         let restored = Memory::from_snapshot(&path, 8 << 20).unwrap();
         restored
             .guest

@@ -4,12 +4,21 @@
 //! A connection starts with [`Request::Hello`], which must name [`VERSION`]. After that
 //! each [`Request`] gets one [`Response`], in order. A connection that sends
 //! [`Request::Subscribe`] gets `Response::Ok` and then only [`Event`]s, as they happen.
+//!
+//! A request that has the VM write files (a snapshot, a memory copy) carries them as open
+//! descriptors (`SCM_RIGHTS` on the message's first bytes, see [`Request::files`]): the VM
+//! process, confined to an empty root as an unprivileged user, can name no file itself. The
+//! sender creates them and, once the VM has answered, puts them in place.
 
 use crate::lifecycle::State;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -47,14 +56,16 @@ pub enum Request {
     Reset,
     /// A reboot: as a reset, reported as a reboot.
     Reboot,
-    /// Writes memory and state to `dir`; the process then exits.
+    /// Writes memory and state into the two files that come with it (see
+    /// [`Request::files`]), for the snapshot directory `dir`; the process then exits.
     Save {
-        /// The snapshot directory to create.
+        /// The snapshot directory, for messages: the sender places the files there.
         dir: PathBuf,
     },
-    /// Writes memory and state to `dir` and goes on in the state it was in.
+    /// Writes memory and state into the two files that come with it, for the snapshot
+    /// directory `dir`, and goes on in the state it was in.
     Snapshot {
-        /// The snapshot directory to create.
+        /// The snapshot directory, for messages: the sender places the files there.
         dir: PathBuf,
     },
     /// Types bytes into COM1.
@@ -65,21 +76,22 @@ pub enum Request {
     /// Guest pages written since the previous `dirty_pages` (the first turns KVM's dirty
     /// logging on).
     DirtyPages,
-    /// Copies guest memory into the sparse file at `path` (the layout of a snapshot's memory
-    /// file) while the VM runs, for a pre-copy migration: without `dirty_only`, the file is
-    /// made afresh with every page that holds data, after dirty logging is turned on; with
-    /// it, the pages written since the previous copy (or `dirty_pages`) are written over
-    /// the file's. Answers `copied`.
+    /// Copies guest memory into the sparse file that comes with it (the layout of a
+    /// snapshot's memory file) while the VM runs, for a pre-copy migration: without
+    /// `dirty_only`, every page that holds data, after dirty logging is turned on (the
+    /// sender gives an empty file); with it, the pages written since the previous copy (or
+    /// `dirty_pages`) are written over the file's. Answers `copied`.
     CopyMemory {
-        /// The file.
+        /// The file's path, for messages.
         path: PathBuf,
         /// Only the pages written since the last copy.
         dirty_only: bool,
     },
-    /// Writes the paused VM's registers and device state, without its memory, to
-    /// `dir/state.json`: with the memory a pre-copy migration sent, a snapshot.
+    /// Writes the paused VM's registers and device state, without its memory, into the
+    /// file that comes with it, for `dir/state.json`: with the memory a pre-copy migration
+    /// sent, a snapshot.
     SaveState {
-        /// The directory (created if missing).
+        /// The snapshot directory, for messages: the sender places the file there.
         dir: PathBuf,
     },
     /// Turns this connection into an event stream.
@@ -94,7 +106,20 @@ pub enum Request {
 /// The environment variable that lets a VM process carry out requests meant for tests.
 pub const TEST_REQUESTS_ENV: &str = "CIMVIRT_VMM_TEST_REQUESTS";
 
+/// The most descriptors a request carries.
+pub const MAX_FILES: usize = 2;
+
 impl Request {
+    /// The files that come with the request, in order: what the VM writes.
+    pub fn files(&self) -> &'static [&'static str] {
+        match self {
+            Request::Save { .. } | Request::Snapshot { .. } => &["memory", "state"],
+            Request::CopyMemory { .. } => &["memory"],
+            Request::SaveState { .. } => &["state"],
+            _ => &[],
+        }
+    }
+
     /// Whether carrying the request out may change the VM's lifecycle state.
     pub fn may_change_state(&self) -> bool {
         matches!(
@@ -253,6 +278,78 @@ pub fn write_message<T: Serialize, W: Write>(out: &mut W, message: &T) -> io::Re
     out.write_all(&frame)
 }
 
+/// Writes one request with its files (as many as [`Request::files`] names).
+pub fn send_request(stream: &mut UnixStream, request: &Request, files: &[&File]) -> io::Result<()> {
+    if files.len() != request.files().len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "this request comes with {} files, not {}",
+                request.files().len(),
+                files.len()
+            ),
+        ));
+    }
+    if files.is_empty() {
+        return write_message(stream, request);
+    }
+    let mut frame = Vec::new();
+    write_message(&mut frame, request)?;
+    let fds: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+    // The descriptors ride on the first bytes; the rest of a long frame follows plainly.
+    let sent = stream
+        .send_with_fds(&[&frame[..]], &fds)
+        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+    stream.write_all(&frame[sent..])
+}
+
+/// Reads one request with the files that come with it; `Ok(None)` at a clean end of stream.
+/// A request with more or fewer files than it names is refused (and the files closed).
+pub fn read_request(stream: &mut UnixStream) -> io::Result<Option<(Request, Vec<File>)>> {
+    let mut len = [0u8; 4];
+    let mut fds: [RawFd; MAX_FILES + 1] = [-1; MAX_FILES + 1];
+    let mut iov = [libc::iovec {
+        iov_base: len.as_mut_ptr().cast(),
+        iov_len: len.len(),
+    }];
+    // SAFETY: the one iovec points at `len`, which lives through the call and takes any
+    // bytes.
+    let (read, received) = unsafe { stream.recv_with_fds(&mut iov, &mut fds) }
+        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+    let files: Vec<File> = fds[..received]
+        .iter()
+        // SAFETY: recvmsg(2) has just made these descriptors for this process; each is
+        // owned once, here.
+        .map(|&fd| unsafe { File::from_raw_fd(fd) })
+        .collect();
+    if read == 0 {
+        return Ok(None);
+    }
+    stream.read_exact(&mut len[read..])?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes"),
+        ));
+    }
+    let mut body = vec![0u8; len as usize];
+    stream.read_exact(&mut body)?;
+    let request: Request =
+        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if files.len() != request.files().len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the request comes with {} files, not {}",
+                files.len(),
+                request.files().len()
+            ),
+        ));
+    }
+    Ok(Some((request, files)))
+}
+
 /// Reads one message; `Ok(None)` at a clean end of stream.
 pub fn read_message<T: DeserializeOwned, R: Read>(input: &mut R) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
@@ -300,6 +397,45 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         let garbage = [3, 0, 0, 0, b'{', b'x', b'}'];
         assert!(read_message::<Request, _>(&mut &garbage[..]).is_err());
+    }
+
+    #[test]
+    fn requests_carry_their_files_and_a_wrong_count_is_refused() {
+        use std::io::{Seek as _, SeekFrom};
+        let (mut client, mut vm) = UnixStream::pair().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let memory = File::create(dir.path().join("m")).unwrap();
+        let state = File::create(dir.path().join("s")).unwrap();
+        let save = Request::Save {
+            dir: dir.path().to_path_buf(),
+        };
+        send_request(&mut client, &save, &[&memory, &state]).unwrap();
+        send_request(&mut client, &Request::Status, &[]).unwrap();
+        let (request, files) = read_request(&mut vm).unwrap().unwrap();
+        assert!(matches!(request, Request::Save { .. }));
+        assert_eq!(files.len(), 2);
+        // The descriptors are the files: what the VM writes lands in them.
+        (&files[1]).write_all(b"{\"x\":1}").unwrap();
+        let mut written = String::new();
+        let mut reread = File::open(dir.path().join("s")).unwrap();
+        reread.seek(SeekFrom::Start(0)).unwrap();
+        reread.read_to_string(&mut written).unwrap();
+        assert_eq!(written, "{\"x\":1}");
+        let (request, files) = read_request(&mut vm).unwrap().unwrap();
+        assert!(matches!(request, Request::Status) && files.is_empty());
+
+        // A sender that gets the count wrong is stopped before anything is sent, and a
+        // request that arrives without its files is refused.
+        let err = send_request(&mut client, &save, &[&memory]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        write_message(&mut client, &save).unwrap();
+        let err = read_request(&mut vm).unwrap_err();
+        assert!(
+            err.to_string().contains("comes with 0 files, not 2"),
+            "{err}"
+        );
+        drop(client);
+        assert!(read_request(&mut vm).unwrap().is_none());
     }
 
     #[test]

@@ -5,17 +5,18 @@
 //! outlives the server. Its socket is `<run_dir>/<name>.sock`; when it ends it leaves
 //! `<name>.exit` saying why, which is how a supervisor that did not start it learns.
 
-use crate::cgroup::{self, CpuControl};
+use crate::cgroup::{self, Cgroups};
 use crate::lifecycle::State;
 use crate::lock;
 use crate::protocol::{self, ErrorKind, Event, Notice, Request, Response, Status};
+use crate::sandbox::users::{self, IdRange, UserPool, VmUser};
 use crate::vmm::config::VmConfig;
-use crate::vmm::exit_record_path;
+use crate::vmm::{exit_record_path, snapshot};
 use crate::ExitRecord;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,8 @@ pub struct SupervisorConfig {
     pub cgroup_root: PathBuf,
     /// Whether VM processes confine themselves (see [`crate::sandbox`]); off only to debug.
     pub sandbox: bool,
+    /// The ids confined VM processes run as, one each (see [`crate::sandbox::users`]).
+    pub vm_users: IdRange,
 }
 
 impl SupervisorConfig {
@@ -54,6 +57,7 @@ impl SupervisorConfig {
             start_timeout: Duration::from_secs(30),
             cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
             sandbox: true,
+            vm_users: crate::sandbox::users::DEFAULT_RANGE,
         }
     }
 }
@@ -94,6 +98,9 @@ pub enum SupervisorError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The files a request hands the VM could not be made ready or put in place.
+    #[error("{0}")]
+    Files(String),
     /// Local I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -110,6 +117,8 @@ pub type EventListener = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 pub struct VmHandle {
     name: String,
     pid: u32,
+    /// The user the process runs as, if it was given its own.
+    user: Option<VmUser>,
     socket: PathBuf,
     control: Mutex<UnixStream>,
     exit: Mutex<Option<ExitRecord>>,
@@ -147,6 +156,11 @@ impl VmHandle {
     /// The VM process's pid.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The unprivileged user the VM process runs as, if it was given its own.
+    pub fn user(&self) -> Option<VmUser> {
+        self.user
     }
 
     /// Sends one request and reads its response.
@@ -199,15 +213,22 @@ impl VmHandle {
                 &mut own
             }
         };
+        let outgoing = Outgoing::prepare(request)?;
         stream.set_read_timeout(Some(wait)).map_err(io)?;
-        protocol::write_message(stream, request).map_err(io)?;
-        match protocol::read_message(stream).map_err(io)? {
-            Some(response) => Ok(response),
-            None => Err(io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the VM process closed the connection",
-            ))),
+        protocol::send_request(stream, request, &outgoing.files()).map_err(io)?;
+        let response = match protocol::read_message(stream).map_err(io)? {
+            Some(response) => response,
+            None => {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the VM process closed the connection",
+                )))
+            }
+        };
+        if matches!(response, Response::Ok) {
+            outgoing.place()?;
         }
+        Ok(response)
     }
 
     /// Sends a request that answers `ok` or an error.
@@ -293,9 +314,66 @@ impl VmHandle {
     }
 }
 
+/// The files a request hands the VM process (see [`Request::files`]), which it writes and
+/// this side then puts in place: the VM, confined to an empty root, can name no file.
+enum Outgoing {
+    None,
+    Snapshot(snapshot::Pending),
+    Memory(fs::File),
+}
+
+impl Outgoing {
+    fn prepare(request: &Request) -> Result<Outgoing> {
+        let files = |e: crate::Error| SupervisorError::Files(e.to_string());
+        Ok(match request {
+            Request::Save { dir } | Request::Snapshot { dir } => {
+                Outgoing::Snapshot(snapshot::Pending::create(dir, false).map_err(files)?)
+            }
+            Request::SaveState { dir } => {
+                Outgoing::Snapshot(snapshot::Pending::create(dir, true).map_err(files)?)
+            }
+            Request::CopyMemory { path, dirty_only } => {
+                // A full copy starts from an empty file; a copy of the dirty pages goes over
+                // the previous one.
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(!dirty_only)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| {
+                        SupervisorError::Files(format!("opening {}: {e}", path.display()))
+                    })?;
+                Outgoing::Memory(file)
+            }
+            _ => Outgoing::None,
+        })
+    }
+
+    fn files(&self) -> Vec<&fs::File> {
+        match self {
+            Outgoing::None => Vec::new(),
+            Outgoing::Snapshot(pending) => pending.files(),
+            Outgoing::Memory(file) => vec![file],
+        }
+    }
+
+    /// After the VM's `ok`: a snapshot's files get their names.
+    fn place(self) -> Result<()> {
+        match self {
+            Outgoing::Snapshot(pending) => pending
+                .place()
+                .map_err(|e| SupervisorError::Files(e.to_string())),
+            Outgoing::None | Outgoing::Memory(_) => Ok(()),
+        }
+    }
+}
+
 /// Starts and tracks VM processes.
 pub struct Supervisor {
     config: SupervisorConfig,
+    users: Arc<UserPool>,
     running: Arc<Mutex<HashMap<String, Arc<VmHandle>>>>,
     ended: Arc<Mutex<HashMap<String, ExitRecord>>>,
     listeners: Arc<Mutex<Vec<EventListener>>>,
@@ -323,6 +401,7 @@ impl Supervisor {
             .mode(0o700)
             .create(&config.run_dir)?;
         Ok(Supervisor {
+            users: Arc::new(UserPool::new(config.vm_users)),
             config,
             running: Arc::default(),
             ended: Arc::default(),
@@ -411,7 +490,13 @@ impl Supervisor {
             }
             match connect(&path) {
                 Ok((stream, pid)) => {
-                    self.track(&name, pid, stream, None)?;
+                    let user = users::uid_of(pid)
+                        .filter(|&uid| self.config.vm_users.contains(uid))
+                        .map(|uid| {
+                            self.users.mark_taken(uid);
+                            VmUser { uid, gid: uid }
+                        });
+                    self.track(&name, pid, stream, None, user)?;
                     adopted.push(name);
                 }
                 Err(e) => {
@@ -488,14 +573,40 @@ impl Supervisor {
             origin.config().cpu_weight,
             origin.config().cpu_limit_percent,
         );
-        let cpu_control = if weight.is_some() || limit.is_some() {
-            Some(cgroup::probe(&self.config.cgroup_root).map_err(SupervisorError::Invalid)?)
-        } else {
-            None
-        };
+        let cgroups = cgroup::probe(&self.config.cgroup_root);
+        if weight.is_some() || limit.is_some() {
+            // A CPU setting this host cannot enforce is refused, never ignored.
+            if let Some(why) = cgroup::cpu_unsupported(&self.config.cgroup_root) {
+                return Err(SupervisorError::Invalid(why));
+            }
+        }
+        let placement = cgroups
+            .ok()
+            .map(|cgroups| {
+                let limits = cgroups.limits(origin.config().memory_bytes(), weight, limit);
+                (cgroups, limits)
+            })
+            .filter(|(_, limits)| !limits.is_empty());
         let _ = fs::remove_file(&socket);
         let _ = fs::remove_file(exit_record_path(&socket));
         let _ = fs::remove_file(crate::sandbox::fault_record_path(&socket));
+        let lease = if self.config.sandbox {
+            let user = self.users.take().ok_or_else(|| {
+                SupervisorError::Invalid(format!(
+                    "every id of the VM users' range {} is taken by a running VM",
+                    self.config.vm_users
+                ))
+            })?;
+            UserLease {
+                pool: &self.users,
+                user: Some(user),
+            }
+        } else {
+            UserLease {
+                pool: &self.users,
+                user: None,
+            }
+        };
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -507,8 +618,17 @@ impl Supervisor {
             .arg("--socket")
             .arg(&socket);
         command.arg("--kvm-device").arg(&self.config.kvm_device);
-        if !self.config.sandbox {
-            command.arg("--no-sandbox");
+        match lease.user {
+            Some(user) => {
+                command
+                    .arg("--uid")
+                    .arg(user.uid.to_string())
+                    .arg("--gid")
+                    .arg(user.gid.to_string());
+            }
+            None => {
+                command.arg("--no-sandbox");
+            }
         }
         match origin {
             Origin::Boot(config) => {
@@ -559,14 +679,22 @@ impl Supervisor {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));
         };
-        let handle = self.track(name, pid, stream, Some(child))?;
-        if let Some(control) = cpu_control {
-            let placed = control.place(name, pid, weight, limit);
-            if let Err(e) = placed {
-                let _ = handle.call(&Request::Stop);
-                return Err(SupervisorError::Invalid(format!(
-                    "placing VM {name} in its cgroup: {e}"
-                )));
+        let handle = self.track(name, pid, stream, Some(child), lease.hand_over())?;
+        if let Some((cgroups, limits)) = placement {
+            let placed = cgroups.place(name, pid, &limits);
+            match placed {
+                // The VM asked for CPU settings: they hold or the VM does not run.
+                Err(e) if weight.is_some() || limit.is_some() => {
+                    let _ = handle.call(&Request::Stop);
+                    return Err(SupervisorError::Invalid(format!(
+                        "placing VM {name} in its cgroup: {e}"
+                    )));
+                }
+                Err(e) => tracing::warn!(
+                    vm = %name,
+                    "the VM process runs without a memory limit: placing it in its cgroup: {e}"
+                ),
+                Ok(_) => {}
             }
         }
         if let Err(e) = handle.call(&Request::Start) {
@@ -578,16 +706,19 @@ impl Supervisor {
     }
 
     /// Registers a connected VM process and starts watching its events.
+    /// The process runs as `user`, which the pool gets back when it ends.
     fn track(
         &self,
         name: &str,
         pid: u32,
         control: UnixStream,
         child: Option<Child>,
+        user: Option<VmUser>,
     ) -> Result<Arc<VmHandle>> {
         let handle = Arc::new(VmHandle {
             name: name.to_owned(),
             pid,
+            user,
             socket: self.socket(name),
             control: Mutex::new(control),
             exit: Mutex::new(None),
@@ -614,7 +745,8 @@ impl Supervisor {
             running: self.running.clone(),
             ended: self.ended.clone(),
             listeners: self.listeners.clone(),
-            cpu_control: cgroup::probe(&self.config.cgroup_root).ok(),
+            cgroups: cgroup::probe(&self.config.cgroup_root).ok(),
+            users: self.users.clone(),
         };
         std::thread::Builder::new()
             .name(format!("watch-{name}"))
@@ -631,7 +763,29 @@ struct Watcher {
     running: Arc<Mutex<HashMap<String, Arc<VmHandle>>>>,
     ended: Arc<Mutex<HashMap<String, ExitRecord>>>,
     listeners: Arc<Mutex<Vec<EventListener>>>,
-    cpu_control: Option<CpuControl>,
+    cgroups: Option<Cgroups>,
+    users: Arc<UserPool>,
+}
+
+/// A user taken from the pool for a VM process being started: given back if the start
+/// fails before the process is tracked, whose watcher gives it back when it ends.
+struct UserLease<'a> {
+    pool: &'a UserPool,
+    user: Option<VmUser>,
+}
+
+impl UserLease<'_> {
+    fn hand_over(mut self) -> Option<VmUser> {
+        self.user.take()
+    }
+}
+
+impl Drop for UserLease<'_> {
+    fn drop(&mut self) {
+        if let Some(user) = self.user.take() {
+            self.pool.give_back(user);
+        }
+    }
 }
 
 impl Watcher {
@@ -680,8 +834,11 @@ impl Watcher {
             tracing::warn!(vm = %self.handle.name, reason = %record.reason, "VM process crashed");
         }
         let _ = fs::remove_file(&self.socket);
-        if let Some(control) = &self.cpu_control {
-            control.remove(&self.handle.name);
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove(&self.handle.name);
+        }
+        if let Some(user) = self.handle.user {
+            self.users.give_back(user);
         }
         lock(&self.running).remove(&self.handle.name);
         lock(&self.ended).insert(self.handle.name.clone(), record.clone());

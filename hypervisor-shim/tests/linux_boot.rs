@@ -153,6 +153,25 @@ fn boot(kernel: &str) {
         ],
         started,
     );
+    if kernel == "vmlinux" {
+        // A reboot reloads the kernel and initramfs from the files the VM process opened when
+        // it started: confined to an empty root, it can open none.
+        let before = boot.console().matches("Linux version 6.").count();
+        vm.call(&Request::Reboot).expect("the VM reboots");
+        let rebooted = Instant::now();
+        while boot.console().matches("Linux version 6.").count() <= before {
+            assert!(
+                rebooted.elapsed() < BOOT_TIMEOUT,
+                "no second boot after the reboot; the VM process's log:\n{}",
+                std::fs::read_to_string(boot.dir.path().join("run/linux.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "{kernel}: rebooted, first kernel line again after {:?}",
+            rebooted.elapsed()
+        );
+    }
     match detect_kind() {
         KvmKind::Hardware => {
             let init = boot.wait_console(

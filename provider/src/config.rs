@@ -12,6 +12,7 @@ use cimom::dispatch::pull::PullLimits;
 use cimom::dispatch::CimomConfig;
 use cimom::http::HttpLimits;
 use cimom::wsman::WsmanConfig;
+use hypervisor_shim::sandbox::users::IdRange;
 
 /// The configuration file (every key optional).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -220,9 +221,12 @@ pub struct VmmConfig {
     pub start_timeout_secs: u64,
     /// The program each VM runs in (default `cimvirt-vmm` beside cimvirtd).
     pub program: Option<PathBuf>,
-    /// Whether VM processes confine themselves (namespaces, no capabilities, seccomp); off
-    /// only to debug the VMM.
+    /// Whether VM processes confine themselves (namespaces, an empty root, their own
+    /// unprivileged user, no capabilities, seccomp); off only to debug the VMM.
     pub sandbox: bool,
+    /// The user and group ids confined VM processes run as, one per running VM
+    /// (`FIRST-LAST`); no host account may use them.
+    pub users: IdRange,
 }
 
 impl Default for VmmConfig {
@@ -233,6 +237,7 @@ impl Default for VmmConfig {
             start_timeout_secs: 30,
             program: None,
             sandbox: true,
+            users: hypervisor_shim::sandbox::users::DEFAULT_RANGE,
         }
     }
 }
@@ -450,5 +455,9 @@ mod tests {
         let c: Config = toml::from_str("[vmm]\nrun_dir = \"/run/cimvirt\"\n").unwrap();
         assert_eq!(c.vmm.run_dir.as_deref(), Some(Path::new("/run/cimvirt")));
         assert!(toml::from_str::<Config>("[vmm]\nkvm = \"x\"\n").is_err());
+        let c: Config = toml::from_str("[vmm]\nusers = \"5000-5999\"\n").unwrap();
+        assert_eq!(c.vmm.users.len(), 1000);
+        let e = toml::from_str::<Config>("[vmm]\nusers = \"0-10\"\n").unwrap_err();
+        assert!(e.to_string().contains("root"), "{e}");
     }
 }

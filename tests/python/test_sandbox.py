@@ -1,9 +1,8 @@
 """VM processes in their sandbox, seen from outside as an operator would: /proc of a running
-VM's process, and a VM whose process makes a forbidden system call while the server and the
-other VMs go on.
-
-What the sandbox does not do yet (an unprivileged uid/gid per VM, an empty root) is not
-asserted here; README's Security section says so."""
+VM's process (its own unprivileged user, an empty root, no capabilities, a seccomp filter,
+namespaces of its own), the users handed out from the configured range and taken back after
+a server restart, and a VM whose process makes a forbidden system call while the server and
+the other VMs go on."""
 
 import os
 import subprocess
@@ -11,16 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
+from pywbem import Uint16
 
 from conftest import REPO, Server
-from test_virt import VmSocket, change, define, heartbeats, vm_path
+from test_virt import VmSocket, change, define, heartbeats, vm_path, wait_job
 
 if not os.path.exists("/dev/kvm"):
     if os.environ.get("CI"):
         raise RuntimeError("/dev/kvm is missing on a CI machine")
     pytest.skip("NOT RUN: this host has no /dev/kvm", allow_module_level=True)
 
-RUNNING, CRASHED_ENABLED_STATE, ERROR = 2, 3, 6
+RUNNING, DISABLED, CRASHED_ENABLED_STATE, ERROR = 2, 3, 3, 6
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +59,27 @@ def proc_status(pid):
     return fields
 
 
+def user_of(pid):
+    """The (uid, gid) a process runs as, after checking that its real, effective, saved and
+    filesystem ids agree."""
+    status = proc_status(pid)
+    uids, gids = set(status["Uid"].split()), set(status["Gid"].split())
+    assert len(uids) == 1 and len(gids) == 1, status
+    return int(uids.pop()), int(gids.pop())
+
+
 def test_a_vm_process_runs_confined(srv):
     _, pid = running_vm(srv, "confined")
     assert os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "cimvirt-vmm"
     status = proc_status(pid)
+    uid, gid = user_of(pid)
+    assert uid != 0 and gid != 0, status
+    assert status["Groups"] == "", status
+    # Its root is an empty, read-only file system of its own: nothing of the host's.
+    root = Path(f"/proc/{pid}/root")
+    assert not (root / "etc" / "shadow").exists()
+    assert list(root.iterdir()) == []
+    assert os.stat(root).st_dev != os.stat("/").st_dev
     assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == "0000000000000000", status
     assert status["NoNewPrivs"] == "1", status
     assert status["Seccomp"] == "2", status  # a filter
@@ -89,6 +106,65 @@ def test_a_vm_process_runs_confined(srv):
     shown = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
     assert shown.stdout.splitlines() == [f"Uid:\t{status['Uid']}", "CapEff:\t0000000000000000",
                                          "NoNewPrivs:\t1", "Seccomp:\t2"], shown.stdout
+
+
+def start_fails(server, system):
+    """Starts a VM that must not start; returns why: its job's error, or the server's log
+    line for a start refused at once (return code 4, Failed)."""
+    conn = server.conn()
+    rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(RUNNING))
+    if rv == 4096:
+        job = wait_job(conn, out["Job"])
+        assert job["JobState"] != 7, job.tomof()
+        return job["ErrorDescription"]
+    assert rv == 4, rv
+    (line,) = [line for line in server.log_path.read_text().splitlines()
+               if "RequestStateChange(2) not done" in line][-1:]
+    return line
+
+
+def test_each_vm_runs_as_its_own_user_from_the_range_and_a_restarted_server_knows_them(tmp_path):
+    config = tmp_path / "cimvirtd.toml"
+    config.write_text('[vmm]\nusers = "1950000000-1950000001"\n')
+    args = ["--config", str(config)]
+    server = Server(tmp_path / "data", extra_args=args)
+    systems = []
+    try:
+        first, first_pid = running_vm(server, "first")
+        second, second_pid = running_vm(server, "second")
+        first_user = user_of(first_pid)
+        assert {user_of(first_pid), user_of(second_pid)} == \
+            {(1950000000, 1950000000), (1950000001, 1950000001)}
+        conn = server.conn()
+        rv, out = define(conn, "third", vcpus=1, memory_mib=16)
+        assert rv == 0
+        third = out["ResultingSystem"]
+        systems = [first, second, third]
+        why = start_fails(server, third)
+        assert "every id of the VM users' range 1950000000-1950000001 is taken" in why, why
+
+        # A new server adopts the running VMs and their users with them.
+        code, log = server.stop()
+        assert code == 0, log
+        server = Server(tmp_path / "data", extra_args=args, users=False)
+        conn = server.conn()
+        assert conn.GetInstance(first)["EnabledState"] == RUNNING
+        why = start_fails(server, third)
+        assert "is taken" in why, why
+        # Once a VM stops, its user goes to the next.
+        assert change(conn, first, DISABLED) == 0
+        assert change(conn, third, RUNNING) == 0
+        vm = VmSocket(vm_path(server, "third", "sock"))
+        try:
+            third_pid = vm.request({"request": "status"})["pid"]
+        finally:
+            vm.sock.close()
+        assert user_of(third_pid) == first_user
+    finally:
+        for system in systems:
+            change(server.conn(), system, DISABLED)
+        code, log = server.stop()
+    assert code == 0, log
 
 
 def test_a_forbidden_system_call_ends_that_vm_alone_and_says_which(srv):

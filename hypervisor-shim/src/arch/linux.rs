@@ -21,7 +21,7 @@ use linux_loader::loader::{
 };
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Where the boot vCPU starts, and with what.
@@ -166,12 +166,47 @@ pub fn memory_map(memory_size: u64) -> Vec<(u64, u64, u32)> {
     map
 }
 
+/// A kernel or initramfs, opened when the VM process starts and kept for every reset: a
+/// confined process names no file.
+#[derive(Debug)]
+pub struct ImageFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl ImageFile {
+    /// Opens `path`; `what` ("kernel", "initramfs") names it in the error.
+    pub fn open(what: &'static str, path: &Path) -> Result<ImageFile, LinuxBootError> {
+        let file = File::open(path).map_err(|source| LinuxBootError::File {
+            what,
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(ImageFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// The file, read from its start.
+    fn rewound(&self, what: &'static str) -> Result<&File, LinuxBootError> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|source| LinuxBootError::File {
+                what,
+                path: self.path.display().to_string(),
+                source,
+            })?;
+        Ok(file)
+    }
+}
+
 /// What to boot, and where the firmware tables are.
 pub struct LinuxImage<'a> {
     /// The kernel image.
-    pub kernel: &'a Path,
+    pub kernel: &'a ImageFile,
     /// The initramfs, if any.
-    pub initramfs: Option<&'a Path>,
+    pub initramfs: Option<&'a ImageFile>,
     /// The VM's own command-line arguments.
     pub cmdline: &'a str,
     /// The ACPI RSDP's address, if the VMM wrote ACPI tables.
@@ -191,17 +226,11 @@ pub fn load<M: GuestMemoryBackend>(
         cmdline: extra,
         rsdp,
     } = *image;
-    let kernel_name = kernel.display().to_string();
-    let file_error = |what: &'static str, path: &Path| {
-        let path = path.display().to_string();
-        move |source| LinuxBootError::File { what, path, source }
-    };
-    let mut image = File::open(kernel).map_err(file_error("kernel", kernel))?;
+    let kernel_name = kernel.path.display().to_string();
+    let mut image = kernel.rewound("kernel")?;
     let mut magic = [0u8; 4];
     let is_elf = image.read_exact(&mut magic).is_ok() && &magic == ELF_MAGIC;
-    image
-        .seek(SeekFrom::Start(0))
-        .map_err(file_error("kernel", kernel))?;
+    let mut image = kernel.rewound("kernel")?;
     let high = Some(GuestAddress(layout::HIGH_MEMORY));
     let refused = |e: linux_loader::loader::Error| LinuxBootError::Kernel {
         path: kernel_name.clone(),
@@ -292,14 +321,15 @@ fn load_initramfs<M: GuestMemoryBackend>(
     mem: &M,
     memory_size: u64,
     kernel: &KernelLoaderResult,
-    path: &Path,
+    image: &ImageFile,
 ) -> Result<(u64, u64), LinuxBootError> {
+    let path = &image.path;
     let file_error = |source| LinuxBootError::File {
         what: "initramfs",
         path: path.display().to_string(),
         source,
     };
-    let mut file = File::open(path).map_err(file_error)?;
+    let mut file = image.rewound("initramfs")?;
     let size = file.metadata().map_err(file_error)?.len();
     let max_end = kernel
         .setup_header
@@ -455,18 +485,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-a-kernel");
         std::fs::write(&path, vec![0u8; 8192]).unwrap();
-        let image = |kernel| LinuxImage {
-            kernel,
+        let kernel = ImageFile::open("kernel", &path).unwrap();
+        let image = LinuxImage {
+            kernel: &kernel,
             initramfs: None,
             cmdline: "",
             rsdp: None,
         };
-        let e = load(&mem, 32 << 20, &image(&path)).unwrap_err();
+        let e = load(&mem, 32 << 20, &image).unwrap_err();
         assert!(
             e.to_string().contains("not-a-kernel"),
             "names the file: {e}"
         );
-        let e = load(&mem, 32 << 20, &image(&dir.path().join("missing"))).unwrap_err();
+        let e = ImageFile::open("kernel", &dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().starts_with("kernel "), "{e}");
     }
 }

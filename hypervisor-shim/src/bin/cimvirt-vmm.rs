@@ -2,7 +2,7 @@
 //! and the VMM's tests and benchmarks start it directly. Nothing of the server is in it.
 //!
 //! `cimvirt-vmm --socket PATH (--config FILE | --restore DIR) [--paused-at-start]
-//! [--kvm-device PATH] [--no-sandbox]` runs one VM; its log (standard error) is the VM's log
+//! [--kvm-device PATH] [--uid N --gid N | --no-sandbox]` runs one VM; its log (standard error) is the VM's log
 //! file. Once the machine is built the process confines itself (see
 //! `hypervisor_shim::sandbox`) unless `--no-sandbox` says otherwise.
 //!
@@ -37,9 +37,17 @@ struct Cli {
     /// The KVM device.
     #[arg(long, default_value = hypervisor_shim::hypervisor::kvm::DEFAULT_DEVICE)]
     kvm_device: PathBuf,
-    /// Do not confine the process (namespaces, capabilities, seccomp): for debugging only.
+    /// Do not confine the process (namespaces, root, user, capabilities, seccomp): for
+    /// debugging only.
     #[arg(long)]
     no_sandbox: bool,
+    /// The unprivileged user id the confined process becomes (its supervisor gives each VM
+    /// its own).
+    #[arg(long, requires = "gid", conflicts_with = "no_sandbox")]
+    uid: Option<u32>,
+    /// The group id it becomes.
+    #[arg(long, requires = "uid")]
+    gid: Option<u32>,
     /// Plays the server for the tests: a supervisor with its run directory here.
     #[arg(
         long,
@@ -80,6 +88,10 @@ fn main() -> ExitCode {
         paused_at_start: cli.paused_at_start,
         kvm_device: cli.kvm_device,
         sandbox: !cli.no_sandbox,
+        user: cli
+            .uid
+            .zip(cli.gid)
+            .map(|(uid, gid)| hypervisor_shim::sandbox::users::VmUser { uid, gid }),
     });
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

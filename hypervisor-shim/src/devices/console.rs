@@ -3,7 +3,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Receives console output as the guest writes it, a line (or a full buffer) at a time.
@@ -12,23 +13,70 @@ pub type ConsoleListener = Arc<dyn Fn(&[u8]) + Send + Sync>;
 /// Buffered output flushes at a newline or at this many bytes.
 const LINE_LIMIT: usize = 1024;
 
+/// How much of the log a rotation copies at a time.
+const COPY_CHUNK: usize = 64 << 10;
+
 /// COM1's output sink.
 pub struct Console {
-    log: Option<(PathBuf, File, u64)>,
+    log: Option<LogFiles>,
     max_bytes: u64,
     pending: Vec<u8>,
     listener: Option<ConsoleListener>,
 }
 
+/// The log and the one before it, both opened when the VM starts: a confined VM process
+/// names no file, so a rotation copies the log into `path.1` and empties it.
+struct LogFiles {
+    current: File,
+    previous: File,
+    len: u64,
+}
+
+impl LogFiles {
+    fn rotate(&mut self) -> io::Result<()> {
+        self.previous.set_len(0)?;
+        let mut buffer = vec![0u8; COPY_CHUNK];
+        let mut at = 0u64;
+        while at < self.len {
+            let n = self.current.read_at(&mut buffer, at)?;
+            if n == 0 {
+                break;
+            }
+            self.previous.write_all_at(&buffer[..n], at)?;
+            at += n as u64;
+        }
+        // The log is opened for appending: what comes next starts it again.
+        self.current.set_len(0)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
 impl Console {
-    /// Appends to `path`; when it grows past `max_bytes` it is renamed to `path.1` (replacing
-    /// the previous one) and a new file started, so the log never takes more than twice that.
+    /// Appends to `path`; when it grows past `max_bytes` its contents move to `path.1`
+    /// (replacing the previous ones) and it starts again empty, so the log never takes more
+    /// than twice that.
     pub fn to_file(path: &Path, max_bytes: u64) -> io::Result<Console> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        crate::sandbox::note_console_log(&file);
-        let len = file.metadata()?.len();
+        let current = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut previous_path = path.as_os_str().to_owned();
+        previous_path.push(".1");
+        let previous = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(previous_path)?;
+        crate::sandbox::note_console_log(&current);
+        let len = current.metadata()?.len();
         Ok(Console {
-            log: Some((path.to_path_buf(), file, len)),
+            log: Some(LogFiles {
+                current,
+                previous,
+                len,
+            }),
             max_bytes,
             pending: Vec::new(),
             listener: None,
@@ -50,18 +98,6 @@ impl Console {
         self.listener = Some(listener);
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        if let Some((path, file, len)) = &mut self.log {
-            let mut old = path.clone().into_os_string();
-            old.push(".1");
-            std::fs::rename(&*path, &old)?;
-            *file = OpenOptions::new().create(true).append(true).open(&*path)?;
-            crate::sandbox::note_console_log(file);
-            *len = 0;
-        }
-        Ok(())
-    }
-
     fn deliver(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -70,14 +106,12 @@ impl Console {
         if let Some(listener) = &self.listener {
             listener(&chunk);
         }
-        let full =
-            matches!(&self.log, Some((_, _, len)) if *len + chunk.len() as u64 > self.max_bytes);
-        if full {
-            self.rotate()?;
-        }
-        if let Some((_, file, len)) = &mut self.log {
-            file.write_all(&chunk)?;
-            *len += chunk.len() as u64;
+        if let Some(log) = &mut self.log {
+            if log.len + chunk.len() as u64 > self.max_bytes {
+                log.rotate()?;
+            }
+            log.current.write_all(&chunk)?;
+            log.len += chunk.len() as u64;
         }
         Ok(())
     }

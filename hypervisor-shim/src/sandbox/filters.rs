@@ -201,8 +201,9 @@ const STARTS_DEVICES: &[Allow] = &[
 ];
 
 /// The main thread: VM-wide KVM state (dirty log, clock, PIT, interrupt controller), kicks
-/// to its own vCPU threads, snapshots, memory copies and the exit record (files by path:
-/// the server names them), reloading a Linux boot image on reset, answers to requests.
+/// to its own vCPU threads, snapshots, memory copies and the exit record (into files it was
+/// handed or opened at the start: it opens, creates, renames and removes none), reloading a
+/// Linux boot image on reset (kept open), answers to requests.
 const VMM: &[Allow] = &[
     ioctl!(KVM_GET_DIRTY_LOG),
     ioctl!(KVM_SET_USER_MEMORY_REGION),
@@ -213,25 +214,23 @@ const VMM: &[Allow] = &[
     ioctl!(KVM_GET_IRQCHIP),
     ioctl!(KVM_SET_IRQCHIP),
     Where(libc::SYS_tgkill, &[OwnPid(0)]),
-    Call(libc::SYS_openat),
     Call(libc::SYS_lseek),
     Call(libc::SYS_ftruncate),
     Call(libc::SYS_fallocate),
     Call(libc::SYS_statx),
     Call(libc::SYS_newfstatat),
     Call(libc::SYS_fstat),
-    Call(libc::SYS_mkdir),
-    Call(libc::SYS_rename),
-    Call(libc::SYS_unlink),
     Call(libc::SYS_mincore),
     Call(libc::SYS_sendto),
     Call(libc::SYS_recvfrom),
 ];
 
-/// The control socket's threads: accept connections, read requests, answer, stream events.
+/// The control socket's threads: accept connections, read requests (with the descriptors
+/// that come with some), answer, stream events.
 const CONTROL: &[Allow] = &[
     Call(libc::SYS_accept4),
     Call(libc::SYS_read),
+    Call(libc::SYS_recvmsg),
     Call(libc::SYS_recvfrom),
     Call(libc::SYS_sendto),
     Call(libc::SYS_setsockopt),
@@ -240,8 +239,8 @@ const CONTROL: &[Allow] = &[
 ];
 
 /// A vCPU: KVM_RUN and its own registers (saved and loaded for snapshots and resets), the
-/// console (its log, rotated by renaming, and its listeners), and starting devices' I/O
-/// threads when the driver activates them.
+/// console (its log, rotated by copying into the previous one and emptying it, and its
+/// listeners), and starting devices' I/O threads when the driver activates them.
 const VCPU: &[Allow] = &[
     ioctl!(KVM_RUN),
     ioctl!(KVM_GET_REGS),
@@ -265,14 +264,7 @@ const VCPU: &[Allow] = &[
     ioctl!(KVM_SET_XSAVE),
     ioctl!(KVM_GET_XCRS),
     ioctl!(KVM_SET_XCRS),
-    Where(
-        libc::SYS_openat,
-        &[Is(
-            2,
-            (libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC) as u64,
-        )],
-    ),
-    Call(libc::SYS_rename),
+    Call(libc::SYS_ftruncate),
     Call(libc::SYS_sendto),
 ];
 

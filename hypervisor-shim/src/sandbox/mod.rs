@@ -4,20 +4,22 @@
 //!
 //! - [`confine_process`], while the process is still single-threaded: a report for a
 //!   forbidden system call is readied, core dumps are off and open files bounded, the
-//!   process enters new mount, network, IPC and UTS namespaces, sets no_new_privs and drops
-//!   every capability.
+//!   process enters new mount, network, IPC and UTS namespaces with an empty read-only root,
+//!   sets no_new_privs, becomes its own unprivileged user (see [`users`]) and drops every
+//!   capability.
 //! - [`confine_thread`], first thing in each thread: the seccomp filter of its
 //!   [`ThreadKind`] (see [`filters`]). A denied system call ends the VM, and only the VM:
 //!   the process writes which call, from which thread, to its log, its console log and its
 //!   exit record, where the server reads it.
 //!
-//! Not yet done: an unprivileged uid/gid per VM and an empty root; both need the requests
-//! that name files after start-up (save, snapshot, memory copies) to hand over descriptors
-//! instead.
+//! The process names no file once confined: what it writes later (snapshots, memory copies,
+//! its exit record, the console log's rotation) is opened before, or handed over as a
+//! descriptor with the request (see [`crate::protocol`]).
 
 pub mod filters;
 mod privileges;
 mod report;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,11 +57,22 @@ pub fn fault_record_path(socket: &Path) -> PathBuf {
     socket.with_extension("fault")
 }
 
+/// Where a VM process confines itself to.
+#[derive(Clone, Debug)]
+pub struct Jail {
+    /// Where a denied system call is reported (see [`fault_record_path`]).
+    pub fault_record: PathBuf,
+    /// A directory of the host that the empty root is mounted over, in the process's own
+    /// mount namespace (the host's directory is untouched): the VM's run directory.
+    pub empty_root_at: PathBuf,
+    /// The user to become, if any.
+    pub user: Option<users::VmUser>,
+}
+
 /// Confines the calling process, which must not have started other threads yet.
-/// `fault_record` is where a denied system call is reported (see [`fault_record_path`]).
-pub fn confine_process(fault_record: &Path) -> Result<Confinement, SandboxError> {
-    report::prepare(fault_record)?;
-    let confinement = privileges::confine()?;
+pub fn confine_process(jail: &Jail) -> Result<Confinement, SandboxError> {
+    report::prepare(&jail.fault_record)?;
+    let confinement = privileges::confine(jail)?;
     CONFINED.store(true, Ordering::Release);
     Ok(confinement)
 }

@@ -15,6 +15,8 @@ const SUBSCRIBER_WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct PendingRequest {
     /// The request.
     pub request: Request,
+    /// The files that came with it, in the order [`Request::files`] names them.
+    pub files: Vec<std::fs::File>,
     reply_to: UnixStream,
     _answered: Sender<()>,
 }
@@ -112,7 +114,7 @@ fn refuse(stream: &mut UnixStream, message: String) {
 }
 
 fn connection(mut stream: UnixStream, requests: Sender<PendingRequest>, subscribers: Subscribers) {
-    match protocol::read_message::<Request, _>(&mut stream) {
+    match protocol::read_request(&mut stream).map(|r| r.map(|(request, _)| request)) {
         Ok(Some(Request::Hello { version })) if version == protocol::VERSION => {
             let hello = Response::Hello {
                 version: protocol::VERSION,
@@ -136,7 +138,7 @@ fn connection(mut stream: UnixStream, requests: Sender<PendingRequest>, subscrib
         Err(e) => return refuse(&mut stream, format!("unreadable request: {e}")),
     }
     loop {
-        let request = match protocol::read_message::<Request, _>(&mut stream) {
+        let (request, files) = match protocol::read_request(&mut stream) {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(e) => return refuse(&mut stream, format!("unreadable request: {e}")),
@@ -159,6 +161,7 @@ fn connection(mut stream: UnixStream, requests: Sender<PendingRequest>, subscrib
         if requests
             .send(PendingRequest {
                 request,
+                files,
                 reply_to,
                 _answered: answered,
             })

@@ -49,6 +49,34 @@ pub struct Machine {
     dirty_logging: bool,
     /// What a reset goes back to.
     pub power_on: PowerOnState,
+    /// A Linux guest's kernel and initramfs, opened at the start for every reset (or why
+    /// they could not be, for a machine restored from a snapshot, which needs them only
+    /// when it resets).
+    linux_files: Result<Option<LinuxFiles>, String>,
+}
+
+/// A Linux guest's boot images, open.
+struct LinuxFiles {
+    kernel: linux::ImageFile,
+    initramfs: Option<linux::ImageFile>,
+}
+
+impl LinuxFiles {
+    fn open(boot: &Boot) -> Result<Option<LinuxFiles>, linux::LinuxBootError> {
+        let Boot::Linux {
+            kernel, initramfs, ..
+        } = boot
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LinuxFiles {
+            kernel: linux::ImageFile::open("kernel", kernel)?,
+            initramfs: initramfs
+                .as_deref()
+                .map(|path| linux::ImageFile::open("initramfs", path))
+                .transpose()?,
+        }))
+    }
 }
 
 /// How a machine comes up: booted fresh, or from a snapshot's saved state.
@@ -104,6 +132,11 @@ impl Machine {
         )
         .map_err(Error::Io)?;
         let msr_indices = hypervisor.saved_msr_indices()?;
+        let linux_files = match LinuxFiles::open(&config.boot) {
+            Ok(files) => Ok(files),
+            Err(e) if saved.is_some() => Err(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
 
         let mut vcpus = Vec::with_capacity(config.vcpus as usize);
         for index in 0..config.vcpus {
@@ -122,6 +155,7 @@ impl Machine {
             virtio,
             msr_indices,
             dirty_logging: false,
+            linux_files,
         };
         match saved {
             None => {
@@ -181,17 +215,22 @@ impl Machine {
                 None
             }
             Boot::Linux {
-                kernel,
-                initramfs,
-                cmdline,
+                kernel, cmdline, ..
             } => {
+                let files = match &self.linux_files {
+                    Ok(Some(files)) => files,
+                    Ok(None) => return Err(Error::Config("no Linux boot images are open".into())),
+                    Err(why) => {
+                        return Err(Error::Config(format!("reloading the boot image: {why}")))
+                    }
+                };
                 let rsdp = acpi::write_tables(mem, self.config.vcpus, self.virtio.len())?;
                 let loaded = linux::load(
                     mem,
                     self.config.memory_bytes(),
                     &linux::LinuxImage {
-                        kernel,
-                        initramfs: initramfs.as_deref(),
+                        kernel: &files.kernel,
+                        initramfs: files.initramfs.as_ref(),
                         cmdline,
                         rsdp: Some(rsdp),
                     },

@@ -18,6 +18,8 @@ use config::{Boot, VmConfig};
 use control::{PendingRequest, Subscribers};
 use machine::{Machine, Origin};
 use snapshot::MachineState;
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -41,6 +43,8 @@ pub struct VmmArgs {
     /// Confine the process once the machine is built (see [`crate::sandbox`]); off only to
     /// debug the VMM.
     pub sandbox: bool,
+    /// The unprivileged user a confined process becomes.
+    pub user: Option<crate::sandbox::users::VmUser>,
 }
 
 /// Where the process leaves its exit record: beside the socket.
@@ -52,17 +56,29 @@ pub fn exit_record_path(socket: &Path) -> PathBuf {
 /// 2: the guest crashed, 1: the VM could not be built).
 pub fn run(args: VmmArgs) -> i32 {
     let started = SystemTime::now();
-    let record = exit_record_path(&args.socket);
-    let _ = std::fs::remove_file(&record);
+    let path = exit_record_path(&args.socket);
+    let record = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path);
+    let record = match record {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("cimvirt vmm: exit record {}: {e}", path.display());
+            return 1;
+        }
+    };
     match Process::build(&args, started) {
-        Ok(process) => process.run(),
+        Ok(process) => process.run(record),
         Err(e) => {
             eprintln!("cimvirt vmm: {e}");
             ExitRecord {
                 state: State::Crashed,
                 reason: e.to_string(),
             }
-            .write(&record);
+            .write_to(&record);
             1
         }
     }
@@ -80,7 +96,6 @@ struct PendingShutdown {
 }
 
 struct Process {
-    args: VmmArgs,
     machine: Machine,
     vcpus: Vec<VcpuHandle>,
     events: Receiver<ControlEvent>,
@@ -93,6 +108,8 @@ struct Process {
     msr_indices: Arc<Vec<u32>>,
     /// Restored from a snapshot taken while paused.
     restored_paused: bool,
+    /// Where [`Process::finish`] writes how the VM ended (opened before the sandbox).
+    exit_record: Option<File>,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -159,8 +176,17 @@ impl Process {
         // Everything is open and no thread has started yet: from here on the process keeps
         // only what it holds, and each thread installs its filter first thing.
         if args.sandbox {
-            let confinement =
-                crate::sandbox::confine_process(&crate::sandbox::fault_record_path(&args.socket))?;
+            let jail = crate::sandbox::Jail {
+                fault_record: crate::sandbox::fault_record_path(&args.socket),
+                empty_root_at: args
+                    .socket
+                    .parent()
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+                user: args.user,
+            };
+            let confinement = crate::sandbox::confine_process(&jail)?;
             tracing::info!(vm = %machine.config.name, %confinement, "VM process confined");
         } else {
             tracing::warn!(vm = %machine.config.name, "VM process NOT confined (sandbox off)");
@@ -207,7 +233,6 @@ impl Process {
         let msr_indices = Arc::new(machine.msr_indices.clone());
         crate::sandbox::confine_thread(crate::sandbox::ThreadKind::Vmm)?;
         Ok(Process {
-            args: args.clone(),
             machine,
             vcpus: handles,
             events,
@@ -219,10 +244,12 @@ impl Process {
             shutdown: None,
             msr_indices,
             restored_paused: snapshot.as_ref().is_some_and(|s| s.paused),
+            exit_record: None,
         })
     }
 
-    fn run(mut self) -> i32 {
+    fn run(mut self, exit_record: File) -> i32 {
+        self.exit_record = Some(exit_record);
         tracing::info!(vm = %self.machine.config.name, state = %self.state, "VM process ready");
         loop {
             let event = match &self.shutdown {
@@ -298,7 +325,7 @@ impl Process {
             }
             Request::CopyMemory { path, dirty_only } => {
                 let started = Instant::now();
-                let copied = self.copy_memory(path, *dirty_only);
+                let copied = self.copy_memory(&request.files[0], *dirty_only);
                 match copied {
                     Ok(ranges) => {
                         tracing::info!(
@@ -314,7 +341,7 @@ impl Process {
                 }
                 return None;
             }
-            Request::SaveState { dir } => {
+            Request::SaveState { .. } => {
                 if self.state != State::Paused {
                     request.fail(
                         ErrorKind::InvalidState,
@@ -327,7 +354,7 @@ impl Process {
                 }
                 let saved = self.capture().and_then(|state| {
                     snapshot::write_state(
-                        dir,
+                        &request.files[0],
                         &self.machine.config,
                         state,
                         self.machine.memory.size(),
@@ -469,7 +496,7 @@ impl Process {
                 let dir = dir.clone();
                 let before = self.state;
                 self.set_state(State::Saving);
-                match self.write_snapshot(&dir, before == State::Paused) {
+                match self.write_snapshot(&dir, &request.files, before == State::Paused) {
                     Ok(()) => {
                         return Some(self.finish(
                             State::Saved,
@@ -490,7 +517,7 @@ impl Process {
             (Request::Snapshot { dir }, _) => {
                 let dir = dir.clone();
                 let was_running = self.state == State::Running;
-                let result = self.write_snapshot(&dir, !was_running);
+                let result = self.write_snapshot(&dir, &request.files, !was_running);
                 if was_running {
                     self.resume_all();
                 }
@@ -560,23 +587,24 @@ impl Process {
         })
     }
 
-    /// Copies guest memory to `path` while the VM runs: the pages written since the last
+    /// Copies guest memory into `file` while the VM runs: the pages written since the last
     /// copy, or (turning dirty logging on first) all of it. Returns the file ranges written.
-    fn copy_memory(&mut self, path: &Path, dirty_only: bool) -> Result<Vec<(u64, u64)>, Error> {
+    fn copy_memory(&mut self, file: &File, dirty_only: bool) -> Result<Vec<(u64, u64)>, Error> {
         let dirty = self.machine.take_dirty_pages()?;
         let pages = dirty_only.then_some(dirty.as_slice());
         self.machine
             .memory
-            .copy_to_file(path, pages)
+            .copy_into(file, pages)
             .map_err(Error::Memory)
     }
 
-    /// Writes a snapshot, leaving the vCPUs paused.
-    fn write_snapshot(&mut self, dir: &Path, paused: bool) -> Result<(), Error> {
+    /// Writes a snapshot for `dir` into `files` (memory, state), leaving the vCPUs paused.
+    fn write_snapshot(&mut self, dir: &Path, files: &[File], paused: bool) -> Result<(), Error> {
         let started = Instant::now();
         let state = self.capture()?;
         let written = snapshot::write(
-            dir,
+            &files[0],
+            &files[1],
             &self.machine.config,
             state,
             &self.machine.memory,
@@ -651,7 +679,7 @@ impl Process {
     }
 
     /// Ends the VM: vCPU threads stopped, the exit record written, subscribers told, the
-    /// request (if any) answered, the socket removed.
+    /// request (if any) answered.
     fn finish(&mut self, state: State, reason: String, request: Option<PendingRequest>) -> i32 {
         for vcpu in &mut self.vcpus {
             vcpu.exit();
@@ -662,18 +690,20 @@ impl Process {
                 .fail(ErrorKind::Failed, format!("the VM ended {state}: {reason}"));
         }
         let _ = lock(&self.machine.devices).console().drain();
-        ExitRecord {
-            state,
-            reason: reason.clone(),
+        if let Some(file) = &self.exit_record {
+            ExitRecord {
+                state,
+                reason: reason.clone(),
+            }
+            .write_to(file);
         }
-        .write(&exit_record_path(&self.args.socket));
-        let _ = std::fs::remove_file(crate::sandbox::fault_record_path(&self.args.socket));
         self.state = state;
         self.subscribers.broadcast(&Event::State { state });
         if let Some(request) = request {
             request.reply(&Response::Ok);
         }
-        let _ = std::fs::remove_file(&self.args.socket);
+        // The socket and the records stay for the supervisor, which removes them once it
+        // has read how the VM ended: a confined process can name no file.
         tracing::info!(vm = %self.machine.config.name, %state, %reason, "VM process exiting");
         if state == State::Crashed {
             2

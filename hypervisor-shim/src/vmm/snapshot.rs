@@ -1,7 +1,9 @@
 //! Snapshots on disk: a directory with `state.json` (the configuration and every vCPU, VM and
-//! device register, versioned) and `memory` (guest RAM, sparse). Both are written to temporary
-//! names and renamed into place, so a snapshot is either complete or absent, and a VM that
-//! maps an older `memory` copy-on-write keeps its own (unlinked) file.
+//! device register, versioned) and `memory` (guest RAM, sparse). The side that asks for a
+//! snapshot creates both under temporary names ([`Pending`]), the VM process writes them
+//! through the descriptors it is handed, and the asking side renames them into place, so a
+//! snapshot is either complete or absent, and a VM that maps an older `memory` copy-on-write
+//! keeps its own (unlinked) file.
 
 use super::config::VmConfig;
 use super::machine::PowerOnState;
@@ -12,7 +14,8 @@ use crate::memory::Memory;
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::path::Path;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
 
 /// Names the file format, so a stray JSON file is not mistaken for a snapshot.
 pub const FORMAT: &str = "cimvirt-vm-snapshot";
@@ -65,43 +68,33 @@ pub struct Written {
     pub memory_data_bytes: u64,
 }
 
-/// Writes a snapshot into `dir` (created if missing). The vCPUs must be stopped.
+/// Writes a snapshot into `memory` and `state`, the empty files that come with the request
+/// (see [`Pending`]). The vCPUs must be stopped.
 pub fn write(
-    dir: &Path,
+    memory_file: &fs::File,
+    state_file: &fs::File,
     config: &VmConfig,
     state: MachineState,
     memory: &Memory,
     paused: bool,
 ) -> Result<Written, Error> {
-    let io = |what: &str| {
-        let what = format!("{what} in {}", dir.display());
-        move |e: std::io::Error| Error::Snapshot(format!("{what}: {e}"))
-    };
-    fs::create_dir_all(dir).map_err(io("creating the directory"))?;
-    let memory_tmp = dir.join(".memory.tmp");
     let memory_data_bytes = memory
-        .save(&memory_tmp)
-        .map_err(io("writing guest memory"))?;
-    fs::rename(&memory_tmp, dir.join(MEMORY_FILE)).map_err(io("renaming the memory file"))?;
-    write_state(dir, config, state, memory.size(), paused)?;
+        .save_to(memory_file)
+        .map_err(|e| Error::Snapshot(format!("writing guest memory: {e}")))?;
+    write_state(state_file, config, state, memory.size(), paused)?;
     Ok(Written { memory_data_bytes })
 }
 
-/// Writes `dir/state.json` alone (created if missing), to a temporary name first; the memory
-/// file of `memory_bytes` comes from elsewhere (a pre-copy migration sends it).
+/// Writes the state alone into `file` (the snapshot's `state.json` to be); the memory file of
+/// `memory_bytes` comes from elsewhere (a pre-copy migration sends it).
 pub fn write_state(
-    dir: &Path,
+    file: &fs::File,
     config: &VmConfig,
     state: MachineState,
     memory_bytes: u64,
     paused: bool,
 ) -> Result<(), Error> {
-    let io = |what: &str| {
-        let what = format!("{what} in {}", dir.display());
-        move |e: std::io::Error| Error::Snapshot(format!("{what}: {e}"))
-    };
-    fs::create_dir_all(dir).map_err(io("creating the directory"))?;
-    let file = SnapshotFile {
+    let contents = SnapshotFile {
         format: FORMAT.to_owned(),
         version: VERSION,
         config: config.clone(),
@@ -109,16 +102,92 @@ pub fn write_state(
         paused,
         state,
     };
-    let state_tmp = dir.join(".state.json.tmp");
-    let json = serde_json::to_vec(&file).map_err(|e| Error::Snapshot(e.to_string()))?;
-    fs::write(&state_tmp, json).map_err(io("writing the state"))?;
-    fs::File::open(&state_tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io("syncing the state"))?;
-    fs::rename(&state_tmp, dir.join(STATE_FILE)).map_err(io("renaming the state file"))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing the directory"))
+    let json = serde_json::to_vec(&contents).map_err(|e| Error::Snapshot(e.to_string()))?;
+    file.set_len(0)
+        .and_then(|()| file.write_all_at(&json, 0))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::Snapshot(format!("writing the state: {e}")))
+}
+
+/// A snapshot on its way into a directory, on the side that asks for it: the files the VM
+/// writes, created empty under temporary names, and put in place by [`Pending::place`] once
+/// the VM has written them. Until then a reader of the directory sees the previous snapshot
+/// or none; a pending snapshot dropped unplaced leaves nothing behind.
+#[derive(Debug)]
+pub struct Pending {
+    dir: PathBuf,
+    memory: Option<fs::File>,
+    state: fs::File,
+    placed: bool,
+}
+
+const MEMORY_TMP: &str = ".memory.tmp";
+const STATE_TMP: &str = ".state.json.tmp";
+
+impl Pending {
+    /// Creates `dir` (if missing) and the empty files: the state's, and the memory's unless
+    /// `state_only` (a pre-copy migration has sent the memory).
+    pub fn create(dir: &Path, state_only: bool) -> Result<Pending, Error> {
+        let io = |what: &str| {
+            let what = format!("{what} in {}", dir.display());
+            move |e: std::io::Error| Error::Snapshot(format!("{what}: {e}"))
+        };
+        fs::create_dir_all(dir).map_err(io("creating the directory"))?;
+        let create = |name: &str| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join(name))
+        };
+        let memory = if state_only {
+            None
+        } else {
+            Some(create(MEMORY_TMP).map_err(io("creating the memory file"))?)
+        };
+        let state = create(STATE_TMP).map_err(io("creating the state file"))?;
+        Ok(Pending {
+            dir: dir.to_path_buf(),
+            memory,
+            state,
+            placed: false,
+        })
+    }
+
+    /// The files for the VM, in the order its request names them.
+    pub fn files(&self) -> Vec<&fs::File> {
+        self.memory.iter().chain([&self.state]).collect()
+    }
+
+    /// Gives the written files their names (the memory first: the state names a complete
+    /// snapshot) and makes the names durable.
+    pub fn place(mut self) -> Result<(), Error> {
+        let io = |what: &str| {
+            let what = format!("{what} in {}", self.dir.display());
+            move |e: std::io::Error| Error::Snapshot(format!("{what}: {e}"))
+        };
+        if self.memory.is_some() {
+            fs::rename(self.dir.join(MEMORY_TMP), self.dir.join(MEMORY_FILE))
+                .map_err(io("renaming the memory file"))?;
+        }
+        fs::rename(self.dir.join(STATE_TMP), self.dir.join(STATE_FILE))
+            .map_err(io("renaming the state file"))?;
+        self.placed = true;
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing the directory"))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(self.dir.join(MEMORY_TMP));
+            let _ = fs::remove_file(self.dir.join(STATE_TMP));
+        }
+    }
 }
 
 /// Reads `dir/state.json`, checking its format and version.
@@ -184,6 +253,35 @@ pub fn retarget(dir: &Path, config: &VmConfig) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn a_pending_snapshot_is_placed_whole_or_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("snap");
+        let pending = Pending::create(&target, false).unwrap();
+        let mut files = pending.files();
+        assert_eq!(files.len(), 2);
+        files[0].write_all(b"memory").unwrap();
+        files[1].write_all(b"{}").unwrap();
+        // Nothing carries the final names until the snapshot is placed.
+        assert!(!target.join(MEMORY_FILE).exists() && !target.join(STATE_FILE).exists());
+        pending.place().unwrap();
+        assert_eq!(fs::read(target.join(MEMORY_FILE)).unwrap(), b"memory");
+        assert_eq!(fs::read(target.join(STATE_FILE)).unwrap(), b"{}");
+
+        // A later one that fails (dropped unplaced) leaves the first as it was.
+        let state_only = Pending::create(&target, true).unwrap();
+        assert_eq!(state_only.files().len(), 1);
+        drop(state_only);
+        let mut names: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [MEMORY_FILE, STATE_FILE]);
+        assert_eq!(fs::read(target.join(STATE_FILE)).unwrap(), b"{}");
+    }
 
     #[test]
     fn foreign_and_future_files_are_refused_with_the_reason() {

@@ -185,6 +185,9 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
     if let Some(why) = &host.kvm.cgroup_cpu_unsupported {
         warn!("VM CPU weights and limits cannot be enforced, and are refused: {why}");
     }
+    if let Some(why) = &host.kvm.cgroup_memory_unsupported {
+        warn!("VM processes' memory cannot be limited: {why}");
+    }
     if host.kvm.kind == Some(hypervisor_shim::hypervisor::KvmKind::Pvm) {
         warn!(
             "this host's KVM is kvm_pvm (software): the test guest runs, stock Linux guests boot \
@@ -212,6 +215,7 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
     config.kvm_device = vmm.kvm_device.clone();
     config.start_timeout = Duration::from_secs(vmm.start_timeout_secs);
     config.sandbox = vmm.sandbox;
+    config.vm_users = vmm.users;
     if !vmm.sandbox {
         warn!(
             "[vmm] sandbox = false: VM processes run with the server's privileges, in its \
