@@ -3,7 +3,8 @@ against a release cimvirtd on this host's KVM, VMs running the built-in test gue
 
 Prints Markdown tables: RequestStateChange(2) to the guest running, DefineSystem to the
 guest running, EnumerateInstances of KVM_ComputerSystem with 100 defined VMs (10 running),
-100 VMs defined, started and destroyed, and the memory of cimvirtd and of a VM process; then
+100 VMs defined, started and destroyed, and the memory of cimvirtd and of a VM process; start,
+restore and VM process memory with the VM sandbox on and off; then
 the scale table: with 1,000 VMs defined and 50 running, the server's answer to enumerations
 and to GetInstance of one VM (the request sent raw over a kept-alive connection, the response
 read whole, so that no client's XML parsing is in the figure), for this build and, with
@@ -127,14 +128,17 @@ def ms(samples):
     return statistics.median(s), s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
 
 
-def start_server(binary):
-    """A release cimvirtd on a fresh data directory with user admin; (server, data, port)."""
+def start_server(binary, sandbox=True):
+    """A release cimvirtd on a fresh data directory with user admin, its VM processes
+    confined unless `sandbox` is false; (server, data, port)."""
     data = Path(tempfile.mkdtemp(prefix="cimvirt-bench-"))
     subprocess.run([binary, "user", "add", "admin", "--access", "read-write", "--data-dir", data],
                    input=f"{PASSWORD}\n".encode(), check=True, capture_output=True)
+    config = data / "cimvirtd.toml"
+    config.write_text(f"[vmm]\nsandbox = {'true' if sandbox else 'false'}\n")
     log = open(data / "server.log", "w")
-    server = subprocess.Popen([binary, "serve", "--data-dir", data, "--http", "127.0.0.1:0",
-                               "--https", "127.0.0.1:0"],
+    server = subprocess.Popen([binary, "serve", "--data-dir", data, "--config", config,
+                               "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         port, _ = wait_for_ports(server, data / "server.log", timeout=120)
@@ -200,6 +204,59 @@ def lifecycle_table(binary):
             print(f"| {name} | {runs} | {median:.2f} | {p99:.2f} | {unit} |")
     finally:
         stop_server(server, data)
+
+
+def change_and_wait(conn, system, requested):
+    """RequestStateChange, following a job (4096) to its end."""
+    rv, out = conn.InvokeMethod("RequestStateChange", system, RequestedState=Uint16(requested))
+    if rv == 4096:
+        while conn.GetInstance(out["Job"])["JobState"] not in (7, 8, 10):
+            time.sleep(0.002)
+        assert conn.GetInstance(out["Job"])["JobState"] == 7, requested
+    else:
+        assert rv == 0, (requested, rv)
+
+
+def sandbox_table(binary):
+    """Start, restore from a saved state, and the VM process's memory, with [vmm] sandbox
+    on and then off: one server after the other, each on its own data directory."""
+    results = {}
+    for sandbox in (True, False):
+        server, data, port = start_server(binary, sandbox)
+        try:
+            conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", ("admin", PASSWORD),
+                                         default_namespace="root/virt")
+            (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
+            start, restore, beside = [], [], []
+            for i in range(RUNS):
+                name = f"sandbox{i}"
+                system = define(conn, svc, name)
+                t = time.perf_counter()
+                state(conn, system, 2)
+                wait_running(data, name)
+                start.append((time.perf_counter() - t) * 1e3)
+                pid = status(data, name)["pid"]
+                beside.append((rss_kib(pid) - rss_kib(pid, "RssShmem:")) / 1024)
+                change_and_wait(conn, system, 6)  # saved to disk
+                t = time.perf_counter()
+                change_and_wait(conn, system, 2)
+                wait_running(data, name)
+                restore.append((time.perf_counter() - t) * 1e3)
+                conn.InvokeMethod("DestroySystem", svc, AffectedSystem=system)
+            results[sandbox] = [
+                ("RequestStateChange(2) to the guest running", "ms", ms(start)),
+                ("RequestStateChange(2) of a saved VM to the guest running (restore)", "ms",
+                 ms(restore)),
+                ("VM process RSS beside guest memory (16 MiB idle guest)", "MiB", ms(beside)),
+            ]
+        finally:
+            stop_server(server, data)
+    print("| Measurement (sandbox on vs off) | Unit | On: median / p99 | Off: median / p99 "
+          "| On - off, medians |")
+    print("|---|---|---:|---:|---:|")
+    for (label, unit, on), (_, _, off) in zip(results[True], results[False]):
+        print(f"| {label} | {unit} | {on[0]:.2f} / {on[1]:.2f} | {off[0]:.2f} / {off[1]:.2f} "
+              f"| {on[0] - off[0]:+.2f} |")
 
 
 def imethodcall(method, params):
@@ -314,12 +371,19 @@ def main():
     parser.add_argument("binary", type=Path, help="the cimvirtd to measure")
     parser.add_argument("--before", type=Path, help="another cimvirtd, measured in the same run")
     parser.add_argument("--scale-only", action="store_true", help="only the scale table")
+    parser.add_argument("--sandbox-only", action="store_true",
+                        help="only the table of the sandbox on and off")
     parser.add_argument("--vms", type=int, default=1000, help="VMs defined for the scale table")
     parser.add_argument("--running", type=int, default=50, help="of which running")
     args = parser.parse_args()
     binary = args.binary.resolve()
+    if args.sandbox_only:
+        sandbox_table(binary)
+        return
     if not args.scale_only:
         lifecycle_table(binary)
+        print()
+        sandbox_table(binary)
         print()
     scale_table(binary, args.before.resolve() if args.before else None, args.vms, args.running)
 

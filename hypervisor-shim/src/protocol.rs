@@ -326,17 +326,7 @@ pub fn read_request(stream: &mut UnixStream) -> io::Result<Option<(Request, Vec<
         return Ok(None);
     }
     stream.read_exact(&mut len[read..])?;
-    let len = u32::from_le_bytes(len);
-    if len > MAX_MESSAGE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("message of {len} bytes"),
-        ));
-    }
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body)?;
-    let request: Request =
-        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let request: Request = read_body(stream, len)?;
     if files.len() != request.files().len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -358,6 +348,11 @@ pub fn read_message<T: DeserializeOwned, R: Read>(input: &mut R) -> io::Result<O
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
+    read_body(input, len).map(Some)
+}
+
+/// Reads and decodes the body of a message whose length prefix was `len`.
+fn read_body<T: DeserializeOwned, R: Read>(input: &mut R, len: [u8; 4]) -> io::Result<T> {
     let len = u32::from_le_bytes(len);
     if len > MAX_MESSAGE {
         return Err(io::Error::new(
@@ -367,9 +362,7 @@ pub fn read_message<T: DeserializeOwned, R: Read>(input: &mut R) -> io::Result<O
     }
     let mut body = vec![0u8; len as usize];
     input.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

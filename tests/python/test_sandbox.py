@@ -6,6 +6,7 @@ the other VMs go on."""
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -240,3 +241,21 @@ def test_sandbox_false_runs_vms_unconfined_and_says_so_at_start(tmp_path):
     finally:
         code, log = server.stop()
     assert code == 0, log
+
+
+def test_the_benchmark_measures_the_sandbox_on_and_off():
+    """README's `scripts/bench-virt --sandbox-only`, at two runs: both servers start, save
+    and restore VMs, and each row has a figure for each."""
+    env = dict(os.environ, RUNS="2", CIMVIRT_PYTHON=sys.executable)
+    r = subprocess.run([str(REPO / "scripts" / "bench-virt"), "--sandbox-only"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| Measurement (sandbox on vs off) |"), r.stdout
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "RequestStateChange(2) to the guest running",
+        "RequestStateChange(2) of a saved VM to the guest running (restore)",
+        "VM process RSS beside guest memory (16 MiB idle guest)"], r.stdout
+    for row in rows[1:]:
+        on, off = (float(cell.split("/")[0]) for cell in row.split("|")[3:5])
+        assert on > 0 and off > 0, row
