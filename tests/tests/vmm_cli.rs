@@ -22,6 +22,16 @@ fn host_reports_the_kvm_kind_and_the_hardware() {
     let host: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(host["logical_cpus"].as_u64().unwrap() >= 1);
     assert!(host["memory_total_bytes"].as_u64().unwrap() > 0);
+    // What the cgroup hierarchy cannot enforce, said as the supervisor finds it.
+    let cgroups = Path::new(hypervisor_shim::cgroup::DEFAULT_ROOT);
+    assert_eq!(
+        host["kvm"]["cgroup_cpu_unsupported"].as_str(),
+        hypervisor_shim::cgroup::cpu_unsupported(cgroups).as_deref()
+    );
+    assert_eq!(
+        host["kvm"]["cgroup_memory_unsupported"].as_str(),
+        hypervisor_shim::cgroup::memory_unsupported(cgroups).as_deref()
+    );
     if kvm_present() {
         assert_eq!(host["kvm"]["api_version"], 12);
         let pvm = Path::new("/sys/module/kvm_pvm").exists();

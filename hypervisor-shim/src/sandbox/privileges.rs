@@ -27,9 +27,10 @@ pub struct Confinement {
     pub user: Option<VmUser>,
     /// Why it did not switch users, if it was asked to and did not.
     pub user_skipped: Option<String>,
-    /// Why capabilities were not dropped, if they were not (a process without them has none
-    /// to drop).
-    pub capabilities_skipped: Option<String>,
+    /// Why the bounding set was kept, if it was (emptying it needs CAP_SETPCAP, which a
+    /// process started without privileges does not have); the process's own capability
+    /// sets are emptied all the same.
+    pub bounding_set_kept: Option<String>,
 }
 
 impl fmt::Display for Confinement {
@@ -48,9 +49,10 @@ impl fmt::Display for Confinement {
             (None, Some(why)) => write!(f, ", the server's user ({why})")?,
             (None, None) => f.write_str(", the server's user")?,
         }
-        match &self.capabilities_skipped {
-            None => f.write_str(", no capabilities"),
-            Some(why) => write!(f, ", capabilities kept ({why})"),
+        f.write_str(", no capabilities")?;
+        match &self.bounding_set_kept {
+            None => Ok(()),
+            Some(why) => write!(f, " (bounding set kept: {why})"),
         }
     }
 }
@@ -88,7 +90,7 @@ pub(super) fn confine(jail: &Jail) -> Result<Confinement, SandboxError> {
     check("setting no_new_privs", unsafe {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     })?;
-    let bounding_skipped = drop_bounding_set(last_capability)?;
+    let bounding_set_kept = drop_bounding_set(last_capability)?;
     let (user, user_skipped) = match jail.user {
         Some(user) => match become_user(user)? {
             None => (Some(user), None),
@@ -96,10 +98,8 @@ pub(super) fn confine(jail: &Jail) -> Result<Confinement, SandboxError> {
         },
         None => (None, None),
     };
-    let capabilities_skipped = match bounding_skipped {
-        Some(why) => Some(why),
-        None => drop_capabilities()?,
-    };
+    // Lowering its own sets needs no privilege: this step never skips.
+    drop_capabilities()?;
     // SAFETY: prctl(2) with integer arguments only. Not dumpable: /proc/PID's files belong
     // to root and no process of the same user may trace this one.
     check("making the process non-dumpable", unsafe {
@@ -110,7 +110,7 @@ pub(super) fn confine(jail: &Jail) -> Result<Confinement, SandboxError> {
         root_skipped,
         user,
         user_skipped,
-        capabilities_skipped,
+        bounding_set_kept,
     })
 }
 
@@ -182,16 +182,36 @@ fn become_user(user: VmUser) -> Result<Option<String>, SandboxError> {
         }
         return Err(os("dropping supplementary groups")(error));
     }
+    // EINVAL: the id has no mapping in the user namespace the server runs in (a container).
+    let unmapped = |what: &'static str| {
+        move |error: SandboxError| match error {
+            SandboxError::Os { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => {
+                SandboxError::Os {
+                    what,
+                    source: io::Error::new(
+                        source.kind(),
+                        format!(
+                            "{source}: {user} is not mapped in this user namespace; give \
+                             [vmm] users a range it maps"
+                        ),
+                    ),
+                }
+            }
+            other => other,
+        }
+    };
     // SAFETY: setresgid(2) with integer arguments; the process has one thread, so glibc
     // changes no other.
     check("changing the group", unsafe {
         libc::setresgid(user.gid, user.gid, user.gid)
-    })?;
+    })
+    .map_err(unmapped("changing the group"))?;
     // SAFETY: setresuid(2) likewise. Leaving uid 0 empties the permitted and effective
     // capability sets.
     check("changing the user", unsafe {
         libc::setresuid(user.uid, user.uid, user.uid)
-    })?;
+    })
+    .map_err(unmapped("changing the user"))?;
     Ok(None)
 }
 
@@ -266,15 +286,15 @@ struct CapData {
 
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Empties the bounding set (capabilities `0..=last`); `Some(why)` where the process had
-/// none to drop.
+/// Empties the bounding set (capabilities `0..=last`); `Some(why)` where the process may
+/// not.
 fn drop_bounding_set(last: libc::c_ulong) -> Result<Option<String>, SandboxError> {
     for cap in 0..=last {
         // SAFETY: prctl(2) with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } < 0 {
             let error = io::Error::last_os_error();
             if error.raw_os_error() == Some(libc::EPERM) {
-                return Ok(Some(format!("dropping them needs CAP_SETPCAP: {error}")));
+                return Ok(Some(format!("emptying it needs CAP_SETPCAP: {error}")));
             }
             // EINVAL: a capability this kernel does not know.
             if error.raw_os_error() != Some(libc::EINVAL) {
@@ -286,7 +306,7 @@ fn drop_bounding_set(last: libc::c_ulong) -> Result<Option<String>, SandboxError
 }
 
 /// Empties the ambient, effective, permitted and inheritable sets.
-fn drop_capabilities() -> Result<Option<String>, SandboxError> {
+fn drop_capabilities() -> Result<(), SandboxError> {
     // SAFETY: prctl(2) with integer arguments only.
     check("clearing ambient capabilities", unsafe {
         libc::prctl(
@@ -306,6 +326,5 @@ fn drop_capabilities() -> Result<Option<String>, SandboxError> {
     // `__user_cap_header_struct` and `__user_cap_data_struct`, from live values.
     check("dropping capabilities", unsafe {
         libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as libc::c_int
-    })?;
-    Ok(None)
+    })
 }
