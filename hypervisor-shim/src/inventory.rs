@@ -52,8 +52,9 @@ pub struct KvmFacts {
     pub cgroup_memory_unsupported: Option<String>,
 }
 
-/// Reads the inventory; `kvm_device` is normally `/dev/kvm`.
-pub fn collect(kvm_device: &Path) -> HostInventory {
+/// Reads the inventory; `kvm_device` is normally `/dev/kvm`, `cgroup_root` the cgroup v2
+/// mount ([`crate::cgroup::DEFAULT_ROOT`]).
+pub fn collect(kvm_device: &Path, cgroup_root: &Path) -> HostInventory {
     let sys = System::new_with_specifics(
         RefreshKind::nothing()
             .with_cpu(CpuRefreshKind::nothing())
@@ -74,17 +75,16 @@ pub fn collect(kvm_device: &Path) -> HostInventory {
         memory_total_bytes: sys.total_memory(),
         memory_available_bytes: sys.available_memory(),
         load_average: [load.one, load.five, load.fifteen],
-        kvm: kvm_facts(kvm_device),
+        kvm: kvm_facts(kvm_device, cgroup_root),
     }
 }
 
-fn kvm_facts(device: &Path) -> KvmFacts {
+fn kvm_facts(device: &Path, cgroup_root: &Path) -> KvmFacts {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_has_virtualization = cpuinfo
         .lines()
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    let cgroup_root = Path::new(crate::cgroup::DEFAULT_ROOT);
     let cgroup_cpu_unsupported = crate::cgroup::cpu_unsupported(cgroup_root);
     let cgroup_memory_unsupported = crate::cgroup::memory_unsupported(cgroup_root);
     let mut facts = KvmFacts {
@@ -117,7 +117,10 @@ mod tests {
 
     #[test]
     fn the_inventory_reads_this_host() {
-        let inv = collect(Path::new("/nonexistent/kvm"));
+        let inv = collect(
+            Path::new("/nonexistent/kvm"),
+            Path::new(crate::cgroup::DEFAULT_ROOT),
+        );
         assert!(inv.logical_cpus >= 1);
         assert!(inv.memory_total_bytes >= inv.memory_available_bytes && inv.memory_total_bytes > 0);
         let why = inv.kvm.unavailable.expect("no such device");

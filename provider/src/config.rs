@@ -227,6 +227,9 @@ pub struct VmmConfig {
     /// The user and group ids confined VM processes run as, one per running VM
     /// (`FIRST-LAST`); no host account may use them.
     pub users: IdRange,
+    /// Where cgroup v2 is mounted (`/sys/fs/cgroup/unified` on a host that mounts v1 and
+    /// v2 side by side).
+    pub cgroup_root: PathBuf,
 }
 
 impl Default for VmmConfig {
@@ -238,6 +241,7 @@ impl Default for VmmConfig {
             program: None,
             sandbox: true,
             users: hypervisor_shim::sandbox::users::DEFAULT_RANGE,
+            cgroup_root: PathBuf::from(hypervisor_shim::cgroup::DEFAULT_ROOT),
         }
     }
 }

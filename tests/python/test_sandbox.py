@@ -4,6 +4,7 @@ namespaces of its own), the users handed out from the configured range and taken
 a server restart, and a VM whose process makes a forbidden system call while the server and
 the other VMs go on."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pywbem import Uint16
+import pywbem
+from pywbem import CIMInstance, CIMInstanceName, Uint16, Uint32, Uint64
 
-from conftest import REPO, Server
-from test_virt import VmSocket, change, define, heartbeats, vm_path, wait_job
+from conftest import BINARY, REPO, Server
+from test_virt import VmSocket, change, define, heartbeats, service, vm_path, wait_job
 
 if not os.path.exists("/dev/kvm"):
     if os.environ.get("CI"):
@@ -259,3 +261,81 @@ def test_the_benchmark_measures_the_sandbox_on_and_off():
     for row in rows[1:]:
         on, off = (float(cell.split("/")[0]) for cell in row.split("|")[3:5])
         assert on > 0 and off > 0, row
+
+
+def test_a_vms_cgroup_gets_its_rasd_weight_and_limit_and_a_memory_limit(tmp_path):
+    """This host has no cgroup v2, so the server is pointed (`[vmm] cgroup_root`) at a
+    directory laid out as a cgroup v2 mount offering cpu and memory: what the server writes
+    there is what a kernel would enforce. The kernel's side is not tested here."""
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "cgroup.controllers").write_text("cpu memory\n")
+    config = tmp_path / "cimvirtd.toml"
+    config.write_text(f'[vmm]\ncgroup_root = "{cgroup}"\n')
+    host = json.loads(subprocess.run([str(BINARY), "host", "--cgroup-root", str(cgroup)],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert host["kvm"]["cgroup_cpu_unsupported"] is None
+    assert host["kvm"]["cgroup_memory_unsupported"] is None
+    server = Server(tmp_path / "data", extra_args=["--config", str(config)])
+    system = None
+    try:
+        conn = server.conn()
+        svc = service(conn)
+        proc = CIMInstance("KVM_ProcResourceAllocationSettingData", properties={
+            "ResourceType": Uint16(3), "VirtualQuantity": Uint64(2), "Weight": Uint32(2048),
+            "Limit": Uint64(1)})
+        mem = CIMInstance("KVM_MemResourceAllocationSettingData", properties={
+            "ResourceType": Uint16(4), "VirtualQuantity": Uint64(16),
+            "AllocationUnits": "byte*2^20"})
+        vssd = CIMInstance("KVM_VirtualSystemSettingData",
+                           properties={"VirtualSystemIdentifier": "weighted"})
+        rv, out = conn.InvokeMethod("DefineSystem", svc, SystemSettings=vssd,
+                                    ResourceSettings=[proc, mem])
+        assert rv == 0
+        system = out["ResultingSystem"]
+        rasd = conn.GetInstance(CIMInstanceName("KVM_ProcResourceAllocationSettingData",
+                                                {"InstanceID": "weighted/proc"},
+                                                namespace="root/virt"))
+        assert (rasd["Weight"], rasd["Limit"]) == (2048, 1), rasd.tomof()
+
+        assert change(conn, system, RUNNING) == 0
+        uuid = conn.GetInstance(CIMInstanceName(
+            "KVM_VirtualSystemSettingData", {"InstanceID": "KVM:weighted"},
+            namespace="root/virt"))["UUID"].lower()
+        vm_cgroup = cgroup / "cimvirt" / uuid
+        vm = VmSocket(vm_path(server, "weighted", "sock"))
+        try:
+            pid = vm.request({"request": "status"})["pid"]
+        finally:
+            vm.sock.close()
+        assert (vm_cgroup / "cgroup.procs").read_text() == str(pid)
+        # 2048 of libvirt's cpu.shares is twice the default: cgroup v2's 200. One processor
+        # of the two is 100% of one CPU in each 100 ms period.
+        assert (vm_cgroup / "cpu.weight").read_text() == "200"
+        assert (vm_cgroup / "cpu.max").read_text() == "100000 100000"
+        # Guest memory, 64 MiB for the VMM, and 1/64 of guest memory for KVM's tables.
+        assert int((vm_cgroup / "memory.max").read_text()) == (16 << 20) + (64 << 20) + (16 << 14)
+
+        # Stopped, its Weight goes back to the default; the next start's cgroup says so.
+        assert change(conn, system, DISABLED) == 0
+        default = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                              properties={"InstanceID": "weighted/proc", "Weight": Uint32(1024)})
+        rv, _ = conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[default])
+        assert rv == 0
+        rasd = conn.GetInstance(rasd.path)
+        assert (rasd["Weight"], rasd["Limit"]) == (None, 1), rasd.tomof()
+        assert change(conn, system, RUNNING) == 0
+        assert (vm_cgroup / "cpu.weight").read_text() == "100"
+        # A Weight outside cpu.shares' range is refused with it.
+        wild = CIMInstance("KVM_ProcResourceAllocationSettingData",
+                           properties={"InstanceID": "weighted/proc", "Weight": Uint32(1)})
+        assert change(conn, system, DISABLED) == 0
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.InvokeMethod("ModifyResourceSettings", svc, ResourceSettings=[wild])
+        assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+        assert "outside 2-262144" in err.value.status_description
+    finally:
+        if system is not None:
+            change(server.conn(), system, DISABLED)
+        code, log = server.stop()
+    assert code == 0, log

@@ -170,7 +170,7 @@ fn create_initial_admin(store: &Store, data_dir: &Path, config: &Config) -> Resu
 /// previous server. Without usable KVM the server still serves everything else.
 fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), String> {
     let vmm = &settings.config.vmm;
-    let host = hypervisor_shim::inventory::collect(&vmm.kvm_device);
+    let host = hypervisor_shim::inventory::collect(&vmm.kvm_device, &vmm.cgroup_root);
     match &host.kvm.unavailable {
         None => info!(
             kvm = ?host.kvm.kind,
@@ -216,6 +216,7 @@ fn start_supervisor(settings: &Settings) -> Result<(Supervisor, HostInventory), 
     config.start_timeout = Duration::from_secs(vmm.start_timeout_secs);
     config.sandbox = vmm.sandbox;
     config.vm_users = vmm.users;
+    config.cgroup_root = vmm.cgroup_root.clone();
     if !vmm.sandbox {
         warn!(
             "[vmm] sandbox = false: VM processes run with the server's privileges, in its \

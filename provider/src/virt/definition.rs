@@ -167,6 +167,58 @@ pub struct VmDefinition {
     /// Hyper-V's clients rename VMs); the name is the ElementName when there is none.
     #[serde(default)]
     pub element_name: Option<String>,
+    /// The processor RASD's Weight and Limit.
+    #[serde(default)]
+    pub cpu_share: CpuShare,
+}
+
+/// A VM's share of the host's CPUs, as its processor RASD gives it: a Weight against other
+/// VMs, in libvirt-cim's scale (cgroup v1 `cpu.shares`: 2-262144, 1024 by default), and a
+/// Limit, a cap in whole processors. The VM's cgroup enforces both (cgroup v2 `cpu.weight`,
+/// `cpu.max`); a host without one refuses them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuShare {
+    /// The Weight, if not the default.
+    pub weight: Option<u32>,
+    /// The cap in processors, if below the VM's vCPUs.
+    pub limit: Option<u32>,
+}
+
+/// The Weight every VM has unless it says otherwise (libvirt's and cgroup v1's default).
+pub const DEFAULT_CPU_WEIGHT: u32 = 1024;
+/// The Weights libvirt-cim takes (cgroup v1 `cpu.shares`).
+pub const CPU_WEIGHTS: std::ops::RangeInclusive<u32> = 2..=262_144;
+
+impl CpuShare {
+    /// Whether it asks for anything: a Weight other than the default, or a cap.
+    pub fn is_set(&self) -> bool {
+        self.weight.is_some() || self.limit.is_some()
+    }
+
+    /// The cgroup v2 `cpu.weight` (1-10000, 100 by default) of the Weight, scaled as systemd
+    /// scales `cpu.shares`.
+    pub fn cgroup_weight(&self) -> Option<u32> {
+        self.weight.map(|shares| {
+            (u64::from(shares) * 100 / u64::from(DEFAULT_CPU_WEIGHT)).clamp(1, 10_000) as u32
+        })
+    }
+
+    /// The cap in percent of one CPU (`cpu.max`).
+    pub fn limit_percent(&self) -> Option<u32> {
+        self.limit.map(|processors| processors.saturating_mul(100))
+    }
+
+    /// What it asks for, as a client wrote it ("Weight 512, Limit 1").
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(weight) = self.weight {
+            parts.push(format!("Weight {weight}"));
+        }
+        if let Some(limit) = self.limit {
+            parts.push(format!("Limit {limit}"));
+        }
+        parts.join(", ")
+    }
 }
 
 impl VmDefinition {
@@ -319,6 +371,8 @@ impl VmDefinition {
             })
             .collect();
         config.console_log = Some(console_log);
+        config.cpu_weight = self.cpu_share.cgroup_weight();
+        config.cpu_limit_percent = self.cpu_share.limit_percent();
         config
     }
 
@@ -371,6 +425,7 @@ pub fn from_settings(
         description: None,
         notes: Vec::new(),
         element_name: None,
+        cpu_share: CpuShare::default(),
     };
     if let Some(element_name) = element_name {
         definition.set_element_name(element_name)?;
@@ -549,8 +604,10 @@ pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<(
 }
 
 /// Applies a processor or memory RASD: the properties it gives replace the current ones.
-/// Reservation, Limit and Weight are refused where they ask for what this host does not
-/// enforce (see `check_unenforced`).
+/// A processor's Weight and Limit are kept (the default Weight, a Limit of 0 or of at least
+/// the vCPUs, ask for nothing and clear them; whether the host can enforce them is the
+/// caller's to check); a Reservation, and a memory Limit or Weight, are refused where they
+/// ask for what this host does not do (see `check_unenforced`).
 pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
     let kind = unsigned_property(rasd, "ResourceType")?
         .ok_or_else(|| invalid(format!("{} has no ResourceType", rasd.class_name)))?;
@@ -561,6 +618,7 @@ pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()>
                 definition.vcpus =
                     u32::try_from(vcpus).map_err(|_| invalid(format!("{vcpus} vCPUs")))?;
             }
+            set_cpu_share(definition, rasd)?;
             check_unenforced(rasd, "processor", u64::from(definition.vcpus), true)?;
         }
         RESOURCE_MEMORY => {
@@ -595,12 +653,34 @@ pub fn set_size(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()>
     Ok(())
 }
 
-/// Refuses a Reservation, Limit or Weight that asks for something this host does not do
-/// (cimvirt does not yet hold VMs to CPU shares, caps, reservations or ballooning: the VM
-/// sandbox brings cgroup control). Accepted are the values that ask for nothing more than
-/// the allocation itself: no Weight; a Limit of at least the quantity (or 0, "no cap", as
-/// libvirt-cim writes it for processors); a Reservation of 0, or for memory of at most the
-/// quantity (guest memory is the VM's alone). `quantity` is the VM's, in the RASD's units.
+/// Takes a processor RASD's Weight and Limit into `definition.cpu_share`.
+fn set_cpu_share(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<()> {
+    if let Some(weight) = unsigned_property(rasd, "Weight")? {
+        let weight = u32::try_from(weight)
+            .ok()
+            .filter(|w| CPU_WEIGHTS.contains(w))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{}: processor Weight {weight} is outside {}-{} (1024 is the default)",
+                    rasd.class_name,
+                    CPU_WEIGHTS.start(),
+                    CPU_WEIGHTS.end()
+                ))
+            })?;
+        definition.cpu_share.weight = (weight != DEFAULT_CPU_WEIGHT).then_some(weight);
+    }
+    if let Some(limit) = unsigned_property(rasd, "Limit")? {
+        let cap = limit > 0 && limit < u64::from(definition.vcpus);
+        definition.cpu_share.limit = cap.then_some(limit as u32);
+    }
+    Ok(())
+}
+
+/// Refuses a Reservation, or a memory Limit or Weight, that asks for something this host
+/// does not do (reservations, ballooning). Accepted are the values that ask for nothing more
+/// than the allocation itself: no memory Weight; a memory Limit of at least the quantity; a
+/// Reservation of 0, or for memory of at most the quantity (guest memory is the VM's alone).
+/// `quantity` is the VM's, in the RASD's units.
 fn check_unenforced(rasd: &Instance, what: &str, quantity: u64, processor: bool) -> CimResult<()> {
     let refuse = |property: &str, value: u64, why: &str| {
         Err(CimError::new(
@@ -611,16 +691,16 @@ fn check_unenforced(rasd: &Instance, what: &str, quantity: u64, processor: bool)
             ),
         ))
     };
-    if let Some(weight) = unsigned_property(rasd, "Weight")? {
+    // A processor's Weight and Limit are the VM's cgroup's (see `set_cpu_share`).
+    if let (false, Some(weight)) = (processor, unsigned_property(rasd, "Weight")?) {
         return refuse(
             "Weight",
             weight,
-            "this host does not weigh VMs against each other",
+            "this host does not weigh VMs' memory against each other",
         );
     }
-    if let Some(limit) = unsigned_property(rasd, "Limit")? {
-        let no_cap = limit >= quantity || (processor && limit == 0);
-        if !no_cap {
+    if let (false, Some(limit)) = (processor, unsigned_property(rasd, "Limit")?) {
+        if limit < quantity {
             return refuse(
                 "Limit",
                 limit,
@@ -659,6 +739,17 @@ pub fn parse_uuid(text: &str) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cpu_weight_scales_as_systemd_scales_cpu_shares_and_a_limit_caps_whole_cpus() {
+        let share = |weight, limit| CpuShare { weight, limit };
+        assert_eq!(share(Some(2048), None).cgroup_weight(), Some(200));
+        assert_eq!(share(Some(2), None).cgroup_weight(), Some(1));
+        assert_eq!(share(Some(262_144), None).cgroup_weight(), Some(10_000));
+        assert_eq!(share(None, Some(3)).limit_percent(), Some(300));
+        assert_eq!(share(Some(512), Some(1)).describe(), "Weight 512, Limit 1");
+        assert!(!CpuShare::default().is_set());
+    }
     use crate::virt::properties::instance;
 
     #[test]

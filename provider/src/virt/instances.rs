@@ -916,8 +916,15 @@ fn rasd(class: &Class, d: &VmDefinition) -> Instance {
         ("ElementName", text(if processor { "proc" } else { "mem" })),
     ];
     // Memory is the VM's alone and it gets no more (as libvirt-cim shows it); processors
-    // have no reservation, cap or weight here, so those stay NULL.
-    if !processor {
+    // have no reservation, and a Weight and Limit only where the VM was given them.
+    if processor {
+        if let Some(weight) = d.cpu_share.weight {
+            values.push(("Weight", Value::UInt32(weight)));
+        }
+        if let Some(limit) = d.cpu_share.limit {
+            values.push(("Limit", Value::UInt64(u64::from(limit))));
+        }
+    } else {
         values.push(("Reservation", Value::UInt64(quantity)));
         values.push(("Limit", Value::UInt64(quantity)));
     }

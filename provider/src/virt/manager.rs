@@ -713,6 +713,18 @@ impl VirtManager {
                 definition.vcpus
             )));
         }
+        if let (true, Some(why)) = (
+            definition.cpu_share.is_set(),
+            &self.host.kvm.cgroup_cpu_unsupported,
+        ) {
+            return Err(CimError::new(
+                StatusCode::NotSupported,
+                format!(
+                    "KVM_ProcResourceAllocationSettingData: processor {} is not supported: {why}",
+                    definition.cpu_share.describe()
+                ),
+            ));
+        }
         let host_mib = self.host.memory_total_bytes >> 20;
         if definition.memory_mib > host_mib {
             return Err(CimError::invalid_parameter(format!(

@@ -735,7 +735,10 @@ mod tests {
     #[test]
     fn the_classes_served_are_the_kvm_classes_whose_instances_are_built() {
         let schema = crate::schema::load().expect("the embedded schema compiles");
-        let host = hypervisor_shim::inventory::collect(std::path::Path::new("/nonexistent/kvm"));
+        let host = hypervisor_shim::inventory::collect(
+            std::path::Path::new("/nonexistent/kvm"),
+            std::path::Path::new(hypervisor_shim::cgroup::DEFAULT_ROOT),
+        );
         let served = served_classes(&schema, &host);
         assert!(
             served.iter().all(|c| c.as_str().starts_with("KVM_")),

@@ -142,7 +142,10 @@ fn main() {
             "--qemu" => qemu = Some(args.next().expect("--qemu PATH").into()),
             "--disk" => disk = true,
             "--host-kvm" => {
-                let host = hypervisor_shim::inventory::collect(Path::new("/dev/kvm"));
+                let host = hypervisor_shim::inventory::collect(
+                    Path::new("/dev/kvm"),
+                    Path::new(hypervisor_shim::cgroup::DEFAULT_ROOT),
+                );
                 let kind = host.kvm.kind.map_or("none".to_owned(), |k| format!("{k:?}"));
                 println!("{kind} on {} ({} CPUs)", host.cpu_model, host.logical_cpus);
                 return;
