@@ -67,9 +67,19 @@ pub fn probe(root: &Path) -> Result<Cgroups, String> {
 /// Why per-VM CPU weight and limits cannot be enforced on the hierarchy at `root`, if they
 /// cannot.
 pub fn cpu_unsupported(root: &Path) -> Option<String> {
-    match probe(root) {
+    cpu_unsupported_by(&probe(root))
+}
+
+/// Why per-VM CPU weight and limits cannot be enforced, from what [`probe`] found.
+pub fn cpu_unsupported_by(probed: &Result<Cgroups, String>) -> Option<String> {
+    match probed {
         Err(why) => Some(format!("{why}; CPU weight and limit are unsupported")),
-        Ok(cgroups) => cgroups.cpu_unsupported(),
+        Ok(cgroups) if !cgroups.cpu => Some(format!(
+            "the cgroup v2 hierarchy at {} has no cpu controller (it may be bound to cgroup \
+             v1); CPU weight and limit are unsupported",
+            cgroups.root.display()
+        )),
+        Ok(_) => None,
     }
 }
 
@@ -87,20 +97,9 @@ pub fn memory_unsupported(root: &Path) -> Option<String> {
 }
 
 impl Cgroups {
-    /// Why the cpu controller is missing, if it is.
-    pub fn cpu_unsupported(&self) -> Option<String> {
-        (!self.cpu).then(|| {
-            format!(
-                "the cgroup v2 hierarchy at {} has no cpu controller (it may be bound to cgroup \
-                 v1); CPU weight and limit are unsupported",
-                self.root.display()
-            )
-        })
-    }
-
     /// The limits this hierarchy can enforce for a VM of `guest_bytes` with the given CPU
     /// settings: memory where the memory controller is offered, CPU as asked (the caller
-    /// refuses CPU settings where [`Cgroups::cpu_unsupported`] says why).
+    /// refuses CPU settings where [`cpu_unsupported_by`] says why).
     pub fn limits(
         &self,
         guest_bytes: u64,

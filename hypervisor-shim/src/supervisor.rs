@@ -576,7 +576,7 @@ impl Supervisor {
         let cgroups = cgroup::probe(&self.config.cgroup_root);
         if weight.is_some() || limit.is_some() {
             // A CPU setting this host cannot enforce is refused, never ignored.
-            if let Some(why) = cgroup::cpu_unsupported(&self.config.cgroup_root) {
+            if let Some(why) = cgroup::cpu_unsupported_by(&cgroups) {
                 return Err(SupervisorError::Invalid(why));
             }
         }
@@ -590,22 +590,19 @@ impl Supervisor {
         let _ = fs::remove_file(&socket);
         let _ = fs::remove_file(exit_record_path(&socket));
         let _ = fs::remove_file(crate::sandbox::fault_record_path(&socket));
-        let lease = if self.config.sandbox {
-            let user = self.users.take().ok_or_else(|| {
+        let user = if self.config.sandbox {
+            Some(self.users.take().ok_or_else(|| {
                 SupervisorError::Invalid(format!(
                     "every id of the VM users' range {} is taken by a running VM",
                     self.config.vm_users
                 ))
-            })?;
-            UserLease {
-                pool: &self.users,
-                user: Some(user),
-            }
+            })?)
         } else {
-            UserLease {
-                pool: &self.users,
-                user: None,
-            }
+            None
+        };
+        let lease = UserLease {
+            pool: &self.users,
+            user,
         };
         let log = fs::OpenOptions::new()
             .create(true)
