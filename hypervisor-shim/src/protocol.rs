@@ -68,7 +68,9 @@ pub enum Request {
         /// The snapshot directory, for messages: the sender places the files there.
         dir: PathBuf,
     },
-    /// Types bytes into COM1.
+    /// Types bytes into COM1. What its FIFO cannot take at once waits in the VM process,
+    /// in order, and is offered again every few milliseconds; a request that would leave
+    /// more than 64 KiB waiting fails.
     SendConsole {
         /// The bytes.
         bytes: Vec<u8>,

@@ -75,6 +75,59 @@ fn boots_with_a_banner_and_every_vcpu_advances_its_heartbeat() {
 }
 
 #[test]
+fn typed_bytes_are_echoed_at_once_and_a_paste_longer_than_the_fifo_arrives_whole() {
+    if !kvm_present("the VM lifecycle tests") {
+        return;
+    }
+    let host = Host::new();
+    let vm = host.start("typing", 1);
+    host.wait_console("typing", "1 vCPUs online\n");
+    // No newline follows: the echo reaches subscribers all the same, within milliseconds.
+    // (Lower-case letters are the guest's commands.)
+    vm.call(&Request::SendConsole {
+        bytes: b"HELLO".to_vec(),
+    })
+    .unwrap();
+    let echoed = |host: &Host, text: &str| {
+        let seen: Vec<u8> = host
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(name, event)| match event {
+                Event::Console { bytes } if name == "typing" => Some(bytes.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        String::from_utf8_lossy(&seen).ends_with(text)
+    };
+    wait_for("the echo of five bytes", || echoed(&host, "HELLO"));
+    // COM1's FIFO holds 64 bytes; the rest waits in the VM process and follows in order.
+    let paste: String = (0..400)
+        .map(|i| char::from(b'A' + (i % 26) as u8))
+        .collect();
+    vm.call(&Request::SendConsole {
+        bytes: paste.clone().into_bytes(),
+    })
+    .unwrap();
+    wait_for("the echo of the whole paste", || {
+        echoed(&host, &format!("HELLO{paste}"))
+    });
+    vm.call(&Request::SendConsole {
+        bytes: vec![hypervisor_shim::guest::test_guest::command::TEXT],
+    })
+    .unwrap();
+    host.wait_console("typing", "cimvirt test guest: text done\n");
+    let log = host.console("typing");
+    assert_eq!(
+        log.matches("cimvirt test guest: text ABCD").count(),
+        hypervisor_shim::guest::test_guest::TEXT_LINES as usize
+    );
+    vm.call(&Request::Stop).unwrap();
+}
+
+#[test]
 fn pause_stops_the_vcpus_and_resume_runs_them_again() {
     if !kvm_present("the VM lifecycle tests") {
         return;

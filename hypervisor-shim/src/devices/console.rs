@@ -10,6 +10,10 @@ use std::sync::Arc;
 /// Receives console output as the guest writes it, a line (or a full buffer) at a time.
 pub type ConsoleListener = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Told when output is left waiting for its newline, so that whoever owns the console
+/// delivers it soon with [`Console::drain`] (a prompt or an echoed keystroke ends no line).
+pub type ConsoleWaker = Arc<dyn Fn() + Send + Sync>;
+
 /// Buffered output flushes at a newline or at this many bytes.
 const LINE_LIMIT: usize = 1024;
 
@@ -22,6 +26,7 @@ pub struct Console {
     max_bytes: u64,
     pending: Vec<u8>,
     listener: Option<ConsoleListener>,
+    waker: Option<ConsoleWaker>,
 }
 
 /// The log and the one before it, both opened when the VM starts: a confined VM process
@@ -80,6 +85,7 @@ impl Console {
             max_bytes,
             pending: Vec::new(),
             listener: None,
+            waker: None,
         })
     }
 
@@ -90,12 +96,18 @@ impl Console {
             max_bytes: 0,
             pending: Vec::new(),
             listener: None,
+            waker: None,
         }
     }
 
     /// Also sends output to `listener`.
     pub fn set_listener(&mut self, listener: ConsoleListener) {
         self.listener = Some(listener);
+    }
+
+    /// Calls `waker` whenever output starts waiting for a newline.
+    pub fn set_waker(&mut self, waker: ConsoleWaker) {
+        self.waker = Some(waker);
     }
 
     fn deliver(&mut self) -> io::Result<()> {
@@ -119,9 +131,14 @@ impl Console {
 
 impl Write for Console {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let was_waiting = !self.pending.is_empty();
         self.pending.extend_from_slice(buf);
         if buf.contains(&b'\n') || self.pending.len() >= LINE_LIMIT {
             self.deliver()?;
+        } else if !was_waiting {
+            if let Some(waker) = &self.waker {
+                waker();
+            }
         }
         Ok(buf.len())
     }
@@ -169,5 +186,23 @@ mod tests {
         assert!(!String::from_utf8_lossy(&seen.lock().unwrap()).ends_with("partial"));
         console.drain().unwrap();
         assert!(String::from_utf8_lossy(&seen.lock().unwrap()).ends_with("partial"));
+    }
+
+    #[test]
+    fn output_left_without_a_newline_wakes_the_owner_once() {
+        let wakes = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = wakes.clone();
+        let mut console = Console::discard();
+        console.set_waker(Arc::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        write!(console, "login: ").unwrap();
+        write!(console, "r").unwrap();
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        console.drain().unwrap();
+        writeln!(console, "a whole line").unwrap();
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 1);
+        write!(console, "$ ").unwrap();
+        assert_eq!(wakes.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -20,6 +20,8 @@
 //! - `n` tests the first virtio-net device: it sends one broadcast frame of EtherType
 //!   [`NET_ETHERTYPE`] carrying `cimvirt test guest frame`, then waits (about ten seconds of
 //!   TSC time) for a frame of that EtherType and prints its text, skipping any other frames;
+//! - `t` prints [`TEXT_LINES`] lines of text (console throughput); any byte that is not a
+//!   command is echoed back (a keystroke's round trip);
 //! - powers off when the i8042 delivers Ctrl-Alt-Del (the graceful shutdown request), by
 //!   writing S5 to the sleep control register.
 //!
@@ -134,7 +136,15 @@ pub mod command {
     pub const DISK_BENCH: u8 = b'b';
     /// Send a frame on the first virtio-net device and wait for one.
     pub const NET: u8 = b'n';
+    /// Print [`super::TEXT_LINES`] lines of [`super::TEXT_LINE_BYTES`] bytes, then
+    /// `cimvirt test guest: text done` (console throughput).
+    pub const TEXT: u8 = b't';
 }
+
+/// How many lines the text command prints.
+pub const TEXT_LINES: u32 = 1024;
+/// The length of each of those lines, its newline included.
+pub const TEXT_LINE_BYTES: usize = 64;
 
 global_asm!(
     r#"
@@ -349,12 +359,21 @@ cimvirt_test_guest_start:
     push rdx
     push rsi
 .Ltg_serial_next:
+    /* Interrupts are off from reading the line status to echoing the byte: kvm_pvm has been
+       seen to deliver COM1's interrupt again inside this handler, whose reads would then
+       come between these two and take the byte (or a NUL) out of order. */
+    cli
     mov dx, COM1 + 5
     in al, dx
     test al, 1
-    jz .Ltg_irq_done
+    jz .Ltg_serial_empty
     mov dx, COM1
     in al, dx
+    cmp al, 0x61                        /* commands are lower-case letters */
+    jb .Ltg_serial_echo
+    cmp al, 0x7a
+    ja .Ltg_serial_echo
+    sti
     cmp al, 0x72                        /* r */
     je .Ltg_reset
     cmp al, 0x63                        /* c */
@@ -373,6 +392,26 @@ cimvirt_test_guest_start:
     je .Ltg_bench
     cmp al, 0x6e                        /* n */
     je .Ltg_net
+    cmp al, 0x74                        /* t */
+    je .Ltg_text
+.Ltg_serial_echo:                       /* anything else is echoed back */
+    mov dx, COM1
+    out dx, al
+    sti
+    jmp .Ltg_serial_next
+.Ltg_serial_empty:
+    sti
+    jmp .Ltg_irq_done
+
+.Ltg_text:
+    mov ecx, {text_lines}
+.Ltg_text_line:
+    lea rsi, [rip + .Ltg_msg_text]
+    call .Ltg_puts
+    dec ecx
+    jnz .Ltg_text_line
+    lea rsi, [rip + .Ltg_msg_text_done]
+    call .Ltg_puts
     jmp .Ltg_serial_next
 
 .Ltg_net:
@@ -998,6 +1037,10 @@ cimvirt_test_guest_start:
     .asciz "cimvirt test guest: triple fault\n"
 .Ltg_msg_newline:
     .asciz "\n"
+.Ltg_msg_text:
+    .asciz "cimvirt test guest: text ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl\n"
+.Ltg_msg_text_done:
+    .asciz "cimvirt test guest: text done\n"
 .Ltg_hex_digits:
     .ascii "0123456789abcdef"
 .Ltg_msg_disk:
@@ -1073,6 +1116,7 @@ cimvirt_test_guest_end:
     net_tx_buffer = const layout::NET_TX_BUFFER,
     ethertype_be = const NET_ETHERTYPE.swap_bytes(),
     virtio_devices = const crate::devices::virtio::layout::MAX_DEVICES,
+    text_lines = const TEXT_LINES,
 );
 
 // The two labels `global_asm!` defines around the image; only their addresses are used.

@@ -18,6 +18,7 @@ use config::{Boot, VmConfig};
 use control::{PendingRequest, Subscribers};
 use machine::{Machine, Origin};
 use snapshot::MachineState;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixListener;
@@ -88,7 +89,19 @@ enum ControlEvent {
     Request(PendingRequest),
     Platform(PlatformEvent),
     VcpuFailed(VcpuFailure),
+    /// COM1 output is waiting for a newline: deliver it after [`CONSOLE_FLUSH_DELAY`].
+    ConsoleWaiting,
 }
+
+/// How long partial console output (a prompt, an echoed keystroke) waits for more before
+/// it is delivered: long enough to gather what the guest writes in one go.
+const CONSOLE_FLUSH_DELAY: Duration = Duration::from_millis(5);
+
+/// How often bytes typed into a full COM1 FIFO are offered again.
+const CONSOLE_INPUT_RETRY: Duration = Duration::from_millis(2);
+
+/// The most typed bytes kept for a guest that reads COM1 slower than they come.
+const MAX_CONSOLE_INPUT: usize = 64 << 10;
 
 struct PendingShutdown {
     deadline: Instant,
@@ -110,6 +123,10 @@ struct Process {
     restored_paused: bool,
     /// Where [`Process::finish`] writes how the VM ended (opened before the sandbox).
     exit_record: Option<File>,
+    /// When partial console output is due.
+    console_flush_at: Option<Instant>,
+    /// Typed bytes COM1's FIFO could not take yet, oldest first.
+    console_input: VecDeque<u8>,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -148,6 +165,10 @@ impl Process {
             console_subscribers.broadcast(&Event::Console {
                 bytes: bytes.to_vec(),
             })
+        }));
+        let console_tx = tx.clone();
+        console.set_waker(Arc::new(move || {
+            let _ = console_tx.send(ControlEvent::ConsoleWaiting);
         }));
         let platform_tx = tx.clone();
         let platform = Box::new(move |e| {
@@ -245,6 +266,8 @@ impl Process {
             msr_indices,
             restored_paused: snapshot.as_ref().is_some_and(|s| s.paused),
             exit_record: None,
+            console_flush_at: None,
+            console_input: VecDeque::new(),
         })
     }
 
@@ -252,15 +275,15 @@ impl Process {
         self.exit_record = Some(exit_record);
         tracing::info!(vm = %self.machine.config.name, state = %self.state, "VM process ready");
         loop {
-            let event = match &self.shutdown {
-                Some(pending) => {
+            let event = match self.next_deadline() {
+                Some(deadline) => {
                     match self
                         .events
-                        .recv_timeout(pending.deadline.saturating_duration_since(Instant::now()))
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     {
                         Ok(event) => event,
                         Err(RecvTimeoutError::Timeout) => {
-                            self.shutdown_timed_out();
+                            self.run_due_work();
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => {
@@ -292,6 +315,11 @@ impl Process {
                     }
                     None
                 }
+                ControlEvent::ConsoleWaiting => {
+                    self.console_flush_at
+                        .get_or_insert_with(|| Instant::now() + CONSOLE_FLUSH_DELAY);
+                    None
+                }
                 ControlEvent::VcpuFailed(failure) => {
                     self.subscribers.broadcast(&Event::Crashed {
                         reason: failure.reason.clone(),
@@ -303,6 +331,57 @@ impl Process {
                 return code;
             }
         }
+    }
+
+    /// The earliest time something is due: a graceful shutdown's end, partial console
+    /// output, typed bytes to offer COM1 again.
+    fn next_deadline(&self) -> Option<Instant> {
+        let input = (!self.console_input.is_empty()).then(|| Instant::now() + CONSOLE_INPUT_RETRY);
+        [
+            self.shutdown.as_ref().map(|p| p.deadline),
+            self.console_flush_at,
+            input,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does what [`Process::next_deadline`] said was due.
+    fn run_due_work(&mut self) {
+        let now = Instant::now();
+        if self.shutdown.as_ref().is_some_and(|p| p.deadline <= now) {
+            self.shutdown_timed_out();
+        }
+        if self.console_flush_at.is_some_and(|at| at <= now) {
+            self.console_flush_at = None;
+            let _ = lock(&self.machine.devices).console().drain();
+        }
+        self.offer_console_input();
+    }
+
+    /// Moves what COM1's FIFO takes of the typed bytes waiting.
+    fn offer_console_input(&mut self) {
+        if self.console_input.is_empty() {
+            return;
+        }
+        let taken =
+            lock(&self.machine.devices).send_to_serial(self.console_input.make_contiguous());
+        self.console_input.drain(..taken);
+    }
+
+    /// Types `bytes` into COM1: what its FIFO cannot take now waits here, in order, up to
+    /// [`MAX_CONSOLE_INPUT`] bytes.
+    fn type_into_console(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.console_input.len() + bytes.len() > MAX_CONSOLE_INPUT {
+            return Err(format!(
+                "the guest is not reading COM1: {} typed bytes are already waiting",
+                self.console_input.len()
+            ));
+        }
+        self.console_input.extend(bytes);
+        self.offer_console_input();
+        Ok(())
     }
 
     fn set_state(&mut self, state: State) {
@@ -373,14 +452,9 @@ impl Process {
                 return None;
             }
             Request::SendConsole { bytes } => {
-                let accepted = lock(&self.machine.devices).send_to_serial(bytes);
-                if accepted < bytes.len() {
-                    request.fail(
-                        ErrorKind::Failed,
-                        format!("COM1's FIFO took {accepted} of {} bytes", bytes.len()),
-                    );
-                } else {
-                    request.reply(&Response::Ok);
+                match self.type_into_console(bytes) {
+                    Ok(()) => request.reply(&Response::Ok),
+                    Err(why) => request.fail(ErrorKind::Failed, why),
                 }
                 return None;
             }
