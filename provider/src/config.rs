@@ -40,6 +40,8 @@ pub struct Config {
     pub migration: MigrationSection,
     /// `[auth]`: password checking and hashing.
     pub auth: AuthSection,
+    /// `[console]`.
+    pub console: ConsoleSection,
 }
 
 /// `[auth]`: what checking passwords may cost the server, and the cost of new hashes.
@@ -134,6 +136,57 @@ impl Default for MigrationSection {
             port: 5989,
             timeout_secs: 120,
         }
+    }
+}
+
+/// The largest console scrollback a configuration may ask for.
+const MAX_SCROLLBACK_BYTES: usize = 16 << 20;
+
+/// `[console]`: the VMs' consoles as WebSockets (`/console/NAME` on every listener).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Bytes of recent output a client gets on joining a console.
+    pub scrollback_bytes: usize,
+    /// Console sessions open at once, on every VM together.
+    pub max_sessions: usize,
+    /// Console sessions open at once on one VM.
+    pub max_sessions_per_vm: usize,
+    /// The host name the console URLs give for listeners on every address (0.0.0.0, ::)
+    /// [default: the host's name].
+    pub url_host: Option<String>,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        let limits = crate::virt::console::ConsoleLimits::default();
+        ConsoleSection {
+            scrollback_bytes: limits.scrollback_bytes,
+            max_sessions: limits.max_sessions,
+            max_sessions_per_vm: limits.max_sessions_per_vm,
+            url_host: None,
+        }
+    }
+}
+
+impl ConsoleSection {
+    /// The limits these settings give; refuses a scrollback over 16 MiB (each watched VM
+    /// keeps one in memory) and limits of no session.
+    pub fn limits(&self) -> Result<crate::virt::console::ConsoleLimits, String> {
+        if self.scrollback_bytes > MAX_SCROLLBACK_BYTES {
+            return Err(format!(
+                "[console] scrollback_bytes is at most {MAX_SCROLLBACK_BYTES}, not {}",
+                self.scrollback_bytes
+            ));
+        }
+        if self.max_sessions == 0 || self.max_sessions_per_vm == 0 {
+            return Err("[console] max_sessions and max_sessions_per_vm are at least 1".into());
+        }
+        Ok(crate::virt::console::ConsoleLimits {
+            scrollback_bytes: self.scrollback_bytes,
+            max_sessions: self.max_sessions,
+            max_sessions_per_vm: self.max_sessions_per_vm,
+        })
     }
 }
 

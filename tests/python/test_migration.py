@@ -4,6 +4,7 @@ the built-in test guest. The servers share one certificate, so each trusts the o
 default, and each has the other's admin account in its [migration] section. Disk images are
 at the same path for both, as shared storage would have them."""
 
+import asyncio
 import os
 import re
 
@@ -11,6 +12,7 @@ import pytest
 import pywbem
 from pywbem import CIMInstance, CIMInstanceName, Uint16
 
+import test_console as console
 from conftest import ADMIN, OPERATOR, READER, Server, cimvirtd, free_port
 from test_virt import (change, define, enabled_state, heartbeats, send_console, service,
                        wait_advancing, wait_console, wait_job)
@@ -138,7 +140,21 @@ def test_a_running_vm_moves_live_with_its_memory_and_disk_comes_back_paused_and_
     assert is_migratable(conn_a, system, destination(b))
     assert "mover" in names(conn_a), "a check moves nothing"
 
-    job = migrate(conn_a, system, b)  # no settings: Live (pre-copy)
+    # A console client on the source is told where the VM went, and closed.
+    (console_url,) = [p["AccessInfo"] for p in conn_a.EnumerateInstances("CIM_RemoteServiceAccessPoint")
+                      if p["AccessInfo"].startswith("ws:") and p["AccessInfo"].endswith("/mover")]
+
+    async def watch_the_move():
+        async with console.connect(a, console_url) as ws:
+            await console.read_until(ws, b"vCPUs online")
+            job = await asyncio.to_thread(migrate, conn_a, system, b)  # Live (pre-copy)
+            notice = await console.read_notice(ws)
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            return job, notice, ws.close_reason
+
+    job, notice, close_reason = asyncio.run(watch_the_move())
+    assert f"migrated to {destination(b)}" in notice, notice
+    assert "migrated to" in close_reason
     assert job["JobState"] == 7, job["ErrorDescription"]
     assert "pre-copy done" in a.log_path.read_text()
     assert "mover" not in names(conn_a)

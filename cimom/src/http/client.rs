@@ -12,6 +12,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Why an outgoing request could not be made.
@@ -56,13 +60,18 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses an absolute `http://` or `https://` URL (as `http::Uri`, RFC 3986).
+    /// Parses an absolute `http://` or `https://` URL (as `http::Uri`, RFC 3986); a
+    /// WebSocket's `ws://` and `wss://` (RFC 6455 3) are read as the HTTP they start as.
     pub fn parse(text: &str) -> Result<Url, ClientError> {
         let bad = |why: String| ClientError::Url(format!("{text}: {why}"));
         let uri: hyper::Uri = text.parse().map_err(|e| bad(format!("{e}")))?;
         let (scheme, default_port) = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => (UrlScheme::Https, 443),
-            Some(s) if s.eq_ignore_ascii_case("http") => (UrlScheme::Http, 80),
+            Some(s) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
+                (UrlScheme::Https, 443)
+            }
+            Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("ws") => {
+                (UrlScheme::Http, 80)
+            }
             _ => return Err(bad("not an http:// or https:// URL".into())),
         };
         let authority = uri.authority().ok_or_else(|| bad("no host".into()))?;
@@ -186,22 +195,25 @@ impl Client {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let transport = |what: &str, e: &dyn fmt::Display| {
-            ClientError::Transport(format!("{what} {}: {e}", url.authority()))
-        };
+        let transport = self.open(url).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(transport))
+            .await
+            .map_err(|e| ClientError::Transport(format!("HTTP with {}: {e}", url.authority())))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// A connection to `url`'s host and port: TCP, with TLS for HTTPS (the peer's
+    /// certificate checked), for a protocol that runs over it itself (a WebSocket).
+    pub async fn open(&self, url: &Url) -> Result<Transport, ClientError> {
         let stream = TcpStream::connect((url.host.as_str(), url.port))
             .await
-            .map_err(|e| transport("connecting to", &e))?;
+            .map_err(|e| {
+                ClientError::Transport(format!("connecting to {}: {e}", url.authority()))
+            })?;
         let _ = stream.set_nodelay(true);
         match url.scheme {
-            UrlScheme::Http => {
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                        .await
-                        .map_err(|e| transport("HTTP with", &e))?;
-                tokio::spawn(connection);
-                Ok(sender)
-            }
+            UrlScheme::Http => Ok(Transport::Plain(stream)),
             UrlScheme::Https => {
                 let name = server_name(&url.host)?;
                 let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
@@ -214,11 +226,7 @@ impl Client {
                             self.describe_trust()
                         ))
                     })?;
-                let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(|e| transport("HTTP with", &e))?;
-                tokio::spawn(connection);
-                Ok(sender)
+                Ok(Transport::Tls(Box::new(tls)))
             }
         }
     }
@@ -232,6 +240,54 @@ impl Client {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// A connection [`Client::open`] made: plain TCP, or TLS over it.
+pub enum Transport {
+    /// HTTP.
+    Plain(TcpStream),
+    /// HTTPS.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 

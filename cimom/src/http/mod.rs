@@ -1,5 +1,6 @@
 //! HTTP and HTTPS listeners: connections, TLS, authentication, limits, the CIM-XML
-//! endpoint at `/cimom` and the WS-Management endpoint at `/wsman`.
+//! endpoint at `/cimom` and the WS-Management endpoint at `/wsman`, and further
+//! [`Endpoint`]s (which may take their connection over: [`HeldConnection`]).
 
 pub mod body;
 mod cimxml;
@@ -14,7 +15,7 @@ mod wsman;
 use std::time::Duration;
 
 pub use headers::plain;
-pub use server::{serve, Listener, Scheme, ServeError, Services};
+pub use server::{serve, HeldConnection, Listener, Scheme, ServeError, Services};
 
 use std::sync::Arc;
 

@@ -8,8 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -305,10 +307,17 @@ impl Connection {
         } = self;
         let slot = Arc::new(slot);
         let service_slot = slot.clone();
-        let service = service_fn(move |req| {
+        let service_shutdown = shutdown.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
             // Marked here, as the request's head is read, and kept until its response has
             // been sent.
             let busy = service_slot.busy();
+            if req.headers().contains_key(hyper::header::UPGRADE) {
+                req.extensions_mut().insert(Upgradable {
+                    slot: service_slot.clone(),
+                    shutdown: service_shutdown.clone(),
+                });
+            }
             let handler = handler.clone();
             async move {
                 let reply = handler.handle(req, scheme, peer).await;
@@ -317,7 +326,10 @@ impl Connection {
                 )
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        // An endpoint may take the connection over (a WebSocket): it then holds the slot.
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         tokio::pin!(conn);
         let result = tokio::select! {
             r = conn.as_mut() => r,
@@ -338,6 +350,41 @@ impl Connection {
         if let Err(e) = result {
             debug!(%peer, error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// What a request that asks for an upgrade carries, for an endpoint that takes the
+/// connection over.
+#[derive(Clone)]
+struct Upgradable {
+    slot: Arc<Slot>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A connection an endpoint has taken over from HTTP (a WebSocket, after its upgrade): it
+/// stays counted against the connection limits, overall and per client, is never closed
+/// as idle, and tells its holder when the server stops.
+pub struct HeldConnection {
+    _busy: Busy,
+    _slot: Arc<Slot>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl HeldConnection {
+    /// The connection of `request`, if it asked for an upgrade (an `Upgrade` header) and
+    /// nobody took it yet.
+    pub fn take<B>(request: &mut Request<B>) -> Option<HeldConnection> {
+        let Upgradable { slot, shutdown } = request.extensions_mut().remove::<Upgradable>()?;
+        Some(HeldConnection {
+            _busy: slot.busy(),
+            _slot: slot,
+            shutdown,
+        })
+    }
+
+    /// Resolves once the server is told to stop.
+    pub async fn stopping(&mut self) {
+        stopping(&mut self.shutdown).await
     }
 }
 

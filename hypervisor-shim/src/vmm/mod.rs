@@ -95,7 +95,7 @@ enum ControlEvent {
 
 /// How long partial console output (a prompt, an echoed keystroke) waits for more before
 /// it is delivered: long enough to gather what the guest writes in one go.
-const CONSOLE_FLUSH_DELAY: Duration = Duration::from_millis(5);
+const CONSOLE_FLUSH_DELAY: Duration = Duration::from_millis(1);
 
 /// How often bytes typed into a full COM1 FIFO are offered again.
 const CONSOLE_INPUT_RETRY: Duration = Duration::from_millis(2);

@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per job.
 
 mod bridge;
+mod console;
 mod host;
 mod mof;
 mod serve;
@@ -28,6 +29,8 @@ enum Command {
     /// Create, list and delete the Linux bridges VM network ports attach to.
     #[command(subcommand)]
     Bridge(bridge::BridgeCommand),
+    /// Open a VM's serial console in this terminal (over the server's WebSocket).
+    Console(console::ConsoleCommand),
     /// Print what this host offers VMs: CPUs, memory, load, KVM (JSON).
     Host(host::HostCommand),
     /// Compile and inspect MOF (DSP0221) schemas.
@@ -52,6 +55,7 @@ pub fn run(args: Args) -> ExitCode {
         Command::User(cmd) => user::run(cmd),
         Command::Host(cmd) => host::run(cmd),
         Command::Bridge(cmd) => bridge::run(cmd),
+        Command::Console(cmd) => console::run(cmd),
         Command::Storage(cmd) => storage::run(cmd),
         Command::VmDemo(cmd) => vm_demo::run(cmd),
     }

@@ -20,6 +20,7 @@ use cimom::dispatch::Cimom;
 use cimom::http::{self, tls, Listener, Scheme};
 use cimom::store::Store;
 use provider::config::{default_data_dir, Config};
+use provider::virt::console::{ConsoleEndpoint, ConsoleUrls};
 use provider::virt::migration::MigrationSettings;
 use provider::virt::{manager::VirtManager, Virt};
 
@@ -388,6 +389,25 @@ async fn serve(settings: Settings) -> Result<(), String> {
             cim_schema::mof::render(&d)
         )
     })?;
+    let console_limits = settings.config.console.limits()?;
+    // Bound before the providers are built: the console URLs they show name each listener.
+    let mut listeners = bind(&settings.http, Scheme::Http).await?;
+    listeners.extend(bind(&settings.https, Scheme::Https).await?);
+    let mut bound = Vec::with_capacity(listeners.len());
+    for l in &listeners {
+        let addr = l.socket.local_addr().map_err(|e| e.to_string())?;
+        info!(scheme = ?l.scheme, %addr, "listening (CIM-XML at /cimom, WS-Management at /wsman, consoles at /console/NAME)");
+        bound.push((addr, l.scheme == Scheme::Https));
+    }
+    let console_urls = ConsoleUrls::new(
+        &bound,
+        settings
+            .config
+            .console
+            .url_host
+            .as_deref()
+            .unwrap_or(&identity.hostname),
+    );
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
     let storage_pools = settings.config.storage.settings(data_dir);
@@ -400,6 +420,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
             host,
             storage_pools,
             Some(vm_events),
+            console_limits,
         )
         .map_err(|e| e.to_string())?,
     );
@@ -417,8 +438,10 @@ async fn serve(settings: Settings) -> Result<(), String> {
             port: migration.port,
             timeout: Duration::from_secs(migration.timeout_secs.max(1)),
         },
+        console_urls,
     );
     let migration_endpoint = provider::virt::migration::Receiver::new(manager.clone());
+    let console_endpoint = ConsoleEndpoint::new(manager.clone());
     virt.register(&schema, &mut registry);
     let hostname = identity.hostname.clone();
     let indication_settings = Arc::new(
@@ -444,13 +467,6 @@ async fn serve(settings: Settings) -> Result<(), String> {
         hostname,
         dispatcher,
     ));
-
-    let mut listeners = bind(&settings.http, Scheme::Http).await?;
-    listeners.extend(bind(&settings.https, Scheme::Https).await?);
-    for l in &listeners {
-        let addr = l.socket.local_addr().map_err(|e| e.to_string())?;
-        info!(scheme = ?l.scheme, %addr, "listening (CIM-XML at /cimom, WS-Management at /wsman)");
-    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper_cimom = cimom.clone();
@@ -504,7 +520,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
             cimom: cimom.clone(),
             auth: authenticator,
             wsman: settings.config.wsman.settings(),
-            endpoints: vec![migration_endpoint],
+            endpoints: vec![migration_endpoint, console_endpoint],
         },
         http_limits,
         stop_rx,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use uuid::Uuid;
 
+use super::console;
 use super::devices::{add_device, device_order, pair_drives_with_images};
 use super::properties::{allocation_unit_bytes, invalid, string_property, unsigned_property};
 use super::startup::StartupPolicy;
@@ -170,6 +171,22 @@ pub struct VmDefinition {
     /// The processor RASD's Weight and Limit.
     #[serde(default)]
     pub cpu_share: CpuShare,
+    /// Whether clients may reach the serial console over the network.
+    #[serde(default)]
+    pub console: ConsoleSetting,
+}
+
+/// A VM's serial console as clients reach it (its KVM_TextRedirectionSAP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSetting {
+    /// Whether the WebSocket console accepts sessions (RequestStateChange on the SAP).
+    pub enabled: bool,
+}
+
+impl Default for ConsoleSetting {
+    fn default() -> Self {
+        ConsoleSetting { enabled: true }
+    }
 }
 
 /// A VM's share of the host's CPUs, as its processor RASD gives it: a Weight against other
@@ -426,12 +443,22 @@ pub fn from_settings(
         notes: Vec::new(),
         element_name: None,
         cpu_share: CpuShare::default(),
+        console: ConsoleSetting::default(),
     };
     if let Some(element_name) = element_name {
         definition.set_element_name(element_name)?;
     }
     definition.startup.apply(system)?;
     apply_texts(&mut definition, system);
+    let consoles = resources
+        .iter()
+        .filter(|r| matches!(resource_kind(r), Ok(ResourceKind::Console)))
+        .count();
+    if consoles > 1 {
+        return Err(invalid(format!(
+            "{consoles} console RASDs: a VM has one serial console"
+        )));
+    }
     for rasd in &pair_drives_with_images(resources)? {
         apply_rasd(&mut definition, rasd)?;
     }
@@ -570,6 +597,8 @@ pub enum ResourceKind {
     Disk,
     /// A network port.
     Nic,
+    /// The serial console (every VM has it; see [`crate::virt::console::rasd`]).
+    Console,
 }
 
 /// The kind of resource `rasd` allocates, from its ResourceType.
@@ -581,12 +610,13 @@ pub fn resource_kind(rasd: &Instance) -> CimResult<ResourceKind> {
         RESOURCE_MEMORY => ResourceKind::Memory,
         RESOURCE_DISK | RESOURCE_LOGICAL_DISK => ResourceKind::Disk,
         RESOURCE_ETHERNET_ADAPTER | RESOURCE_ETHERNET_CONNECTION => ResourceKind::Nic,
+        console::rasd::RESOURCE_CONSOLE => ResourceKind::Console,
         other => {
             return Err(CimError::new(
                 StatusCode::NotSupported,
                 format!(
                     "{}: ResourceType {other} is not supported (processors 3, memory 4, disks \
-                     17 or 31, network ports 10 or 33 are)",
+                     17 or 31, network ports 10 or 33, the console 32769 are)",
                     rasd.class_name
                 ),
             ))
@@ -600,6 +630,7 @@ pub fn apply_rasd(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<(
     match resource_kind(rasd)? {
         ResourceKind::Processor | ResourceKind::Memory => set_size(definition, rasd),
         ResourceKind::Disk | ResourceKind::Nic => add_device(definition, rasd).map(|_| ()),
+        ResourceKind::Console => console::rasd::check(&definition.name, rasd),
     }
 }
 

@@ -16,6 +16,7 @@ use super::definition::{
 use super::properties::{
     boolean_property, first_of_array, invalid, string_property, unsigned_property,
 };
+use super::{console, paths};
 use cimom::error::{CimError, CimResult};
 
 /// Sorts "vdb" before "vdaa" (as Linux names them: by length, then alphabetically).
@@ -231,9 +232,14 @@ fn nic_from_rasd(
     Ok(nic)
 }
 
-/// Adds the disk or network port of `rasd` to `definition`.
+/// Adds the disk or network port of `rasd` to `definition`. A console RASD that describes
+/// the serial console the VM has is accepted as it is.
 pub fn add_device(definition: &mut VmDefinition, rasd: &Instance) -> CimResult<String> {
     let id = match resource_kind(rasd)? {
+        ResourceKind::Console => {
+            console::rasd::check(&definition.name, rasd)?;
+            return Ok(paths::CONSOLE_DEVICE.to_owned());
+        }
         ResourceKind::Disk => {
             let disk = disk_from_rasd(definition, rasd, None)?;
             let id = disk.device.clone();
@@ -269,6 +275,9 @@ pub fn modify_device(
     resource: &str,
     rasd: &Instance,
 ) -> CimResult<()> {
+    if resource == paths::CONSOLE_DEVICE {
+        return console::rasd::check(&definition.name, rasd);
+    }
     if let Some(index) = definition.disks.iter().position(|d| d.device == resource) {
         let disk = disk_from_rasd(definition, rasd, Some(&definition.disks[index]))?;
         definition.disks[index] = disk;
@@ -297,6 +306,16 @@ fn is_port(resource: &str, mac: MacAddress) -> bool {
 
 /// Removes the disk `device` or the network port `mac`.
 pub fn remove_device(definition: &mut VmDefinition, resource: &str) -> CimResult<()> {
+    if resource == paths::CONSOLE_DEVICE {
+        return Err(CimError::new(
+            cimom::error::StatusCode::NotSupported,
+            format!(
+                "{}/{resource}: every VM keeps its serial console; RequestStateChange(3) on its \
+                 KVM_TextRedirectionSAP closes it to clients",
+                definition.name
+            ),
+        ));
+    }
     let before = definition.disks.len() + definition.nics.len();
     definition.disks.retain(|d| d.device != resource);
     definition.nics.retain(|n| !is_port(resource, n.mac));

@@ -196,6 +196,8 @@ fn reconfigured(
         jobs: &[],
         disk_pools: &pools,
         bridges: &[],
+        console_urls: &Default::default(),
+        console_sessions: &Default::default(),
     };
     let (vssd_before, before) = instances::settings_of(ns, &model, previous);
     let (vssd_after, after) = instances::settings_of(ns, &model, &event.definition);

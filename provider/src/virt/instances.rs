@@ -8,6 +8,7 @@ use cim_schema::{Class, DateTime, Instance, Interval, ObjectPath, Timestamp, Val
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
+use super::console::{self, ConsoleUrls};
 use super::definition::{self, DiskDefinition, NicDefinition, Snapshot, VmDefinition};
 use super::jobs::Job;
 use super::manager::DiskPoolInfo;
@@ -33,6 +34,10 @@ pub struct Model<'a> {
     pub disk_pools: &'a [DiskPoolInfo],
     /// The host's Linux bridges, by name.
     pub bridges: &'a [String],
+    /// Where the VMs' consoles are reached.
+    pub console_urls: &'a ConsoleUrls,
+    /// Open console sessions, by VM name (none for VMs left out).
+    pub console_sessions: &'a BTreeMap<String, usize>,
 }
 
 impl Model<'_> {
@@ -92,6 +97,9 @@ impl Model<'_> {
 /// and 32769 (full, then the VM powered off).
 pub const SNAPSHOT_TYPES_SUPPORTED: [u16; 3] = [2, 32768, 32769];
 
+/// ElementEffects "Manages": the console service manages each VM's serial console.
+const MANAGES: u16 = 5;
+
 /// The states RequestStateChange carries out (KVM_EnabledLogicalElementCapabilities).
 pub const REQUESTED_STATES_SUPPORTED: [u16; 7] = [2, 3, 4, 6, 9, 10, 11];
 
@@ -119,6 +127,7 @@ fn reference(path: ObjectPath) -> Value {
 /// cannot drift apart. Asked with nothing defined: it is about classes, not instances.
 pub fn builds(class: &Class, host: &HostInventory) -> bool {
     let no_reasons = BTreeMap::new();
+    let no_sessions = BTreeMap::new();
     let nothing = Model {
         hostname: "",
         host,
@@ -127,6 +136,8 @@ pub fn builds(class: &Class, host: &HostInventory) -> bool {
         jobs: &[],
         disk_pools: &[],
         bridges: &[],
+        console_urls: &ConsoleUrls::default(),
+        console_sessions: &no_sessions,
     };
     of_class(class, &nothing).is_some()
 }
@@ -188,6 +199,31 @@ pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
         vec![running_service(class, &path, "MigrationService", vec![])]
     } else if is(class::MIGRATION_CAPABILITIES) {
         vec![migration_capabilities(class)]
+    } else if is(class::TEXT_REDIRECTION_SERVICE) {
+        vec![console::model::service(class, model.hostname)]
+    } else if is(class::TEXT_REDIRECTION_CAPABILITIES) {
+        vec![console::model::capabilities(class)]
+    } else if is(class::TEXT_REDIRECTION_SAP) {
+        per_vm(&|d, _| {
+            let sessions = model.console_sessions.get(&d.name).copied().unwrap_or(0);
+            vec![console::model::access_point(
+                class,
+                &d.name,
+                d.console.enabled,
+                sessions,
+            )]
+        })
+    } else if is(class::CONSOLE_URL) {
+        per_vm(&|d, _| {
+            model
+                .console_urls
+                .of(&d.name)
+                .iter()
+                .map(|url| console::model::url(class, model.hostname, &d.name, url))
+                .collect()
+        })
+    } else if is(class::CONSOLE_RASD) {
+        with_snapshots(model, &|d| vec![console::model::rasd(class, &d.name)])
     } else if is(class::MIGRATION_SETTING_DATA) {
         MIGRATION_SETTINGS
             .iter()
@@ -760,6 +796,9 @@ pub(super) fn settings_of(
     if let Some(c) = ns.class(class::NET_RASD) {
         rasds.extend(d.nics.iter().map(|nic| net_rasd(c, d, nic)));
     }
+    if let Some(c) = ns.class(class::CONSOLE_RASD) {
+        rasds.push(console::model::rasd(c, &d.name));
+    }
     (vssd, rasds)
 }
 
@@ -773,6 +812,7 @@ fn rasd_paths(d: &VmDefinition) -> Vec<ObjectPath> {
                 .iter()
                 .map(|disk| paths::storage_sasd(&d.name, &disk.device)),
         )
+        .chain(std::iter::once(paths::console_rasd(&d.name)))
         .collect()
 }
 
@@ -1170,6 +1210,7 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             paths::snapshot_service(model.hostname),
             paths::pool_service(model.hostname),
             paths::migration_service(model.hostname),
+            paths::text_redirection_service(model.hostname),
         ]
         .into_iter()
         .map(|service| {
@@ -1437,6 +1478,83 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                 .collect::<Vec<_>>()
         })
         .collect()
+    } else if is(class::SERVICE_ACCESS_BY_SAP) {
+        let service = paths::text_redirection_service(model.hostname);
+        vms.map(|d| {
+            pair(
+                "Antecedent",
+                service.clone(),
+                "Dependent",
+                paths::text_sap(&d.name),
+            )
+        })
+        .collect()
+    } else if is(class::SERVICE_AFFECTS_ELEMENT) {
+        let service = paths::text_redirection_service(model.hostname);
+        vms.map(|d| {
+            let mut a = pair(
+                "AffectingElement",
+                service.clone(),
+                "AffectedElement",
+                paths::system(&d.name),
+            );
+            a.set("ElementEffects", u16s(&[MANAGES]));
+            a
+        })
+        .collect()
+    } else if is(class::SAP_AVAILABLE_FOR_ELEMENT) {
+        vms.map(|d| {
+            pair(
+                "AvailableSAP",
+                paths::text_sap(&d.name),
+                "ManagedElement",
+                paths::system(&d.name),
+            )
+        })
+        .collect()
+    } else if is(class::HOSTED_ACCESS_POINT) {
+        // A VM's console is scoped by the VM (its keys say so); the URLs by the host that
+        // serves them.
+        vms.flat_map(|d| {
+            let urls = model.console_urls.of(&d.name).into_iter().map(|url| {
+                pair(
+                    "Antecedent",
+                    paths::host(model.hostname),
+                    "Dependent",
+                    paths::console_url(model.hostname, &d.name, &url),
+                )
+            });
+            std::iter::once(pair(
+                "Antecedent",
+                paths::system(&d.name),
+                "Dependent",
+                paths::text_sap(&d.name),
+            ))
+            .chain(urls)
+            .collect::<Vec<_>>()
+        })
+        .collect()
+    } else if is(class::REMOTE_ACCESS_AVAILABLE) {
+        vms.flat_map(|d| {
+            model
+                .console_urls
+                .of(&d.name)
+                .into_iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    let mut a = pair(
+                        "Antecedent",
+                        paths::console_url(model.hostname, &d.name, &url),
+                        "Dependent",
+                        paths::text_sap(&d.name),
+                    );
+                    a.set("IsDefault", Value::Boolean(i == 0));
+                    a.set("OrderOfAccess", Value::UInt16(i as u16 + 1));
+                    a
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
     } else if is(class::ELEMENT_CAPABILITIES) {
         let mut out: Vec<Instance> = [
             (
@@ -1450,6 +1568,10 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
             (
                 paths::migration_service(model.hostname),
                 paths::migration_capabilities(),
+            ),
+            (
+                paths::text_redirection_service(model.hostname),
+                paths::text_redirection_capabilities(),
             ),
             (
                 paths::host(model.hostname),

@@ -17,6 +17,7 @@ use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
 use cim_schema::{Instance, ObjectPath, Value};
 
+use super::console::{ConsoleLimits, Consoles, Departure};
 use super::definition::{self, RequestedState, Snapshot, VmDefinition};
 use super::devices;
 use super::indications::{EventSender, VmChange, VmEvent};
@@ -193,6 +194,9 @@ const CANCEL_WAIT: Duration = Duration::from_secs(2);
 
 /// The RASD of disk or network port `id` (a device name or a MAC address) of `definition`.
 fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
+    if id == paths::CONSOLE_DEVICE {
+        return paths::console_rasd(&definition.name);
+    }
     match definition.disk(id) {
         Some(_) => paths::disk_rasd(&definition.name, id),
         None => paths::net_rasd(&definition.name, id),
@@ -219,6 +223,8 @@ pub struct VirtManager {
     reported: ReportedStates,
     /// The last destroyed VMs, by name, for their processes' late reports.
     departed: Definitions,
+    /// The VMs' serial consoles as clients share them.
+    consoles: Arc<Consoles>,
 }
 
 /// A storage pool as the CIM model shows it.
@@ -245,6 +251,7 @@ impl VirtManager {
         host: HostInventory,
         storage_pools: PoolSettings,
         events: Option<EventSender>,
+        console_limits: ConsoleLimits,
     ) -> CimResult<Self> {
         let storage_pools = StoragePools::load(storage_pools, store.clone())?;
         let mut definitions = BTreeMap::new();
@@ -283,6 +290,13 @@ impl VirtManager {
                 reported.clone(),
             );
         }
+        let consoles = Consoles::new(console_limits);
+        let console_output = consoles.clone();
+        supervisor.listen(Arc::new(move |run_id, event| {
+            if let Event::Console { bytes } = event {
+                console_output.record(run_id, bytes);
+            }
+        }));
         let jobs = Jobs::load(store.clone())?;
         std::fs::create_dir_all(&vm_dir)
             .map_err(|e| CimError::failed(format!("{}: {e}", vm_dir.display())))?;
@@ -298,7 +312,48 @@ impl VirtManager {
             events,
             reported,
             departed,
+            consoles,
         })
+    }
+
+    /// The VMs' consoles.
+    pub fn consoles(&self) -> &Arc<Consoles> {
+        &self.consoles
+    }
+
+    /// Where VM `d`'s console log is.
+    pub fn console_log(&self, d: &VmDefinition) -> PathBuf {
+        self.vm_file(d, "console.log")
+    }
+
+    /// Types `bytes` into VM `d`'s serial port.
+    pub fn type_into_console(&self, d: &VmDefinition, bytes: &[u8]) -> Result<(), String> {
+        let vm = self.process(d).ok_or_else(|| {
+            format!(
+                "VM {} is {}: nothing reads its console now",
+                d.name,
+                self.state(d)
+            )
+        })?;
+        vm.call(&Request::SendConsole {
+            bytes: bytes.to_vec(),
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Enables or disables VM `name`'s console; disabling it closes its sessions.
+    pub fn set_console_enabled(&self, name: &str, enabled: bool) -> CimResult<()> {
+        let mut definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+        if definition.console.enabled == enabled {
+            return Ok(());
+        }
+        definition.console.enabled = enabled;
+        self.persist(&definition)?;
+        if !enabled {
+            self.consoles
+                .depart(&definition.run_id(), &Departure::Disabled);
+        }
+        Ok(())
     }
 
     /// Reports the VMs whose state is not the one last reported: they changed while the
@@ -872,12 +927,19 @@ impl VirtManager {
             let _ = vm.call(&Request::Stop);
             vm.wait_exit(Duration::from_secs(30));
         }
-        self.forget(&definition, last_state)
+        self.forget(&definition, last_state, &Departure::Destroyed)
     }
 
     /// Removes a VM that no longer runs here: its record, saved state, snapshots, console
-    /// logs and its processes' files; it is reported deleted.
-    pub(super) fn forget(&self, definition: &VmDefinition, last_state: State) -> CimResult<()> {
+    /// logs and its processes' files; it is reported deleted, and its console's sessions
+    /// are told `why`.
+    pub(super) fn forget(
+        &self,
+        definition: &VmDefinition,
+        last_state: State,
+        why: &Departure,
+    ) -> CimResult<()> {
+        self.consoles.depart(&definition.run_id(), why);
         let name = &definition.name;
         if let Some(saved) = &definition.saved {
             let _ = std::fs::remove_dir_all(saved);
@@ -981,10 +1043,6 @@ impl VirtManager {
         self.supervisor
             .last_exit(&definition.run_id())
             .or_else(|| self.supervisor.last_exit(&definition.name))
-    }
-
-    pub(super) fn console_log(&self, d: &VmDefinition) -> PathBuf {
-        self.vm_file(d, "console.log")
     }
 
     /// Claims a VM for one state change, or says it is busy with another.

@@ -191,6 +191,32 @@ pub(super) fn done(code: impl Into<Value>, out: Vec<(Name, Value)>) -> MethodRes
 /// Each method parses its arguments, runs the work on the blocking pool, and answers with
 /// DSP1042/DSP1057 return codes.
 impl Virt {
+    /// RequestStateChange on a VM's KVM_TextRedirectionSAP: 2 enables its console, 3
+    /// disables it (closing every session); the setting is kept with the VM.
+    pub(super) async fn console_state_change(
+        &self,
+        target: &ObjectPath,
+        arguments: &[(Name, Option<Value>)],
+    ) -> CimResult<MethodResult> {
+        let name = match target.key("SystemName") {
+            Some(Value::String(s)) => s.to_string(),
+            _ => {
+                return Err(CimError::invalid_parameter(
+                    "RequestStateChange needs a KVM_TextRedirectionSAP instance",
+                ))
+            }
+        };
+        let enabled = match argument(arguments, "RequestedState") {
+            Some(Value::UInt16(2)) => true,
+            Some(Value::UInt16(3)) => false,
+            Some(Value::UInt16(_)) => return Ok(done(ReturnCode::NotSupported, vec![])),
+            _ => return Err(CimError::invalid_parameter("RequestedState is required")),
+        };
+        self.blocking(move |m| m.set_console_enabled(&name, enabled))
+            .await??;
+        Ok(done(ReturnCode::Completed, vec![]))
+    }
+
     pub(super) async fn request_state_change(
         &self,
         target: &ObjectPath,

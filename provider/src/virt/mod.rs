@@ -15,8 +15,11 @@
 //! pools (DSP1041) with their allocation capabilities and Default/Minimum/Maximum/Increment
 //! template RASDs (DSP1043); KVM_ResourcePoolConfigurationService; jobs (DSP1103);
 //! KVM_VirtualSystemMigrationService (DSP1081, [`migration`]) with its capabilities and
-//! settings.
+//! settings; KVM_TextRedirectionService (DSP1024, [`console`]) with each VM's
+//! KVM_TextRedirectionSAP (RequestStateChange), the URLs of its WebSocket as
+//! KVM_RemoteServiceAccessPoints, and its console RASD.
 
+pub mod console;
 pub mod definition;
 mod devices;
 pub mod indications;
@@ -59,19 +62,23 @@ pub struct Virt {
     manager: Arc<VirtManager>,
     hostname: String,
     migration: MigrationSettings,
+    console_urls: console::ConsoleUrls,
 }
 
 impl Virt {
-    /// Providers over `manager` for the host `hostname`, migrating VMs with `migration`.
+    /// Providers over `manager` for the host `hostname`, migrating VMs with `migration`,
+    /// whose consoles are reached at `console_urls`.
     pub fn new(
         manager: Arc<VirtManager>,
         hostname: String,
         migration: MigrationSettings,
+        console_urls: console::ConsoleUrls,
     ) -> Arc<Self> {
         Arc::new(Virt {
             manager,
             hostname,
             migration,
+            console_urls,
         })
     }
 
@@ -98,7 +105,8 @@ impl Virt {
     /// libvirt-cim has them), Allocation Capabilities (DSP1043), Processor, Memory, Storage
     /// and Ethernet Port Resource Virtualization (DSP1044, DSP1045, DSP1047, DSP1050, their
     /// pools), Job Control (DSP1103, the jobs), Virtual System Snapshot (the snapshot
-    /// service) and Virtual System Migration (DSP1081, the migration service). Central
+    /// service), Virtual System Migration (DSP1081, the migration service) and Text Console
+    /// Redirection (DSP1024, the console service). Central
     /// instances that come and go (VMs, storage pools, bridges, jobs) are read when a client
     /// asks.
     pub fn register_profiles(self: &Arc<Self>, interop: &Interop) {
@@ -270,6 +278,12 @@ impl Virt {
             "0.8.1",
             vec![paths::migration_service(&self.hostname)],
         ));
+        interop.register_profile(fixed(
+            "CIM:DSP1024-TextConsoleRedirection-1.0.0",
+            "Text Console Redirection",
+            "1.0.0",
+            vec![paths::text_redirection_service(&self.hostname)],
+        ));
         // The DSP number of DMTF's snapshot profile is not cited: it could not be confirmed
         // from the sources at hand; clients find the profile by organization and name.
         interop.register_profile(fixed(
@@ -328,6 +342,8 @@ fn host_bridges() -> Vec<String> {
 /// The live state the instances are built from.
 struct Live {
     vms: Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>,
+    /// Open console sessions, by VM name (VMs without any are left out).
+    console_sessions: std::collections::BTreeMap<String, usize>,
     crash_reasons: std::collections::BTreeMap<String, String>,
     jobs: Vec<jobs::Job>,
     disk_pools: Vec<manager::DiskPoolInfo>,
@@ -426,8 +442,15 @@ impl Virt {
             .filter(|(_, state)| *state == hypervisor_shim::lifecycle::State::Crashed)
             .filter_map(|(d, _)| Some((d.name.clone(), self.manager.crash_reason(d)?)))
             .collect();
+        let consoles = self.manager.consoles();
+        let console_sessions = vms
+            .iter()
+            .map(|(d, _)| (d.name.clone(), consoles.sessions(&d.run_id())))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         Ok(Live {
             vms,
+            console_sessions,
             crash_reasons,
             jobs: self.manager.jobs().list(),
             disk_pools,
@@ -441,6 +464,8 @@ impl Virt {
             host: self.manager.host(),
             vms: &live.vms,
             crash_reasons: &live.crash_reasons,
+            console_urls: &self.console_urls,
+            console_sessions: &live.console_sessions,
             jobs: &live.jobs,
             disk_pools: &live.disk_pools,
             bridges: &live.bridges,
@@ -564,6 +589,11 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// Every extrinsic method these providers carry out, by class and method: the one table the
 /// method providers are registered from and calls are dispatched by.
 const METHODS: &[(&str, &str, Handler)] = &[
+    (
+        class::TEXT_REDIRECTION_SAP,
+        "RequestStateChange",
+        |v, _, target, args| Box::pin(v.console_state_change(target, args)),
+    ),
     (
         class::COMPUTER_SYSTEM,
         "RequestStateChange",
@@ -756,7 +786,7 @@ mod tests {
         ] {
             assert!(served.iter().any(|c| c.as_str() == central), "{central}");
         }
-        assert_eq!(served.len(), 46, "{served:?}");
+        assert_eq!(served.len(), 56, "{served:?}");
     }
 
     #[test]

@@ -99,6 +99,26 @@ pub mod class {
     pub const MIGRATION_CAPABILITIES: &str = "KVM_VirtualSystemMigrationCapabilities";
     /// The migration settings it supports, as defaults.
     pub const MIGRATION_SETTING_DATA: &str = "KVM_VirtualSystemMigrationSettingData";
+    /// The service that gives clients the VMs' serial consoles (DSP1024).
+    pub const TEXT_REDIRECTION_SERVICE: &str = "KVM_TextRedirectionService";
+    /// Its capabilities.
+    pub const TEXT_REDIRECTION_CAPABILITIES: &str = "KVM_TextRedirectionServiceCapabilities";
+    /// A VM's serial console.
+    pub const TEXT_REDIRECTION_SAP: &str = "KVM_TextRedirectionSAP";
+    /// A URL of a VM's console.
+    pub const CONSOLE_URL: &str = "KVM_RemoteServiceAccessPoint";
+    /// A VM's console settings (libvirt-cim's character console RASD).
+    pub const CONSOLE_RASD: &str = "KVM_ConsoleResourceAllocationSettingData";
+    /// System to an access point it hosts.
+    pub const HOSTED_ACCESS_POINT: &str = "KVM_HostedAccessPoint";
+    /// Service to its access points.
+    pub const SERVICE_ACCESS_BY_SAP: &str = "KVM_ServiceAccessBySAP";
+    /// Access point to the element it gives access to.
+    pub const SAP_AVAILABLE_FOR_ELEMENT: &str = "KVM_SAPAvailableForElement";
+    /// Service to the systems it serves.
+    pub const SERVICE_AFFECTS_ELEMENT: &str = "KVM_ServiceAffectsElement";
+    /// URL to the access point reached there.
+    pub const REMOTE_ACCESS_AVAILABLE: &str = "KVM_RemoteAccessAvailableToElement";
 }
 
 /// A resource pool: the host's processors, its memory, a storage pool (a directory of
@@ -329,6 +349,48 @@ pub fn migration_service(hostname: &str) -> ObjectPath {
         "MigrationService",
     )
 }
+
+/// The text console redirection service.
+pub fn text_redirection_service(hostname: &str) -> ObjectPath {
+    of_host(
+        class::TEXT_REDIRECTION_SERVICE,
+        hostname,
+        "Name",
+        "TextRedirectionService",
+    )
+}
+
+/// The text console redirection service's capabilities.
+pub fn text_redirection_capabilities() -> ObjectPath {
+    path(class::TEXT_REDIRECTION_CAPABILITIES).with_key("InstanceID", "TextRedirectionCapabilities")
+}
+
+/// VM `vm`'s serial console: scoped by the VM, as its keys say.
+pub fn text_sap(vm: &str) -> ObjectPath {
+    path(class::TEXT_REDIRECTION_SAP)
+        .with_key("SystemCreationClassName", class::COMPUTER_SYSTEM)
+        .with_key("SystemName", vm)
+        .with_key("CreationClassName", class::TEXT_REDIRECTION_SAP)
+        .with_key("Name", "COM1")
+}
+
+/// The URL `url` of VM `vm`'s console, scoped by the host that serves it.
+pub fn console_url(hostname: &str, vm: &str, url: &str) -> ObjectPath {
+    of_host(
+        class::CONSOLE_URL,
+        hostname,
+        "Name",
+        &format!("{vm}/console/{url}"),
+    )
+}
+
+/// VM `vm`'s console RASD (libvirt-cim's InstanceID).
+pub fn console_rasd(vm: &str) -> ObjectPath {
+    path(class::CONSOLE_RASD).with_key("InstanceID", format!("{vm}/{CONSOLE_DEVICE}").as_str())
+}
+
+/// The device part of the console RASD's InstanceID, as libvirt-cim writes it.
+pub const CONSOLE_DEVICE: &str = "charconsole:0";
 
 /// The migration service's capabilities.
 pub fn migration_capabilities() -> ObjectPath {

@@ -18,6 +18,7 @@ use hypervisor_shim::vmm::snapshot::{self, MEMORY_FILE, STATE_FILE};
 use tracing::{info, warn};
 
 use super::{Accepted, MigrationKind, Offer, CHUNK_BYTES, PREFIX};
+use crate::virt::console::Departure;
 use crate::virt::manager::{FileAccess, VirtManager};
 use cimom::auth::User;
 use cimom::error::{CimError, CimResult, StatusCode as CimStatus};
@@ -374,7 +375,7 @@ impl VirtManager {
             MigrationKind::Restart => self.supervisor().start(&config).map(drop),
         };
         if let Err(e) = started {
-            let _ = self.forget(definition, State::Off);
+            let _ = self.forget(definition, State::Off, &Departure::Destroyed);
             return Err(CimError::failed(format!(
                 "VM {name} could not start here: {e}"
             )));

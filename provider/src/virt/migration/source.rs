@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 use tracing::info;
 
 use super::{MigrationKind, MigrationSettings, Offer, Remote, RemoteError};
+use crate::virt::console::Departure;
 use crate::virt::jobs::Job;
 use crate::virt::manager::{ChangeError, VirtManager};
 
@@ -179,7 +180,10 @@ impl VirtManager {
                     _ => State::Running,
                 };
                 // It is defined on the destination now: only the record here is left.
-                self.forget(&offer.definition, state)
+                let why = Departure::Migrated {
+                    destination: remote.host().to_owned(),
+                };
+                self.forget(&offer.definition, state, &why)
                     .map_err(|e| ChangeError::Failed(e.description))
             }
             Err(e) => {
