@@ -306,7 +306,7 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
                    if p["InstanceID"] == "KVM:disky"]
     parts = {p["InstanceID"] for p in conn.AssociatorNames(
         settings, AssocClass="KVM_VirtualSystemSettingDataComponent")}
-    assert parts == {"disky/proc", "disky/mem", "disky/vda", net_id}
+    assert parts == {"disky/proc", "disky/mem", "disky/vda", net_id, "disky/charconsole:0"}
     logical = [p for p in conn.AssociatorNames(disk_rasd.path, AssocClass="KVM_SettingsDefineState")]
     assert [p["DeviceID"] for p in logical] == ["disky/vda"]
     # DSP1047's second level: the image under the drive.
@@ -339,7 +339,7 @@ def test_disks_and_network_ports_are_defined_added_changed_removed_and_used(virt
     assert conn.GetInstance(added)["readonly"] is False
     ids = {i["InstanceID"] for i in conn.EnumerateInstances("CIM_ResourceAllocationSettingData")
            if i["InstanceID"].startswith("disky/")}
-    assert ids == {"disky/proc", "disky/mem", "disky/vda", "disky/vdb"}
+    assert ids == {"disky/proc", "disky/mem", "disky/vda", "disky/vdb", "disky/charconsole:0"}
 
     # The guest uses its first disk: it reads the image's bytes and writes its pattern. The
     # second, writable but unused, is left untouched: not even its modification time moves.
@@ -567,7 +567,8 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
         (vssd,) = conn.Associators(system, ResultClass="CIM_VirtualSystemSettingData",
                                    AssocClass="KVM_SettingsDefineState")
         rasds = conn.Associators(vssd.path, AssocClass="CIM_VirtualSystemSettingDataComponent")
-        assert sorted(r["InstanceID"] for r in rasds) == ["linked/mem", "linked/proc"]
+        assert sorted(r["InstanceID"] for r in rasds) == [
+            "linked/charconsole:0", "linked/mem", "linked/proc"]
 
         processors = conn.Associators(system, ResultClass="CIM_Processor")
         assert sorted(p["DeviceID"] for p in processors) == ["linked/0", "linked/1"]
@@ -581,8 +582,9 @@ def test_a_vm_is_joined_to_its_host_settings_devices_and_capabilities(virt):
         assert "linked" in [p["Name"] for p in hosted]
         services = conn.AssociatorNames(host, AssocClass="KVM_HostedService")
         assert sorted(p.classname for p in services) == [
-            "KVM_ResourcePoolConfigurationService", "KVM_VirtualSystemManagementService",
-            "KVM_VirtualSystemMigrationService", "KVM_VirtualSystemSnapshotService"]
+            "KVM_ResourcePoolConfigurationService", "KVM_TextRedirectionService",
+            "KVM_VirtualSystemManagementService", "KVM_VirtualSystemMigrationService",
+            "KVM_VirtualSystemSnapshotService"]
         (svc,) = conn.AssociatorNames(host, AssocClass="KVM_HostedService",
                                       ResultClass="CIM_VirtualSystemManagementService")
         (caps,) = conn.Associators(svc, AssocClass="KVM_ElementCapabilities")
@@ -751,7 +753,8 @@ def test_snapshots_are_taken_applied_and_destroyed(virt):
         # The snapshot is a VSSD with its RASDs: the settings it restores.
         held = {r["InstanceID"]: r for r in conn.Associators(
             snapshot, AssocClass="KVM_VirtualSystemSettingDataComponent")}
-        assert set(held) == {"snappy:snapshot:1/proc", "snappy:snapshot:1/mem"}
+        assert set(held) == {"snappy:snapshot:1/proc", "snappy:snapshot:1/mem",
+                             "snappy:snapshot:1/charconsole:0"}
         assert held["snappy:snapshot:1/proc"]["VirtualQuantity"] == 1
         assert held["snappy:snapshot:1/mem"]["VirtualQuantity"] == 16 << 10  # KiB
 

@@ -192,6 +192,17 @@ def test_a_vm_defined_run_and_destroyed_with_wsman_alone(server, tmp_path):
         assert state(server) == 3
         change(server, 2)
         assert state(server) == 2
+        # Its console, found over WS-Management as through CIM-XML, disabled and enabled.
+        out = wsman(server, "enumerate", f"{DMTF}CIM_RemoteServiceAccessPoint", "-N", "root/virt")
+        assert f"ws://127.0.0.1:{server.http_port}/console/{VM}" in values(out, "AccessInfo"), out
+        sap_uri = (f"{DMTF}CIM_TextRedirectionSAP?CreationClassName=KVM_TextRedirectionSAP"
+                   f"&Name=COM1&SystemCreationClassName=KVM_ComputerSystem&SystemName={VM}")
+        for requested in (3, 2):
+            out = wsman(server, "invoke", "-a", "RequestStateChange", sap_uri, "-N", "root/virt",
+                        "-k", f"RequestedState={requested}")
+            assert values(out, "ReturnValue") == ["0"], out
+            out = wsman(server, "get", sap_uri, "-N", "root/virt")
+            assert values(out, "EnabledState") == ["3" if requested == 3 else "6"], out
         change(server, 9)
         assert state(server) == 9
         change(server, 2)

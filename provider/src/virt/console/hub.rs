@@ -334,7 +334,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.consoles.clone().detach(self);
+        self.consoles.detach(self);
     }
 }
 
