@@ -170,7 +170,7 @@ def test_watchers_cannot_type_and_strangers_are_refused_before_the_upgrade(srv):
     asyncio.run(scenario())
 
 
-def test_the_console_follows_pause_resume_and_save_restore_and_can_be_disabled(srv):
+def test_the_console_follows_pause_resume_save_restore_and_snapshots_and_can_be_disabled(srv):
     conn = srv.conn()
     system = start_vm(conn, "con-c")
     sap, urls = console_urls(conn, system)
@@ -188,6 +188,17 @@ def test_the_console_follows_pause_resume_and_save_restore_and_can_be_disabled(s
             assert change(conn, system, 2) == 0  # restore in a new process
             await ws.send(b"RESTORED")
             await read_until(ws, b"RESTORED")
+            # A snapshot taken and applied (the VM comes back in a new process again).
+            (snapshots,) = conn.EnumerateInstanceNames("KVM_VirtualSystemSnapshotService")
+            rv, out = conn.InvokeMethod("CreateSnapshot", snapshots, AffectedSystem=system,
+                                        SnapshotType=Uint16(2))
+            assert rv == 0
+            await ws.send(b"SNAPPED")
+            await read_until(ws, b"SNAPPED")
+            assert conn.InvokeMethod("ApplySnapshot", snapshots,
+                                     Snapshot=out["ResultingSnapshot"])[0] == 0
+            await ws.send(b"APPLIED")
+            await read_until(ws, b"APPLIED")
             # Disabling the console closes its sessions with the reason, and refuses new ones.
             rv, _ = conn.InvokeMethod("RequestStateChange", sap, RequestedState=Uint16(3))
             assert rv == 0
