@@ -36,7 +36,8 @@ enum Command {
     /// Compile and inspect MOF (DSP0221) schemas.
     #[command(subcommand)]
     Mof(mof::MofCommand),
-    /// Run the WBEM server (CIM-XML and WS-Management over HTTP and HTTPS).
+    /// Run the WBEM server (CIM-XML and WS-Management over HTTP and HTTPS, and the VMs'
+    /// consoles as WebSockets).
     Serve(serve::ServeArgs),
     /// Create, grow, list, import and delete the disk images of a storage pool.
     Storage(storage::StorageCommand),

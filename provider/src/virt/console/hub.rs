@@ -190,6 +190,10 @@ impl Consoles {
         user: &str,
         rights: Rights,
     ) -> Result<Session, AttachError> {
+        // The log is read before the lock that every VM's output passes through is taken;
+        // if another session made the entry meanwhile, its scrollback stands.
+        let seed = (!lock(&self.vms).contains_key(run_id))
+            .then(|| log_tail(log, self.limits.scrollback_bytes));
         let mut vms = lock(&self.vms);
         let open: usize = vms.values().map(|c| lock(&c.state).sessions).sum();
         if open >= self.limits.max_sessions {
@@ -201,7 +205,7 @@ impl Consoles {
                 Arc::new(VmConsole {
                     vm: vm.to_owned(),
                     state: Mutex::new(ConsoleState {
-                        scrollback: log_tail(log, self.limits.scrollback_bytes).into(),
+                        scrollback: seed.unwrap_or_default().into(),
                         ..ConsoleState::default()
                     }),
                     output: broadcast::channel(SESSION_BACKLOG).0,
