@@ -8,6 +8,7 @@ use cim_schema::{Class, DateTime, Instance, Interval, ObjectPath, Timestamp, Val
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
+use super::build::{u16s, with_keys};
 use super::console::{self, ConsoleUrls};
 use super::definition::{self, DiskDefinition, NicDefinition, Snapshot, VmDefinition};
 use super::jobs::Job;
@@ -15,7 +16,7 @@ use super::manager::DiskPoolInfo;
 use super::paths::{self, class, Pool};
 use super::startup::{self, StartupAction};
 use super::state::CimState;
-use cimom::dispatch::provider::{build_instance as build, keys_of};
+use cimom::dispatch::provider::build_instance as build;
 use hypervisor_shim::storage::Volume;
 
 /// What the instances are built from.
@@ -103,19 +104,8 @@ const MANAGES: u16 = 5;
 /// The states RequestStateChange carries out (KVM_EnabledLogicalElementCapabilities).
 pub const REQUESTED_STATES_SUPPORTED: [u16; 7] = [2, 3, 4, 6, 9, 10, 11];
 
-/// `path`'s keys, then `values`.
-fn with_keys<'a>(path: &'a ObjectPath, values: Vec<(&'a str, Value)>) -> Vec<(&'a str, Value)> {
-    let mut all = keys_of(path);
-    all.extend(values);
-    all
-}
-
 fn text(s: &str) -> Value {
     Value::from(s)
-}
-
-fn u16s(values: &[u16]) -> Value {
-    Value::Array(values.iter().map(|v| Some(Value::UInt16(*v))).collect())
 }
 
 fn reference(path: ObjectPath) -> Value {

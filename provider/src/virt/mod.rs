@@ -19,6 +19,7 @@
 //! KVM_TextRedirectionSAP (RequestStateChange), the URLs of its WebSocket as
 //! KVM_RemoteServiceAccessPoints, and its console RASD.
 
+mod build;
 pub mod console;
 pub mod definition;
 mod devices;
@@ -442,12 +443,20 @@ impl Virt {
             .filter(|(_, state)| *state == hypervisor_shim::lifecycle::State::Crashed)
             .filter_map(|(d, _)| Some((d.name.clone(), self.manager.crash_reason(d)?)))
             .collect();
-        let consoles = self.manager.consoles();
-        let console_sessions = vms
-            .iter()
-            .map(|(d, _)| (d.name.clone(), consoles.sessions(&d.run_id())))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        // Only a console's own instance shows how many clients it has.
+        let console_sessions = if class
+            .name
+            .as_str()
+            .eq_ignore_ascii_case(class::TEXT_REDIRECTION_SAP)
+        {
+            let consoles = self.manager.consoles();
+            vms.iter()
+                .map(|(d, _)| (d.name.clone(), consoles.sessions(&d.run_id())))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        } else {
+            Default::default()
+        };
         Ok(Live {
             vms,
             console_sessions,

@@ -3,10 +3,11 @@
 //! KVM_TextRedirectionSAP (its COM1) with a KVM_RemoteServiceAccessPoint per URL at which
 //! it is reached, and its console RASD.
 
-use cim_schema::{Class, Instance, ObjectPath, Value};
-use cimom::dispatch::provider::{build_instance as build, keys_of};
+use cim_schema::{Class, Instance, Value};
+use cimom::dispatch::provider::build_instance as build;
 
 use super::rasd::{RESOURCE_CONSOLE, SOURCE_PTY, TARGET_SERIAL};
+use crate::virt::build::{u16s, with_keys};
 use crate::virt::paths;
 
 /// EnabledState of a console with clients connected.
@@ -26,17 +27,6 @@ const CHARACTER_STREAM: u16 = 2;
 const URL: u16 = 200;
 /// AccessContext Other.
 const OTHER_CONTEXT: u16 = 1;
-
-fn u16s(values: &[u16]) -> Value {
-    Value::Array(values.iter().map(|v| Some(Value::UInt16(*v))).collect())
-}
-
-/// `path`'s keys, then `values`.
-fn with_keys<'a>(path: &'a ObjectPath, values: Vec<(&'a str, Value)>) -> Vec<(&'a str, Value)> {
-    let mut all = keys_of(path);
-    all.extend(values);
-    all
-}
 
 /// The host's text redirection service.
 pub fn service(class: &Class, hostname: &str) -> Instance {

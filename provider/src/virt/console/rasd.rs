@@ -54,11 +54,14 @@ pub fn check(vm: &str, rasd: &Instance) -> CimResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cim_schema::{Name, Value};
+    use crate::virt::properties::instance;
+    use cim_schema::Value;
 
     fn rasd(values: &[(&str, Value)]) -> Instance {
-        let mut i = Instance::new(Name::new("KVM_ConsoleResourceAllocationSettingData"));
-        i.set("ResourceType", Value::UInt16(RESOURCE_CONSOLE));
+        let mut i = instance(
+            "KVM_ConsoleResourceAllocationSettingData",
+            &[("ResourceType", Value::UInt16(RESOURCE_CONSOLE))],
+        );
         for (name, value) in values {
             i.set(*name, value.clone());
         }
