@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod devices;
 pub mod guest;
 pub mod hypervisor;
+pub mod image;
 pub mod inventory;
 pub mod lifecycle;
 pub mod memory;

@@ -293,31 +293,51 @@ impl StoragePool {
 
     /// Converts `source` (qcow2, vmdk, vdi, raw ...) into a new raw volume `name`.
     pub fn import(&self, name: &str, source: &Path) -> Result<Volume, StorageError> {
+        self.import_with(name, &mut |partial| {
+            let output = Command::new("qemu-img")
+                .args(["convert", "-O", "raw"])
+                .arg(source)
+                .arg(partial)
+                .output()
+                .map_err(|e| {
+                    format!(
+                        "{}: qemu-img (Debian package qemu-utils) could not run: {e}",
+                        source.display()
+                    )
+                })?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    source.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ))
+            }
+        })
+    }
+
+    /// Makes a new volume `name` from what `write` puts in the file it is given (a hidden
+    /// file in the pool's directory, which becomes the volume only once `write` succeeds;
+    /// it is removed otherwise).
+    pub fn import_with(
+        &self,
+        name: &str,
+        write: &mut dyn FnMut(&Path) -> Result<(), String>,
+    ) -> Result<Volume, StorageError> {
         let path = self.path_of(name)?;
         if path.exists() {
             return Err(StorageError::Exists(name.to_owned()));
         }
         let partial = self.dir.join(format!(".{name}.importing"));
-        let output = Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(source)
-            .arg(&partial)
-            .output()
-            .map_err(|e| {
-                StorageError::Convert(format!(
-                    "{}: qemu-img (Debian package qemu-utils) could not run: {e}",
-                    source.display()
-                ))
-            })?;
-        if !output.status.success() {
+        if let Err(e) = write(&partial) {
             let _ = std::fs::remove_file(&partial);
-            return Err(StorageError::Convert(format!(
-                "{}: {}",
-                source.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+            return Err(StorageError::Convert(e));
         }
-        std::fs::rename(&partial, &path).map_err(io(format!("placing {name}")))?;
+        if let Err(e) = std::fs::rename(&partial, &path) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(io(format!("placing {name}"))(e));
+        }
         self.mark(name)?;
         self.volume(name)
     }

@@ -30,6 +30,7 @@ pub mod manager;
 mod methods;
 pub mod migration;
 mod modify;
+pub mod ovf;
 pub mod paths;
 pub mod pools;
 mod properties;
