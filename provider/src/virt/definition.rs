@@ -239,6 +239,29 @@ impl CpuShare {
 }
 
 impl VmDefinition {
+    /// A VM named `name` with the defaults: one vCPU, 64 MiB, no devices, the test guest.
+    pub fn new(name: String, uuid: Uuid) -> VmDefinition {
+        VmDefinition {
+            name,
+            uuid,
+            vcpus: DEFAULT_VCPUS,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            requested_state: RequestedState::NoChange,
+            saved: None,
+            snapshots: Vec::new(),
+            last_applied: None,
+            linux: None,
+            disks: Vec::new(),
+            nics: Vec::new(),
+            startup: StartupPolicy::default(),
+            description: None,
+            notes: Vec::new(),
+            element_name: None,
+            cpu_share: CpuShare::default(),
+            console: ConsoleSetting::default(),
+        }
+    }
+
     /// KVM_ComputerSystem's and the VSSD's ElementName.
     pub fn element_name(&self) -> &str {
         self.element_name.as_deref().unwrap_or(&self.name)
@@ -427,23 +450,8 @@ pub fn from_settings(
         None => uuid,
     };
     let mut definition = VmDefinition {
-        name,
-        uuid,
-        vcpus: DEFAULT_VCPUS,
-        memory_mib: DEFAULT_MEMORY_MIB,
-        requested_state: RequestedState::NoChange,
-        saved: None,
-        snapshots: Vec::new(),
-        last_applied: None,
         linux: linux_boot(system)?,
-        disks: Vec::new(),
-        nics: Vec::new(),
-        startup: StartupPolicy::default(),
-        description: None,
-        notes: Vec::new(),
-        element_name: None,
-        cpu_share: CpuShare::default(),
-        console: ConsoleSetting::default(),
+        ..VmDefinition::new(name, uuid)
     };
     if let Some(element_name) = element_name {
         definition.set_element_name(element_name)?;

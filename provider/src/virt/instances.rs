@@ -413,7 +413,9 @@ fn management_capabilities(class: &Class) -> Instance {
                 // DefineSystem (2), DestroySystem (3), ModifyResourceSettings (5),
                 // ModifySystemSettings (6), RemoveResourceSettings (7), AddResourceSettings (10).
                 ("SynchronousMethodsSupported", u16s(&[2, 3, 5, 6, 7, 10])),
-                ("AsynchronousMethodsSupported", Value::Array(vec![])),
+                // Vendor values (the MOF of KVM_VirtualSystemManagementCapabilities):
+                // ImportSystemDefinition (32768), ExportSystemDefinition (32769).
+                ("AsynchronousMethodsSupported", u16s(&[32768, 32769])),
             ],
         ),
     )
@@ -689,7 +691,10 @@ fn job(class: &Class, j: &Job) -> Instance {
     let elapsed = j.finished_ms.unwrap_or(now).saturating_sub(j.submitted_ms);
     let status = match j.state {
         state::RUNNING => "Running".to_owned(),
-        state::COMPLETED => "Completed".to_owned(),
+        state::COMPLETED => match &j.outcome {
+            Some(outcome) => format!("Completed: {outcome}"),
+            None => "Completed".to_owned(),
+        },
         _ => format!(
             "Failed: {}",
             j.error_description.as_deref().unwrap_or("unknown")

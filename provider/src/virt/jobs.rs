@@ -56,6 +56,10 @@ pub struct Job {
     /// Whether RequestStateChange may terminate it.
     #[serde(default)]
     pub cancellable: bool,
+    /// What the work reports beside its success (an import's skipped Items), shown in
+    /// JobStatus.
+    #[serde(default)]
+    pub outcome: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -120,9 +124,27 @@ impl Jobs {
             error_code: 0,
             error_description: None,
             cancellable,
+            outcome: None,
         };
         self.persist(&job)?;
         Ok(job)
+    }
+
+    /// Records how far a running job is (PercentComplete). Kept in memory only: a restart
+    /// ends a running job anyway.
+    pub fn set_percent(&self, id: &str, percent: u16) {
+        if let Some(job) = lock(&self.jobs).get_mut(id) {
+            if job.state == state::RUNNING {
+                job.percent = percent.min(99);
+            }
+        }
+    }
+
+    /// Records what a job reports beside its result; stored with its end.
+    pub fn set_outcome(&self, id: &str, outcome: String) {
+        if let Some(job) = lock(&self.jobs).get_mut(id) {
+            job.outcome = Some(outcome);
+        }
     }
 
     /// Records how a job ended (unless it was deleted meanwhile: the check and the record

@@ -11,7 +11,7 @@ use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::{Action, InvalidTransition, State};
 use hypervisor_shim::netif;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request};
-use hypervisor_shim::storage::{StorageError, Volume};
+use hypervisor_shim::storage::{StorageError, StoragePool, Volume};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError, VmHandle};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
@@ -408,6 +408,23 @@ impl VirtManager {
                 }
             })
             .collect()
+    }
+
+    /// Storage pool `name`.
+    pub fn storage_pool(&self, name: &str) -> CimResult<StoragePool> {
+        self.storage_pools.get(name)
+    }
+
+    /// The storage pool new disks go to when a client names none: `default`, or the first
+    /// configured.
+    pub fn default_storage_pool(&self) -> CimResult<StoragePool> {
+        let pools = self.storage_pools.list();
+        pools
+            .iter()
+            .find(|(name, _)| name == "default")
+            .or(pools.first())
+            .map(|(_, pool)| pool.clone())
+            .ok_or_else(|| CimError::failed("this host has no storage pool"))
     }
 
     /// Creates storage pool `name` over `dir` (CreateChildResourcePool).
@@ -1102,17 +1119,32 @@ impl VirtManager {
         cancellable: bool,
         work: impl FnOnce(&VirtManager) -> Result<(), ChangeError> + Send + 'static,
     ) -> Result<Job, ChangeError> {
+        self.spawn_job_claiming(vec![claim], title, cancellable, move |manager, _| {
+            work(manager)
+        })
+    }
+
+    /// Runs `work` as job `title` on a thread of its own, with the job's id; the VMs of
+    /// `claims` (the first is the one the job is about) stay claimed until it ends.
+    pub(super) fn spawn_job_claiming(
+        self: &Arc<Self>,
+        claims: Vec<Claim>,
+        title: String,
+        cancellable: bool,
+        work: impl FnOnce(&VirtManager, &str) -> Result<(), ChangeError> + Send + 'static,
+    ) -> Result<Job, ChangeError> {
+        let vm = claims.first().map(|c| c.name.clone()).unwrap_or_default();
         let job = self
             .jobs
-            .start(title, &claim.name, cancellable)
+            .start(title, &vm, cancellable)
             .map_err(|e| ChangeError::Failed(e.description))?;
         let (manager, id) = (self.clone(), job.id.clone());
         std::thread::Builder::new()
-            .name(format!("job-{}", claim.name))
+            .name(format!("job-{vm}"))
             .spawn(move || {
-                let result = work(&manager);
+                let result = work(&manager, &id);
                 manager.jobs.finish(&id, &result);
-                drop(claim);
+                drop(claims);
             })
             .map_err(|e| ChangeError::Failed(format!("starting the job: {e}")))?;
         Ok(job)

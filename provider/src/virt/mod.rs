@@ -33,6 +33,8 @@ mod modify;
 pub mod ovf;
 pub mod paths;
 pub mod pools;
+pub mod portability;
+mod portability_methods;
 mod properties;
 pub mod return_code;
 mod startup;
@@ -618,6 +620,16 @@ const METHODS: &[(&str, &str, Handler)] = &[
         class::MANAGEMENT_SERVICE,
         "DefineSystem",
         |v, ctx, _, args| Box::pin(v.define_system(ctx, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "ImportSystemDefinition",
+        |v, ctx, _, args| Box::pin(v.import_system_definition(ctx, args)),
+    ),
+    (
+        class::MANAGEMENT_SERVICE,
+        "ExportSystemDefinition",
+        |v, ctx, _, args| Box::pin(v.export_system_definition(ctx, args)),
     ),
     (
         class::MANAGEMENT_SERVICE,

@@ -1,7 +1,8 @@
 //! The return values of the extrinsic methods, as the profiles name them: RequestStateChange
 //! (DSP1057 and CIM_EnabledLogicalElement), the management service's methods (DSP1042),
 //! the resource pool configuration service's (DSP1041), the snapshot service's and the
-//! jobs' (DSP1103) share one numbering; the migration service's (DSP1081) has its own.
+//! jobs' (DSP1103) share one numbering; the migration service's (DSP1081) and the OVF
+//! import and export methods (numbered as DSP1042's DefineSystem is) have their own.
 
 use cim_schema::Value;
 
@@ -101,5 +102,41 @@ impl From<&Refusal> for MigrationReturnCode {
 impl From<MigrationReturnCode> for Value {
     fn from(code: MigrationReturnCode) -> Value {
         Value::UInt32(code.number())
+    }
+}
+
+/// The return value of ImportSystemDefinition and ExportSystemDefinition, numbered as
+/// CIM_VirtualSystemManagementService numbers DefineSystem's (DSP1042), with Busy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PortabilityReturnCode {
+    /// 2: Failed.
+    Failed = 2,
+    /// 3: Timeout.
+    Timeout = 3,
+    /// 5: Invalid State (the VM is not stopped or saved).
+    InvalidState = 5,
+    /// 4096: Method Parameters Checked - Job Started.
+    JobStarted = 4096,
+    /// 4099: Busy (another change of the VM is under way).
+    Busy = 4099,
+}
+
+/// What an export that does not start returns.
+impl From<&ChangeError> for PortabilityReturnCode {
+    fn from(error: &ChangeError) -> PortabilityReturnCode {
+        match error {
+            ChangeError::InvalidTransition(_) => PortabilityReturnCode::InvalidState,
+            ChangeError::Busy => PortabilityReturnCode::Busy,
+            ChangeError::Timeout(_) => PortabilityReturnCode::Timeout,
+            ChangeError::Failed(_) | ChangeError::Cancelled => PortabilityReturnCode::Failed,
+        }
+    }
+}
+
+/// The uint32 return value.
+impl From<PortabilityReturnCode> for Value {
+    fn from(code: PortabilityReturnCode) -> Value {
+        Value::UInt32(code as u32)
     }
 }

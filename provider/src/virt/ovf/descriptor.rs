@@ -301,7 +301,9 @@ pub fn parse(bytes: &[u8]) -> Result<Envelope, OvfError> {
         .iter()
         .find(|c| c.is(ns, "VirtualSystem") || c.is(ns, "VirtualSystemCollection"))
         .ok_or_else(|| {
-            OvfError::NotOvf("the envelope holds no VirtualSystem or VirtualSystemCollection".into())
+            OvfError::NotOvf(
+                "the envelope holds no VirtualSystem or VirtualSystemCollection".into(),
+            )
         })?;
     reader.content(content, &[], &mut envelope.systems)?;
     Ok(envelope)
@@ -326,8 +328,7 @@ fn without_false_encoding(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 fn collect_properties(element: &Element, ns: &str, out: &mut Vec<(String, String)>) {
     for child in &element.children {
         if child.is(ns, "Property") {
-            if let (Some(key), Some(value)) = (child.attr_local("key"), child.attr_local("value"))
-            {
+            if let (Some(key), Some(value)) = (child.attr_local("key"), child.attr_local("value")) {
                 out.push((key.to_owned(), value.to_owned()));
             }
         } else {
@@ -434,14 +435,16 @@ impl Reader<'_> {
         let id = disk
             .attr_local("diskId")
             .ok_or_else(|| OvfError::Invalid("a Disk has no ovf:diskId".into()))?;
-        let capacity = disk.attr_local("capacity").ok_or_else(|| {
-            OvfError::Invalid(format!("Disk {id} has no ovf:capacity"))
-        })?;
+        let capacity = disk
+            .attr_local("capacity")
+            .ok_or_else(|| OvfError::Invalid(format!("Disk {id} has no ovf:capacity")))?;
         Ok(DiskDesc {
             id: id.to_owned(),
             file_ref: disk.attr_local("fileRef").map(str::to_owned),
             capacity: capacity.to_owned(),
-            capacity_units: disk.attr_local("capacityAllocationUnits").map(str::to_owned),
+            capacity_units: disk
+                .attr_local("capacityAllocationUnits")
+                .map(str::to_owned),
             format: disk.attr_local("format").map(str::to_owned),
         })
     }
@@ -462,7 +465,8 @@ impl Reader<'_> {
         foreign.extend(element.children.iter().filter_map(|c| self.foreign(c)));
         if element.local_name() == "VirtualSystemCollection" {
             for child in &element.children {
-                if child.is(self.ns, "VirtualSystem") || child.is(self.ns, "VirtualSystemCollection")
+                if child.is(self.ns, "VirtualSystem")
+                    || child.is(self.ns, "VirtualSystemCollection")
                 {
                     self.content(child, &foreign, out)?;
                 }
@@ -471,7 +475,10 @@ impl Reader<'_> {
         }
         let mut system = VirtualSystem {
             id,
-            name: element.child_ns(self.ns, "Name").map(text).filter(|n| !n.is_empty()),
+            name: element
+                .child_ns(self.ns, "Name")
+                .map(text)
+                .filter(|n| !n.is_empty()),
             foreign_sections: foreign,
             ..VirtualSystem::default()
         };
@@ -522,8 +529,10 @@ impl Reader<'_> {
                     }
                 }
                 Some("AnnotationSection") => {
-                    system.annotation =
-                        child.child_ns(self.ns, "Annotation").map(text).filter(|a| !a.is_empty());
+                    system.annotation = child
+                        .child_ns(self.ns, "Annotation")
+                        .map(text)
+                        .filter(|a| !a.is_empty());
                 }
                 _ => {}
             }

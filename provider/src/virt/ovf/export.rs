@@ -53,7 +53,13 @@ pub struct ExportSystem {
 pub fn package_stem(name: &str) -> String {
     let stem: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(100)
         .collect();
     match stem.trim_start_matches(['_', '-']) {
@@ -201,6 +207,8 @@ pub fn export(
         let file = File::create(&partial).map_err(io(format!("{}", partial.display())))?;
         let mut builder = tar::Builder::new(file);
         builder.mode(tar::HeaderMode::Deterministic);
+        // Plain members: OVA readers do not take GNU sparse entries.
+        builder.sparse(false);
         for name in &order {
             builder
                 .append_path_with_name(work.path().join(name), name)

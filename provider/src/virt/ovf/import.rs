@@ -85,7 +85,13 @@ pub fn prepare(
 fn volume_name(pool: &StoragePool, vm: &str, index: usize) -> String {
     let stem: String = vm
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     let stem = stem.trim_start_matches(['_', '-']);
@@ -190,12 +196,14 @@ impl Prepared {
             let known = entry.file == self.package.descriptor_name
                 || self.package.locate(&entry.file).is_ok();
             if !known {
-                report.push(format!("manifest lists {}, which the package lacks", entry.file));
+                report.push(format!(
+                    "manifest lists {}, which the package lacks",
+                    entry.file
+                ));
                 continue;
             }
             let start = done;
-            self.package
-                .check(&entry, &mut |read| tell(start + read))?;
+            self.package.check(&entry, &mut |read| tell(start + read))?;
             done += self.entry_size(&entry.file);
         }
         let mut made: Vec<Volume> = Vec::new();
@@ -287,18 +295,21 @@ impl Prepared {
                 range: None,
                 format: format.map(str::to_owned),
             },
-            (None, Location::Member {
-                archive,
-                offset,
-                size,
-            }) => ImageSource {
+            (
+                None,
+                Location::Member {
+                    archive,
+                    offset,
+                    size,
+                },
+            ) => ImageSource {
                 path: archive.clone(),
                 range: Some((*offset, *size)),
                 format: format.map(str::to_owned),
             },
         };
-        let info = image::inspect(&source)
-            .map_err(|e| OvfError::Convert(format!("Item {item}: {e}")))?;
+        let info =
+            image::inspect(&source).map_err(|e| OvfError::Convert(format!("Item {item}: {e}")))?;
         if let Some(expected) = format {
             // A raw/ISO file is whatever bytes it holds; other formats must be what the
             // descriptor says.

@@ -55,7 +55,8 @@ pub struct Entry {
 pub fn parse(text: &str) -> Result<Vec<Entry>, OvfError> {
     let mut entries = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let refuse = || OvfError::Invalid(format!("manifest line {line:?} is not ALGO(file)= digest"));
+        let refuse =
+            || OvfError::Invalid(format!("manifest line {line:?} is not ALGO(file)= digest"));
         let (algorithm, rest) = line.split_once('(').ok_or_else(refuse)?;
         let (file, digest) = rest.rsplit_once(")=").ok_or_else(refuse)?;
         let algorithm = Algorithm::parse(algorithm.trim()).ok_or_else(|| {

@@ -268,10 +268,7 @@ impl Package {
                     size: m.size,
                 })
                 .ok_or_else(|| {
-                    OvfError::Invalid(format!(
-                        "{} holds no file {href}",
-                        path.display()
-                    ))
+                    OvfError::Invalid(format!("{} holds no file {href}", path.display()))
                 }),
         }
     }

@@ -179,9 +179,7 @@ pub fn plan(
     options: &ImportOptions,
 ) -> Result<SystemPlan, OvfError> {
     let configuration = match &options.deployment {
-        Some(chosen) if envelope.configurations.iter().any(|c| c == chosen) => {
-            Some(chosen.clone())
-        }
+        Some(chosen) if envelope.configurations.iter().any(|c| c == chosen) => Some(chosen.clone()),
         Some(chosen) => {
             return Err(OvfError::Invalid(format!(
                 "the package has no deployment option {chosen:?} (it has: {})",
@@ -244,18 +242,16 @@ pub fn plan(
                 })?;
             }
             Some(resource::MEMORY) => plan.memory_mib = memory_mib(item)?,
-            Some(
-                resource::DISK_DRIVE | resource::LOGICAL_DISK | resource::STORAGE_EXTENT,
-            ) => match disk(envelope, item, false)? {
-                Some(disk) => plan.disks.push(disk),
-                None => refuse_or_skip(&mut plan, "a disk with no image or size")?,
-            },
-            Some(resource::CD_DRIVE | resource::DVD_DRIVE) => {
-                match disk(envelope, item, true)? {
+            Some(resource::DISK_DRIVE | resource::LOGICAL_DISK | resource::STORAGE_EXTENT) => {
+                match disk(envelope, item, false)? {
                     Some(disk) => plan.disks.push(disk),
-                    None => refuse_or_skip(&mut plan, unprovided(item))?,
+                    None => refuse_or_skip(&mut plan, "a disk with no image or size")?,
                 }
             }
+            Some(resource::CD_DRIVE | resource::DVD_DRIVE) => match disk(envelope, item, true)? {
+                Some(disk) => plan.disks.push(disk),
+                None => refuse_or_skip(&mut plan, unprovided(item))?,
+            },
             Some(resource::ETHERNET_ADAPTER | resource::ETHERNET_CONNECTION) => {
                 let mac = match (&item.address, options.keep_macs) {
                     (Some(address), true) => address.replace('-', ":").parse().ok(),
@@ -267,9 +263,7 @@ pub fn plan(
                 });
             }
             // Controllers: the disks are virtio disks, which need none.
-            Some(
-                resource::IDE_CONTROLLER | resource::SCSI_HBA | resource::OTHER_STORAGE,
-            ) => {}
+            Some(resource::IDE_CONTROLLER | resource::SCSI_HBA | resource::OTHER_STORAGE) => {}
             Some(resource::SERIAL_PORT) if !serial_taken => serial_taken = true,
             Some(resource::SERIAL_PORT) => {
                 refuse_or_skip(&mut plan, "a VM has one serial port, its console")?
@@ -280,8 +274,12 @@ pub fn plan(
     if let Some(os) = &system.operating_system {
         plan.notes.push(format!("OVF operating system: {os}"));
     }
-    plan.notes
-        .extend(system.product.iter().map(|line| format!("OVF product {line}")));
+    plan.notes.extend(
+        system
+            .product
+            .iter()
+            .map(|line| format!("OVF product {line}")),
+    );
     Ok(plan)
 }
 
@@ -309,7 +307,11 @@ fn memory_mib(item: &Item) -> Result<u64, OvfError> {
 }
 
 /// The disk an Item describes, if it names one (or a size for a blank one).
-fn disk(envelope: &Envelope, item: &Item, read_only: bool) -> Result<Option<PlannedDisk>, OvfError> {
+fn disk(
+    envelope: &Envelope,
+    item: &Item,
+    read_only: bool,
+) -> Result<Option<PlannedDisk>, OvfError> {
     let Some(reference) = item.host_resource.first() else {
         // An OVF 2.x StorageItem may give only a size: a new empty disk.
         let blank = match (item.virtual_quantity, read_only) {

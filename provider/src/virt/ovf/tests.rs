@@ -56,7 +56,10 @@ fn vmware_exports_import() {
     let plans = check("vmware.ovf", &[("vmw", 2, 1536, &[GIB], 4)]);
     assert_eq!(
         plans[0].skipped,
-        ["Video card (ResourceType 24)", "VMCI device (ResourceType 1)"]
+        [
+            "Video card (ResourceType 24)",
+            "VMCI device (ResourceType 1)"
+        ]
     );
     assert!(plans[0].notes.iter().any(|n| n.starts_with("OVF product")));
     check("test-i-ova.ovf", &[("TestOva", 1, 2048, &[32 * GIB], 1)]);
@@ -66,7 +69,13 @@ fn vmware_exports_import() {
     );
     check(
         "ubuntu-xenial-juju.ovf",
-        &[("ubuntu-xenial-16.04-cloudimg-20170815", 2, 1024, &[10 * GIB], 0)],
+        &[(
+            "ubuntu-xenial-16.04-cloudimg-20170815",
+            2,
+            1024,
+            &[10 * GIB],
+            0,
+        )],
     );
 }
 
@@ -75,7 +84,13 @@ fn the_default_deployment_option_and_an_iso_on_a_required_cd() {
     let csr = check(
         "csr1000v.ovf",
         // The ISO is the second, read-only disk (its size is the file's: 0 here).
-        &[("Cisco CSR 1000V Cloud Services Router", 1, 4096, &[GIB, 0], 3)],
+        &[(
+            "Cisco CSR 1000V Cloud Services Router",
+            1,
+            4096,
+            &[GIB, 0],
+            3,
+        )],
     );
     let cd = &csr[0].disks[1];
     assert!(cd.read_only);
@@ -119,7 +134,10 @@ fn collections_give_a_vm_each() {
         ],
     );
     assert!(spec[0].notes.iter().any(|n| n.contains("CIM OS type 58")));
-    assert_eq!(spec[0].description.as_deref(), Some("Contact customer support if you have any problems"));
+    assert_eq!(
+        spec[0].description.as_deref(),
+        Some("Contact customer support if you have any problems")
+    );
 }
 
 #[test]
@@ -146,7 +164,10 @@ fn required_items_a_kvm_host_lacks_are_refused_by_name() {
     let vbox = refusal("vbox1.ovf");
     assert!(vbox.contains("floppy0 (ResourceType 14)"), "{vbox}");
     let vcloud = refusal("win2k3_centos_vms.ovf");
-    assert!(vcloud.contains("Floppy Drive 1 (ResourceType 14)"), "{vcloud}");
+    assert!(
+        vcloud.contains("Floppy Drive 1 (ResourceType 14)"),
+        "{vcloud}"
+    );
     // Lax skips and reports them.
     let lax = ImportOptions {
         lax: true,
@@ -159,8 +180,17 @@ fn required_items_a_kvm_host_lacks_are_refused_by_name() {
     );
     assert_eq!(plans[0].disks.len(), 1);
     assert_eq!(plans[0].disks[0].capacity, 10 * GIB);
-    for item in ["floppy0 (ResourceType 14)", "usb (ResourceType 23)", "sound (ResourceType 35)", "cdrom1 (ResourceType 15)"] {
-        assert!(plans[0].skipped.iter().any(|s| s == item), "{item}: {:?}", plans[0].skipped);
+    for item in [
+        "floppy0 (ResourceType 14)",
+        "usb (ResourceType 23)",
+        "sound (ResourceType 35)",
+        "cdrom1 (ResourceType 15)",
+    ] {
+        assert!(
+            plans[0].skipped.iter().any(|s| s == item),
+            "{item}: {:?}",
+            plans[0].skipped
+        );
     }
     let plans = plans_with("win2k3_centos_vms.ovf", lax);
     let shape: Vec<(&str, u32, u64, Vec<u64>, usize)> = plans
@@ -194,8 +224,15 @@ fn ovf_0_9_is_refused_as_a_version() {
 
 #[test]
 fn not_an_envelope() {
-    for bytes in [&b"<html/>"[..], b"not xml", b"<Envelope xmlns='http://schemas.dmtf.org/ovf/envelope/1'/>"] {
-        assert!(matches!(descriptor::parse(bytes), Err(OvfError::NotOvf(_))), "{bytes:?}");
+    for bytes in [
+        &b"<html/>"[..],
+        b"not xml",
+        b"<Envelope xmlns='http://schemas.dmtf.org/ovf/envelope/1'/>",
+    ] {
+        assert!(
+            matches!(descriptor::parse(bytes), Err(OvfError::NotOvf(_))),
+            "{bytes:?}"
+        );
     }
 }
 
@@ -228,7 +265,10 @@ fn an_export_reads_back_as_it_was_written() {
         ..ImportOptions::default()
     };
     let plan = plan::plan(&envelope, &envelope.systems[0], None, &options).unwrap();
-    assert_eq!((plan.name.as_str(), plan.vcpus, plan.memory_mib), ("web <1>", 2, 96));
+    assert_eq!(
+        (plan.name.as_str(), plan.vcpus, plan.memory_mib),
+        ("web <1>", 2, 96)
+    );
     assert_eq!(plan.disks[0].capacity, 64 << 20);
     assert_eq!(plan.nics[0].network.as_deref(), Some("br0"));
     assert_eq!(plan.nics[0].mac.unwrap().to_string(), "52:54:00:12:34:56");

@@ -180,12 +180,18 @@ pub fn descriptor(system: &SystemEntry) -> String {
                 UNCONNECTED_NETWORK => "Ports connected to no bridge".to_owned(),
                 bridge => format!("Linux bridge {bridge}"),
             };
-            out.line(3, &format!("<Description>{}</Description>", e(&description)));
+            out.line(
+                3,
+                &format!("<Description>{}</Description>", e(&description)),
+            );
             out.line(2, "</Network>");
         }
         out.line(1, "</NetworkSection>");
     }
-    out.line(1, &format!(r#"<VirtualSystem ovf:id="{}">"#, e(&system.name)));
+    out.line(
+        1,
+        &format!(r#"<VirtualSystem ovf:id="{}">"#, e(&system.name)),
+    );
     out.line(2, "<Info>A virtual machine exported by cimvirt</Info>");
     out.line(2, &format!("<Name>{}</Name>", e(&system.name)));
     if let Some(description) = &system.description {
@@ -195,13 +201,19 @@ pub fn descriptor(system: &SystemEntry) -> String {
         out.line(2, "</AnnotationSection>");
     }
     out.line(2, r#"<OperatingSystemSection ovf:id="1">"#);
-    out.line(3, "<Info>The guest operating system (not known to the host)</Info>");
+    out.line(
+        3,
+        "<Info>The guest operating system (not known to the host)</Info>",
+    );
     out.line(3, "<Description>Other</Description>");
     out.line(2, "</OperatingSystemSection>");
     out.line(2, "<VirtualHardwareSection>");
     out.line(3, "<Info>Virtual hardware requirements</Info>");
     out.line(3, "<System>");
-    out.line(4, "<vssd:ElementName>Virtual Hardware Family</vssd:ElementName>");
+    out.line(
+        4,
+        "<vssd:ElementName>Virtual Hardware Family</vssd:ElementName>",
+    );
     out.line(4, "<vssd:InstanceID>0</vssd:InstanceID>");
     out.line(
         4,
