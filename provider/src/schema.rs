@@ -45,7 +45,7 @@ mod tests {
                 .filter(|c| c.name.as_str().starts_with("KVM_"))
                 .count()
         };
-        assert_eq!(kvm(virt), 88);
+        assert_eq!(kvm(virt), 90);
         assert_eq!(kvm(interop), 3);
         assert!(interop.class("CIM_RegisteredProfile").is_some());
 

@@ -380,3 +380,76 @@ def test_the_methods_are_in_the_management_capabilities(hosts):
     assert set(caps["AsynchronousMethodsSupported"]) == {32768, 32769}
     cls = conn.GetClass("KVM_VirtualSystemManagementService", LocalOnly=False)
     assert {"ImportSystemDefinition", "ExportSystemDefinition"} <= set(cls.methods)
+
+
+def readme_ovf_commands():
+    """The shell blocks of README.md's OVF section, each as one script."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Importing and exporting VMs (OVF)", 1)[1].split("\n### ", 1)[0]
+    blocks = section.split("```sh\n")[1:]
+    return [block.split("```", 1)[0] for block in blocks]
+
+
+def test_the_readme_ovf_commands_work_as_shown(hosts, tmp_path):
+    server, _ = hosts
+    blocks = readme_ovf_commands()
+    assert len(blocks) == 2, blocks
+    ovf = tmp_path / "srv" / "ovf"
+    ovf.mkdir(parents=True)
+    appliance = make_package("vmware.ovf", tmp_path / "appliance")
+    with tarfile.open(ovf / "appliance.ova", "w", format=tarfile.USTAR_FORMAT) as tar:
+        tar.add(appliance, arcname="appliance.ovf")
+        tar.add(appliance.parent / "input.vmdk", arcname="input.vmdk")
+    make_package("vbox1.ovf", ovf)
+    web = make_package("sample_app.ovf", ovf)
+    web.rename(ovf / "web.ovf")
+    export = tmp_path / "srv" / "export"
+    export.mkdir()
+    from test_wsmancli import WSMAN
+    env = {**os.environ, "PW": ADMIN[1],
+           "PATH": f"{Path(WSMAN).parent}:{Path(os.sys.executable).parent}:{os.environ['PATH']}"}
+
+    def run(script):
+        script = (("set -euo pipefail\n" + script)
+                  .replace("127.0.0.1:5988", f"127.0.0.1:{server.http_port}")
+                  .replace("-P 5985", f"-P {server.http_port}")
+                  .replace("/srv/", f"{tmp_path}/srv/"))
+        result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    # The imports run as jobs: as a person would, the export waits for its VM.
+    pywbemcli_block, wsman_block = blocks
+    before, export_command = pywbemcli_block.split(
+        "$W instance invokemethod KVM_VirtualSystemManagementService.? ExportSystemDefinition")
+    out = run(before + wsman_block)
+    assert out.count("ReturnValue=4096") == 2 and "<p:ReturnValue>4096</p:ReturnValue>" in out
+    conn = server.conn()
+    names = {"vmw", "vbox", "Web server"}
+    deadline = time.monotonic() + 60
+    while not names <= {p["Name"] for p in conn.EnumerateInstanceNames("KVM_ComputerSystem")}:
+        assert time.monotonic() < deadline, "the imported VMs were not defined"
+        time.sleep(0.1)
+    w_line = before.splitlines()[0]
+    assert w_line.startswith("W=")
+    out = run(w_line + "\n$W instance invokemethod KVM_VirtualSystemManagementService.? "
+              "ExportSystemDefinition" + export_command)
+    assert "ReturnValue=4096" in out
+    deadline = time.monotonic() + 60
+    while not (export / "vbox.ova").exists():
+        assert time.monotonic() < deadline, "vbox.ova was not written"
+        time.sleep(0.1)
+    for name in names:
+        destroy(conn, name)
+
+
+def test_the_ovf_benchmark_runs_and_prints_its_table():
+    """README's `scripts/bench-ovf`, at one small run: its table comes out."""
+    result = subprocess.run([str(REPO / "scripts" / "bench-ovf")], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "RUNS": "1", "SIZE_MIB": "16",
+                                              "CIMVIRT_PYTHON": os.sys.executable})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "| sparse |" in out and "| fully written |" in out, out
+    assert "PercentComplete values a client polling" in out, out

@@ -103,5 +103,5 @@ fn every_kvm_class_derives_from_a_served_dmtf_class() {
         );
         count += 1;
     }
-    assert_eq!(count, 88);
+    assert_eq!(count, 90);
 }

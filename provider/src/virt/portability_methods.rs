@@ -12,7 +12,7 @@ use super::ovf::export::ExportOptions;
 use super::ovf::plan::ImportOptions;
 use super::ovf::writer::DiskFormat;
 use super::portability::ImportRequest;
-use super::properties::string_property;
+use super::properties::{boolean_property, string_property};
 use super::return_code::PortabilityReturnCode;
 use super::{paths, Virt};
 
@@ -49,17 +49,6 @@ fn host_path(arguments: &[(Name, Option<Value>)], name: &str) -> CimResult<PathB
     }
 }
 
-fn boolean(instance: &Instance, name: &str) -> CimResult<Option<bool>> {
-    match instance.get(name) {
-        None => Ok(None),
-        Some(Value::Boolean(b)) => Ok(Some(*b)),
-        Some(other) => Err(CimError::invalid_parameter(format!(
-            "{}.{name} must be a boolean, not {other:?}",
-            instance.class_name
-        ))),
-    }
-}
-
 fn embedded<'a>(
     arguments: &'a [(Name, Option<Value>)],
     name: &str,
@@ -84,7 +73,7 @@ fn import_settings(settings: Option<&Instance>, request: &mut ImportRequest) -> 
     if class.eq_ignore_ascii_case(IMPORT_SETTINGS) {
         request.name = string_property(settings, "VirtualSystemName");
         request.pool = string_property(settings, "StoragePool");
-        request.options.lax = boolean(settings, "Lax")?.unwrap_or(false);
+        request.options.lax = boolean_property(settings, "Lax")?.unwrap_or(false);
         request.options.deployment = string_property(settings, "DeploymentOption");
     } else if class.eq_ignore_ascii_case("KVM_VirtualSystemSettingData")
         || class.eq_ignore_ascii_case("CIM_VirtualSystemSettingData")
@@ -130,7 +119,7 @@ fn export_settings(settings: Option<&Instance>) -> CimResult<ExportOptions> {
             }
         };
     }
-    options.ova = boolean(settings, "CreateOva")?.unwrap_or(false);
+    options.ova = boolean_property(settings, "CreateOva")?.unwrap_or(false);
     Ok(options)
 }
 

@@ -46,17 +46,13 @@ pub(super) fn unsigned_property(instance: &Instance, name: &str) -> CimResult<Op
     })
 }
 
-/// The bytes one unit of a RASD's AllocationUnits stands for (DSP0004 programmatic units,
-/// plus the "KiloBytes" and "MegaBytes" spellings libvirt-cim's clients send).
+/// The bytes one unit of a RASD's AllocationUnits stands for: DSP0004 programmatic units
+/// (`byte*2^20`, `byte * 10^3`) and the names clients and exporters write (`KiloBytes`,
+/// `MegaBytes`, `MB`), read as OVF descriptors' units are.
 pub(super) fn allocation_unit_bytes(units: &str) -> Option<u64> {
-    let compact: String = units.chars().filter(|c| !c.is_whitespace()).collect();
-    match compact.to_ascii_lowercase().as_str() {
-        "byte" | "bytes" => Some(1),
-        "kilobytes" | "kb" | "kib" | "byte*2^10" => Some(1 << 10),
-        "megabytes" | "mb" | "mib" | "byte*2^20" => Some(1 << 20),
-        "gigabytes" | "gb" | "gib" | "byte*2^30" => Some(1 << 30),
-        _ => None,
-    }
+    super::ovf::units::parse(units)
+        .filter(|unit| unit.base == super::ovf::units::BaseUnit::Byte)
+        .and_then(|unit| u64::try_from(unit.multiplier).ok())
 }
 
 /// `instance`'s `property` in bytes: the value times its AllocationUnits (`default_units`

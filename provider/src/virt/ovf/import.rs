@@ -62,7 +62,9 @@ pub fn prepare(
     for plan in &plans {
         for disk in &plan.disks {
             if let DiskSource::File { file_id, .. } = &disk.source {
-                let file = envelope.file(file_id).expect("planned from the envelope");
+                let file = envelope
+                    .file(file_id)
+                    .ok_or_else(|| OvfError::Invalid(format!("no File {file_id}")))?;
                 if file.chunked {
                     return Err(OvfError::Unsupported(format!(
                         "File {}: chunked files (ovf:chunkSize) are not read",
