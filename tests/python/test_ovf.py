@@ -453,3 +453,38 @@ def test_the_ovf_benchmark_runs_and_prints_its_table():
     out = result.stdout
     assert "| sparse |" in out and "| fully written |" in out, out
     assert "PercentComplete values a client polling" in out, out
+
+
+def test_an_imported_vm_exported_and_imported_again_keeps_its_settings_and_disks(hosts, tmp_path):
+    """Cisco's appliance (a disk, the ISO on a required CD drive, three NICs) imported,
+    exported as an OVA and imported again: the same shape, the same bytes on each disk."""
+    server, _ = hosts
+    conn = server.conn()
+    path = make_package("csr1000v.ovf", tmp_path / "package")
+    job, _ = import_package(conn, path, VirtualSystemName="csr")
+    assert job["JobState"] == 7, job["ErrorDescription"]
+    out_dir = tmp_path / "export"
+    out_dir.mkdir()
+    system = CIMInstanceName("KVM_ComputerSystem", keybindings={
+        "Name": "csr", "CreationClassName": "KVM_ComputerSystem"})
+    rv, out = conn.InvokeMethod("ExportSystemDefinition", service(conn), ComputerSystem=system,
+                                ExportDirectory=str(out_dir),
+                                ExportSettingData=CIMInstance("KVM_ExportSettingData",
+                                                              properties={"CreateOva": True}))
+    assert rv == 4096
+    assert wait_job(conn, out["Job"])["JobState"] == 7
+    job, _ = import_package(conn, out_dir / "csr.ova", VirtualSystemName="csr-again")
+    assert job["JobState"] == 7, job["ErrorDescription"]
+    assert shape(conn, "csr-again") == shape(conn, "csr") == (1, 4096, [GIB, 360 << 10], 3)
+
+    def disks(name):
+        return sorted((r["InstanceID"].split("/")[1], r["Address"], r["readonly"])
+                      for r in conn.EnumerateInstances("KVM_DiskResourceAllocationSettingData")
+                      if r["InstanceID"].startswith(f"{name}/"))
+
+    for (device, first, ro1), (_, second, ro2) in zip(disks("csr"), disks("csr-again")):
+        assert ro1 == ro2, device
+        assert subprocess.run(["cmp", "-s", first, second]).returncode == 0, device
+    assert [ro for _, _, ro in disks("csr")] == [False, True]
+    destroy(conn, "csr")
+    destroy(conn, "csr-again")
