@@ -1073,6 +1073,20 @@ impl VirtManager {
         })
     }
 
+    /// Claims defined VM `name` for a change that runs as a job: the claim, its definition
+    /// and its state now.
+    pub(super) fn claim_defined(
+        &self,
+        name: &str,
+    ) -> Result<(Claim, VmDefinition, State), ChangeError> {
+        let claim = self.claim(name)?;
+        let definition = self
+            .definition(name)
+            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
+        let state = self.state(&definition);
+        Ok((claim, definition, state))
+    }
+
     /// The jobs.
     pub fn jobs(&self) -> &Jobs {
         &self.jobs
@@ -1086,11 +1100,7 @@ impl VirtManager {
         requested: RequestedState,
         change: Change,
     ) -> Result<Job, ChangeError> {
-        let claim = self.claim(name)?;
-        let definition = self
-            .definition(name)
-            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
-        let state = self.state(&definition);
+        let (claim, _, state) = self.claim_defined(name)?;
         let allowed = match change {
             Change::ShutDown(_) => state == State::Running,
             Change::Offline => matches!(state, State::Running | State::Paused),

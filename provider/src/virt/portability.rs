@@ -224,11 +224,7 @@ impl VirtManager {
         dir: PathBuf,
         options: ExportOptions,
     ) -> Result<Job, ChangeError> {
-        let claim = self.claim(name)?;
-        let definition = self
-            .definition(name)
-            .ok_or_else(|| ChangeError::Failed(format!("VM {name} is not defined")))?;
-        let state = self.state(&definition);
+        let (claim, definition, state) = self.claim_defined(name)?;
         if !matches!(
             state,
             State::Defined | State::Off | State::Saved | State::Crashed

@@ -113,17 +113,36 @@ pub fn export(
         .suffix(".exporting")
         .tempdir_in(dir)
         .map_err(io(format!("creating a directory in {}", dir.display())))?;
-    // Disks, by size: the conversion is most of the work, the digests the rest.
-    let sizes: Vec<u64> = system
+    // Each disk's size as qemu-img reads it (a block device's file length is 0). The
+    // conversion is most of the work, the digests the rest.
+    let sources: Vec<ImageSource> = system
         .disks
         .iter()
-        .map(|d| std::fs::metadata(&d.path).map_or(0, |m| m.len()))
+        .map(|d| ImageSource {
+            path: d.path.clone(),
+            range: None,
+            format: Some("raw".into()),
+        })
         .collect();
+    let sizes: Vec<u64> = sources
+        .iter()
+        .map(|source| {
+            image::inspect(source)
+                .map(|info| info.virtual_size)
+                .map_err(|e| OvfError::Convert(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
     let total = (sizes.iter().sum::<u64>() * 2).max(1);
     let mut done = 0u64;
     let mut tell = |bytes: u64| progress(((bytes.min(total) * 99) / total) as u16);
     let mut disks = Vec::with_capacity(system.disks.len());
-    for ((disk, name), size) in system.disks.iter().zip(&disk_names).zip(&sizes) {
+    for (((disk, source), name), size) in system
+        .disks
+        .iter()
+        .zip(&sources)
+        .zip(&disk_names)
+        .zip(&sizes)
+    {
         let meta = std::fs::metadata(&disk.path).map_err(io(format!("{}", disk.path.display())))?;
         let target = work.path().join(name);
         let format = if disk.read_only {
@@ -136,14 +155,9 @@ pub fn export(
             DiskFormat::Raw => ("raw", None),
             DiskFormat::Qcow2 => ("qcow2", None),
         };
-        let source = ImageSource {
-            path: disk.path.clone(),
-            range: None,
-            format: Some("raw".into()),
-        };
         let start = done;
         image::convert(
-            &source,
+            source,
             "raw",
             &target,
             qemu_format,
@@ -160,7 +174,7 @@ pub fn export(
                 href: name.clone(),
                 size: written,
             },
-            capacity: meta.len(),
+            capacity: *size,
             populated: meta.blocks() * 512,
             format,
             cdrom: disk.read_only,
