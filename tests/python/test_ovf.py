@@ -486,5 +486,10 @@ def test_an_imported_vm_exported_and_imported_again_keeps_its_settings_and_disks
         assert ro1 == ro2, device
         assert subprocess.run(["cmp", "-s", first, second]).returncode == 0, device
     assert [ro for _, _, ro in disks("csr")] == [False, True]
+    # The jobs are joined to their VMs: the import created it, the export read it.
+    effects = {a["AffectingElement"]["InstanceID"]: a["ElementEffects"]
+               for a in conn.EnumerateInstances("KVM_AffectedJobElement")
+               if a["AffectedElement"]["Name"] in ("csr", "csr-again")}
+    assert sorted(map(list, effects.values())) == [[1], [5], [5]], effects
     destroy(conn, "csr")
     destroy(conn, "csr-again")

@@ -1228,12 +1228,21 @@ fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
                     "AffectingElement",
                     paths::job(&j.id),
                 );
-                // 1: Other, described.
-                a.set("ElementEffects", u16s(&[1]));
-                a.set(
-                    "OtherElementEffectsDescriptions",
-                    Value::Array(vec![Some(text("state change"))]),
-                );
+                // An import creates its VM (5: Create); other jobs are 1: Other, described.
+                if j.name.starts_with("ImportSystemDefinition") {
+                    a.set("ElementEffects", u16s(&[5]));
+                } else {
+                    let effect = if j.name.starts_with("ExportSystemDefinition") {
+                        "export"
+                    } else {
+                        "state change"
+                    };
+                    a.set("ElementEffects", u16s(&[1]));
+                    a.set(
+                        "OtherElementEffectsDescriptions",
+                        Value::Array(vec![Some(text(effect))]),
+                    );
+                }
                 a
             })
             .collect()
