@@ -37,6 +37,13 @@ pub(super) fn device_name(index: usize) -> String {
     format!("vd{}", String::from_utf8_lossy(&suffix))
 }
 
+/// A new MAC address in the locally administered range, for a port that is given none.
+pub(super) fn random_mac() -> MacAddress {
+    let mut random = [0u8; 6];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
+    MacAddress::locally_administered(random)
+}
+
 /// DSP1047's two levels, as Hyper-V-style clients send them: a drive RASD (ResourceType 17)
 /// without an image, and a storage allocation (31) whose HostResource is the image. Each
 /// imageless drive takes the next such allocation, in order, as one disk: the drive's
@@ -202,11 +209,7 @@ fn nic_from_rasd(
         }
         (Some(nic), _) => nic.mac,
         (None, Some(asked)) => asked,
-        (None, None) => {
-            let mut random = [0u8; 6];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
-            MacAddress::locally_administered(random)
-        }
+        (None, None) => random_mac(),
     };
     let bridge = string_property(rasd, "NetworkName")
         .or_else(|| first_of_array(rasd, "Connection"))
@@ -454,6 +457,7 @@ mod tests {
         assert_eq!(device_name(0), "vda");
         assert_eq!(device_name(25), "vdz");
         assert_eq!(device_name(26), "vdaa");
+        assert_eq!(device_name(27), "vdab");
     }
 
     #[test]

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cimom::error::{CimError, CimResult, StatusCode};
-use hypervisor_shim::devices::virtio::net::MacAddress;
 use hypervisor_shim::lifecycle::State;
 use hypervisor_shim::netif;
 use uuid::Uuid;
 
 use super::console::Departure;
 use super::definition::{self, DiskDefinition, NicDefinition, VmDefinition};
+use super::devices::{device_name, random_mac};
 use super::jobs::Job;
 use super::manager::{ChangeError, FileAccess, VirtManager};
 use super::ovf::export::{self, ExportDisk, ExportOptions, ExportSystem};
@@ -54,21 +54,6 @@ pub fn cim_error(error: OvfError) -> CimError {
         OvfError::Digest(_) | OvfError::Convert(_) | OvfError::Io { .. } => StatusCode::Failed,
     };
     CimError::new(code, error.to_string())
-}
-
-fn random_mac() -> MacAddress {
-    let mut random = [0u8; 6];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
-    MacAddress::locally_administered(random)
-}
-
-/// The guest device name of disk `index`: vda, vdb ... vdz, vdaa ...
-fn device_name(index: usize) -> String {
-    let letter = |i: usize| (b'a' + (i % 26) as u8) as char;
-    match index {
-        0..=25 => format!("vd{}", letter(index)),
-        _ => format!("vd{}{}", letter(index / 26 - 1), letter(index)),
-    }
 }
 
 /// A definition of `plan` without its disks (they exist once the job has made them);
@@ -266,18 +251,5 @@ impl VirtManager {
                 .set_outcome(id, format!("wrote {}", names.join(", ")));
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_names_follow_the_guest_order() {
-        assert_eq!(device_name(0), "vda");
-        assert_eq!(device_name(25), "vdz");
-        assert_eq!(device_name(26), "vdaa");
-        assert_eq!(device_name(27), "vdab");
     }
 }

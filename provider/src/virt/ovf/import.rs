@@ -8,6 +8,7 @@ use hypervisor_shim::image::{self, ImageSource};
 use hypervisor_shim::storage::{StoragePool, Volume, SECTOR};
 
 use super::descriptor::{self, Envelope};
+use super::manifest::Entry;
 use super::package::{Location, Package};
 use super::plan::{self, DiskSource, ImportOptions, SystemPlan};
 use super::{io, OvfError};
@@ -146,9 +147,9 @@ fn fit_to_capacity(path: &Path, capacity: u64) -> Result<(), OvfError> {
 
 impl Prepared {
     /// The bytes an import reads: each file the manifest lists, and each disk's file.
-    fn work_bytes(&self) -> Result<u64, OvfError> {
+    fn work_bytes(&self, manifest: &[Entry]) -> Result<u64, OvfError> {
         let mut total = 0;
-        for entry in self.package.manifest_entries()? {
+        for entry in manifest {
             total += self.entry_size(&entry.file);
         }
         for plan in &self.plans {
@@ -190,11 +191,12 @@ impl Prepared {
         progress: &mut dyn FnMut(u16),
         report: &mut Vec<String>,
     ) -> Result<Vec<Vec<ImportedDisk>>, OvfError> {
-        let total = self.work_bytes()?;
+        let manifest = self.package.manifest_entries()?;
+        let total = self.work_bytes(&manifest)?;
         let mut done = 0u64;
         // `tell` takes the bytes done so far, of all the import's work.
         let mut tell = |bytes: u64| progress(((bytes.min(total) * 99) / total) as u16);
-        for entry in self.package.manifest_entries()? {
+        for entry in manifest {
             let known = entry.file == self.package.descriptor_name
                 || self.package.locate(&entry.file).is_ok();
             if !known {

@@ -128,22 +128,22 @@ pub struct SystemPlan {
     pub description: Option<String>,
 }
 
-/// The CIM ResourceType numbers an import reads (DSP1041, CIM_ResourceAllocationSettingData).
+/// The CIM ResourceType numbers an import reads (DSP1041, CIM_ResourceAllocationSettingData)
+/// beside those a VM definition's RASDs use.
 mod resource {
-    pub const PROCESSOR: u16 = 3;
-    pub const MEMORY: u16 = 4;
+    pub use super::super::super::definition::{
+        RESOURCE_DISK as DISK_DRIVE, RESOURCE_ETHERNET_ADAPTER as ETHERNET_ADAPTER,
+        RESOURCE_ETHERNET_CONNECTION as ETHERNET_CONNECTION, RESOURCE_LOGICAL_DISK as LOGICAL_DISK,
+        RESOURCE_MEMORY as MEMORY, RESOURCE_PROCESSOR as PROCESSOR,
+    };
     pub const IDE_CONTROLLER: u16 = 5;
     pub const SCSI_HBA: u16 = 6;
-    pub const ETHERNET_ADAPTER: u16 = 10;
     pub const CD_DRIVE: u16 = 15;
     pub const DVD_DRIVE: u16 = 16;
-    pub const DISK_DRIVE: u16 = 17;
     pub const STORAGE_EXTENT: u16 = 19;
     /// "Other storage device": SATA/AHCI controllers, as VirtualBox and VMware write them.
     pub const OTHER_STORAGE: u16 = 20;
     pub const SERIAL_PORT: u16 = 21;
-    pub const LOGICAL_DISK: u16 = 31;
-    pub const ETHERNET_CONNECTION: u16 = 33;
 }
 
 /// Why the host cannot provide an Item, for the report.
