@@ -7,7 +7,9 @@ manifest), then ImportSystemDefinition of that package under another name (manif
 conversion to raw), each timed from the call to the job's end as a client polling the job
 every 20 ms sees it; beside them `qemu-img convert` of the same disk to streamOptimized VMDK
 and of that VMDK back to raw, the conversion each method's job runs, with nothing else.
-Also reports the distinct PercentComplete values the client saw while the jobs ran.
+Also reports the distinct PercentComplete values the client saw while the jobs ran, and the
+server's RSS and threads (from /proc) before, at their highest while the jobs ran (sampled
+at each poll), and after.
 Run through scripts/bench-ovf."""
 
 import os
@@ -21,15 +23,27 @@ from pathlib import Path
 import pywbem
 from pywbem import CIMInstance, CIMInstanceName, Uint16, Uint64
 
-from bench_virt import PASSWORD, start_server, stop_server
+from bench_virt import PASSWORD, rss_kib, start_server, stop_server
 
 SIZE_MIB = int(os.environ.get("SIZE_MIB", "1024"))
 RUNS = int(os.environ.get("RUNS", "3"))
 
 
-def wait_job(conn, job, percents):
+SERVER_PEAK = {"rss": 0, "threads": 0}
+
+
+def sample(pid):
+    """The server's RSS (KiB) and threads now; the peaks are kept in SERVER_PEAK."""
+    now = {"rss": rss_kib(pid), "threads": rss_kib(pid, "Threads:")}
+    for key, value in now.items():
+        SERVER_PEAK[key] = max(SERVER_PEAK[key], value)
+    return now
+
+
+def wait_job(conn, job, percents, pid):
     while True:
         instance = conn.GetInstance(job)
+        sample(pid)
         percents.add(int(instance["PercentComplete"]))
         if instance["JobState"] in (7, 8, 10):
             assert instance["JobState"] == 7, instance["ErrorDescription"]
@@ -82,6 +96,8 @@ def main():
                                  default_namespace="root/virt", timeout=600)
     (svc,) = conn.EnumerateInstanceNames("KVM_VirtualSystemManagementService")
     rows, percents = [], set()
+    before = sample(server.pid)
+    SERVER_PEAK.update(rss=0, threads=0)
     try:
         for kind, written in (("sparse", False), ("fully written", True)):
             name = f"bench-{'written' if written else 'sparse'}"
@@ -95,7 +111,7 @@ def main():
                                                 ComputerSystem=system(name),
                                                 ExportDirectory=str(out_dir))
                     assert rv == 4096, rv
-                    wait_job(conn, out["Job"], percents)
+                    wait_job(conn, out["Job"], percents, server.pid)
 
                 def import_():
                     rv, out = conn.InvokeMethod(
@@ -104,7 +120,7 @@ def main():
                         ImportSettingData=CIMInstance("KVM_ImportSettingData", properties={
                             "VirtualSystemName": f"{name}-{run}"}))
                     assert rv == 4096, rv
-                    wait_job(conn, out["Job"], percents)
+                    wait_job(conn, out["Job"], percents, server.pid)
 
                 samples["export"].append(timed(export))
                 samples["import"].append(timed(import_))
@@ -123,6 +139,7 @@ def main():
             destroy(conn, svc, name)
             med = {k: statistics.median(v) for k, v in samples.items()}
             rows.append((kind, med, vmdk_bytes))
+        after = sample(server.pid)
     finally:
         stop_server(server, data)
         subprocess.run(["rm", "-rf", str(data)])
@@ -141,6 +158,11 @@ def main():
               f"| {med['import'] / med['to raw']:.2f} |")
     print(f"\nPercentComplete values a client polling every 20 ms saw: "
           f"{len(percents)} distinct ({min(percents)} to {max(percents)})")
+    print("\n| cimvirtd | RSS | threads |\n|---|---:|---:|")
+    print(f"| before | {before['rss'] / 1024:.1f} MiB | {before['threads']} |")
+    print(f"| highest while the jobs ran | {SERVER_PEAK['rss'] / 1024:.1f} MiB "
+          f"| {SERVER_PEAK['threads']} |")
+    print(f"| after | {after['rss'] / 1024:.1f} MiB | {after['threads']} |")
 
 
 def qemu_version():
