@@ -218,6 +218,16 @@ def test_ovf_0_9_and_other_files_are_refused_with_the_reason(hosts, tmp_path):
         conn.InvokeMethod("ImportSystemDefinition", service(conn),
                           SystemDefinitionFile=str(evil / "evil.ovf"))
     assert "only files inside the package" in refused.value.status_description
+    # A setting the method does not read is refused, not dropped.
+    for settings in (CIMInstance("KVM_ImportSettingData", properties={"Laxx": True}),
+                     CIMInstance("KVM_VirtualSystemSettingData",
+                                 properties={"VirtualSystemIdentifier": "x", "Kernel": "/vmlinux"})):
+        with pytest.raises(pywbem.CIMError) as refused:
+            conn.InvokeMethod("ImportSystemDefinition", service(conn),
+                              SystemDefinitionFile=str(SHARED_OVF / "vmware.ovf"),
+                              ImportSettingData=settings)
+        assert refused.value.status_code == pywbem.CIM_ERR_NOT_SUPPORTED
+        assert "is not a setting this method reads" in refused.value.status_description
     # Only administrators read host files through it.
     operator = server.conn(creds=OPERATOR)
     with pytest.raises(pywbem.CIMError) as refused:

@@ -49,6 +49,44 @@ fn host_path(arguments: &[(Name, Option<Value>)], name: &str) -> CimResult<PathB
     }
 }
 
+/// What CIM_SettingData gives every setting: its identity and description, which name the
+/// settings object and set nothing.
+const SETTING_IDENTITY: &[&str] = &[
+    "InstanceID",
+    "ElementName",
+    "Caption",
+    "Description",
+    "ChangeableType",
+    "ConfigurationName",
+    "Generation",
+];
+
+/// Refuses a property of `settings` given a value that the method does not read (`reads`,
+/// beside `identity`): no setting is accepted and then dropped.
+fn check_read(
+    settings: &Instance,
+    argument: &str,
+    identity: &[&str],
+    reads: &[&str],
+) -> CimResult<()> {
+    let unread = settings.properties.values().find(|p| {
+        p.value.is_some()
+            && !identity
+                .iter()
+                .chain(reads)
+                .any(|name| p.name.as_str().eq_ignore_ascii_case(name))
+    });
+    match unread {
+        Some(p) => Err(CimError::not_supported(format!(
+            "{argument}: {}.{} is not a setting this method reads (it reads {})",
+            settings.class_name,
+            p.name,
+            reads.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn embedded<'a>(
     arguments: &'a [(Name, Option<Value>)],
     name: &str,
@@ -71,6 +109,17 @@ fn import_settings(settings: Option<&Instance>, request: &mut ImportRequest) -> 
     };
     let class = settings.class_name.as_str();
     if class.eq_ignore_ascii_case(IMPORT_SETTINGS) {
+        check_read(
+            settings,
+            "ImportSettingData",
+            SETTING_IDENTITY,
+            &[
+                "VirtualSystemName",
+                "StoragePool",
+                "Lax",
+                "DeploymentOption",
+            ],
+        )?;
         request.name = string_property(settings, "VirtualSystemName");
         request.pool = string_property(settings, "StoragePool");
         request.options.lax = boolean_property(settings, "Lax")?.unwrap_or(false);
@@ -78,6 +127,15 @@ fn import_settings(settings: Option<&Instance>, request: &mut ImportRequest) -> 
     } else if class.eq_ignore_ascii_case("KVM_VirtualSystemSettingData")
         || class.eq_ignore_ascii_case("CIM_VirtualSystemSettingData")
     {
+        // A VSSD names the VM; its other settings change after the import, through
+        // ModifySystemSettings. VirtualSystemType is the label clients send (see
+        // vssd_properties).
+        check_read(
+            settings,
+            "ImportSettingData",
+            &["InstanceID", "Caption", "VirtualSystemType"],
+            &["VirtualSystemIdentifier", "ElementName"],
+        )?;
         request.name = string_property(settings, "VirtualSystemIdentifier")
             .or_else(|| string_property(settings, "ElementName"));
     } else {
@@ -107,6 +165,12 @@ fn export_settings(settings: Option<&Instance>) -> CimResult<ExportOptions> {
             settings.class_name
         )));
     }
+    check_read(
+        settings,
+        "ExportSettingData",
+        SETTING_IDENTITY,
+        &["DiskFormat", "CreateOva"],
+    )?;
     if let Some(format) = string_property(settings, "DiskFormat") {
         options.format = match format.to_ascii_lowercase().as_str() {
             "vmdk" => DiskFormat::StreamOptimizedVmdk,
