@@ -305,9 +305,12 @@ impl Timestamp {
 
     /// The current time, in UTC.
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        Self::from_system_time(std::time::SystemTime::now())
+    }
+
+    /// The time `t`, in UTC (a time before the Unix epoch reads as the epoch).
+    pub fn from_system_time(t: std::time::SystemTime) -> Self {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self::from_unix(d.as_secs() as i64, d.subsec_micros())
     }
 }

@@ -204,8 +204,8 @@ pub struct StorageSection {
 
 impl StorageSection {
     /// The pools and the pool roots, with their defaults in `data_dir`.
-    pub fn settings(&self, data_dir: &Path) -> crate::virt::pools::PoolSettings {
-        crate::virt::pools::PoolSettings {
+    pub fn settings(&self, data_dir: &Path) -> crate::vm::pools::PoolSettings {
+        crate::vm::pools::PoolSettings {
             configured: self.pools(data_dir),
             roots: self
                 .pool_roots

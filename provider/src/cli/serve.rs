@@ -22,7 +22,8 @@ use cimom::store::Store;
 use provider::config::{default_data_dir, Config};
 use provider::virt::console::{ConsoleEndpoint, ConsoleUrls};
 use provider::virt::migration::MigrationSettings;
-use provider::virt::{manager::VirtManager, Virt};
+use provider::virt::Virt;
+use provider::vm::manager::VirtManager;
 
 /// Options of `serve`; each overrides the configuration file.
 #[derive(Debug, Args)]
@@ -411,7 +412,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let mut registry = Registry::default();
     let (supervisor, host) = start_supervisor(&settings)?;
     let storage_pools = settings.config.storage.settings(data_dir);
-    let (vm_events, vm_event_queue) = provider::virt::indications::channel();
+    let (vm_events, vm_event_queue) = provider::vm::events::channel();
     let manager = Arc::new(
         VirtManager::new(
             supervisor,

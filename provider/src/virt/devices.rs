@@ -9,40 +9,14 @@ use cim_schema::Instance;
 use hypervisor_shim::devices::virtio::layout::MAX_DEVICES;
 use hypervisor_shim::devices::virtio::net::{MacAddress, NetConfig};
 
-use super::definition::{
-    resource_kind, DiskDefinition, NicDefinition, ResourceKind, VmDefinition, RESOURCE_DISK,
-    RESOURCE_LOGICAL_DISK,
-};
 use super::properties::{
     boolean_property, first_of_array, invalid, string_property, unsigned_property,
 };
+use super::settings::{resource_kind, ResourceKind, RESOURCE_DISK, RESOURCE_LOGICAL_DISK};
 use super::{console, paths};
+use crate::vm::definition::{DiskDefinition, NicDefinition, VmDefinition};
+use crate::vm::devices::{device_name, random_mac};
 use cimom::error::{CimError, CimResult};
-
-/// Sorts "vdb" before "vdaa" (as Linux names them: by length, then alphabetically).
-pub(super) fn device_order(device: &str) -> (usize, &str) {
-    (device.len(), device)
-}
-
-/// The guest device name of the `index`th disk: vda ... vdz, vdaa ...
-pub(super) fn device_name(index: usize) -> String {
-    let mut suffix = Vec::new();
-    let mut n = index + 1;
-    while n > 0 {
-        n -= 1;
-        suffix.push(b'a' + (n % 26) as u8);
-        n /= 26;
-    }
-    suffix.reverse();
-    format!("vd{}", String::from_utf8_lossy(&suffix))
-}
-
-/// A new MAC address in the locally administered range, for a port that is given none.
-pub(super) fn random_mac() -> MacAddress {
-    let mut random = [0u8; 6];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
-    MacAddress::locally_administered(random)
-}
 
 /// DSP1047's two levels, as Hyper-V-style clients send them: a drive RASD (ResourceType 17)
 /// without an image, and a storage allocation (31) whose HostResource is the image. Each
@@ -334,8 +308,8 @@ pub fn remove_device(definition: &mut VmDefinition, resource: &str) -> CimResult
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virt::definition::{from_settings, parse_rasd_id};
     use crate::virt::properties::instance;
+    use crate::virt::settings::{from_settings, parse_rasd_id};
     use cim_schema::Value;
     use cimom::error::StatusCode;
 
@@ -454,10 +428,6 @@ mod tests {
             parse_rasd_id("vm/52:54:00:aa:bb:cc"),
             Some(("vm", "52:54:00:aa:bb:cc"))
         );
-        assert_eq!(device_name(0), "vda");
-        assert_eq!(device_name(25), "vdz");
-        assert_eq!(device_name(26), "vdaa");
-        assert_eq!(device_name(27), "vdab");
     }
 
     #[test]

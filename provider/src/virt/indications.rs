@@ -18,66 +18,15 @@ use std::sync::Arc;
 
 use cim_schema::{DateTime, Instance, Namespace, Timestamp, Value};
 use hypervisor_shim::lifecycle::State;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::definition::VmDefinition;
-use super::manager::{reported_state_marker, VirtManager};
 use super::{instances, paths, NAMESPACE};
+use crate::vm::definition::VmDefinition;
+use crate::vm::events::{VmChange, VmEvent};
+use crate::vm::manager::{reported_state_marker, VirtManager};
 use cimom::dispatch::indication::dispatcher::Dispatcher;
 use cimom::dispatch::provider::build_instance;
 use cimom::dispatch::Cimom;
-
-/// What happened to a VM.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmChange {
-    /// It was defined.
-    Created,
-    /// It was destroyed.
-    Deleted,
-    /// Its state changed from `previous`.
-    Modified {
-        /// The state before.
-        previous: State,
-    },
-    /// Its definition changed from `previous`.
-    Reconfigured {
-        /// The definition before.
-        previous: Box<VmDefinition>,
-    },
-}
-
-/// One event to report.
-#[derive(Clone, Debug)]
-pub struct VmEvent {
-    /// What happened.
-    pub change: VmChange,
-    /// The VM's definition when it happened.
-    pub definition: VmDefinition,
-    /// Its state then.
-    pub state: State,
-    /// When it happened.
-    pub time: Timestamp,
-}
-
-impl VmEvent {
-    /// An event that happens now.
-    pub fn now(change: VmChange, definition: VmDefinition, state: State) -> Self {
-        VmEvent {
-            change,
-            definition,
-            state,
-            time: Timestamp::now(),
-        }
-    }
-}
-
-/// Where the manager queues events.
-pub type EventSender = UnboundedSender<VmEvent>;
-
-/// A queue of events: the sender for the manager, the receiver for [`run`].
-pub fn channel() -> (EventSender, UnboundedReceiver<VmEvent>) {
-    unbounded_channel()
-}
 
 /// Builds the indications of each event and raises them, until the queue closes.
 pub async fn run(
@@ -127,7 +76,7 @@ fn build(cimom: &Cimom, manager: &VirtManager, hostname: &str, event: &VmEvent) 
             ),
             (
                 "IndicationTime",
-                Value::DateTime(DateTime::Timestamp(event.time)),
+                Value::DateTime(DateTime::Timestamp(Timestamp::from_system_time(event.time))),
             ),
             (
                 "SourceInstanceModelPath",

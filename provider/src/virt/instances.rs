@@ -10,12 +10,16 @@ use hypervisor_shim::lifecycle::State;
 
 use super::build::{u16s, with_keys};
 use super::console::{self, ConsoleUrls};
-use super::definition::{self, DiskDefinition, NicDefinition, Snapshot, VmDefinition};
-use super::jobs::Job;
-use super::manager::DiskPoolInfo;
 use super::paths::{self, class, Pool};
-use super::startup::{self, StartupAction};
+use super::return_code::ReturnCode;
+use super::settings;
+use super::startup;
 use super::state::CimState;
+use crate::vm::definition::{DiskDefinition, NicDefinition, Snapshot, VmDefinition};
+use crate::vm::jobs::{self, Job, JobState};
+use crate::vm::manager::DiskPoolInfo;
+use crate::vm::startup::StartupAction;
+use crate::vm::ChangeError;
 use cimom::dispatch::provider::build_instance as build;
 use hypervisor_shim::storage::Volume;
 
@@ -458,11 +462,11 @@ fn setting_data(class: &Class, d: &VmDefinition) -> Instance {
         ("Emulator", text("cimvirtd")),
         (
             "AutomaticStartupAction",
-            Value::UInt16(d.startup.action.code()),
+            Value::UInt16(startup::action_code(d.startup.action)),
         ),
         (
             "AutomaticStartupActionDelay",
-            Value::DateTime(DateTime::Interval(d.startup.delay_interval())),
+            Value::DateTime(DateTime::Interval(startup::delay_interval(&d.startup))),
         ),
         (
             "AutomaticStartupActionSequenceNumber",
@@ -639,13 +643,16 @@ fn template_quantity(model: &Model, pool: &Pool, role: &str) -> (u64, &'static s
         (Pool::Disk(_), _) => (512, "Bytes"),
         (Pool::Network(_), "Maximum") => (MAX_DEVICES as u64, "Ports"),
         (Pool::Network(_), _) => (1, "Ports"),
-        (Pool::Processor, "Default") => (u64::from(definition::DEFAULT_VCPUS), "Processors"),
+        (Pool::Processor, "Default") => (
+            u64::from(crate::vm::definition::DEFAULT_VCPUS),
+            "Processors",
+        ),
         (Pool::Processor, "Maximum") => (
             (model.host.logical_cpus as u64).min(u64::from(layout::MAX_VCPUS)),
             "Processors",
         ),
         (Pool::Processor, _) => (1, "Processors"),
-        (Pool::Memory, "Default") => (definition::DEFAULT_MEMORY_MIB << 10, "KiloBytes"),
+        (Pool::Memory, "Default") => (crate::vm::definition::DEFAULT_MEMORY_MIB << 10, "KiloBytes"),
         (Pool::Memory, "Minimum") => (layout::MIN_MEMORY >> 10, "KiloBytes"),
         (Pool::Memory, "Maximum") => (model.host.memory_total_bytes >> 10, "KiloBytes"),
         (Pool::Memory, _) => (1024, "KiloBytes"),
@@ -682,33 +689,47 @@ fn datetime_ms(ms: u64) -> Value {
     )))
 }
 
+/// CIM_ConcreteJob.JobState of `state`.
+fn job_state(state: JobState) -> u16 {
+    match state {
+        JobState::Running => 4,
+        JobState::Completed => 7,
+        JobState::Terminated => 8,
+        JobState::Exception => 10,
+    }
+}
+
 fn job(class: &Class, j: &Job) -> Instance {
-    use super::jobs::state;
     let path = paths::job(&j.id);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let elapsed = j.finished_ms.unwrap_or(now).saturating_sub(j.submitted_ms);
+    let failure = j.failure.as_ref().map(ChangeError::describe);
     let status = match j.state {
-        state::RUNNING => "Running".to_owned(),
-        state::COMPLETED => match &j.outcome {
+        JobState::Running => "Running".to_owned(),
+        JobState::Completed => match &j.outcome {
             Some(outcome) => format!("Completed: {outcome}"),
             None => "Completed".to_owned(),
         },
-        _ => format!(
-            "Failed: {}",
-            j.error_description.as_deref().unwrap_or("unknown")
-        ),
+        JobState::Terminated | JobState::Exception => {
+            format!("Failed: {}", failure.as_deref().unwrap_or("unknown"))
+        }
     };
     let operational = match j.state {
-        state::RUNNING => vec![2, 8],    // OK, Starting
-        state::COMPLETED => vec![2, 17], // OK, Completed
-        _ => vec![6, 17],                // Error, Completed
+        JobState::Running => vec![2, 8],    // OK, Starting
+        JobState::Completed => vec![2, 17], // OK, Completed
+        JobState::Terminated | JobState::Exception => vec![6, 17], // Error, Completed
+    };
+    // A cancelled job ends without an error code, as it always has.
+    let error_code = match &j.failure {
+        Some(ChangeError::Cancelled) | None => 0,
+        Some(failure) => ReturnCode::from(failure).number() as u16,
     };
     let mut values = vec![
         ("Name", text(&j.name)),
         ("ElementName", text(&j.name)),
-        ("JobState", Value::UInt16(j.state)),
+        ("JobState", Value::UInt16(job_state(j.state))),
         ("JobStatus", text(&status)),
         ("PercentComplete", Value::UInt16(j.percent)),
         ("TimeSubmitted", datetime_ms(j.submitted_ms)),
@@ -726,14 +747,14 @@ fn job(class: &Class, j: &Job) -> Instance {
         (
             "TimeBeforeRemoval",
             Value::DateTime(DateTime::Interval(Interval::from_duration(
-                super::jobs::TIME_BEFORE_REMOVAL,
+                jobs::TIME_BEFORE_REMOVAL,
             ))),
         ),
         ("DeleteOnCompletion", Value::Boolean(false)),
-        ("ErrorCode", Value::UInt16(j.error_code)),
+        ("ErrorCode", Value::UInt16(error_code)),
         ("OperationalStatus", u16s(&operational)),
     ];
-    if let Some(description) = &j.error_description {
+    if let Some(description) = &failure {
         values.push(("ErrorDescription", text(description)));
     }
     build(class, with_keys(&path, values))
@@ -848,7 +869,7 @@ fn volume(class: &Class, pool: &DiskPoolInfo, volume: &Volume) -> Instance {
                 ("Path", text(&volume.path.display().to_string())),
                 (
                     "ResourceType",
-                    Value::UInt16(definition::RESOURCE_LOGICAL_DISK),
+                    Value::UInt16(settings::RESOURCE_LOGICAL_DISK),
                 ),
                 ("PoolID", text(&Pool::Disk(pool.name.clone()).id())),
                 ("FormatType", Value::UInt16(1)),
@@ -931,7 +952,7 @@ fn rasd(class: &Class, d: &VmDefinition) -> Instance {
     let (path, resource_type, quantity, units) = if processor {
         (
             paths::proc_rasd(&d.name),
-            definition::RESOURCE_PROCESSOR,
+            settings::RESOURCE_PROCESSOR,
             u64::from(d.vcpus),
             "count",
         )
@@ -939,7 +960,7 @@ fn rasd(class: &Class, d: &VmDefinition) -> Instance {
         // libvirt-cim reports memory in KiB.
         (
             paths::mem_rasd(&d.name),
-            definition::RESOURCE_MEMORY,
+            settings::RESOURCE_MEMORY,
             d.memory_mib << 10,
             "KiloBytes",
         )
@@ -1021,7 +1042,7 @@ fn disk_rasd(class: &Class, model: &Model, d: &VmDefinition, disk: &DiskDefiniti
             &path,
             vec![
                 ("ElementName", text(&disk.device)),
-                ("ResourceType", Value::UInt16(definition::RESOURCE_DISK)),
+                ("ResourceType", Value::UInt16(settings::RESOURCE_DISK)),
                 ("Address", text(&image)),
                 ("HostResource", Value::Array(vec![Some(text(&image))])),
                 ("VirtualDevice", text(&disk.device)),
@@ -1050,7 +1071,7 @@ fn storage_sasd(class: &Class, model: &Model, d: &VmDefinition, disk: &DiskDefin
         ("ElementName", text(&disk.device)),
         (
             "ResourceType",
-            Value::UInt16(definition::RESOURCE_LOGICAL_DISK),
+            Value::UInt16(settings::RESOURCE_LOGICAL_DISK),
         ),
         ("HostResource", Value::Array(vec![Some(text(&image))])),
         ("Parent", text(&drive)),
@@ -1072,7 +1093,7 @@ fn net_rasd(class: &Class, d: &VmDefinition, nic: &NicDefinition) -> Instance {
         ("ElementName", text(&nic.mac.to_string())),
         (
             "ResourceType",
-            Value::UInt16(definition::RESOURCE_ETHERNET_ADAPTER),
+            Value::UInt16(settings::RESOURCE_ETHERNET_ADAPTER),
         ),
         ("ResourceSubType", text("virtio")),
         ("Address", text(&nic.mac.to_string())),

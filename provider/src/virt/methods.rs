@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
 
-use super::definition::{self, RequestedState};
-use super::manager::{Change, FileAccess};
+use super::paths::Pool;
 use super::return_code::ReturnCode;
-use super::{paths, properties, Virt};
+use super::{paths, properties, resources, settings, Virt};
+use crate::vm::definition::RequestedState;
+use crate::vm::manager::{Change, FileAccess};
 use cimom::dispatch::provider::{MethodResult, ProviderContext};
 use cimom::error::{CimError, CimResult};
 
@@ -298,7 +299,7 @@ impl Virt {
             None => Vec::new(),
             given => embedded_rasds(ctx, given)?,
         };
-        let definition = definition::from_settings(&system, &resources, uuid::Uuid::new_v4())?;
+        let definition = settings::from_settings(&system, &resources, uuid::Uuid::new_v4())?;
         let name = definition.name.clone();
         let files = file_access(ctx);
         self.blocking(move |m| m.define(definition, files))
@@ -327,7 +328,7 @@ impl Virt {
         };
         let files = file_access(ctx);
         let paths = self
-            .blocking(move |m| m.modify_resources(&rasds, files))
+            .blocking(move |m| resources::modify_resources(m, &rasds, files))
             .await??;
         Ok(done(
             ReturnCode::Completed,
@@ -357,8 +358,8 @@ impl Virt {
         }
         let capacity = properties::byte_quantity(&settings, "Capacity", "Bytes")?
             .ok_or_else(|| CimError::invalid_parameter("Settings gives no Capacity"))?;
-        let resource = self
-            .blocking(move |m| m.create_volume(&pool, &name, capacity))
+        let resource = paths::volume(&pool, &name);
+        self.blocking(move |m| m.create_volume(&pool, &name, capacity))
             .await??;
         Ok(done(
             ReturnCode::Completed,
@@ -404,8 +405,10 @@ impl Virt {
                 Some(Value::String(p)) if !p.is_empty() => std::path::PathBuf::from(p.to_string()),
                 _ => return Err(CimError::invalid_parameter("Settings gives no Path")),
             };
+            let pool = Pool::Disk(name.clone());
             self.blocking(move |m| m.create_storage_pool(&name, &dir))
-                .await??
+                .await??;
+            paths::pool(&pool)
         } else if class.eq_ignore_ascii_case("KVM_NetPoolResourceAllocationSettingData") {
             for unsupported in ["Netmask", "IPRangeStart", "IPRangeEnd", "ForwardDevice"] {
                 if matches!(settings.get(unsupported), Some(Value::String(s)) if !s.is_empty()) {
@@ -420,8 +423,10 @@ impl Virt {
                     "ForwardMode: NAT and routed networks are not offered (0, none, is)",
                 ));
             }
+            let pool = Pool::Network(name.clone());
             self.blocking(move |m| m.create_network_pool(&name))
-                .await??
+                .await??;
+            paths::pool(&pool)
         } else {
             return Err(CimError::invalid_parameter(format!(
                 "Settings is a {class}: a new pool is a KVM_DiskPoolResourceAllocationSettingData \
@@ -507,7 +512,7 @@ impl Virt {
     ) -> CimResult<MethodResult> {
         let vssd = embedded_vssd(ctx, arguments)?;
         let files = file_access(ctx);
-        self.blocking(move |m| m.modify_system(&vssd, files))
+        self.blocking(move |m| resources::modify_system(m, &vssd, files))
             .await??;
         Ok(done(ReturnCode::Completed, vec![]))
     }
@@ -549,7 +554,7 @@ impl Virt {
         };
         let files = file_access(ctx);
         let paths = self
-            .blocking(move |m| m.add_resources(&vm, &rasds, files))
+            .blocking(move |m| resources::add_resources(m, &vm, &rasds, files))
             .await??;
         Ok(done(
             ReturnCode::Completed,
@@ -579,7 +584,8 @@ impl Virt {
                 ))
             }
         };
-        self.blocking(move |m| m.remove_resources(&rasds)).await??;
+        self.blocking(move |m| resources::remove_resources(m, &rasds))
+            .await??;
         Ok(done(ReturnCode::Completed, vec![]))
     }
 
@@ -681,12 +687,12 @@ impl Virt {
                 "job {id} does not exist (finished jobs are kept 5 minutes)"
             ))
         })?;
-        let error = job.error_description.as_ref().map(|message| {
+        let error = job.failure.as_ref().map(|failure| {
             let mut error = Instance::new(Name::new("CIM_Error"));
             error.set("ErrorType", Value::UInt16(4)); // Software Error
             error.set("PerceivedSeverity", Value::UInt16(5)); // Major
             error.set("OwningEntity", Value::from("cimvirt"));
-            error.set("Message", Value::from(message.as_str()));
+            error.set("Message", Value::from(failure.describe().as_str()));
             error.set("CIMStatusCode", Value::UInt32(1)); // CIM_ERR_FAILED
             Value::Instance(Box::new(error))
         });

@@ -21,22 +21,21 @@
 
 mod build;
 pub mod console;
-pub mod definition;
 mod devices;
+mod error;
 pub mod indications;
 mod instances;
-pub mod jobs;
-pub mod manager;
 mod methods;
 pub mod migration;
 mod modify;
 pub mod ovf;
 pub mod paths;
-pub mod pools;
 pub mod portability;
 mod portability_methods;
 mod properties;
+mod resources;
 pub mod return_code;
+mod settings;
 mod startup;
 mod state;
 mod vssd_properties;
@@ -47,13 +46,13 @@ use async_trait::async_trait;
 use cim_schema::{Class, Instance, Method, Name, ObjectPath, Repository, Value};
 use hypervisor_shim::inventory::HostInventory;
 
+use crate::vm::manager::{DiskPoolInfo, VirtManager};
+use crate::vm::{definition::VmDefinition, jobs::Job};
 use cimom::dispatch::interop::{CentralElements, Interop, Profile};
 use cimom::dispatch::provider::{
     InstanceProvider, InstanceSink, MethodProvider, MethodResult, ProviderContext, Registry,
 };
 use cimom::error::{CimError, CimResult, StatusCode};
-use cimom::lock;
-use manager::VirtManager;
 use migration::MigrationSettings;
 use paths::{class, Pool};
 use return_code::ReturnCode;
@@ -345,12 +344,12 @@ fn host_bridges() -> Vec<String> {
 
 /// The live state the instances are built from.
 struct Live {
-    vms: Vec<(definition::VmDefinition, hypervisor_shim::lifecycle::State)>,
+    vms: Vec<(VmDefinition, hypervisor_shim::lifecycle::State)>,
     /// Open console sessions, by VM name (VMs without any are left out).
     console_sessions: std::collections::BTreeMap<String, usize>,
     crash_reasons: std::collections::BTreeMap<String, String>,
-    jobs: Vec<jobs::Job>,
-    disk_pools: Vec<manager::DiskPoolInfo>,
+    jobs: Vec<Job>,
+    disk_pools: Vec<DiskPoolInfo>,
     bridges: Vec<String>,
 }
 

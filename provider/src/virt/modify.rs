@@ -57,7 +57,7 @@ impl Virt {
             self.system_change(ctx, class, path, modified).await?
         };
         let files = file_access(ctx);
-        self.blocking(move |m| m.modify_system(&vssd, files))
+        self.blocking(move |m| super::resources::modify_system(m, &vssd, files))
             .await??;
         Ok(())
     }

@@ -158,7 +158,7 @@ impl Pool {
 
     /// The RASD ResourceType of what it holds.
     pub fn resource_type(&self) -> u16 {
-        use super::definition::*;
+        use super::settings::*;
         match self {
             Pool::Processor => RESOURCE_PROCESSOR,
             Pool::Memory => RESOURCE_MEMORY,

@@ -11,15 +11,16 @@ use hypervisor_shim::netif;
 use uuid::Uuid;
 
 use super::console::Departure;
-use super::definition::{self, DiskDefinition, NicDefinition, VmDefinition};
-use super::devices::{device_name, random_mac};
-use super::jobs::Job;
-use super::manager::{ChangeError, FileAccess, VirtManager};
 use super::ovf::export::{self, ExportDisk, ExportOptions, ExportSystem};
 use super::ovf::import::{self, ImportedDisk};
 use super::ovf::plan::{ImportOptions, SystemPlan};
 use super::ovf::writer::NicEntry;
 use super::ovf::OvfError;
+use crate::vm::definition::{DiskDefinition, NicDefinition, VmDefinition};
+use crate::vm::devices::{device_name, random_mac};
+use crate::vm::jobs::Job;
+use crate::vm::manager::{FileAccess, VirtManager};
+use crate::vm::ChangeError;
 
 /// What ImportSystemDefinition asks for.
 #[derive(Clone, Debug)]
@@ -109,7 +110,7 @@ impl VirtManager {
         let mut report = Vec::new();
         let mut drafts = Vec::with_capacity(prepared.plans.len());
         for plan in &prepared.plans {
-            definition::check_name(&plan.name).map_err(|e| {
+            crate::vm::definition::check_name(&plan.name).map_err(|e| {
                 CimError::invalid_parameter(format!(
                     "{e}; give the VM another name in ImportSettingData"
                 ))
@@ -194,7 +195,7 @@ impl VirtManager {
                     }
                     return Err(ChangeError::Failed(format!(
                         "defining {}: {}",
-                        definition.name, e.description
+                        definition.name, e.message
                     )));
                 }
             }

@@ -6,8 +6,8 @@
 
 use cim_schema::Value;
 
-use super::manager::ChangeError;
 use super::migration::Refusal;
+use crate::vm::ChangeError;
 
 /// A method's return value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

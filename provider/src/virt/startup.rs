@@ -1,59 +1,33 @@
-//! What happens to a VM when cimvirtd starts (DSP1057's AutomaticStartupAction with its
-//! delay and sequence number, and libvirt-cim's AutoStart), and the VSSD properties of
-//! host events this host cannot act on, which are refused unless they ask for what happens
+//! The VSSD's view of a VM's automatic start: DSP1057's AutomaticStartupAction with its
+//! delay and sequence number, and libvirt-cim's AutoStart; and the VSSD properties of host
+//! events this host cannot act on, which are refused unless they ask for what happens
 //! anyway.
 
-use super::definition::RequestedState;
 use std::time::Duration;
 
 use cim_schema::{DateTime, Instance, Interval, Value};
-use serde::{Deserialize, Serialize};
 
 use super::properties::{invalid, unsigned_property};
+use crate::vm::startup::{StartupAction, StartupPolicy};
 use cimom::error::{CimError, CimResult, StatusCode};
 
-/// AutomaticStartupAction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StartupAction {
-    /// 2: the VM is left as it is.
-    #[default]
-    None,
-    /// 3: started if it was running (RequestedState 2) when it stopped unasked, as when the
-    /// host went down.
-    RestartIfActive,
-    /// 4: started whenever it is not running.
-    Always,
-}
-
-impl StartupAction {
-    /// Its DSP1057 value.
-    pub fn code(self) -> u16 {
-        match self {
-            StartupAction::None => 2,
-            StartupAction::RestartIfActive => 3,
-            StartupAction::Always => 4,
-        }
-    }
-
-    fn from_code(code: u64) -> Option<Self> {
-        match code {
-            2 => Some(StartupAction::None),
-            3 => Some(StartupAction::RestartIfActive),
-            4 => Some(StartupAction::Always),
-            _ => None,
-        }
+/// AutomaticStartupAction's value of `action`.
+pub fn action_code(action: StartupAction) -> u16 {
+    match action {
+        StartupAction::None => 2,
+        StartupAction::RestartIfActive => 3,
+        StartupAction::Always => 4,
     }
 }
 
-/// A VM's automatic start.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StartupPolicy {
-    /// What happens when cimvirtd starts.
-    pub action: StartupAction,
-    /// How long after cimvirtd's start, in milliseconds.
-    pub delay_ms: u64,
-    /// Its place in the order of automatic starts (lower first; then by name).
-    pub sequence: u16,
+/// The action of an AutomaticStartupAction value.
+fn action_of_code(code: u64) -> Option<StartupAction> {
+    match code {
+        2 => Some(StartupAction::None),
+        3 => Some(StartupAction::RestartIfActive),
+        4 => Some(StartupAction::Always),
+        _ => None,
+    }
 }
 
 /// What happens to a VM when the host shuts down (AutomaticShutdownAction 2, Turn Off: the
@@ -62,84 +36,72 @@ pub const SHUTDOWN_ACTION_TURN_OFF: u16 = 2;
 /// What happens when a guest crashes (AutomaticRecoveryAction 2, None: it stays crashed).
 pub const RECOVERY_ACTION_NONE: u16 = 2;
 
-impl StartupPolicy {
-    /// Whether a VM whose last accepted request was `requested_state` and that is not
-    /// running now is started automatically.
-    pub fn starts(&self, requested_state: RequestedState) -> bool {
-        match self.action {
-            StartupAction::None => false,
-            StartupAction::RestartIfActive => requested_state == RequestedState::Enabled,
-            StartupAction::Always => true,
-        }
-    }
+/// The delay of `policy` as a DSP0004 interval (AutomaticStartupActionDelay).
+pub fn delay_interval(policy: &StartupPolicy) -> Interval {
+    Interval::from_duration(policy.delay())
+}
 
-    /// The delay as a DSP0004 interval.
-    pub fn delay_interval(&self) -> Interval {
-        Interval::from_duration(Duration::from_millis(self.delay_ms))
+/// Applies the startup properties a VSSD gives to `policy` (those it leaves out stay), and
+/// refuses host-event actions this host does not take.
+pub fn apply_startup(policy: &mut StartupPolicy, vssd: &Instance) -> CimResult<()> {
+    let action = match unsigned_property(vssd, "AutomaticStartupAction")? {
+        Some(code) => Some(action_of_code(code).ok_or_else(|| {
+            invalid(format!(
+                "AutomaticStartupAction {code}: 2 (None), 3 (Restart if previously active) \
+                 or 4 (Always startup)"
+            ))
+        })?),
+        None => None,
+    };
+    // libvirt-cim's AutoStart: 1 starts the VM with the host, 0 does not.
+    let auto_start = match unsigned_property(vssd, "AutoStart")? {
+        Some(0) => Some(false),
+        Some(1) => Some(true),
+        Some(other) => return Err(invalid(format!("AutoStart {other}: 0 or 1"))),
+        None => None,
+    };
+    match (action, auto_start) {
+        (Some(a), Some(on)) if (a == StartupAction::Always) != on => {
+            return Err(invalid(format!(
+                "AutoStart {} contradicts AutomaticStartupAction {}",
+                u8::from(on),
+                action_code(a)
+            )))
+        }
+        (Some(a), _) => policy.action = a,
+        (None, Some(true)) => policy.action = StartupAction::Always,
+        (None, Some(false)) => policy.action = StartupAction::None,
+        (None, None) => {}
     }
-
-    /// Applies the startup properties a VSSD gives (those it leaves out stay), and refuses
-    /// host-event actions this host does not take.
-    pub fn apply(&mut self, vssd: &Instance) -> CimResult<()> {
-        let action = match unsigned_property(vssd, "AutomaticStartupAction")? {
-            Some(code) => Some(StartupAction::from_code(code).ok_or_else(|| {
-                invalid(format!(
-                    "AutomaticStartupAction {code}: 2 (None), 3 (Restart if previously active) \
-                     or 4 (Always startup)"
-                ))
-            })?),
-            None => None,
-        };
-        // libvirt-cim's AutoStart: 1 starts the VM with the host, 0 does not.
-        let auto_start = match unsigned_property(vssd, "AutoStart")? {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
-            Some(other) => return Err(invalid(format!("AutoStart {other}: 0 or 1"))),
-            None => None,
-        };
-        match (action, auto_start) {
-            (Some(a), Some(on)) if (a == StartupAction::Always) != on => {
-                return Err(invalid(format!(
-                    "AutoStart {} contradicts AutomaticStartupAction {}",
-                    u8::from(on),
-                    a.code()
-                )))
-            }
-            (Some(a), _) => self.action = a,
-            (None, Some(true)) => self.action = StartupAction::Always,
-            (None, Some(false)) => self.action = StartupAction::None,
-            (None, None) => {}
-        }
-        if let Some(delay) = interval_property(vssd, "AutomaticStartupActionDelay")? {
-            self.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        }
-        if let Some(n) = unsigned_property(vssd, "AutomaticStartupActionSequenceNumber")? {
-            self.sequence = u16::try_from(n)
-                .map_err(|_| invalid(format!("AutomaticStartupActionSequenceNumber {n}")))?;
-        }
-        for (property, only, meaning) in [
-            (
-                "AutomaticShutdownAction",
-                SHUTDOWN_ACTION_TURN_OFF,
-                "VMs are turned off with the host (2)",
-            ),
-            (
-                "AutomaticRecoveryAction",
-                RECOVERY_ACTION_NONE,
-                "a crashed VM stays crashed (2)",
-            ),
-        ] {
-            if let Some(v) = unsigned_property(vssd, property)? {
-                if v != u64::from(only) {
-                    return Err(CimError::new(
-                        StatusCode::NotSupported,
-                        format!("{property} {v} is not supported: {meaning}"),
-                    ));
-                }
+    if let Some(delay) = interval_property(vssd, "AutomaticStartupActionDelay")? {
+        policy.delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    }
+    if let Some(n) = unsigned_property(vssd, "AutomaticStartupActionSequenceNumber")? {
+        policy.sequence = u16::try_from(n)
+            .map_err(|_| invalid(format!("AutomaticStartupActionSequenceNumber {n}")))?;
+    }
+    for (property, only, meaning) in [
+        (
+            "AutomaticShutdownAction",
+            SHUTDOWN_ACTION_TURN_OFF,
+            "VMs are turned off with the host (2)",
+        ),
+        (
+            "AutomaticRecoveryAction",
+            RECOVERY_ACTION_NONE,
+            "a crashed VM stays crashed (2)",
+        ),
+    ] {
+        if let Some(v) = unsigned_property(vssd, property)? {
+            if v != u64::from(only) {
+                return Err(CimError::new(
+                    StatusCode::NotSupported,
+                    format!("{property} {v} is not supported: {meaning}"),
+                ));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// A datetime interval property, given as a datetime or as its string form.
@@ -164,6 +126,7 @@ fn interval_property(instance: &Instance, name: &str) -> CimResult<Option<Durati
 mod tests {
     use super::*;
     use crate::virt::properties::instance;
+    use crate::vm::definition::RequestedState;
 
     fn vssd(props: &[(&str, Value)]) -> Instance {
         instance("KVM_VirtualSystemSettingData", props)
@@ -172,14 +135,17 @@ mod tests {
     #[test]
     fn startup_actions_delays_and_autostart_are_read() {
         let mut p = StartupPolicy::default();
-        p.apply(&vssd(&[
-            ("AutomaticStartupAction", Value::UInt16(3)),
-            (
-                "AutomaticStartupActionDelay",
-                "00000000000130.500000:000".into(),
-            ),
-            ("AutomaticStartupActionSequenceNumber", Value::UInt16(7)),
-        ]))
+        apply_startup(
+            &mut p,
+            &vssd(&[
+                ("AutomaticStartupAction", Value::UInt16(3)),
+                (
+                    "AutomaticStartupActionDelay",
+                    "00000000000130.500000:000".into(),
+                ),
+                ("AutomaticStartupActionSequenceNumber", Value::UInt16(7)),
+            ]),
+        )
         .unwrap();
         assert_eq!(
             p,
@@ -190,14 +156,14 @@ mod tests {
             }
         );
         assert_eq!(
-            DateTime::Interval(p.delay_interval()).to_string(),
+            DateTime::Interval(delay_interval(&p)).to_string(),
             "00000000000130.500000:000"
         );
         assert!(p.starts(RequestedState::Enabled) && !p.starts(RequestedState::Disabled));
-        p.apply(&vssd(&[("AutoStart", Value::UInt16(1))])).unwrap();
+        apply_startup(&mut p, &vssd(&[("AutoStart", Value::UInt16(1))])).unwrap();
         assert_eq!(p.action, StartupAction::Always);
         assert!(p.starts(RequestedState::Disabled));
-        p.apply(&vssd(&[("AutoStart", Value::UInt16(0))])).unwrap();
+        apply_startup(&mut p, &vssd(&[("AutoStart", Value::UInt16(0))])).unwrap();
         assert_eq!(p.action, StartupAction::None);
         assert_eq!(p.delay_ms, 90_500, "what a VSSD leaves out stays");
     }
@@ -218,12 +184,15 @@ mod tests {
                 "20200101000000.000000+000".into(),
             )],
         ] {
-            assert!(p.apply(&vssd(&props)).is_err(), "{props:?}");
+            assert!(apply_startup(&mut p, &vssd(&props)).is_err(), "{props:?}");
         }
-        p.apply(&vssd(&[
-            ("AutomaticShutdownAction", Value::UInt16(2)),
-            ("AutomaticRecoveryAction", Value::UInt16(2)),
-        ]))
+        apply_startup(
+            &mut p,
+            &vssd(&[
+                ("AutomaticShutdownAction", Value::UInt16(2)),
+                ("AutomaticRecoveryAction", Value::UInt16(2)),
+            ]),
+        )
         .unwrap();
     }
 }

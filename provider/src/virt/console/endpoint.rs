@@ -34,11 +34,11 @@ use cimom::auth::{Access, User};
 use cimom::http::body::ResponseBody;
 use cimom::http::{plain, Endpoint, HeldConnection};
 
-use super::hub::{AttachError, Output, Rights, Session};
 use super::PREFIX;
-use crate::virt::definition::VmDefinition;
-use crate::virt::manager::VirtManager;
 use crate::virt::NAMESPACE;
+use crate::vm::console::{AttachError, Output, Rights, Session};
+use crate::vm::definition::VmDefinition;
+use crate::vm::manager::VirtManager;
 
 type Answer = Response<ResponseBody>;
 

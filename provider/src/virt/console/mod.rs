@@ -1,15 +1,14 @@
 //! The VMs' serial consoles over the network (DSP1024 Text Console Redirection): a
 //! WebSocket at `/console/NAME` on every listener ([`endpoint`]), shared between clients
-//! ([`hub`]), found through CIM as each VM's KVM_TextRedirectionSAP and the URLs beside it,
+//! ([`crate::vm::console`]), found through CIM as each VM's KVM_TextRedirectionSAP and the URLs beside it,
 //! and described to DefineSystem by the console RASD ([`rasd`]).
 
 pub mod endpoint;
-pub mod hub;
 pub mod model;
 pub mod rasd;
 
+pub use crate::vm::console::{ConsoleLimits, Consoles, Departure, Output, Rights, Session};
 pub use endpoint::ConsoleEndpoint;
-pub use hub::{ConsoleLimits, Consoles, Departure, Output, Rights, Session};
 
 use std::net::SocketAddr;
 

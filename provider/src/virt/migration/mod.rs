@@ -32,7 +32,7 @@ use std::time::Duration;
 use cim_schema::{Instance, Value};
 use serde::{Deserialize, Serialize};
 
-use super::definition::VmDefinition;
+use crate::vm::definition::VmDefinition;
 use cimom::http::client::Client;
 
 pub use receiver::Receiver;

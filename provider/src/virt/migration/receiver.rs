@@ -18,10 +18,10 @@ use hypervisor_shim::vmm::snapshot::{self, MEMORY_FILE, STATE_FILE};
 use tracing::{info, warn};
 
 use super::{Accepted, MigrationKind, Offer, CHUNK_BYTES, PREFIX};
-use crate::virt::console::Departure;
-use crate::virt::manager::{FileAccess, VirtManager};
+use crate::vm::console::Departure;
+use crate::vm::manager::{FileAccess, VirtManager};
+use crate::vm::{VmError, VmErrorKind};
 use cimom::auth::User;
-use cimom::error::{CimError, CimResult, StatusCode as CimStatus};
 use cimom::http::body::ResponseBody;
 use cimom::http::{plain as answer, Endpoint};
 use cimom::lock;
@@ -51,14 +51,14 @@ pub struct Receiver {
 /// An answer: a status and a line of text.
 type Answer = Response<ResponseBody>;
 
-fn refused(e: &CimError) -> Answer {
-    let status = match e.code {
-        CimStatus::AlreadyExists => StatusCode::CONFLICT,
-        CimStatus::NotFound => StatusCode::NOT_FOUND,
-        CimStatus::InvalidParameter => StatusCode::UNPROCESSABLE_ENTITY,
+fn refused(e: &VmError) -> Answer {
+    let status = match e.kind {
+        VmErrorKind::Exists => StatusCode::CONFLICT,
+        VmErrorKind::NotFound => StatusCode::NOT_FOUND,
+        VmErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    answer(status, &e.description)
+    answer(status, &e.message)
 }
 
 impl Receiver {
@@ -96,7 +96,7 @@ impl Receiver {
             Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("not an offer: {e}")),
         };
         let name = offer.definition.name.clone();
-        if let Err(why) = crate::virt::definition::check_name(&name) {
+        if let Err(why) = crate::vm::definition::check_name(&name) {
             return answer(StatusCode::BAD_REQUEST, &why);
         }
         // The state the source saved, or snapshots it took, do not come along.
@@ -231,12 +231,7 @@ impl Receiver {
                 answer(StatusCode::OK, &format!("VM {name} runs here now"))
             }
             Ok(Err(e)) => {
-                warn!(
-                    id,
-                    vm = name,
-                    "an incoming migration failed: {}",
-                    e.description
-                );
+                warn!(id, vm = name, "an incoming migration failed: {}", e.message);
                 refused(&e)
             }
             Err(e) => answer(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -345,24 +340,23 @@ impl VirtManager {
     /// Takes over a VM from another host: defines it, then restores it from the snapshot
     /// received in `dir` (Live, Resume), boots it (Restart) or leaves it off (offline). Should
     /// that fail, the definition is taken back.
-    pub(super) fn take_over(&self, offer: &Offer, dir: &Path) -> CimResult<()> {
+    pub(super) fn take_over(&self, offer: &Offer, dir: &Path) -> Result<(), VmError> {
         let definition = &offer.definition;
         let name = &definition.name;
         let _claim = self
             .claim(name)
-            .map_err(|e| CimError::failed(e.describe()))?;
+            .map_err(|e| VmError::failed(e.describe()))?;
         let config = definition.vm_config(self.console_log(definition));
         let from_snapshot = matches!(offer.kind, MigrationKind::Live | MigrationKind::Resume);
         if from_snapshot {
             for file in [STATE_FILE, MEMORY_FILE] {
                 if !dir.join(file).exists() {
-                    return Err(CimError::invalid_parameter(format!(
+                    return Err(VmError::invalid(format!(
                         "the snapshot's {file} has not arrived"
                     )));
                 }
             }
-            snapshot::retarget(dir, &config)
-                .map_err(|e| CimError::invalid_parameter(e.to_string()))?;
+            snapshot::retarget(dir, &config).map_err(|e| VmError::invalid(e.to_string()))?;
         }
         // The migration endpoint is an administrator's (see `serve`): the VM keeps the files
         // it had on the source, shared storage.
@@ -376,7 +370,7 @@ impl VirtManager {
         };
         if let Err(e) = started {
             let _ = self.forget(definition, State::Off, &Departure::Destroyed);
-            return Err(CimError::failed(format!(
+            return Err(VmError::failed(format!(
                 "VM {name} could not start here: {e}"
             )));
         }

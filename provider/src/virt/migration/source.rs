@@ -13,8 +13,9 @@ use tracing::info;
 
 use super::{MigrationKind, MigrationSettings, Offer, Remote, RemoteError};
 use crate::virt::console::Departure;
-use crate::virt::jobs::Job;
-use crate::virt::manager::{ChangeError, VirtManager};
+use crate::vm::jobs::Job;
+use crate::vm::manager::VirtManager;
+use crate::vm::ChangeError;
 
 /// How long a Restart migration waits for the guest to shut down before powering it off.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -184,7 +185,7 @@ impl VirtManager {
                     destination: remote.host().to_owned(),
                 };
                 self.forget(&offer.definition, state, &why)
-                    .map_err(|e| ChangeError::Failed(e.description))
+                    .map_err(ChangeError::from)
             }
             Err(e) => {
                 remote.abort(&id);

@@ -131,7 +131,7 @@ pub struct SystemPlan {
 /// The CIM ResourceType numbers an import reads (DSP1041, CIM_ResourceAllocationSettingData)
 /// beside those a VM definition's RASDs use.
 mod resource {
-    pub use super::super::super::definition::{
+    pub use crate::virt::settings::{
         RESOURCE_DISK as DISK_DRIVE, RESOURCE_ETHERNET_ADAPTER as ETHERNET_ADAPTER,
         RESOURCE_ETHERNET_CONNECTION as ETHERNET_CONNECTION, RESOURCE_LOGICAL_DISK as LOGICAL_DISK,
         RESOURCE_MEMORY as MEMORY, RESOURCE_PROCESSOR as PROCESSOR,
@@ -193,8 +193,8 @@ pub fn plan(
             .map(str::to_owned)
             .or_else(|| system.name.clone())
             .unwrap_or_else(|| system.id.clone()),
-        vcpus: super::super::definition::DEFAULT_VCPUS,
-        memory_mib: super::super::definition::DEFAULT_MEMORY_MIB,
+        vcpus: crate::vm::definition::DEFAULT_VCPUS,
+        memory_mib: crate::vm::definition::DEFAULT_MEMORY_MIB,
         disks: Vec::new(),
         nics: Vec::new(),
         skipped: Vec::new(),

@@ -1,6 +1,6 @@
-//! Jobs (DSP1103): state changes that take a while run in the background, and clients follow
-//! them as KVM_ConcreteJob instances. Records are in the database, so a job reported to a
-//! client survives a restart of cimvirtd (one that was running then ends as interrupted).
+//! Jobs: work that takes a while (a graceful shutdown, a save, a migration, an import) runs
+//! in the background, and clients follow it. Records are in the database, so a job reported
+//! to a client survives a restart of cimvirtd (one that was running then ends as failed).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,25 +8,52 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock;
-use super::manager::ChangeError;
-use super::return_code::ReturnCode;
-use cimom::error::{CimError, CimResult};
+use super::error::{ChangeError, VmError};
+use cimom::lock;
 use cimom::store::{ProviderTable, Store};
 
 /// Job records (JSON), by job id.
 const JOBS_TABLE: ProviderTable = ProviderTable::new("jobs");
 
-/// CIM_ConcreteJob.JobState values used here.
-pub mod state {
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u16", try_from = "u16")]
+pub enum JobState {
     /// The work is under way.
-    pub const RUNNING: u16 = 4;
+    Running,
     /// It finished.
-    pub const COMPLETED: u16 = 7;
+    Completed,
     /// A client cancelled it.
-    pub const TERMINATED: u16 = 8;
+    Terminated,
     /// It failed.
-    pub const EXCEPTION: u16 = 10;
+    Exception,
+}
+
+/// Stored as the numbers records have always held (CIM_ConcreteJob.JobState's).
+impl From<JobState> for u16 {
+    fn from(state: JobState) -> u16 {
+        match state {
+            JobState::Running => 4,
+            JobState::Completed => 7,
+            JobState::Terminated => 8,
+            JobState::Exception => 10,
+        }
+    }
+}
+
+impl TryFrom<u16> for JobState {
+    type Error = String;
+    fn try_from(number: u16) -> Result<Self, String> {
+        [
+            JobState::Running,
+            JobState::Completed,
+            JobState::Terminated,
+            JobState::Exception,
+        ]
+        .into_iter()
+        .find(|state| u16::from(*state) == number)
+        .ok_or_else(|| format!("{number} is not a stored job state"))
+    }
 }
 
 /// How long a finished job stays (CIM_ConcreteJob.TimeBeforeRemoval's default).
@@ -41,23 +68,21 @@ pub struct Job {
     pub name: String,
     /// The VM it works on.
     pub vm: String,
-    /// JobState.
-    pub state: u16,
+    /// Where it is.
+    pub state: JobState,
     /// PercentComplete.
     pub percent: u16,
     /// Milliseconds since the Unix epoch.
     pub submitted_ms: u64,
     /// When it ended.
     pub finished_ms: Option<u64>,
-    /// The method's return code the work ended with (0 when it completed).
-    pub error_code: u16,
-    /// Why it failed.
-    pub error_description: Option<String>,
+    /// Why it failed or ended early.
+    #[serde(default)]
+    pub failure: Option<ChangeError>,
     /// Whether RequestStateChange may terminate it.
     #[serde(default)]
     pub cancellable: bool,
-    /// What the work reports beside its success (an import's skipped Items), shown in
-    /// JobStatus.
+    /// What the work reports beside its success (an import's skipped Items).
     #[serde(default)]
     pub outcome: Option<String>,
 }
@@ -76,19 +101,20 @@ pub struct Jobs {
 
 impl Jobs {
     /// Loads the stored jobs; one that was running when cimvirtd stopped ends as an exception.
-    pub fn load(store: Arc<Store>) -> CimResult<Jobs> {
+    pub fn load(store: Arc<Store>) -> Result<Jobs, VmError> {
         let mut jobs = BTreeMap::new();
         for (id, bytes) in store
             .records(JOBS_TABLE)
-            .map_err(|e| CimError::failed(e.to_string()))?
+            .map_err(|e| VmError::failed(e.to_string()))?
         {
             let mut job: Job = serde_json::from_slice(&bytes)
-                .map_err(|e| CimError::failed(format!("the stored job {id}: {e}")))?;
-            if job.state == state::RUNNING {
-                job.state = state::EXCEPTION;
+                .map_err(|e| VmError::failed(format!("the stored job {id}: {e}")))?;
+            if job.state == JobState::Running {
+                job.state = JobState::Exception;
                 job.finished_ms = Some(now_ms());
-                job.error_code = 4;
-                job.error_description = Some("cimvirtd stopped while the job ran".into());
+                job.failure = Some(ChangeError::Failed(
+                    "cimvirtd stopped while the job ran".into(),
+                ));
             }
             jobs.insert(id, job);
         }
@@ -102,27 +128,26 @@ impl Jobs {
         Ok(loaded)
     }
 
-    fn persist(&self, job: &Job) -> CimResult<()> {
-        let bytes = serde_json::to_vec(job).map_err(|e| CimError::failed(e.to_string()))?;
+    fn persist(&self, job: &Job) -> Result<(), VmError> {
+        let bytes = serde_json::to_vec(job).map_err(|e| VmError::failed(e.to_string()))?;
         self.store
             .put_record(JOBS_TABLE, &job.id, &bytes)
-            .map_err(|e| CimError::failed(format!("storing job {}: {e}", job.id)))?;
+            .map_err(|e| VmError::failed(format!("storing job {}: {e}", job.id)))?;
         lock(&self.jobs).insert(job.id.clone(), job.clone());
         Ok(())
     }
 
     /// Records a new running job.
-    pub fn start(&self, name: String, vm: &str, cancellable: bool) -> CimResult<Job> {
+    pub fn start(&self, name: String, vm: &str, cancellable: bool) -> Result<Job, VmError> {
         let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
             name,
             vm: vm.to_owned(),
-            state: state::RUNNING,
+            state: JobState::Running,
             percent: 0,
             submitted_ms: now_ms(),
             finished_ms: None,
-            error_code: 0,
-            error_description: None,
+            failure: None,
             cancellable,
             outcome: None,
         };
@@ -134,7 +159,7 @@ impl Jobs {
     /// ends a running job anyway.
     pub fn set_percent(&self, id: &str, percent: u16) {
         if let Some(job) = lock(&self.jobs).get_mut(id) {
-            if job.state == state::RUNNING {
+            if job.state == JobState::Running {
                 job.percent = percent.min(99);
             }
         }
@@ -157,17 +182,15 @@ impl Jobs {
         job.finished_ms = Some(now_ms());
         match result {
             Ok(()) => {
-                job.state = state::COMPLETED;
+                job.state = JobState::Completed;
                 job.percent = 100;
             }
-            Err(ChangeError::Cancelled) => {
-                job.state = state::TERMINATED;
-                job.error_description = Some(ChangeError::Cancelled.describe());
-            }
             Err(e) => {
-                job.state = state::EXCEPTION;
-                job.error_code = ReturnCode::from(e).number() as u16;
-                job.error_description = Some(e.describe());
+                job.state = match e {
+                    ChangeError::Cancelled => JobState::Terminated,
+                    _ => JobState::Exception,
+                };
+                job.failure = Some(e.clone());
             }
         }
         let stored = serde_json::to_vec(&*job)
@@ -203,13 +226,13 @@ impl Jobs {
     }
 
     /// Deletes a job (KillJob's DeleteOnKill); its end, if it comes later, is not recorded.
-    pub fn remove(&self, id: &str) -> CimResult<()> {
+    pub fn remove(&self, id: &str) -> Result<(), VmError> {
         let mut jobs = lock(&self.jobs);
         jobs.remove(id);
         self.store
             .delete_record(JOBS_TABLE, id)
             .map(|_| ())
-            .map_err(|e| CimError::failed(format!("deleting job {id}: {e}")))
+            .map_err(|e| VmError::failed(format!("deleting job {id}: {e}")))
     }
 }
 
@@ -234,14 +257,24 @@ mod tests {
         };
         let jobs = Jobs::load(Arc::new(Store::open(&path).unwrap())).unwrap();
         let done = jobs.get(&done).unwrap();
-        assert_eq!((done.state, done.error_code), (state::EXCEPTION, 4));
-        assert_eq!(done.error_description.as_deref(), Some("disk full"));
+        assert_eq!(done.state, JobState::Exception);
+        assert_eq!(done.failure, Some(ChangeError::Failed("disk full".into())));
         let running = jobs.get(&running).unwrap();
-        assert_eq!(running.state, state::EXCEPTION);
+        assert_eq!(running.state, JobState::Exception);
         assert_eq!(
-            running.error_description.as_deref(),
-            Some("cimvirtd stopped while the job ran")
+            running.failure,
+            Some(ChangeError::Failed(
+                "cimvirtd stopped while the job ran".into()
+            ))
         );
         assert_eq!(jobs.list().len(), 2, "finished minutes ago at most: kept");
+    }
+
+    #[test]
+    fn job_states_are_stored_as_the_numbers_older_records_hold() {
+        assert_eq!(serde_json::to_string(&JobState::Exception).unwrap(), "10");
+        let read: JobState = serde_json::from_str("7").unwrap();
+        assert_eq!(read, JobState::Completed);
+        assert!(serde_json::from_str::<JobState>("5").is_err());
     }
 }

@@ -11,54 +11,21 @@ use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::{Action, InvalidTransition, State};
 use hypervisor_shim::netif;
 use hypervisor_shim::protocol::{ErrorKind, Event, Request};
-use hypervisor_shim::storage::{StorageError, StoragePool, Volume};
+use hypervisor_shim::storage::{StoragePool, Volume};
 use hypervisor_shim::supervisor::{Supervisor, SupervisorError, VmHandle};
 use hypervisor_shim::vmm::snapshot::STATE_FILE as SNAPSHOT_STATE_FILE;
 
-use cim_schema::{Instance, ObjectPath, Value};
-
 use super::console::{ConsoleLimits, Consoles, Departure};
 use super::definition::{self, RequestedState, Snapshot, VmDefinition};
-use super::devices;
-use super::indications::{EventSender, VmChange, VmEvent};
-use super::jobs::{Job, Jobs};
-use super::lock;
-use super::paths;
+use super::error::{ChangeError, VmError};
+use super::events::{EventSender, VmChange, VmEvent};
+use super::jobs::{Job, JobState, Jobs};
 use super::pools::{PoolSettings, StoragePools};
-use cimom::error::{CimError, CimResult, StatusCode};
+use cimom::lock;
 use cimom::store::{ProviderTable, Store};
 
 /// VM definitions (JSON), by VM name.
 const DEFINITIONS_TABLE: ProviderTable = ProviderTable::new("vms");
-
-/// Why a state change was not made (each is one of RequestStateChange's return codes:
-/// [`super::return_code::ReturnCode`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangeError {
-    /// The VM's state does not allow it.
-    InvalidTransition(String),
-    /// Another state change of this VM is in progress.
-    Busy,
-    /// The guest did not finish in time.
-    Timeout(String),
-    /// The change failed.
-    Failed(String),
-    /// A client cancelled the job doing it.
-    Cancelled,
-}
-
-impl ChangeError {
-    /// What happened, for a person.
-    pub fn describe(&self) -> String {
-        match self {
-            ChangeError::InvalidTransition(m)
-            | ChangeError::Timeout(m)
-            | ChangeError::Failed(m) => m.clone(),
-            ChangeError::Busy => "another state change of the VM is in progress".into(),
-            ChangeError::Cancelled => "cancelled by a client".into(),
-        }
-    }
-}
 
 /// A VM claimed for one state change; released when dropped.
 pub struct Claim {
@@ -69,26 +36,6 @@ pub struct Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         lock(&self.busy).remove(&self.name);
-    }
-}
-
-impl From<SupervisorError> for ChangeError {
-    fn from(e: SupervisorError) -> Self {
-        match e {
-            SupervisorError::Vm {
-                kind: ErrorKind::InvalidState,
-                message,
-            } => ChangeError::InvalidTransition(message),
-            SupervisorError::Vm {
-                kind: ErrorKind::Timeout,
-                message,
-            } => ChangeError::Timeout(message),
-            SupervisorError::Vm {
-                kind: ErrorKind::Cancelled,
-                ..
-            } => ChangeError::Cancelled,
-            other => ChangeError::Failed(other.to_string()),
-        }
     }
 }
 
@@ -174,34 +121,8 @@ fn by_run_id(definitions: &BTreeMap<String, VmDefinition>, run_id: &str) -> Opti
         .cloned()
 }
 
-/// The CIM error of a storage pool failure.
-fn storage_error(e: StorageError) -> CimError {
-    let code = match &e {
-        StorageError::InvalidName(_)
-        | StorageError::InvalidSize(_)
-        | StorageError::Shrink { .. } => StatusCode::InvalidParameter,
-        StorageError::Exists(_) => StatusCode::AlreadyExists,
-        StorageError::NotFound(_) => StatusCode::NotFound,
-        StorageError::InUse(_) | StorageError::Convert(_) | StorageError::Io { .. } => {
-            StatusCode::Failed
-        }
-    };
-    CimError::new(code, e.to_string())
-}
-
 /// How long a cancel waits for a just-started shutdown job to reach its VM.
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
-
-/// The RASD of disk or network port `id` (a device name or a MAC address) of `definition`.
-fn device_rasd_path(definition: &VmDefinition, id: &str) -> ObjectPath {
-    if id == paths::CONSOLE_DEVICE {
-        return paths::console_rasd(&definition.name);
-    }
-    match definition.disk(id) {
-        Some(_) => paths::disk_rasd(&definition.name, id),
-        None => paths::net_rasd(&definition.name, id),
-    }
-}
 
 /// The host's VMs.
 pub struct VirtManager {
@@ -252,22 +173,21 @@ impl VirtManager {
         storage_pools: PoolSettings,
         events: Option<EventSender>,
         console_limits: ConsoleLimits,
-    ) -> CimResult<Self> {
+    ) -> Result<Self, VmError> {
         let storage_pools = StoragePools::load(storage_pools, store.clone())?;
         let mut definitions = BTreeMap::new();
         for (name, bytes) in store
             .records(DEFINITIONS_TABLE)
-            .map_err(|e| CimError::failed(e.to_string()))?
+            .map_err(|e| VmError::failed(e.to_string()))?
         {
-            let definition: VmDefinition = serde_json::from_slice(&bytes).map_err(|e| {
-                CimError::failed(format!("the stored definition of VM {name}: {e}"))
-            })?;
+            let definition: VmDefinition = serde_json::from_slice(&bytes)
+                .map_err(|e| VmError::failed(format!("the stored definition of VM {name}: {e}")))?;
             definitions.insert(name, definition);
         }
         let mut reported = BTreeMap::new();
         for (key, bytes) in store
             .indication_markers()
-            .map_err(|e| CimError::failed(e.to_string()))?
+            .map_err(|e| VmError::failed(e.to_string()))?
         {
             let Some(name) = key.strip_prefix(REPORTED_STATE_MARKER) else {
                 continue;
@@ -299,7 +219,7 @@ impl VirtManager {
         }));
         let jobs = Jobs::load(store.clone())?;
         std::fs::create_dir_all(&vm_dir)
-            .map_err(|e| CimError::failed(format!("{}: {e}", vm_dir.display())))?;
+            .map_err(|e| VmError::failed(format!("{}: {e}", vm_dir.display())))?;
         Ok(VirtManager {
             supervisor,
             store,
@@ -342,8 +262,10 @@ impl VirtManager {
     }
 
     /// Enables or disables VM `name`'s console; disabling it closes its sessions.
-    pub fn set_console_enabled(&self, name: &str, enabled: bool) -> CimResult<()> {
-        let mut definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+    pub fn set_console_enabled(&self, name: &str, enabled: bool) -> Result<(), VmError> {
+        let mut definition = self
+            .definition(name)
+            .ok_or_else(|| VmError::not_defined(name))?;
         if definition.console.enabled == enabled {
             return Ok(());
         }
@@ -411,31 +333,30 @@ impl VirtManager {
     }
 
     /// Storage pool `name`.
-    pub fn storage_pool(&self, name: &str) -> CimResult<StoragePool> {
+    pub fn storage_pool(&self, name: &str) -> Result<StoragePool, VmError> {
         self.storage_pools.get(name)
     }
 
     /// The storage pool new disks go to when a client names none: `default`, or the first
     /// configured.
-    pub fn default_storage_pool(&self) -> CimResult<StoragePool> {
+    pub fn default_storage_pool(&self) -> Result<StoragePool, VmError> {
         let pools = self.storage_pools.list();
         pools
             .iter()
             .find(|(name, _)| name == "default")
             .or(pools.first())
             .map(|(_, pool)| pool.clone())
-            .ok_or_else(|| CimError::failed("this host has no storage pool"))
+            .ok_or_else(|| VmError::failed("this host has no storage pool"))
     }
 
     /// Creates storage pool `name` over `dir` (CreateChildResourcePool).
-    pub fn create_storage_pool(&self, name: &str, dir: &Path) -> CimResult<ObjectPath> {
-        self.storage_pools.create(name, dir)?;
-        Ok(paths::pool(&paths::Pool::Disk(name.to_owned())))
+    pub fn create_storage_pool(&self, name: &str, dir: &Path) -> Result<(), VmError> {
+        self.storage_pools.create(name, dir)
     }
 
     /// Forgets storage pool `name` (DeleteResourcePool), unless a defined VM has a disk in
     /// it; its images stay.
-    pub fn delete_storage_pool(&self, name: &str) -> CimResult<()> {
+    pub fn delete_storage_pool(&self, name: &str) -> Result<(), VmError> {
         let pool = self.storage_pools.get(name)?;
         let in_pool = |d: &VmDefinition| {
             d.disks
@@ -443,7 +364,7 @@ impl VirtManager {
                 .any(|disk| disk.path.parent() == Some(pool.dir()))
         };
         if let Some(vm) = self.definitions().into_iter().find(in_pool) {
-            return Err(CimError::failed(format!(
+            return Err(VmError::failed(format!(
                 "VM {} has a disk in storage pool DiskPool/{name}",
                 vm.name
             )));
@@ -452,67 +373,57 @@ impl VirtManager {
     }
 
     /// Creates the Linux bridge `name` as a network pool (CreateChildResourcePool).
-    pub fn create_network_pool(&self, name: &str) -> CimResult<ObjectPath> {
+    pub fn create_network_pool(&self, name: &str) -> Result<(), VmError> {
         let exists = netif::bridges()
             .unwrap_or_default()
             .iter()
             .any(|b| b.name == name);
         if exists {
-            return Err(CimError::new(
-                StatusCode::AlreadyExists,
-                format!("network pool NetworkPool/{name} exists"),
-            ));
+            return Err(VmError::exists(format!(
+                "network pool NetworkPool/{name} exists"
+            )));
         }
-        netif::create_bridge(name).map_err(|e| {
-            let code = match e.kind() {
-                std::io::ErrorKind::InvalidInput => StatusCode::InvalidParameter,
-                _ => StatusCode::Failed,
-            };
-            CimError::new(code, e.to_string())
-        })?;
-        Ok(paths::pool(&paths::Pool::Network(name.to_owned())))
+        netif::create_bridge(name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => VmError::invalid(e.to_string()),
+            _ => VmError::failed(e.to_string()),
+        })
     }
 
     /// Deletes the Linux bridge `name` (DeleteResourcePool), unless a defined VM has a port
     /// on it or it has ports cimvirt did not make.
-    pub fn delete_network_pool(&self, name: &str) -> CimResult<()> {
+    pub fn delete_network_pool(&self, name: &str) -> Result<(), VmError> {
         let bridge = netif::bridges()
             .unwrap_or_default()
             .into_iter()
             .find(|b| b.name == name)
-            .ok_or_else(|| CimError::not_found(format!("no network pool NetworkPool/{name}")))?;
+            .ok_or_else(|| VmError::not_found(format!("no network pool NetworkPool/{name}")))?;
         let on_bridge = |d: &VmDefinition| d.nics.iter().any(|n| n.bridge.as_deref() == Some(name));
         if let Some(vm) = self.definitions().into_iter().find(on_bridge) {
-            return Err(CimError::failed(format!(
+            return Err(VmError::failed(format!(
                 "VM {} has a port on network pool NetworkPool/{name}",
                 vm.name
             )));
         }
         if !bridge.ports.is_empty() {
-            return Err(CimError::failed(format!(
+            return Err(VmError::failed(format!(
                 "bridge {name} has ports cimvirt did not make: {}",
                 bridge.ports.join(", ")
             )));
         }
-        netif::delete_bridge(name).map_err(|e| CimError::failed(e.to_string()))
+        netif::delete_bridge(name).map_err(|e| VmError::failed(e.to_string()))
     }
 
     /// Creates volume `volume` of `bytes` in storage pool `pool` (CreateResourceInPool).
-    pub fn create_volume(&self, pool: &str, volume: &str, bytes: u64) -> CimResult<ObjectPath> {
-        self.storage_pools
-            .get(pool)?
-            .create_volume(volume, bytes)
-            .map_err(storage_error)?;
-        Ok(paths::volume(pool, volume))
+    pub fn create_volume(&self, pool: &str, volume: &str, bytes: u64) -> Result<(), VmError> {
+        self.storage_pools.get(pool)?.create_volume(volume, bytes)?;
+        Ok(())
     }
 
     /// Deletes volume `volume` of storage pool `pool`, unless a running VM uses it
     /// (DeleteResourceInPool).
-    pub fn delete_volume(&self, pool: &str, volume: &str) -> CimResult<()> {
-        self.storage_pools
-            .get(pool)?
-            .delete_volume(volume)
-            .map_err(storage_error)
+    pub fn delete_volume(&self, pool: &str, volume: &str) -> Result<(), VmError> {
+        self.storage_pools.get(pool)?.delete_volume(volume)?;
+        Ok(())
     }
 
     /// The host inventory taken at start.
@@ -539,15 +450,15 @@ impl VirtManager {
         lock(&self.definitions).get(name).cloned()
     }
 
-    fn store_definition(&self, definition: &VmDefinition) -> CimResult<()> {
-        let bytes = serde_json::to_vec(definition).map_err(|e| CimError::failed(e.to_string()))?;
+    fn store_definition(&self, definition: &VmDefinition) -> Result<(), VmError> {
+        let bytes = serde_json::to_vec(definition).map_err(|e| VmError::failed(e.to_string()))?;
         self.store
             .put_record(DEFINITIONS_TABLE, &definition.name, &bytes)
-            .map_err(|e| CimError::failed(format!("storing VM {}: {e}", definition.name)))
+            .map_err(|e| VmError::failed(format!("storing VM {}: {e}", definition.name)))
     }
 
     /// Stores a changed definition; a change of its settings is reported.
-    fn persist(&self, definition: &VmDefinition) -> CimResult<()> {
+    fn persist(&self, definition: &VmDefinition) -> Result<(), VmError> {
         self.store_definition(definition)?;
         let previous = lock(&self.definitions).insert(definition.name.clone(), definition.clone());
         if let Some(previous) = previous.filter(|p| p.settings_differ(definition)) {
@@ -561,7 +472,7 @@ impl VirtManager {
     /// Defines a new VM after checking it against the host and the other VMs. The check of
     /// its name and UUID and the write are one step: of concurrent definitions of one name,
     /// exactly one succeeds.
-    pub fn define(&self, definition: VmDefinition, files: FileAccess) -> CimResult<()> {
+    pub fn define(&self, definition: VmDefinition, files: FileAccess) -> Result<(), VmError> {
         self.check_fits(&definition)?;
         self.check_files(None, &definition, files)?;
         {
@@ -576,174 +487,52 @@ impl VirtManager {
 
     /// Checks that `definition` can be defined here: it fits the host, its images are there,
     /// and its name and UUID are free.
-    pub fn check_new(&self, definition: &VmDefinition) -> CimResult<()> {
+    pub fn check_new(&self, definition: &VmDefinition) -> Result<(), VmError> {
         self.check_fits(definition)?;
         check_unique(&lock(&self.definitions), definition)
     }
 
-    /// Changes the allocations of stopped VMs (ModifyResourceSettings): each RASD names its
-    /// target by InstanceID (`<vm>/proc`, `<vm>/mem`, `<vm>/<disk>`, `<vm>/<MAC>`) and
-    /// replaces the properties it gives. All or nothing: every change is checked before any
-    /// is stored.
-    pub fn modify_resources(
-        &self,
-        rasds: &[Instance],
-        files: FileAccess,
-    ) -> CimResult<Vec<ObjectPath>> {
-        let mut changed: BTreeMap<String, VmDefinition> = BTreeMap::new();
-        let mut results = Vec::with_capacity(rasds.len());
-        for rasd in rasds {
-            let id = match rasd.get("InstanceID") {
-                Some(Value::String(id)) => id.to_string(),
-                _ => {
-                    return Err(CimError::invalid_parameter(format!(
-                        "{} has no InstanceID naming the resource",
-                        rasd.class_name
-                    )))
-                }
-            };
-            let (vm, resource) = definition::parse_rasd_id(&id).ok_or_else(|| {
-                CimError::not_found(format!(
-                    "no resource {id}: RASDs are <vm>/proc, <vm>/mem, <vm>/<disk> and <vm>/<MAC>"
-                ))
-            })?;
-            let mut target = self.stopped_target(&mut changed, vm, "its resources change")?;
-            let mut given = rasd.clone();
-            let path = match resource {
-                "proc" | "mem" => {
-                    let (kind, path) = if resource == "proc" {
-                        (definition::RESOURCE_PROCESSOR, paths::proc_rasd(vm))
-                    } else {
-                        (definition::RESOURCE_MEMORY, paths::mem_rasd(vm))
-                    };
-                    given.set("ResourceType", Value::UInt16(kind));
-                    definition::set_size(&mut target, &given)?;
-                    path
-                }
-                device => {
-                    devices::modify_device(&mut target, device, &given)?;
-                    device_rasd_path(&target, device)
-                }
-            };
-            self.check_fits(&target)?;
-            results.push(path);
-            changed.insert(vm.to_owned(), target);
+    /// Begins changes to stopped VMs' definitions, made together (see [`Edit`]); `what`
+    /// names them in a refusal ("devices are added").
+    pub fn edit(&self, what: &'static str) -> Edit<'_> {
+        Edit {
+            manager: self,
+            what,
+            changed: BTreeMap::new(),
         }
-        for definition in changed.values() {
-            self.check_files(
-                self.definition(&definition.name).as_ref(),
-                definition,
-                files,
-            )?;
-        }
-        for definition in changed.values() {
-            self.persist(definition)?;
-        }
-        Ok(results)
     }
 
-    /// Changes the settings of a stopped VM (ModifySystemSettings): the VSSD names the VM by
-    /// InstanceID (`KVM:<name>`) or VirtualSystemIdentifier.
-    pub fn modify_system(&self, vssd: &Instance, files: FileAccess) -> CimResult<ObjectPath> {
-        let name = match (vssd.get("InstanceID"), vssd.get("VirtualSystemIdentifier")) {
-            (Some(Value::String(id)), _) => id
-                .strip_prefix("KVM:")
-                .filter(|n| !n.contains(':'))
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    CimError::invalid_parameter(format!(
-                        "SystemSettings InstanceID {id} is not a VM's settings (KVM:<name>)"
-                    ))
-                })?,
-            (None, Some(Value::String(name))) => name.to_string(),
-            _ => return Err(CimError::invalid_parameter(
-                "SystemSettings names its VM by InstanceID (KVM:<name>) or VirtualSystemIdentifier",
-            )),
-        };
-        let current = self.definition(&name).ok_or_else(|| not_defined(&name))?;
+    /// Changes VM `name`'s settings with `change`: what the VM runs with only while it is
+    /// stopped; its ElementName, description, notes and startup policy in any state.
+    pub fn modify_settings<E: From<VmError>>(
+        &self,
+        name: &str,
+        files: FileAccess,
+        change: impl FnOnce(&mut VmDefinition) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let current = self
+            .definition(name)
+            .ok_or_else(|| VmError::not_defined(name))?;
         let mut target = current.clone();
-        definition::modify_system(&mut target, vssd)?;
-        // A new name, description or startup policy applies at once, in any state; what
-        // the VM runs with changes only while it is stopped.
+        change(&mut target)?;
         if !target.differs_only_in_metadata(&current) {
-            self.stopped_target(&mut BTreeMap::new(), &name, "its settings change")?;
+            self.check_stopped(&current, "its settings change")?;
         }
         self.check_files(Some(&current), &target, files)?;
         self.persist(&target)?;
-        Ok(paths::setting_data(&name))
-    }
-
-    /// Adds disks and network ports to the stopped VM `vm` (AddResourceSettings); returns
-    /// their RASDs. All or nothing.
-    pub fn add_resources(
-        &self,
-        vm: &str,
-        rasds: &[Instance],
-        files: FileAccess,
-    ) -> CimResult<Vec<ObjectPath>> {
-        let mut changed = BTreeMap::new();
-        let mut target = self.stopped_target(&mut changed, vm, "devices are added")?;
-        let mut results = Vec::with_capacity(rasds.len());
-        for rasd in rasds {
-            let id = devices::add_device(&mut target, rasd)?;
-            results.push(device_rasd_path(&target, &id));
-        }
-        self.check_fits(&target)?;
-        self.check_files(self.definition(vm).as_ref(), &target, files)?;
-        self.persist(&target)?;
-        Ok(results)
-    }
-
-    /// Removes the disks and network ports whose RASDs `paths` names from their stopped VMs
-    /// (RemoveResourceSettings). All or nothing.
-    pub fn remove_resources(&self, rasds: &[ObjectPath]) -> CimResult<()> {
-        let mut changed: BTreeMap<String, VmDefinition> = BTreeMap::new();
-        for path in rasds {
-            let id = path
-                .key("InstanceID")
-                .and_then(|v| match v {
-                    Value::String(s) => Some(s.to_string()),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    CimError::invalid_parameter(format!("{path} does not name a RASD"))
-                })?;
-            let (vm, resource) = definition::parse_rasd_id(&id)
-                .ok_or_else(|| CimError::not_found(format!("no resource {id}")))?;
-            if matches!(resource, "proc" | "mem") {
-                return Err(CimError::invalid_parameter(format!(
-                    "{id}: a VM keeps its processors and memory (change them with ModifyResourceSettings)"
-                )));
-            }
-            let mut target = self.stopped_target(&mut changed, vm, "devices are removed")?;
-            devices::remove_device(&mut target, resource)?;
-            changed.insert(vm.to_owned(), target);
-        }
-        for definition in changed.values() {
-            self.persist(definition)?;
-        }
         Ok(())
     }
 
-    /// The definition of `vm` (as changed so far in `changed`, taken out of it), which must
-    /// be stopped: `what` happens only then.
-    fn stopped_target(
-        &self,
-        changed: &mut BTreeMap<String, VmDefinition>,
-        vm: &str,
-        what: &str,
-    ) -> CimResult<VmDefinition> {
-        let target = match changed.remove(vm) {
-            Some(d) => d,
-            None => self.definition(vm).ok_or_else(|| not_defined(vm))?,
-        };
-        let state = self.state(&target);
+    /// Refuses unless VM `d` is stopped: `what` happens only then.
+    fn check_stopped(&self, d: &VmDefinition, what: &str) -> Result<(), VmError> {
+        let state = self.state(d);
         if !matches!(state, State::Defined | State::Off | State::Crashed) {
-            return Err(CimError::failed(format!(
-                "VM {vm} is {state}: {what} while it is stopped"
+            return Err(VmError::failed(format!(
+                "VM {} is {state}: {what} while it is stopped",
+                d.name
             )));
         }
-        Ok(target)
+        Ok(())
     }
 
     /// Refuses the host files (disk images, kernel, initramfs) that `after` gives a VM and
@@ -754,7 +543,7 @@ impl VirtManager {
         before: Option<&VmDefinition>,
         after: &VmDefinition,
         files: FileAccess,
-    ) -> CimResult<()> {
+    ) -> Result<(), VmError> {
         if files == FileAccess::Any {
             return Ok(());
         }
@@ -763,24 +552,21 @@ impl VirtManager {
             if had.contains(path) || self.storage_pools.is_volume(path) {
                 continue;
             }
-            return Err(CimError::new(
-                StatusCode::AccessDenied,
-                format!(
-                    "{what} {} is not a volume of a storage pool: only an administrator \
+            return Err(VmError::forbidden(format!(
+                "{what} {} is not a volume of a storage pool: only an administrator \
                      (read-write in every namespace) may give a VM other files of the host",
-                    path.display()
-                ),
-            ));
+                path.display()
+            )));
         }
         Ok(())
     }
 
     /// Checks a definition against the host and the boot image's limits.
-    fn check_fits(&self, definition: &VmDefinition) -> CimResult<()> {
-        definition::check_name(&definition.name).map_err(CimError::invalid_parameter)?;
+    fn check_fits(&self, definition: &VmDefinition) -> Result<(), VmError> {
+        definition::check_name(&definition.name).map_err(VmError::invalid)?;
         let cpus = self.host.logical_cpus as u64;
         if u64::from(definition.vcpus) > cpus {
-            return Err(CimError::invalid_parameter(format!(
+            return Err(VmError::invalid(format!(
                 "{} vCPUs: this host has {cpus} CPUs",
                 definition.vcpus
             )));
@@ -789,17 +575,14 @@ impl VirtManager {
             definition.cpu_share.is_set(),
             &self.host.kvm.cgroup_cpu_unsupported,
         ) {
-            return Err(CimError::new(
-                StatusCode::NotSupported,
-                format!(
-                    "KVM_ProcResourceAllocationSettingData: processor {} is not supported: {why}",
-                    definition.cpu_share.describe()
-                ),
-            ));
+            return Err(VmError::unsupported(format!(
+                "KVM_ProcResourceAllocationSettingData: processor {} is not supported: {why}",
+                definition.cpu_share.describe()
+            )));
         }
         let host_mib = self.host.memory_total_bytes >> 20;
         if definition.memory_mib > host_mib {
-            return Err(CimError::invalid_parameter(format!(
+            return Err(VmError::invalid(format!(
                 "{} MiB of memory: this host has {host_mib} MiB",
                 definition.memory_mib
             )));
@@ -807,12 +590,12 @@ impl VirtManager {
         definition
             .vm_config(PathBuf::new())
             .validate(u32::MAX)
-            .map_err(CimError::invalid_parameter)
+            .map_err(VmError::invalid)
     }
 
     /// A file or directory of VM `d` in the VM directory: `UUID.suffix`, named after its
     /// UUID, which is short and fixed, so that any name a VM may have fits.
-    pub(super) fn vm_file(&self, d: &VmDefinition, suffix: &str) -> PathBuf {
+    pub(crate) fn vm_file(&self, d: &VmDefinition, suffix: &str) -> PathBuf {
         self.vm_dir.join(format!("{}.{suffix}", d.run_id()))
     }
 
@@ -822,7 +605,7 @@ impl VirtManager {
 
     /// The running process of VM `d`, if any. A process started before processes were
     /// named by UUID goes by the VM's name until it ends.
-    pub(super) fn process(&self, d: &VmDefinition) -> Option<Arc<VmHandle>> {
+    pub(crate) fn process(&self, d: &VmDefinition) -> Option<Arc<VmHandle>> {
         self.supervisor
             .get(&d.run_id())
             .or_else(|| self.supervisor.get(&d.name))
@@ -873,8 +656,7 @@ impl VirtManager {
             devices: Some((definition.disks.clone(), definition.nics.clone())),
         };
         definition.snapshots.push(snapshot.clone());
-        self.persist(&definition)
-            .map_err(|e| ChangeError::Failed(e.description))?;
+        self.persist(&definition).map_err(ChangeError::from)?;
         Ok(snapshot)
     }
 
@@ -913,19 +695,20 @@ impl VirtManager {
             State::Paused => RequestedState::Quiesce,
             _ => RequestedState::Enabled,
         };
-        self.persist(&definition)
-            .map_err(|e| ChangeError::Failed(e.description))
+        self.persist(&definition).map_err(ChangeError::from)
     }
 
     /// Deletes a snapshot. A VM running from it keeps running: its memory mapping outlives
     /// the file.
-    pub fn destroy_snapshot(&self, name: &str, id: &str) -> CimResult<()> {
-        let mut definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+    pub fn destroy_snapshot(&self, name: &str, id: &str) -> Result<(), VmError> {
+        let mut definition = self
+            .definition(name)
+            .ok_or_else(|| VmError::not_defined(name))?;
         let position = definition
             .snapshots
             .iter()
             .position(|s| s.id == id)
-            .ok_or_else(|| CimError::not_found(format!("VM {name} has no snapshot {id}")))?;
+            .ok_or_else(|| VmError::not_found(format!("VM {name} has no snapshot {id}")))?;
         let snapshot = definition.snapshots.remove(position);
         if definition.last_applied.as_deref() == Some(id) {
             definition.last_applied = None;
@@ -936,8 +719,10 @@ impl VirtManager {
     }
 
     /// Stops the VM if it runs, then forgets it and its saved state.
-    pub fn destroy(&self, name: &str) -> CimResult<()> {
-        let definition = self.definition(name).ok_or_else(|| not_defined(name))?;
+    pub fn destroy(&self, name: &str) -> Result<(), VmError> {
+        let definition = self
+            .definition(name)
+            .ok_or_else(|| VmError::not_defined(name))?;
         let last_state = self.state(&definition);
         if let Some(vm) = self.process(&definition) {
             // It may end on its own meanwhile; what matters is that it is gone after.
@@ -950,12 +735,12 @@ impl VirtManager {
     /// Removes a VM that no longer runs here: its record, saved state, snapshots, console
     /// logs and its processes' files; it is reported deleted, and its console's sessions
     /// are told `why`.
-    pub(super) fn forget(
+    pub(crate) fn forget(
         &self,
         definition: &VmDefinition,
         last_state: State,
         why: &Departure,
-    ) -> CimResult<()> {
+    ) -> Result<(), VmError> {
         self.consoles.depart(&definition.run_id(), why);
         let name = &definition.name;
         if let Some(saved) = &definition.saved {
@@ -971,7 +756,7 @@ impl VirtManager {
         self.supervisor.remove_files(&definition.run_id());
         self.store
             .delete_record(DEFINITIONS_TABLE, name)
-            .map_err(|e| CimError::failed(format!("removing VM {name}: {e}")))?;
+            .map_err(|e| VmError::failed(format!("removing VM {name}: {e}")))?;
         lock(&self.definitions).remove(name);
         {
             let mut departed = lock(&self.departed);
@@ -986,7 +771,7 @@ impl VirtManager {
 
     /// Restores VM `d` from the snapshot in `dir` in a new process: running if `run`,
     /// else as the snapshot was taken (a snapshot taken paused comes back paused).
-    pub(super) fn restore_from(
+    pub(crate) fn restore_from(
         &self,
         d: &VmDefinition,
         dir: &Path,
@@ -1000,7 +785,7 @@ impl VirtManager {
     }
 
     /// The VM processes.
-    pub(super) fn supervisor(&self) -> &Supervisor {
+    pub(crate) fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }
 
@@ -1063,7 +848,7 @@ impl VirtManager {
     }
 
     /// Claims a VM for one state change, or says it is busy with another.
-    pub(super) fn claim(&self, name: &str) -> Result<Claim, ChangeError> {
+    pub(crate) fn claim(&self, name: &str) -> Result<Claim, ChangeError> {
         if !lock(&self.busy).insert(name.to_owned()) {
             return Err(ChangeError::Busy);
         }
@@ -1075,7 +860,7 @@ impl VirtManager {
 
     /// Claims defined VM `name` for a change that runs as a job: the claim, its definition
     /// and its state now.
-    pub(super) fn claim_defined(
+    pub(crate) fn claim_defined(
         &self,
         name: &str,
     ) -> Result<(Claim, VmDefinition, State), ChangeError> {
@@ -1122,7 +907,7 @@ impl VirtManager {
     }
 
     /// Runs `work` as job `title` on a thread of its own; the VM stays claimed until it ends.
-    pub(super) fn spawn_job(
+    pub(crate) fn spawn_job(
         self: &Arc<Self>,
         claim: Claim,
         title: String,
@@ -1136,7 +921,7 @@ impl VirtManager {
 
     /// Runs `work` as job `title` on a thread of its own, with the job's id; the VMs of
     /// `claims` (the first is the one the job is about) stay claimed until it ends.
-    pub(super) fn spawn_job_claiming(
+    pub(crate) fn spawn_job_claiming(
         self: &Arc<Self>,
         claims: Vec<Claim>,
         title: String,
@@ -1147,7 +932,7 @@ impl VirtManager {
         let job = self
             .jobs
             .start(title, &vm, cancellable)
-            .map_err(|e| ChangeError::Failed(e.description))?;
+            .map_err(ChangeError::from)?;
         let (manager, id) = (self.clone(), job.id.clone());
         std::thread::Builder::new()
             .name(format!("job-{vm}"))
@@ -1167,9 +952,9 @@ impl VirtManager {
             .jobs
             .get(id)
             .ok_or_else(|| ChangeError::Failed(format!("no job {id}")))?;
-        if job.state != super::jobs::state::RUNNING {
+        if job.state != JobState::Running {
             return Err(ChangeError::InvalidTransition(format!(
-                "job {id} has ended (JobState {})",
+                "job {id} has ended ({:?})",
                 job.state
             )));
         }
@@ -1196,7 +981,7 @@ impl VirtManager {
                     let running = self
                         .jobs
                         .get(id)
-                        .is_some_and(|j| j.state == super::jobs::state::RUNNING);
+                        .is_some_and(|j| j.state == JobState::Running);
                     if !running || std::time::Instant::now() >= deadline {
                         return Err(ChangeError::InvalidTransition(message));
                     }
@@ -1271,8 +1056,7 @@ impl VirtManager {
         check_transition(change, state)
             .map_err(|e| ChangeError::InvalidTransition(format!("VM {name}: {e}")))?;
         definition.requested_state = requested;
-        self.persist(&definition)
-            .map_err(|e| ChangeError::Failed(e.description))?;
+        self.persist(&definition).map_err(ChangeError::from)?;
         let vm = self.process(&definition);
         let invalid = || ChangeError::InvalidTransition(format!("VM {name} is {state}"));
         match (change, vm) {
@@ -1291,15 +1075,13 @@ impl VirtManager {
                     self.restore_from(&definition, saved, true)?;
                     let _ = std::fs::remove_dir_all(saved);
                     definition.saved = None;
-                    self.persist(&definition)
-                        .map_err(|e| ChangeError::Failed(e.description))
+                    self.persist(&definition).map_err(ChangeError::from)
                 }
                 None => {
                     // An interrupted save left nothing to restore: boot afresh.
                     if let Some(incomplete) = definition.saved.take() {
                         let _ = std::fs::remove_dir_all(incomplete);
-                        self.persist(&definition)
-                            .map_err(|e| ChangeError::Failed(e.description))?;
+                        self.persist(&definition).map_err(ChangeError::from)?;
                     }
                     self.supervisor
                         .start(&definition.vm_config(self.console_log(&definition)))?;
@@ -1314,8 +1096,7 @@ impl VirtManager {
             (Change::Disable, None) => {
                 if let Some(saved) = definition.saved.take() {
                     let _ = std::fs::remove_dir_all(saved);
-                    self.persist(&definition)
-                        .map_err(|e| ChangeError::Failed(e.description))?;
+                    self.persist(&definition).map_err(ChangeError::from)?;
                 }
                 Ok(())
             }
@@ -1349,8 +1130,7 @@ impl VirtManager {
                 // during the save still finds it; a save that never completed has no
                 // state file and does not count.
                 definition.saved = Some(dir.clone());
-                self.persist(&definition)
-                    .map_err(|e| ChangeError::Failed(e.description))?;
+                self.persist(&definition).map_err(ChangeError::from)?;
                 if let Err(e) = vm.call(&Request::Save { dir: dir.clone() }) {
                     definition.saved = None;
                     let _ = self.persist(&definition);
@@ -1428,23 +1208,69 @@ fn check_transition(change: Change, state: State) -> Result<(), InvalidTransitio
 fn check_unique(
     definitions: &BTreeMap<String, VmDefinition>,
     definition: &VmDefinition,
-) -> CimResult<()> {
+) -> Result<(), VmError> {
     if definitions.contains_key(&definition.name) {
-        return Err(CimError::new(
-            StatusCode::AlreadyExists,
-            format!("a VM named {} is already defined", definition.name),
-        ));
+        return Err(VmError::exists(format!(
+            "a VM named {} is already defined",
+            definition.name
+        )));
     }
     if let Some(other) = definitions.values().find(|d| d.uuid == definition.uuid) {
-        return Err(CimError::new(
-            StatusCode::AlreadyExists,
-            format!("VM {} already has UUID {}", other.name, definition.uuid),
-        ));
+        return Err(VmError::exists(format!(
+            "VM {} already has UUID {}",
+            other.name, definition.uuid
+        )));
     }
     Ok(())
 }
 
-fn not_defined(name: &str) -> CimError {
-    // libvirt-cim's wording, which its clients' scripts match on.
-    CimError::not_found(format!("Referenced domain `{name}' does not exist"))
+/// Changes to stopped VMs' definitions, made together: each VM is changed in a copy, and
+/// [`Edit::commit`] checks every copy against the host and stores them all, or none.
+pub struct Edit<'m> {
+    manager: &'m VirtManager,
+    what: &'static str,
+    changed: BTreeMap<String, VmDefinition>,
+}
+
+impl Edit<'_> {
+    /// VM `name`'s definition as changed so far, to change further; the VM must be
+    /// stopped.
+    pub fn stopped(&mut self, name: &str) -> Result<&mut VmDefinition, VmError> {
+        let manager = self.manager;
+        match self.changed.entry(name.to_owned()) {
+            std::collections::btree_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let definition = manager
+                    .definition(name)
+                    .ok_or_else(|| VmError::not_defined(name))?;
+                manager.check_stopped(&definition, self.what)?;
+                Ok(entry.insert(definition))
+            }
+        }
+    }
+
+    /// Checks every changed definition against the host, and the host files it gives
+    /// against what `files` allows, then stores them all.
+    pub fn commit(self, files: FileAccess) -> Result<(), VmError> {
+        for definition in self.changed.values() {
+            self.manager.check_fits(definition)?;
+            let before = self.manager.definition(&definition.name);
+            self.manager
+                .check_files(before.as_ref(), definition, files)?;
+        }
+        self.store()
+    }
+
+    /// Stores changes that only take devices away: they need no new host files, and a VM
+    /// that is left with less is not checked against the host again.
+    pub fn commit_removals(self) -> Result<(), VmError> {
+        self.store()
+    }
+
+    fn store(self) -> Result<(), VmError> {
+        for definition in self.changed.values() {
+            self.manager.persist(definition)?;
+        }
+        Ok(())
+    }
 }

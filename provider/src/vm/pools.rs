@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use hypervisor_shim::storage::StoragePool;
 
-use super::lock;
-use cimom::error::{CimError, CimResult, StatusCode};
+use super::error::VmError;
+use cimom::lock;
 use cimom::store::{ProviderTable, Store};
 
 /// Storage pools created through CIM: their directories (UTF-8), by pool name.
@@ -43,15 +43,15 @@ pub struct PoolSettings {
 
 /// `dir` resolved (absolute, free of links as far as it exists), if it lies under one of
 /// `roots`: a client's pool may not reach the rest of the host's files.
-fn under_roots(dir: &Path, roots: &[PathBuf]) -> CimResult<PathBuf> {
+fn under_roots(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf, VmError> {
     if !dir.is_absolute() {
-        return Err(CimError::invalid_parameter(format!(
+        return Err(VmError::invalid(format!(
             "Path {} is not absolute",
             dir.display()
         )));
     }
     if dir.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(CimError::invalid_parameter(format!(
+        return Err(VmError::invalid(format!(
             "Path {} goes up with '..'",
             dir.display()
         )));
@@ -70,24 +70,21 @@ fn under_roots(dir: &Path, roots: &[PathBuf]) -> CimResult<PathBuf> {
     }
     let mut resolved = existing
         .canonicalize()
-        .map_err(|e| CimError::failed(format!("{}: {e}", existing.display())))?;
+        .map_err(|e| VmError::failed(format!("{}: {e}", existing.display())))?;
     resolved.extend(missing.iter().rev());
     if roots.iter().any(|root| resolved.starts_with(root)) {
         return Ok(resolved);
     }
     let allowed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
-    Err(CimError::new(
-        StatusCode::AccessDenied,
-        format!(
-            "Path {} is not under a directory where pools may be created ([storage] pool_roots: {})",
-            dir.display(),
-            allowed.join(", ")
-        ),
-    ))
+    Err(VmError::forbidden(format!(
+        "Path {} is not under a directory where pools may be created ([storage] pool_roots: {})",
+        dir.display(),
+        allowed.join(", ")
+    )))
 }
 
 /// Whether `name` can name a pool (`DiskPool/NAME`): letters, digits, `.`, `_`, `-`.
-fn check_name(name: &str) -> CimResult<()> {
+fn check_name(name: &str) -> Result<(), VmError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -97,28 +94,28 @@ fn check_name(name: &str) -> CimResult<()> {
     if valid {
         Ok(())
     } else {
-        Err(CimError::invalid_parameter(format!(
+        Err(VmError::invalid(format!(
             "'{name}' cannot name a pool: use 1 to 64 letters, digits, '.', '_' or '-'"
         )))
     }
 }
 
-fn open(name: &str, dir: &Path) -> CimResult<StoragePool> {
+fn open(name: &str, dir: &Path) -> Result<StoragePool, VmError> {
     StoragePool::open(dir)
-        .map_err(|e| CimError::failed(format!("storage pool {name} ({}): {e}", dir.display())))
+        .map_err(|e| VmError::failed(format!("storage pool {name} ({}): {e}", dir.display())))
 }
 
 impl StoragePools {
     /// The configured pools (each directory created if missing) and those recorded in
     /// `store`. A recorded pool whose name the configuration now uses gives way to it.
-    pub fn load(settings: PoolSettings, store: Arc<Store>) -> CimResult<Self> {
+    pub fn load(settings: PoolSettings, store: Arc<Store>) -> Result<Self, VmError> {
         let mut pools = Vec::new();
         let mut roots = Vec::new();
         for root in &settings.roots {
             std::fs::create_dir_all(root)
                 .and_then(|()| root.canonicalize())
                 .map(|r| roots.push(r))
-                .map_err(|e| CimError::failed(format!("pool root {}: {e}", root.display())))?;
+                .map_err(|e| VmError::failed(format!("pool root {}: {e}", root.display())))?;
         }
         for (name, dir) in settings.configured {
             pools.push(Entry {
@@ -129,7 +126,7 @@ impl StoragePools {
         }
         let recorded = store
             .records(POOLS_TABLE)
-            .map_err(|e| CimError::failed(format!("reading the storage pools: {e}")))?;
+            .map_err(|e| VmError::failed(format!("reading the storage pools: {e}")))?;
         for (name, dir) in recorded {
             if pools.iter().any(|e| e.name == name) {
                 tracing::warn!(pool = name, "a pool created through CIM has the name of a configured one; the configured one is used");
@@ -177,43 +174,39 @@ impl StoragePools {
     }
 
     /// Pool `name`.
-    pub fn get(&self, name: &str) -> CimResult<StoragePool> {
+    pub fn get(&self, name: &str) -> Result<StoragePool, VmError> {
         lock(&self.pools)
             .iter()
             .find(|e| e.name == name)
             .map(|e| e.pool.clone())
-            .ok_or_else(|| CimError::not_found(format!("no storage pool DiskPool/{name}")))
+            .ok_or_else(|| VmError::not_found(format!("no storage pool DiskPool/{name}")))
     }
 
     /// Creates pool `name` over the absolute directory `dir` (made if missing) under one of
     /// the pool roots, and records it. Names and directories are each used once.
-    pub fn create(&self, name: &str, dir: &Path) -> CimResult<()> {
+    pub fn create(&self, name: &str, dir: &Path) -> Result<(), VmError> {
         check_name(name)?;
         let dir = &under_roots(dir, &self.roots)?;
         let mut pools = lock(&self.pools);
         if pools.iter().any(|e| e.name == name) {
-            return Err(CimError::new(
-                StatusCode::AlreadyExists,
-                format!("storage pool DiskPool/{name} exists"),
-            ));
+            return Err(VmError::exists(format!(
+                "storage pool DiskPool/{name} exists"
+            )));
         }
         let pool = open(name, dir)?;
         if let Some(other) = pools.iter().find(|e| same_dir(e.pool.dir(), pool.dir())) {
-            return Err(CimError::new(
-                StatusCode::AlreadyExists,
-                format!(
-                    "{} is already storage pool DiskPool/{}",
-                    dir.display(),
-                    other.name
-                ),
-            ));
+            return Err(VmError::exists(format!(
+                "{} is already storage pool DiskPool/{}",
+                dir.display(),
+                other.name
+            )));
         }
-        let text = dir.to_str().ok_or_else(|| {
-            CimError::invalid_parameter(format!("Path {} is not UTF-8", dir.display()))
-        })?;
+        let text = dir
+            .to_str()
+            .ok_or_else(|| VmError::invalid(format!("Path {} is not UTF-8", dir.display())))?;
         self.store
             .put_record(POOLS_TABLE, name, text.as_bytes())
-            .map_err(|e| CimError::failed(format!("recording storage pool {name}: {e}")))?;
+            .map_err(|e| VmError::failed(format!("recording storage pool {name}: {e}")))?;
         pools.push(Entry {
             name: name.to_owned(),
             pool,
@@ -223,20 +216,20 @@ impl StoragePools {
     }
 
     /// Forgets pool `name`, created through CIM; its directory and images stay.
-    pub fn delete(&self, name: &str) -> CimResult<()> {
+    pub fn delete(&self, name: &str) -> Result<(), VmError> {
         let mut pools = lock(&self.pools);
         let position = pools
             .iter()
             .position(|e| e.name == name)
-            .ok_or_else(|| CimError::not_found(format!("no storage pool DiskPool/{name}")))?;
+            .ok_or_else(|| VmError::not_found(format!("no storage pool DiskPool/{name}")))?;
         if pools[position].configured {
-            return Err(CimError::failed(format!(
+            return Err(VmError::failed(format!(
                 "storage pool DiskPool/{name} is in the configuration file: remove it there"
             )));
         }
         self.store
             .delete_record(POOLS_TABLE, name)
-            .map_err(|e| CimError::failed(format!("forgetting storage pool {name}: {e}")))?;
+            .map_err(|e| VmError::failed(format!("forgetting storage pool {name}: {e}")))?;
         pools.remove(position);
         Ok(())
     }
@@ -252,6 +245,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vm::VmErrorKind;
 
     #[test]
     fn pools_are_created_recorded_reloaded_and_deleted() {
@@ -267,24 +261,24 @@ mod tests {
         pools.create("fast", &fast).unwrap();
         assert!(fast.is_dir(), "the directory is made");
         for (name, path, code) in [
-            ("fast", images.join("other"), StatusCode::AlreadyExists),
-            ("again", fast.clone(), StatusCode::AlreadyExists),
-            ("a/b", images.join("x"), StatusCode::InvalidParameter),
-            ("rel", PathBuf::from("images"), StatusCode::InvalidParameter),
+            ("fast", images.join("other"), VmErrorKind::Exists),
+            ("again", fast.clone(), VmErrorKind::Exists),
+            ("a/b", images.join("x"), VmErrorKind::Invalid),
+            ("rel", PathBuf::from("images"), VmErrorKind::Invalid),
         ] {
-            assert_eq!(pools.create(name, &path).unwrap_err().code, code, "{name}");
+            assert_eq!(pools.create(name, &path).unwrap_err().kind, code, "{name}");
         }
         drop(pools);
         let pools = StoragePools::load(settings, store).unwrap();
         let names: Vec<String> = pools.list().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["default", "fast"]);
         assert_eq!(
-            pools.delete("default").unwrap_err().code,
-            StatusCode::Failed
+            pools.delete("default").unwrap_err().kind,
+            VmErrorKind::Failed
         );
         pools.delete("fast").unwrap();
         assert!(fast.is_dir(), "the images stay");
-        assert_eq!(pools.get("fast").unwrap_err().code, StatusCode::NotFound);
+        assert_eq!(pools.get("fast").unwrap_err().kind, VmErrorKind::NotFound);
     }
 
     #[test]
@@ -302,16 +296,12 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
         for (name, path, code) in [
-            ("etc", PathBuf::from("/etc"), StatusCode::AccessDenied),
-            (
-                "beside",
-                dir.path().join("beside"),
-                StatusCode::AccessDenied,
-            ),
-            ("up", root.join("../up"), StatusCode::InvalidParameter),
-            ("link", root.join("etc/cimvirt"), StatusCode::AccessDenied),
+            ("etc", PathBuf::from("/etc"), VmErrorKind::Forbidden),
+            ("beside", dir.path().join("beside"), VmErrorKind::Forbidden),
+            ("up", root.join("../up"), VmErrorKind::Invalid),
+            ("link", root.join("etc/cimvirt"), VmErrorKind::Forbidden),
         ] {
-            assert_eq!(pools.create(name, &path).unwrap_err().code, code, "{name}");
+            assert_eq!(pools.create(name, &path).unwrap_err().kind, code, "{name}");
         }
         assert!(!dir.path().join("beside").exists());
         pools.create("deep", &root.join("a/b")).unwrap();
