@@ -8,6 +8,7 @@ use cim_schema::{Class, DateTime, Instance, Interval, ObjectPath, Timestamp, Val
 use hypervisor_shim::inventory::HostInventory;
 use hypervisor_shim::lifecycle::State;
 
+use super::associations::ASSOCIATIONS;
 use super::build::{u16s, with_keys};
 use super::console::{self, ConsoleUrls};
 use super::paths::{self, class, Pool};
@@ -56,7 +57,7 @@ impl Model<'_> {
 
     /// The storage pool whose directory holds `disk`'s image (pool directories are
     /// canonical; the image's may be written through a link).
-    fn disk_pool(&self, disk: &DiskDefinition) -> Option<&DiskPoolInfo> {
+    pub(super) fn disk_pool(&self, disk: &DiskDefinition) -> Option<&DiskPoolInfo> {
         let dir = disk.path.parent()?;
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         self.disk_pools.iter().find(|p| p.dir == dir)
@@ -72,7 +73,7 @@ impl Model<'_> {
 
     /// Every disk and network port with the pool it is allocated from, as (pool, device,
     /// RASD).
-    fn allocations_from_pools(&self) -> Vec<(Pool, ObjectPath, ObjectPath)> {
+    pub(super) fn allocations_from_pools(&self) -> Vec<(Pool, ObjectPath, ObjectPath)> {
         let mut out = Vec::new();
         for (d, _) in self.vms {
             for disk in &d.disks {
@@ -102,194 +103,309 @@ impl Model<'_> {
 /// and 32769 (full, then the VM powered off).
 pub const SNAPSHOT_TYPES_SUPPORTED: [u16; 3] = [2, 32768, 32769];
 
-/// ElementEffects "Manages": the console service manages each VM's serial console.
-const MANAGES: u16 = 5;
-
 /// The states RequestStateChange carries out (KVM_EnabledLogicalElementCapabilities).
 pub const REQUESTED_STATES_SUPPORTED: [u16; 7] = [2, 3, 4, 6, 9, 10, 11];
 
-fn text(s: &str) -> Value {
+pub(super) fn text(s: &str) -> Value {
     Value::from(s)
 }
 
-fn reference(path: ObjectPath) -> Value {
+pub(super) fn reference(path: ObjectPath) -> Value {
     Value::Reference(path)
 }
 
-/// Whether [`of_class`] builds instances of `class`: the one test of which classes these
-/// providers serve (registration asks it), so that what is registered and what is built
-/// cannot drift apart. Asked with nothing defined: it is about classes, not instances.
-pub fn builds(class: &Class, host: &HostInventory) -> bool {
-    let no_reasons = BTreeMap::new();
-    let no_sessions = BTreeMap::new();
-    let nothing = Model {
-        hostname: "",
-        host,
-        vms: &[],
-        crash_reasons: &no_reasons,
-        jobs: &[],
-        disk_pools: &[],
-        bridges: &[],
-        console_urls: &ConsoleUrls::default(),
-        console_sessions: &no_sessions,
-    };
-    of_class(class, &nothing).is_some()
+/// The builder of exactly `class` (in any case), if it is one of these providers'.
+pub fn builder(class: &str) -> Option<&'static ClassBuilder> {
+    ELEMENTS
+        .iter()
+        .chain(ASSOCIATIONS)
+        .find(|b| class.eq_ignore_ascii_case(b.class))
 }
 
 /// The instances of exactly `class`, or `None` when the class is not one of these
 /// providers'.
 pub fn of_class(class: &Class, model: &Model) -> Option<Vec<Instance>> {
-    let name = class.name.as_str();
-    let is = |c: &str| name.eq_ignore_ascii_case(c);
-    let per_vm = |f: &dyn Fn(&VmDefinition, State) -> Vec<Instance>| {
-        model
-            .vms
-            .iter()
-            .flat_map(|(d, s)| f(d, *s))
-            .collect::<Vec<_>>()
-    };
-    let out = if is(class::HOST_SYSTEM) {
-        vec![host(class, model)]
-    } else if is(class::HOST_PROCESSOR) {
-        (0..model.host.logical_cpus)
-            .map(|i| host_processor(class, model, i))
-            .collect()
-    } else if is(class::HOST_MEMORY) {
-        vec![host_memory(class, model)]
-    } else if is(class::MANAGEMENT_SERVICE) {
-        vec![service(class, model)]
-    } else if is(class::MANAGEMENT_CAPABILITIES) {
-        vec![management_capabilities(class)]
-    } else if is(class::COMPUTER_SYSTEM) {
-        per_vm(&|d, s| {
-            let why = model.crash_reasons.get(&d.name).map(String::as_str);
-            vec![system(class, d, s, why)]
-        })
-    } else if is(class::SETTING_DATA) {
-        per_vm(&|d, _| {
-            let mut out = vec![setting_data(class, d)];
-            out.extend(
-                d.snapshots
-                    .iter()
-                    .map(|s| snapshot_setting_data(class, d, s)),
-            );
-            out
-        })
-    } else if is(class::SNAPSHOT_SERVICE) {
-        vec![snapshot_service(class, model)]
-    } else if is(class::POOL_SERVICE) {
-        let path = paths::pool_service(model.hostname);
-        vec![running_service(class, &path, "RPCS", vec![])]
-    } else if is(class::VOLUME_RASD) {
-        model
-            .disk_pools
-            .iter()
-            .flat_map(|pool| pool.volumes.iter().map(|v| volume(class, pool, v)))
-            .collect()
-    } else if is(class::SNAPSHOT_SERVICE_CAPABILITIES) {
-        vec![snapshot_service_capabilities(class)]
-    } else if is(class::MIGRATION_SERVICE) {
-        let path = paths::migration_service(model.hostname);
-        vec![running_service(class, &path, "MigrationService", vec![])]
-    } else if is(class::MIGRATION_CAPABILITIES) {
-        vec![migration_capabilities(class)]
-    } else if is(class::TEXT_REDIRECTION_SERVICE) {
-        vec![console::model::service(class, model.hostname)]
-    } else if is(class::TEXT_REDIRECTION_CAPABILITIES) {
-        vec![console::model::capabilities(class)]
-    } else if is(class::TEXT_REDIRECTION_SAP) {
-        per_vm(&|d, _| {
-            let sessions = model.console_sessions.get(&d.name).copied().unwrap_or(0);
-            vec![console::model::access_point(
-                class,
-                &d.name,
-                d.console.enabled,
-                sessions,
-            )]
-        })
-    } else if is(class::CONSOLE_URL) {
-        per_vm(&|d, _| {
+    builder(class.name.as_str()).map(|b| (b.build)(class, model))
+}
+
+/// How the instances of one class are built from the model.
+pub struct ClassBuilder {
+    /// The class (exactly: not its subclasses).
+    pub class: &'static str,
+    /// Its instances.
+    pub build: fn(&Class, &Model) -> Vec<Instance>,
+}
+
+/// The classes of the elements these providers serve, each with its builder: with
+/// [`super::associations::ASSOCIATIONS`], the one table registration and requests go by.
+pub const ELEMENTS: &[ClassBuilder] = &[
+    ClassBuilder {
+        class: class::HOST_SYSTEM,
+        build: |class, model| vec![host(class, model)],
+    },
+    ClassBuilder {
+        class: class::HOST_PROCESSOR,
+        build: |class, model| {
+            (0..model.host.logical_cpus)
+                .map(|i| host_processor(class, model, i))
+                .collect()
+        },
+    },
+    ClassBuilder {
+        class: class::HOST_MEMORY,
+        build: |class, model| vec![host_memory(class, model)],
+    },
+    ClassBuilder {
+        class: class::MANAGEMENT_SERVICE,
+        build: |class, model| vec![service(class, model)],
+    },
+    ClassBuilder {
+        class: class::MANAGEMENT_CAPABILITIES,
+        build: |class, _model| vec![management_capabilities(class)],
+    },
+    ClassBuilder {
+        class: class::COMPUTER_SYSTEM,
+        build: |class, model| {
+            per_vm(model, &|d, s| {
+                let why = model.crash_reasons.get(&d.name).map(String::as_str);
+                vec![system(class, d, s, why)]
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::SETTING_DATA,
+        build: |class, model| {
+            per_vm(model, &|d, _| {
+                let mut out = vec![setting_data(class, d)];
+                out.extend(
+                    d.snapshots
+                        .iter()
+                        .map(|s| snapshot_setting_data(class, d, s)),
+                );
+                out
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::SNAPSHOT_SERVICE,
+        build: |class, model| vec![snapshot_service(class, model)],
+    },
+    ClassBuilder {
+        class: class::POOL_SERVICE,
+        build: |class, model| {
+            let path = paths::pool_service(model.hostname);
+            vec![running_service(class, &path, "RPCS", vec![])]
+        },
+    },
+    ClassBuilder {
+        class: class::VOLUME_RASD,
+        build: |class, model| {
             model
-                .console_urls
-                .of(&d.name)
+                .disk_pools
                 .iter()
-                .map(|url| console::model::url(class, model.hostname, &d.name, url))
+                .flat_map(|pool| pool.volumes.iter().map(|v| volume(class, pool, v)))
                 .collect()
-        })
-    } else if is(class::CONSOLE_RASD) {
-        with_snapshots(model, &|d| vec![console::model::rasd(class, &d.name)])
-    } else if is(class::MIGRATION_SETTING_DATA) {
-        MIGRATION_SETTINGS
-            .iter()
-            .map(|(kind, migration_type, _)| migration_setting_data(class, kind, *migration_type))
-            .collect()
-    } else if is(class::PROC_RASD) || is(class::MEM_RASD) {
-        with_snapshots(model, &|d| vec![rasd(class, d)])
-    } else if is(class::DISK_RASD) {
-        with_snapshots(model, &|d| {
-            d.disks
+        },
+    },
+    ClassBuilder {
+        class: class::SNAPSHOT_SERVICE_CAPABILITIES,
+        build: |class, _model| vec![snapshot_service_capabilities(class)],
+    },
+    ClassBuilder {
+        class: class::MIGRATION_SERVICE,
+        build: |class, model| {
+            let path = paths::migration_service(model.hostname);
+            vec![running_service(class, &path, "MigrationService", vec![])]
+        },
+    },
+    ClassBuilder {
+        class: class::MIGRATION_CAPABILITIES,
+        build: |class, _model| vec![migration_capabilities(class)],
+    },
+    ClassBuilder {
+        class: class::TEXT_REDIRECTION_SERVICE,
+        build: |class, model| vec![console::model::service(class, model.hostname)],
+    },
+    ClassBuilder {
+        class: class::TEXT_REDIRECTION_CAPABILITIES,
+        build: |class, _model| vec![console::model::capabilities(class)],
+    },
+    ClassBuilder {
+        class: class::TEXT_REDIRECTION_SAP,
+        build: |class, model| {
+            per_vm(model, &|d, _| {
+                let sessions = model.console_sessions.get(&d.name).copied().unwrap_or(0);
+                vec![console::model::access_point(
+                    class,
+                    &d.name,
+                    d.console.enabled,
+                    sessions,
+                )]
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::CONSOLE_URL,
+        build: |class, model| {
+            per_vm(model, &|d, _| {
+                model
+                    .console_urls
+                    .of(&d.name)
+                    .iter()
+                    .map(|url| console::model::url(class, model.hostname, &d.name, url))
+                    .collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::CONSOLE_RASD,
+        build: |class, model| {
+            with_snapshots(model, &|d| vec![console::model::rasd(class, &d.name)])
+        },
+    },
+    ClassBuilder {
+        class: class::MIGRATION_SETTING_DATA,
+        build: |class, _model| {
+            MIGRATION_SETTINGS
                 .iter()
-                .map(|disk| disk_rasd(class, model, d, disk))
+                .map(|(kind, migration_type, _)| {
+                    migration_setting_data(class, kind, *migration_type)
+                })
                 .collect()
-        })
-    } else if is(class::STORAGE_SASD) {
-        with_snapshots(model, &|d| {
-            d.disks
+        },
+    },
+    ClassBuilder {
+        class: class::PROC_RASD,
+        build: size_rasds,
+    },
+    ClassBuilder {
+        class: class::MEM_RASD,
+        build: size_rasds,
+    },
+    ClassBuilder {
+        class: class::DISK_RASD,
+        build: |class, model| {
+            with_snapshots(model, &|d| {
+                d.disks
+                    .iter()
+                    .map(|disk| disk_rasd(class, model, d, disk))
+                    .collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::STORAGE_SASD,
+        build: |class, model| {
+            with_snapshots(model, &|d| {
+                d.disks
+                    .iter()
+                    .map(|disk| storage_sasd(class, model, d, disk))
+                    .collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::NET_RASD,
+        build: |class, model| {
+            with_snapshots(model, &|d| {
+                d.nics.iter().map(|nic| net_rasd(class, d, nic)).collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::LOGICAL_DISK,
+        build: |class, model| {
+            per_vm(model, &|d, s| {
+                d.disks
+                    .iter()
+                    .map(|disk| logical_disk(class, d, s, disk))
+                    .collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::NETWORK_PORT,
+        build: |class, model| {
+            per_vm(model, &|d, s| {
+                d.nics
+                    .iter()
+                    .map(|nic| network_port(class, d, s, nic))
+                    .collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::PROCESSOR,
+        build: |class, model| {
+            per_vm(model, &|d, s| {
+                (0..d.vcpus).map(|i| processor(class, d, s, i)).collect()
+            })
+        },
+    },
+    ClassBuilder {
+        class: class::MEMORY,
+        build: |class, model| per_vm(model, &|d, s| vec![memory(class, d, s)]),
+    },
+    ClassBuilder {
+        class: class::STATE_CAPABILITIES,
+        build: |class, model| {
+            let mut out = vec![host_state_capabilities(class, model)];
+            out.extend(per_vm(model, &|d, _| vec![state_capabilities(class, d)]));
+            out
+        },
+    },
+    ClassBuilder {
+        class: class::SNAPSHOT_CAPABILITIES,
+        build: |class, model| per_vm(model, &|d, s| vec![snapshot_capabilities(class, d, s)]),
+    },
+    ClassBuilder {
+        class: class::JOB,
+        build: |class, model| model.jobs.iter().map(|j| job(class, j)).collect(),
+    },
+    ClassBuilder {
+        class: class::PROCESSOR_POOL,
+        build: pools_of_class,
+    },
+    ClassBuilder {
+        class: class::MEMORY_POOL,
+        build: pools_of_class,
+    },
+    ClassBuilder {
+        class: class::DISK_POOL,
+        build: pools_of_class,
+    },
+    ClassBuilder {
+        class: class::NETWORK_POOL,
+        build: pools_of_class,
+    },
+    ClassBuilder {
+        class: class::ALLOCATION_CAPABILITIES,
+        build: |class, model| {
+            model
+                .pools()
                 .iter()
-                .map(|disk| storage_sasd(class, model, d, disk))
+                .map(|p| allocation_capabilities(class, p))
                 .collect()
-        })
-    } else if is(class::NET_RASD) {
-        with_snapshots(model, &|d| {
-            d.nics.iter().map(|nic| net_rasd(class, d, nic)).collect()
-        })
-    } else if is(class::LOGICAL_DISK) {
-        per_vm(&|d, s| {
-            d.disks
-                .iter()
-                .map(|disk| logical_disk(class, d, s, disk))
-                .collect()
-        })
-    } else if is(class::NETWORK_PORT) {
-        per_vm(&|d, s| {
-            d.nics
-                .iter()
-                .map(|nic| network_port(class, d, s, nic))
-                .collect()
-        })
-    } else if is(class::PROCESSOR) {
-        per_vm(&|d, s| (0..d.vcpus).map(|i| processor(class, d, s, i)).collect())
-    } else if is(class::MEMORY) {
-        per_vm(&|d, s| vec![memory(class, d, s)])
-    } else if is(class::STATE_CAPABILITIES) {
-        let mut out = vec![host_state_capabilities(class, model)];
-        out.extend(per_vm(&|d, _| vec![state_capabilities(class, d)]));
-        out
-    } else if is(class::SNAPSHOT_CAPABILITIES) {
-        per_vm(&|d, s| vec![snapshot_capabilities(class, d, s)])
-    } else if is(class::JOB) {
-        model.jobs.iter().map(|j| job(class, j)).collect()
-    } else if is(class::PROCESSOR_POOL)
-        || is(class::MEMORY_POOL)
-        || is(class::DISK_POOL)
-        || is(class::NETWORK_POOL)
-    {
-        model
-            .pools()
-            .iter()
-            .filter(|p| p.class().eq_ignore_ascii_case(name))
-            .map(|p| pool(class, model, p))
-            .collect()
-    } else if is(class::ALLOCATION_CAPABILITIES) {
-        model
-            .pools()
-            .iter()
-            .map(|p| allocation_capabilities(class, p))
-            .collect()
-    } else {
-        associations(class, model)?
-    };
-    Some(out)
+        },
+    },
+];
+
+/// The instances `f` builds of each VM in the model, in its state.
+fn per_vm(model: &Model, f: &dyn Fn(&VmDefinition, State) -> Vec<Instance>) -> Vec<Instance> {
+    model.vms.iter().flat_map(|(d, s)| f(d, *s)).collect()
+}
+
+fn size_rasds(class: &Class, model: &Model) -> Vec<Instance> {
+    with_snapshots(model, &|d| vec![rasd(class, d)])
+}
+
+fn pools_of_class(class: &Class, model: &Model) -> Vec<Instance> {
+    model
+        .pools()
+        .iter()
+        .filter(|p| p.class().eq_ignore_ascii_case(class.name.as_str()))
+        .map(|p| pool(class, model, p))
+        .collect()
 }
 
 fn host(class: &Class, model: &Model) -> Instance {
@@ -762,7 +878,7 @@ fn job(class: &Class, j: &Job) -> Instance {
 
 /// The settings a snapshot holds, as a definition named `NAME:snapshot:ID`, so that its
 /// RASDs are `NAME:snapshot:ID/proc` ... beside the VM's `NAME/proc` ...
-fn snapshot_view(d: &VmDefinition, s: &Snapshot) -> VmDefinition {
+pub(super) fn snapshot_view(d: &VmDefinition, s: &Snapshot) -> VmDefinition {
     let (disks, nics) = s.devices.clone().unwrap_or_default();
     VmDefinition {
         name: format!("{}:snapshot:{}", d.name, s.id),
@@ -819,7 +935,7 @@ pub(super) fn settings_of(
 }
 
 /// The RASDs (and DSP1047 storage allocations) of a definition.
-fn rasd_paths(d: &VmDefinition) -> Vec<ObjectPath> {
+pub(super) fn rasd_paths(d: &VmDefinition) -> Vec<ObjectPath> {
     [paths::proc_rasd(&d.name), paths::mem_rasd(&d.name)]
         .into_iter()
         .chain(device_pairs(d).into_iter().map(|(_, rasd)| rasd))
@@ -904,7 +1020,7 @@ fn snapshot_service_capabilities(class: &Class) -> Instance {
 
 /// The migration settings carried out: name, MigrationType, and DSP1043's ValueRole (0
 /// Default, 3 Supported).
-const MIGRATION_SETTINGS: [(&str, u16, u16); 4] = [
+pub(super) const MIGRATION_SETTINGS: [(&str, u16, u16); 4] = [
     ("Live", 2, 0),
     ("Resume", 3, 3),
     ("Restart", 4, 3),
@@ -1167,7 +1283,7 @@ fn network_port(class: &Class, d: &VmDefinition, state: State, nic: &NicDefiniti
 }
 
 /// A VM's disks and network ports, each as (device, its RASD).
-fn device_pairs(d: &VmDefinition) -> Vec<(ObjectPath, ObjectPath)> {
+pub(super) fn device_pairs(d: &VmDefinition) -> Vec<(ObjectPath, ObjectPath)> {
     let disks = d.disks.iter().map(|disk| {
         (
             paths::logical_disk(&d.name, &disk.device),
@@ -1199,438 +1315,4 @@ fn state_capabilities(class: &Class, d: &VmDefinition) -> Instance {
             ],
         ),
     )
-}
-
-/// The association instances of `class`, or `None` when it is not one of ours.
-fn associations(class: &Class, model: &Model) -> Option<Vec<Instance>> {
-    let name = class.name.as_str();
-    let is = |c: &str| name.eq_ignore_ascii_case(c);
-    let pair = |first: &'static str, a: ObjectPath, second: &'static str, b: ObjectPath| {
-        build(class, vec![(first, reference(a)), (second, reference(b))])
-    };
-    let vms = model.vms.iter().map(|(d, _)| d);
-    let out: Vec<Instance> = if is(class::HOSTED_DEPENDENCY) {
-        // DSP1042: the host is the Antecedent (libvirt-cim has the ends the other way round).
-        vms.map(|d| {
-            pair(
-                "Antecedent",
-                paths::host(model.hostname),
-                "Dependent",
-                paths::system(&d.name),
-            )
-        })
-        .collect()
-    } else if is(class::HOSTED_SERVICE) {
-        [
-            paths::service(model.hostname),
-            paths::snapshot_service(model.hostname),
-            paths::pool_service(model.hostname),
-            paths::migration_service(model.hostname),
-            paths::text_redirection_service(model.hostname),
-        ]
-        .into_iter()
-        .map(|service| {
-            pair(
-                "Antecedent",
-                paths::host(model.hostname),
-                "Dependent",
-                service,
-            )
-        })
-        .collect()
-    } else if is(class::AFFECTED_JOB_ELEMENT) {
-        model
-            .jobs
-            .iter()
-            .map(|j| {
-                let mut a = pair(
-                    "AffectedElement",
-                    paths::system(&j.vm),
-                    "AffectingElement",
-                    paths::job(&j.id),
-                );
-                // An import creates its VM (5: Create); other jobs are 1: Other, described.
-                if j.name.starts_with("ImportSystemDefinition") {
-                    a.set("ElementEffects", u16s(&[5]));
-                } else {
-                    let effect = if j.name.starts_with("ExportSystemDefinition") {
-                        "export"
-                    } else {
-                        "state change"
-                    };
-                    a.set("ElementEffects", u16s(&[1]));
-                    a.set(
-                        "OtherElementEffectsDescriptions",
-                        Value::Array(vec![Some(text(effect))]),
-                    );
-                }
-                a
-            })
-            .collect()
-    } else if is(class::OWNING_JOB_ELEMENT) {
-        model
-            .jobs
-            .iter()
-            .map(|j| {
-                pair(
-                    "OwningElement",
-                    paths::system(&j.vm),
-                    "OwnedElement",
-                    paths::job(&j.id),
-                )
-            })
-            .collect()
-    } else if is(class::HOSTED_RESOURCE_POOL) {
-        model
-            .pools()
-            .iter()
-            .map(|p| {
-                pair(
-                    "GroupComponent",
-                    paths::host(model.hostname),
-                    "PartComponent",
-                    paths::pool(p),
-                )
-            })
-            .collect()
-    } else if is(class::SETTINGS_DEFINE_CAPABILITIES) {
-        let migration = MIGRATION_SETTINGS.iter().map(|(kind, _, value_role)| {
-            let mut sdc = pair(
-                "GroupComponent",
-                paths::migration_capabilities(),
-                "PartComponent",
-                paths::migration_setting_data(kind),
-            );
-            sdc.set("PropertyPolicy", Value::UInt16(0));
-            sdc.set("ValueRole", Value::UInt16(*value_role));
-            sdc.set("ValueRange", Value::UInt16(0));
-            sdc
-        });
-        model
-            .pools()
-            .into_iter()
-            .flat_map(|p| {
-                paths::TEMPLATES
-                    .iter()
-                    .map(move |(role, value_role, value_range)| {
-                        let mut sdc = pair(
-                            "GroupComponent",
-                            paths::allocation_capabilities(&p),
-                            "PartComponent",
-                            paths::template(&p, role),
-                        );
-                        sdc.set("PropertyPolicy", Value::UInt16(0));
-                        sdc.set("ValueRole", Value::UInt16(*value_role));
-                        sdc.set("ValueRange", Value::UInt16(*value_range));
-                        sdc
-                    })
-            })
-            .chain(migration)
-            .collect()
-    } else if is(class::ELEMENT_ALLOCATED_FROM_POOL) {
-        let mut out: Vec<Instance> = vms
-            .flat_map(|d| {
-                (0..d.vcpus)
-                    .map(|i| {
-                        pair(
-                            "Antecedent",
-                            paths::pool(&Pool::Processor),
-                            "Dependent",
-                            paths::processor(&d.name, i),
-                        )
-                    })
-                    .chain([pair(
-                        "Antecedent",
-                        paths::pool(&Pool::Memory),
-                        "Dependent",
-                        paths::memory(&d.name),
-                    )])
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        out.extend(
-            model
-                .allocations_from_pools()
-                .into_iter()
-                .map(|(p, device, _)| pair("Antecedent", paths::pool(&p), "Dependent", device)),
-        );
-        out
-    } else if is(class::RESOURCE_ALLOCATION_FROM_POOL) {
-        let mut out: Vec<Instance> = vms
-            .flat_map(|d| {
-                [
-                    pair(
-                        "Antecedent",
-                        paths::pool(&Pool::Processor),
-                        "Dependent",
-                        paths::proc_rasd(&d.name),
-                    ),
-                    pair(
-                        "Antecedent",
-                        paths::pool(&Pool::Memory),
-                        "Dependent",
-                        paths::mem_rasd(&d.name),
-                    ),
-                ]
-            })
-            .collect();
-        out.extend(
-            model
-                .allocations_from_pools()
-                .into_iter()
-                .map(|(p, _, rasd)| pair("Antecedent", paths::pool(&p), "Dependent", rasd)),
-        );
-        // A disk's storage allocation comes from its pool too.
-        out.extend(model.vms.iter().flat_map(|(d, _)| {
-            d.disks.iter().filter_map(|disk| {
-                let pool = model.disk_pool(disk)?;
-                Some(pair(
-                    "Antecedent",
-                    paths::pool(&Pool::Disk(pool.name.clone())),
-                    "Dependent",
-                    paths::storage_sasd(&d.name, &disk.device),
-                ))
-            })
-        }));
-        out
-    } else if is(class::SNAPSHOT_OF) {
-        vms.flat_map(|d| {
-            d.snapshots.iter().map(|s| {
-                pair(
-                    "Antecedent",
-                    paths::system(&d.name),
-                    "Dependent",
-                    paths::snapshot(&d.name, &s.id),
-                )
-            })
-        })
-        .collect()
-    } else if is(class::LAST_APPLIED) {
-        vms.filter_map(|d| {
-            let id = d.last_applied.as_deref()?;
-            Some(pair(
-                "Antecedent",
-                paths::snapshot(&d.name, id),
-                "Dependent",
-                paths::system(&d.name),
-            ))
-        })
-        .collect()
-    } else if is(class::SYSTEM_DEVICE) {
-        let host = paths::host(model.hostname);
-        let host_devices = (0..model.host.logical_cpus)
-            .map(|i| paths::host_processor(model.hostname, i))
-            .chain([paths::host_memory(model.hostname)])
-            .map(|dev| pair("GroupComponent", host.clone(), "PartComponent", dev))
-            .collect::<Vec<_>>();
-        host_devices
-            .into_iter()
-            .chain(vms.flat_map(|d| {
-                let system = paths::system(&d.name);
-                (0..d.vcpus)
-                    .map(|i| paths::processor(&d.name, i))
-                    .chain([paths::memory(&d.name)])
-                    .chain(device_pairs(d).into_iter().map(|(device, _)| device))
-                    .map(move |dev| pair("GroupComponent", system.clone(), "PartComponent", dev))
-                    .collect::<Vec<_>>()
-            }))
-            .collect()
-    } else if is(class::SETTINGS_DEFINE_STATE) {
-        vms.flat_map(|d| {
-            let mut out = vec![pair(
-                "ManagedElement",
-                paths::system(&d.name),
-                "SettingData",
-                paths::setting_data(&d.name),
-            )];
-            out.extend((0..d.vcpus).map(|i| {
-                pair(
-                    "ManagedElement",
-                    paths::processor(&d.name, i),
-                    "SettingData",
-                    paths::proc_rasd(&d.name),
-                )
-            }));
-            out.push(pair(
-                "ManagedElement",
-                paths::memory(&d.name),
-                "SettingData",
-                paths::mem_rasd(&d.name),
-            ));
-            out.extend(
-                device_pairs(d)
-                    .into_iter()
-                    .map(|(device, rasd)| pair("ManagedElement", device, "SettingData", rasd)),
-            );
-            out
-        })
-        .collect()
-    } else if is(class::ELEMENT_SETTING_DATA) {
-        vms.map(|d| {
-            let mut esd = pair(
-                "ManagedElement",
-                paths::system(&d.name),
-                "SettingData",
-                paths::setting_data(&d.name),
-            );
-            // IsDefault 1 (is default), IsCurrent 1 (is current), IsNext 1 (is next).
-            for property in ["IsDefault", "IsCurrent", "IsNext"] {
-                if class.property(property).is_some() {
-                    esd.set(property, Value::UInt16(1));
-                }
-            }
-            esd
-        })
-        .collect()
-    } else if is(class::SETTING_DATA_COMPONENT) {
-        // The VM's settings and each snapshot's (DSP1057 and the snapshot profile: a
-        // snapshot is a VSSD with its RASDs).
-        vms.flat_map(|d| {
-            let own = (paths::setting_data(&d.name), rasd_paths(d));
-            let taken = d.snapshots.iter().map(|s| {
-                (
-                    paths::snapshot(&d.name, &s.id),
-                    rasd_paths(&snapshot_view(d, s)),
-                )
-            });
-            std::iter::once(own)
-                .chain(taken)
-                .flat_map(|(vssd, rasds)| {
-                    rasds.into_iter().map(move |rasd| {
-                        pair("GroupComponent", vssd.clone(), "PartComponent", rasd)
-                    })
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-    } else if is(class::SERVICE_ACCESS_BY_SAP) {
-        let service = paths::text_redirection_service(model.hostname);
-        vms.map(|d| {
-            pair(
-                "Antecedent",
-                service.clone(),
-                "Dependent",
-                paths::text_sap(&d.name),
-            )
-        })
-        .collect()
-    } else if is(class::SERVICE_AFFECTS_ELEMENT) {
-        let service = paths::text_redirection_service(model.hostname);
-        vms.map(|d| {
-            let mut a = pair(
-                "AffectingElement",
-                service.clone(),
-                "AffectedElement",
-                paths::system(&d.name),
-            );
-            a.set("ElementEffects", u16s(&[MANAGES]));
-            a
-        })
-        .collect()
-    } else if is(class::SAP_AVAILABLE_FOR_ELEMENT) {
-        vms.map(|d| {
-            pair(
-                "AvailableSAP",
-                paths::text_sap(&d.name),
-                "ManagedElement",
-                paths::system(&d.name),
-            )
-        })
-        .collect()
-    } else if is(class::HOSTED_ACCESS_POINT) {
-        // A VM's console is scoped by the VM (its keys say so); the URLs by the host that
-        // serves them.
-        vms.flat_map(|d| {
-            let urls = model.console_urls.of(&d.name).into_iter().map(|url| {
-                pair(
-                    "Antecedent",
-                    paths::host(model.hostname),
-                    "Dependent",
-                    paths::console_url(model.hostname, &d.name, &url),
-                )
-            });
-            std::iter::once(pair(
-                "Antecedent",
-                paths::system(&d.name),
-                "Dependent",
-                paths::text_sap(&d.name),
-            ))
-            .chain(urls)
-            .collect::<Vec<_>>()
-        })
-        .collect()
-    } else if is(class::REMOTE_ACCESS_AVAILABLE) {
-        vms.flat_map(|d| {
-            model
-                .console_urls
-                .of(&d.name)
-                .into_iter()
-                .enumerate()
-                .map(|(i, url)| {
-                    let mut a = pair(
-                        "Antecedent",
-                        paths::console_url(model.hostname, &d.name, &url),
-                        "Dependent",
-                        paths::text_sap(&d.name),
-                    );
-                    a.set("IsDefault", Value::Boolean(i == 0));
-                    a.set("OrderOfAccess", Value::UInt16(i as u16 + 1));
-                    a
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-    } else if is(class::ELEMENT_CAPABILITIES) {
-        let mut out: Vec<Instance> = [
-            (
-                paths::service(model.hostname),
-                paths::management_capabilities(),
-            ),
-            (
-                paths::snapshot_service(model.hostname),
-                paths::snapshot_service_capabilities(),
-            ),
-            (
-                paths::migration_service(model.hostname),
-                paths::migration_capabilities(),
-            ),
-            (
-                paths::text_redirection_service(model.hostname),
-                paths::text_redirection_capabilities(),
-            ),
-            (
-                paths::host(model.hostname),
-                paths::host_state_capabilities(model.hostname),
-            ),
-        ]
-        .into_iter()
-        .map(|(element, caps)| pair("ManagedElement", element, "Capabilities", caps))
-        .collect();
-        out.extend(model.pools().iter().map(|p| {
-            pair(
-                "ManagedElement",
-                paths::pool(p),
-                "Capabilities",
-                paths::allocation_capabilities(p),
-            )
-        }));
-        out.extend(vms.flat_map(|d| {
-            [
-                paths::state_capabilities(&d.name),
-                paths::snapshot_capabilities(&d.name),
-            ]
-            .map(|caps| {
-                pair(
-                    "ManagedElement",
-                    paths::system(&d.name),
-                    "Capabilities",
-                    caps,
-                )
-            })
-        }));
-        out
-    } else {
-        return None;
-    };
-    Some(out)
 }

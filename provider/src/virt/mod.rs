@@ -1,6 +1,6 @@
 //! The virtualization providers of `root/virt`: the host, its VMs, their settings and
 //! devices, and the methods that define, destroy and change the state of VMs, carried out
-//! on the integrated hypervisor through [`manager::VirtManager`].
+//! on the integrated hypervisor through [`crate::vm::manager::VirtManager`].
 //!
 //! Served: KVM_HostSystem; KVM_VirtualSystemManagementService (DefineSystem, DestroySystem,
 //! AddResourceSettings, ModifyResourceSettings, RemoveResourceSettings, ModifySystemSettings)
@@ -19,6 +19,7 @@
 //! KVM_TextRedirectionSAP (RequestStateChange), the URLs of its WebSocket as
 //! KVM_RemoteServiceAccessPoints, and its console RASD.
 
+mod associations;
 mod build;
 pub mod console;
 mod devices;
@@ -44,7 +45,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cim_schema::{Class, Instance, Method, Name, ObjectPath, Repository, Value};
-use hypervisor_shim::inventory::HostInventory;
 
 use crate::vm::manager::{DiskPoolInfo, VirtManager};
 use crate::vm::{definition::VmDefinition, jobs::Job};
@@ -89,7 +89,7 @@ impl Virt {
     /// instances the instance builders build, and the method providers for the classes
     /// of the method table.
     pub fn register(self: &Arc<Self>, schema: &Repository, registry: &mut Registry) {
-        for class in served_classes(schema, self.manager.host()) {
+        for class in served_classes(schema) {
             registry.register_instances(NAMESPACE, class.as_str(), self.clone());
         }
         let mut with_methods: Vec<&str> = METHODS.iter().map(|(class, _, _)| *class).collect();
@@ -309,17 +309,17 @@ impl Virt {
     }
 }
 
-/// The classes of `schema`'s `root/virt` whose instances these providers build.
-fn served_classes(schema: &Repository, host: &HostInventory) -> Vec<Name> {
-    schema
-        .namespace(NAMESPACE)
-        .map(|ns| {
-            ns.classes()
-                .filter(|class| instances::builds(class, host))
-                .map(|class| class.name.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The classes of the builders' table, as `schema`'s `root/virt` names them.
+fn served_classes(schema: &Repository) -> Vec<Name> {
+    let Ok(ns) = schema.namespace(NAMESPACE) else {
+        return Vec::new();
+    };
+    instances::ELEMENTS
+        .iter()
+        .chain(associations::ASSOCIATIONS)
+        .filter_map(|builder| ns.class(builder.class))
+        .map(|class| class.name.clone())
+        .collect()
 }
 
 /// The pools the host has now: processors, memory, the storage pools and the bridges.
@@ -786,11 +786,13 @@ mod tests {
     #[test]
     fn the_classes_served_are_the_kvm_classes_whose_instances_are_built() {
         let schema = crate::schema::load().expect("the embedded schema compiles");
-        let host = hypervisor_shim::inventory::collect(
-            std::path::Path::new("/nonexistent/kvm"),
-            std::path::Path::new(hypervisor_shim::cgroup::DEFAULT_ROOT),
+        let served = served_classes(&schema);
+        let table = instances::ELEMENTS.len() + associations::ASSOCIATIONS.len();
+        assert_eq!(
+            served.len(),
+            table,
+            "every class of the table is in the schema"
         );
-        let served = served_classes(&schema, &host);
         assert!(
             served.iter().all(|c| c.as_str().starts_with("KVM_")),
             "{served:?}"

@@ -5,7 +5,7 @@
 //! text frames are notices for the person (input refused, who holds input now, output
 //! skipped). On joining, a client gets the recent output first. Users with read rights in
 //! root/virt watch; users with write rights may also type, one at a time (see
-//! [`super::hub`]). The session ends with a close frame that says why: the VM migrated
+//! [`crate::vm::console`]). The session ends with a close frame that says why: the VM migrated
 //! (naming the destination), was destroyed or its console disabled, the server stops, or
 //! the client went silent.
 
