@@ -1,37 +1,16 @@
 //! The methods: KVM_ComputerSystem.RequestStateChange and the management service's
 //! DefineSystem and DestroySystem.
 
-use std::time::Duration;
+use cim_schema::{Instance, Name, ObjectPath, Value};
 
-use cim_schema::{DateTime, Instance, Name, ObjectPath, Value};
-
+pub(super) use super::arguments::argument;
+use super::arguments::{self, JobRequest};
 use super::paths::Pool;
 use super::return_code::ReturnCode;
 use super::{paths, properties, resources, settings, Virt};
-use crate::vm::definition::RequestedState;
 use crate::vm::manager::{Change, FileAccess};
 use cimom::dispatch::provider::{MethodResult, ProviderContext};
 use cimom::error::{CimError, CimResult};
-
-/// How long RequestStateChange(4) waits for the guest when the client gives no timeout.
-const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
-
-pub(super) fn argument<'a>(
-    arguments: &'a [(Name, Option<Value>)],
-    name: &str,
-) -> Option<&'a Value> {
-    arguments
-        .iter()
-        .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_ref())
-}
-
-fn interval(value: Option<&Value>) -> Option<Duration> {
-    match value {
-        Some(Value::DateTime(DateTime::Interval(i))) => Some(i.to_duration()),
-        _ => None,
-    }
-}
 
 /// The Name key of a KVM_ComputerSystem reference argument.
 pub(super) fn system_name(value: Option<&Value>, argument: &str) -> CimResult<String> {
@@ -207,11 +186,8 @@ impl Virt {
                 ))
             }
         };
-        let enabled = match argument(arguments, "RequestedState") {
-            Some(Value::UInt16(2)) => true,
-            Some(Value::UInt16(3)) => false,
-            Some(Value::UInt16(_)) => return Ok(done(ReturnCode::NotSupported, vec![])),
-            _ => return Err(CimError::invalid_parameter("RequestedState is required")),
+        let Some(enabled) = arguments::console_state_change(arguments)? else {
+            return Ok(done(ReturnCode::NotSupported, vec![]));
         };
         self.blocking(move |m| m.set_console_enabled(&name, enabled))
             .await??;
@@ -231,26 +207,8 @@ impl Virt {
                 ))
             }
         };
-        let requested = match argument(arguments, "RequestedState") {
-            Some(Value::UInt16(v)) => *v,
-            _ => return Err(CimError::invalid_parameter("RequestedState is required")),
-        };
-        let timeout = interval(argument(arguments, "TimeoutPeriod"));
-        let requested = RequestedState::try_from(requested).ok();
-        let (requested, change) = match requested {
-            Some(r @ RequestedState::Enabled) => (r, Change::Enable),
-            Some(r @ RequestedState::Disabled) => (r, Change::Disable),
-            Some(r @ RequestedState::ShutDown) => (
-                r,
-                Change::ShutDown(timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)),
-            ),
-            Some(r @ RequestedState::Offline) => (r, Change::Offline),
-            Some(r @ RequestedState::Quiesce) => (r, Change::Quiesce),
-            Some(r @ RequestedState::Reboot) => (r, Change::Reboot),
-            Some(r @ RequestedState::Reset) => (r, Change::Reset),
-            // Defined by DSP1057 but not offered: Test, Defer, Not Applicable, Shut Down's
-            // relatives. 1 = Not Supported.
-            _ => return Ok(done(ReturnCode::NotSupported, vec![])),
+        let Some((requested, change)) = arguments::vm_state_change(arguments)? else {
+            return Ok(done(ReturnCode::NotSupported, vec![]));
         };
         let known = self.manager.definition(&name).is_some();
         if !known {
@@ -594,11 +552,8 @@ impl Virt {
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let name = system_name(argument(arguments, "AffectedSystem"), "AffectedSystem")?;
-        let then_stop = match argument(arguments, "SnapshotType") {
-            None | Some(Value::UInt16(2 | 32768)) => false,
-            Some(Value::UInt16(32769)) => true,
-            // 3 Disk Snapshot: there are no disks yet. 1 = Not Supported.
-            Some(_) => return Ok(done(ReturnCode::NotSupported, vec![])),
+        let Some(then_stop) = arguments::snapshot_then_stop(arguments) else {
+            return Ok(done(ReturnCode::NotSupported, vec![]));
         };
         self.require_defined(&name)?;
         let result = {
@@ -651,15 +606,7 @@ impl Virt {
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let id = job_id(target, "RequestStateChange")?;
-        let requested = match argument(arguments, "RequestedState") {
-            Some(Value::UInt16(v)) => *v,
-            other => {
-                return Err(CimError::invalid_parameter(format!(
-                    "RequestedState (uint16) is required, not {other:?}"
-                )))
-            }
-        };
-        if !matches!(requested, 4 | 5) {
+        if let JobRequest::Other(_) = arguments::job_state_change(arguments)? {
             return Ok(done(ReturnCode::NotSupported, vec![]));
         }
         Ok(match self.blocking(move |m| m.cancel_job(&id)).await? {
@@ -667,7 +614,7 @@ impl Virt {
             Err(e) => {
                 tracing::info!(
                     code = ReturnCode::from(&e).number(),
-                    "job RequestStateChange({requested}) refused: {e:?}"
+                    "job RequestStateChange refused: {e:?}"
                 );
                 done(ReturnCode::from(&e), vec![])
             }
@@ -713,10 +660,7 @@ impl Virt {
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let id = job_id(target, "KillJob")?;
-        let delete = matches!(
-            argument(arguments, "DeleteOnKill"),
-            Some(Value::Boolean(true))
-        );
+        let delete = arguments::delete_on_kill(arguments);
         let manager = self.manager.clone();
         let killed = self
             .blocking(move |m| m.cancel_job(&id).map(|()| id))
@@ -746,24 +690,8 @@ impl Virt {
         arguments: &[(Name, Option<Value>)],
     ) -> CimResult<MethodResult> {
         let name = system_name(Some(&Value::Reference(target.clone())), "the target")?;
-        // CIM_ComputerSystem declares it uint32, CIM_LogicalDevice uint16.
-        let state = match argument(arguments, "PowerState") {
-            Some(Value::UInt16(v)) => u32::from(*v),
-            Some(Value::UInt32(v)) => *v,
-            other => {
-                return Err(CimError::invalid_parameter(format!(
-                    "PowerState is required, not {other:?}"
-                )))
-            }
-        };
-        if argument(arguments, "Time").is_some() {
+        let Some((requested, change)) = arguments::power_state(arguments)? else {
             return Ok(done(ReturnCode::NotSupported, vec![]));
-        }
-        let (requested, change) = match state {
-            1 => (RequestedState::Enabled, Change::Enable),
-            5 => (RequestedState::Reset, Change::Reset),
-            6 => (RequestedState::Disabled, Change::Disable),
-            _ => return Ok(done(ReturnCode::NotSupported, vec![])),
         };
         self.require_defined(&name)?;
         let result = self

@@ -19,6 +19,7 @@
 //! KVM_TextRedirectionSAP (RequestStateChange), the URLs of its WebSocket as
 //! KVM_RemoteServiceAccessPoints, and its console RASD.
 
+mod arguments;
 mod associations;
 mod build;
 pub mod console;
