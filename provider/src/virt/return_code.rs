@@ -9,6 +9,28 @@ use cim_schema::Value;
 use super::migration::Refusal;
 use crate::vm::ChangeError;
 
+/// Gives each return-code enum (`#[repr(u32)]`, numbered as its method's ValueMap) its
+/// number and its uint32 return value.
+macro_rules! uint32_return_code {
+    ($($code:ty),+) => {$(
+        impl $code {
+            /// The number, as the method's ValueMap has it.
+            pub fn number(self) -> u32 {
+                self as u32
+            }
+        }
+
+        /// The uint32 return value.
+        impl From<$code> for Value {
+            fn from(code: $code) -> Value {
+                Value::UInt32(code.number())
+            }
+        }
+    )+};
+}
+
+uint32_return_code!(ReturnCode, MigrationReturnCode, PortabilityReturnCode);
+
 /// A method's return value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -29,13 +51,6 @@ pub enum ReturnCode {
     Busy = 4099,
 }
 
-impl ReturnCode {
-    /// The number, as the method's ValueMap has it.
-    pub fn number(self) -> u32 {
-        self as u32
-    }
-}
-
 /// What RequestStateChange (and the methods that change a VM's state) return for a change
 /// not made.
 impl From<&ChangeError> for ReturnCode {
@@ -46,13 +61,6 @@ impl From<&ChangeError> for ReturnCode {
             ChangeError::Timeout(_) => ReturnCode::Timeout,
             ChangeError::Failed(_) | ChangeError::Cancelled => ReturnCode::Failed,
         }
-    }
-}
-
-/// The uint32 return value.
-impl From<ReturnCode> for Value {
-    fn from(code: ReturnCode) -> Value {
-        Value::UInt32(code.number())
     }
 }
 
@@ -79,13 +87,6 @@ pub enum MigrationReturnCode {
     Busy = 4099,
 }
 
-impl MigrationReturnCode {
-    /// The number, as the method's ValueMap has it.
-    pub fn number(self) -> u32 {
-        self as u32
-    }
-}
-
 /// What the migration methods return for a migration refused.
 impl From<&Refusal> for MigrationReturnCode {
     fn from(refusal: &Refusal) -> MigrationReturnCode {
@@ -95,13 +96,6 @@ impl From<&Refusal> for MigrationReturnCode {
             Refusal::Busy => MigrationReturnCode::Busy,
             Refusal::Failed(_) => MigrationReturnCode::Failed,
         }
-    }
-}
-
-/// The uint32 return value.
-impl From<MigrationReturnCode> for Value {
-    fn from(code: MigrationReturnCode) -> Value {
-        Value::UInt32(code.number())
     }
 }
 
@@ -134,9 +128,18 @@ impl From<&ChangeError> for PortabilityReturnCode {
     }
 }
 
-/// The uint32 return value.
-impl From<PortabilityReturnCode> for Value {
-    fn from(code: PortabilityReturnCode) -> Value {
-        Value::UInt32(code as u32)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_codes_are_their_value_maps_numbers_as_uint32() {
+        assert_eq!(Value::from(ReturnCode::JobStarted), Value::UInt32(4096));
+        assert_eq!(ReturnCode::from(&ChangeError::Busy).number(), 4099);
+        assert_eq!(Value::from(MigrationReturnCode::Failed), Value::UInt32(2));
+        assert_eq!(
+            Value::from(PortabilityReturnCode::from(&ChangeError::Cancelled)),
+            Value::UInt32(2)
+        );
     }
 }
