@@ -4,8 +4,6 @@
 //! status and a `CIMError` header; faults in the parameters of a well-formed call are CIM
 //! errors answered inside a normal response.
 
-use std::collections::HashSet;
-
 use cim_schema::{Instance, Name, ObjectPath, Value};
 
 use super::decode::{self, required_attr, Decoder};
@@ -242,8 +240,8 @@ fn check_class_names(e: &Element) -> Result<(), EnvelopeError> {
 /// The IPARAMVALUEs of one call, consumed by name.
 struct Params<'e> {
     method: &'e str,
-    values: Vec<(&'e str, &'e Element)>,
-    used: HashSet<String>,
+    /// The parameters given, each with whether the operation has read it.
+    values: Vec<(&'e str, &'e Element, bool)>,
     decoder: Decoder<'e>,
 }
 
@@ -264,18 +262,17 @@ impl<'e> Params<'e> {
             let name = required_attr(p, "NAME")?;
             if values
                 .iter()
-                .any(|(n, _): &(&str, &Element)| n.eq_ignore_ascii_case(name))
+                .any(|(n, _, _): &(&str, &Element, bool)| n.eq_ignore_ascii_case(name))
             {
                 return Err(CimError::invalid_parameter(format!(
                     "parameter {name} is given twice"
                 )));
             }
-            values.push((name, p));
+            values.push((name, p, false));
         }
         Ok(Params {
             method,
             values,
-            used: HashSet::new(),
             decoder: Decoder {
                 limits,
                 namespace: None,
@@ -285,12 +282,12 @@ impl<'e> Params<'e> {
 
     /// The content element of parameter `name`; `None` when absent or NULL.
     fn get(&mut self, name: &str) -> Option<&'e Element> {
-        self.used.insert(name.to_ascii_lowercase());
-        self.values
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, e)| e.children.first())
-            .filter(|c| c.name != "VALUE.NULL")
+        let (_, e, used) = self
+            .values
+            .iter_mut()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))?;
+        *used = true;
+        e.children.first().filter(|c| c.name != "VALUE.NULL")
     }
 
     fn required(&mut self, name: &str) -> CimResult<&'e Element> {
@@ -302,11 +299,7 @@ impl<'e> Params<'e> {
 
     /// Refuses parameters the operation does not define.
     fn finish(&self) -> CimResult<()> {
-        if let Some((n, _)) = self
-            .values
-            .iter()
-            .find(|(n, _)| !self.used.contains(&n.to_ascii_lowercase()))
-        {
+        if let Some((n, _, _)) = self.values.iter().find(|(_, _, used)| !used) {
             return Err(CimError::invalid_parameter(format!(
                 "{} has no parameter {n}",
                 self.method

@@ -29,7 +29,7 @@ use crate::cimxml::request;
 use crate::cimxml::response::ResponseWriter;
 use crate::dispatch::result::Outcome;
 use crate::dispatch::Cimom;
-use crate::error::{CimError, CimResult};
+use crate::error::CimResult;
 use crate::wsman;
 
 /// Serves requests.
@@ -160,7 +160,8 @@ impl Handler {
         if let Err(e) = &outcome {
             info!(user = user.name, method, namespace, code = e.code.code(), error = e.description, scheme = ?scheme, "operation failed");
         }
-        let mut reply = stream::respond(writer, outcome, deadline, self.timed_out()).await;
+        let limit = self.limits.request_timeout;
+        let mut reply = stream::respond(writer, outcome, deadline, limit).await;
         cim_headers.mark_response(&mut reply);
         Ok(reply)
     }
@@ -307,14 +308,7 @@ impl Handler {
             .serve(user, &request.namespace, op, &request.method);
         tokio::time::timeout_at(deadline, served)
             .await
-            .unwrap_or_else(|_| Err(self.timed_out()))
-    }
-
-    fn timed_out(&self) -> CimError {
-        CimError::failed(format!(
-            "the operation did not complete within {} s (limits.request_timeout_secs)",
-            self.limits.request_timeout.as_secs()
-        ))
+            .unwrap_or_else(|_| Err(stream::timed_out(self.limits.request_timeout)))
     }
 }
 

@@ -52,10 +52,8 @@ pub(super) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h s
 
 /// Decodes a header with DSP0200's two-step encoding (UTF-8, then %-escapes); values
 /// sent raw pass through unchanged.
-fn decoded(value: &str) -> String {
-    percent_decode_str(value.trim())
-        .decode_utf8_lossy()
-        .into_owned()
+fn decoded(value: &str) -> std::borrow::Cow<'_, str> {
+    percent_decode_str(value.trim()).decode_utf8_lossy()
 }
 
 fn same_namespace(a: &str, b: &str) -> bool {
@@ -92,18 +90,18 @@ pub(super) fn unsupported_transfer_coding(headers: &HeaderMap) -> Option<Reply> 
 }
 
 /// The CIM headers of a request that passed the checks that need no body.
-pub(super) struct CimHeaders {
+pub(super) struct CimHeaders<'h> {
     /// The M-POST extension prefix (`73` for `73-CIMMethod`), if any.
     prefix: Option<String>,
-    method: String,
-    object: String,
-    protocol_version: Option<String>,
+    method: &'h str,
+    object: &'h str,
+    protocol_version: Option<&'h str>,
 }
 
-impl CimHeaders {
+impl<'h> CimHeaders<'h> {
     /// Checks Content-Type, CIMOperation, CIMBatch, CIMProtocolVersion and CIMMethod,
     /// with the M-POST prefix when `is_mpost`.
-    pub(super) fn check(headers: &HeaderMap, is_mpost: bool) -> Result<CimHeaders, Reply> {
+    pub(super) fn check(headers: &'h HeaderMap, is_mpost: bool) -> Result<Self, Reply> {
         // M-POST (RFC 2774): the CIM headers carry the prefix declared in Man.
         let prefix = if is_mpost {
             Some(header_str(headers, "Man").and_then(mpost_prefix).ok_or_else(|| {
@@ -116,12 +114,11 @@ impl CimHeaders {
         } else {
             None
         };
-        let cim_header = |name: &str| -> Option<String> {
-            let full = match &prefix {
-                Some(p) => format!("{p}-{name}"),
-                None => name.to_string(),
-            };
-            header_str(headers, &full).map(str::to_string)
+        let cim_header = |name: &str| -> Option<&'h str> {
+            match &prefix {
+                Some(p) => header_str(headers, &format!("{p}-{name}")),
+                None => header_str(headers, name),
+            }
         };
         let bad = |cim_error: &str, detail: &str| {
             Err(protocol_error(HttpStatus::BAD_REQUEST, cim_error, detail))
@@ -197,7 +194,7 @@ impl CimHeaders {
                 &detail,
             ))
         };
-        if let Some(v) = &self.protocol_version {
+        if let Some(v) = self.protocol_version {
             if v.trim() != request.protocol_version.trim() {
                 return mismatch(format!(
                     "CIMProtocolVersion {v} does not match PROTOCOLVERSION {}",
@@ -205,17 +202,17 @@ impl CimHeaders {
                 ));
             }
         }
-        if decoded(&self.method) != request.method {
+        if decoded(self.method) != request.method {
             return mismatch(format!(
                 "CIMMethod '{}' does not match the method '{}' in the body",
                 self.method, request.method
             ));
         }
-        let object = decoded(&self.object);
+        let object = decoded(self.object);
         let matches = if request.intrinsic {
             same_namespace(&object, &request.namespace)
         } else {
-            let (ns, rest) = object.split_once(':').unwrap_or(("", object.as_str()));
+            let (ns, rest) = object.split_once(':').unwrap_or(("", &object));
             let class = rest.split('.').next().unwrap_or("");
             same_namespace(ns, &request.namespace)
                 && request

@@ -23,15 +23,23 @@ const CHUNK: usize = 32 * 1024;
 /// take the trailers that say so.
 const TRAILER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The error of an operation that did not complete within `limit`.
+pub(super) fn timed_out(limit: std::time::Duration) -> CimError {
+    CimError::failed(format!(
+        "the operation did not complete within {} s (limits.request_timeout_secs)",
+        limit.as_secs()
+    ))
+}
+
 /// Sends `outcome`: whole when it is small or not a stream, else in chunks as the items
 /// arrive. An error after streaming started ends the body with the `CIMStatusCode` and
-/// `CIMStatusCodeDescription` trailers (DSP0200 chunking). `timed_out` is the error for an
-/// operation that passes `deadline`.
+/// `CIMStatusCodeDescription` trailers (DSP0200 chunking). An operation that passes
+/// `deadline` fails as [`timed_out`] after `limit`.
 pub(super) async fn respond(
     writer: ResponseWriter,
     outcome: Result<Outcome, CimError>,
     deadline: tokio::time::Instant,
-    timed_out: CimError,
+    limit: std::time::Duration,
 ) -> Reply {
     let xml = |s: String| xml_reply(ResponseBody::full(s));
     let (mut items, form) = match outcome {
@@ -43,7 +51,7 @@ pub(super) async fn respond(
     let mut body = writer.stream_prefix();
     loop {
         match tokio::time::timeout_at(deadline, items.recv()).await {
-            Err(_) => return xml(writer.error(&timed_out)),
+            Err(_) => return xml(writer.error(&timed_out(limit))),
             Ok(None) => {
                 body.push_str(&writer.stream_suffix());
                 return xml(body);
@@ -58,7 +66,6 @@ pub(super) async fn respond(
         }
     }
     let (tx, rx) = mpsc::channel::<Frame<Bytes>>(4);
-    let timeout_error = timed_out;
     tokio::spawn(async move {
         // Sends a frame unless the deadline passes first (a client that stopped
         // reading); Err(true) if the client is gone.
@@ -79,13 +86,13 @@ pub(super) async fn respond(
                 match send(Frame::data(Bytes::from(chunk))).await {
                     Ok(()) => {}
                     Err(true) => return,
-                    Err(false) => break timeout_error,
+                    Err(false) => break timed_out(limit),
                 }
             }
             // A timeout polls its future first: check the deadline explicitly so a
             // producer that is always ready cannot outrun it.
             if tokio::time::Instant::now() >= deadline {
-                break timeout_error;
+                break timed_out(limit);
             }
             match tokio::time::timeout_at(deadline, items.recv()).await {
                 Ok(Some(Ok(item))) => writer.item(&mut buf, &item, form),
@@ -93,11 +100,11 @@ pub(super) async fn respond(
                     buf.push_str(&writer.stream_suffix());
                     match send(Frame::data(Bytes::from(std::mem::take(&mut buf)))).await {
                         Ok(()) | Err(true) => return,
-                        Err(false) => break timeout_error,
+                        Err(false) => break timed_out(limit),
                     }
                 }
                 Ok(Some(Err(e))) => break e,
-                Err(_) => break timeout_error,
+                Err(_) => break timed_out(limit),
             }
         };
         // Too late for an ERROR element: DSP0200 puts the status in trailers.
@@ -136,7 +143,10 @@ pub(super) async fn respond(
 pub(super) fn xml_reply(body: ResponseBody) -> Reply {
     Response::builder()
         .status(HttpStatus::OK)
-        .header(CONTENT_TYPE, "application/xml; charset=\"utf-8\"")
+        .header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/xml; charset=\"utf-8\""),
+        )
         .body(body)
         .expect("static response parts are valid")
 }
