@@ -58,7 +58,7 @@ impl Decoder<'_> {
     /// A value element (VALUE, VALUE.ARRAY, VALUE.REFERENCE, VALUE.REFARRAY, VALUE.NULL)
     /// as type `ty`. `embedded` says the string holds an escaped INSTANCE.
     pub fn value(&self, e: &Element, ty: CimType, embedded: bool) -> CimResult<Option<Value>> {
-        match e.name.as_str() {
+        match e.name.as_ref() {
             "VALUE.NULL" => Ok(None),
             "VALUE" if embedded => Ok(Some(self.embedded_instance(&e.text)?)),
             "VALUE" => parse_scalar(&e.text, ty).map(Some),
@@ -78,7 +78,7 @@ impl Decoder<'_> {
     pub fn embedded_instance(&self, text: &str) -> CimResult<Value> {
         let root = dom::parse(text.as_bytes(), self.limits)
             .map_err(|e| invalid(format!("embedded instance: {e}")))?;
-        match root.name.as_str() {
+        match root.name.as_ref() {
             "INSTANCE" => Ok(Value::Instance(Box::new(self.instance(&root)?))),
             other => Err(invalid(format!(
                 "embedded object must be an INSTANCE, not <{other}>"
@@ -90,7 +90,7 @@ impl Decoder<'_> {
     pub fn instance(&self, e: &Element) -> CimResult<Instance> {
         let mut inst = Instance::new(required_attr(e, "CLASSNAME")?);
         for p in &e.children {
-            let prop = match p.name.as_str() {
+            let prop = match p.name.as_ref() {
                 "QUALIFIER" => continue,
                 "PROPERTY" | "PROPERTY.ARRAY" => {
                     let ty = cim_type(required_attr(p, "TYPE")?)?;
@@ -181,7 +181,7 @@ impl Decoder<'_> {
         let mut class = Class::new(name.clone(), e.attr("SUPERCLASS").map(Name::new));
         class.qualifiers = self.qualifiers(e)?;
         for c in &e.children {
-            match c.name.as_str() {
+            match c.name.as_ref() {
                 "QUALIFIER" => {}
                 "PROPERTY" | "PROPERTY.ARRAY" | "PROPERTY.REFERENCE" => {
                     if bool_attr(c, "PROPAGATED", false)? {
@@ -227,7 +227,7 @@ impl Decoder<'_> {
     fn method(&self, e: &Element, origin: &Name) -> CimResult<Method> {
         let mut parameters = NameMap::new();
         for c in &e.children {
-            let (ty, is_array) = match c.name.as_str() {
+            let (ty, is_array) = match c.name.as_ref() {
                 "QUALIFIER" => continue,
                 "PARAMETER" => (cim_type(required_attr(c, "TYPE")?)?, false),
                 "PARAMETER.ARRAY" => (cim_type(required_attr(c, "TYPE")?)?, true),
@@ -353,7 +353,7 @@ fn keyvalue(e: &Element) -> CimResult<Value> {
     }
     let text = e.text.trim();
     match e.attr("VALUETYPE").unwrap_or("string") {
-        "string" => Ok(Value::String(e.text.as_str().into())),
+        "string" => Ok(Value::String(e.text.as_ref().into())),
         "boolean" => parse_scalar(text, CimType::Boolean),
         "numeric" => {
             if let Ok(v) = text.parse::<i128>() {
@@ -383,7 +383,7 @@ pub fn instance_name(e: &Element) -> CimResult<ObjectPath> {
     }
     let mut path = ObjectPath::class(None, required_attr(e, "CLASSNAME")?);
     for c in &e.children {
-        match c.name.as_str() {
+        match c.name.as_ref() {
             "KEYBINDING" => {
                 let name = required_attr(c, "NAME")?;
                 let v = match c.children.first() {
@@ -437,7 +437,7 @@ pub fn object_path(e: &Element) -> CimResult<ObjectPath> {
         e.child(name)
             .ok_or_else(|| invalid(format!("<{}> lacks <{name}>", e.name)))
     };
-    match e.name.as_str() {
+    match e.name.as_ref() {
         "INSTANCENAME" => instance_name(e),
         "CLASSNAME" => Ok(ObjectPath::class(None, class_name(e)?)),
         "INSTANCEPATH" => {
@@ -480,7 +480,7 @@ mod tests {
         max_elements: 1000,
     };
 
-    fn parse(s: &str) -> Element {
+    fn parse(s: &str) -> Element<'_> {
         dom::parse(s.as_bytes(), &LIMITS).unwrap()
     }
 

@@ -1,28 +1,34 @@
 //! A small element tree for CIM-XML and SOAP documents, read with quick-xml under limits.
 //!
 //! Requests are bounded by the body size limit, so a tree is the simplest faithful model.
+//! Names, attributes and text borrow from the document wherever it holds them as they are
+//! (no escapes), so reading a request allocates little beyond the tree's own vectors.
 //! Element names are resolved against their XML namespace declarations (CIM-XML uses none;
 //! WS-Management depends on them).
 //! There is no DTD processing: a DOCTYPE is refused outright, and the only entity references
 //! resolved are XML's five predefined ones and character references.
 
+use std::borrow::Cow;
+
+use quick_xml::events::attributes::Attributes;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-/// An element: name, attributes in document order, child elements and text content.
+/// An element: name, attributes in document order, child elements and text content, each
+/// borrowed from the document (`'a`) where it can be.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Element {
+pub struct Element<'a> {
     /// The element name as written, prefix included (CIM-XML uses no XML namespaces).
-    pub name: String,
+    pub name: Cow<'a, str>,
     /// The namespace URI the element's name is bound to, if any.
     pub namespace: Option<String>,
     /// Attributes as (name, unescaped value).
-    pub attrs: Vec<(String, String)>,
+    pub attrs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// Child elements.
-    pub children: Vec<Element>,
+    pub children: Vec<Element<'a>>,
     /// Concatenated character data directly inside this element.
-    pub text: String,
+    pub text: Cow<'a, str>,
 }
 
 /// Limits on the shape of a document.
@@ -56,34 +62,52 @@ pub enum XmlError {
     TooManyElements(usize),
 }
 
-impl Element {
+impl<'a> Element<'a> {
+    /// The element with everything it borrows copied: one that outlives its document.
+    pub fn into_owned(self) -> Element<'static> {
+        Element {
+            name: Cow::Owned(self.name.into_owned()),
+            namespace: self.namespace,
+            attrs: self
+                .attrs
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+                .collect(),
+            children: self.children.into_iter().map(Element::into_owned).collect(),
+            text: Cow::Owned(self.text.into_owned()),
+        }
+    }
+
     /// The attribute `name`. Exact match first, then ignoring ASCII case (old clients spell
     /// `EmbeddedObject` as `EMBEDDEDOBJECT`).
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.as_ref() == name)
             .or_else(|| {
                 self.attrs
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(name))
             })
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The first child named `name`.
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub fn child(&self, name: &str) -> Option<&Element<'a>> {
         self.children.iter().find(|c| c.name == name)
     }
 
     /// All children named `name`.
-    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+    pub fn children_named<'s>(
+        &'s self,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children.iter().filter(move |c| c.name == name)
     }
 
     /// The name without its prefix.
     pub fn local_name(&self) -> &str {
-        self.name.rsplit(':').next().unwrap_or(&self.name)
+        self.name.rsplit(':').next().unwrap_or_default()
     }
 
     /// Whether the element is `local` in namespace `namespace`.
@@ -92,16 +116,16 @@ impl Element {
     }
 
     /// The first child that is `local` in namespace `namespace`.
-    pub fn child_ns(&self, namespace: &str, local: &str) -> Option<&Element> {
+    pub fn child_ns(&self, namespace: &str, local: &str) -> Option<&Element<'a>> {
         self.children.iter().find(|c| c.is(namespace, local))
     }
 
     /// All children that are `local` in namespace `namespace`.
-    pub fn children_ns<'a>(
-        &'a self,
-        namespace: &'a str,
-        local: &'a str,
-    ) -> impl Iterator<Item = &'a Element> {
+    pub fn children_ns<'s>(
+        &'s self,
+        namespace: &'s str,
+        local: &'s str,
+    ) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children.iter().filter(move |c| c.is(namespace, local))
     }
 
@@ -111,20 +135,20 @@ impl Element {
         self.attrs
             .iter()
             .find(|(k, _)| k.rsplit(':').next() == Some(local))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
 /// Parses a whole document into its root element.
-pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
+pub fn parse<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Element<'a>, XmlError> {
     let mut reader = NsReader::from_reader(input);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.expand_empty_elements = false;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
+    let mut stack: Vec<Element<'a>> = Vec::new();
+    let mut root: Option<Element<'a>> = None;
     let mut count = 0usize;
-    let malformed = |reader: &NsReader<&[u8]>, message: String| XmlError::Malformed {
+    let malformed = |reader: &NsReader<&'a [u8]>, message: String| XmlError::Malformed {
         position: reader.buffer_position(),
         message,
     };
@@ -158,7 +182,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                stack.push(element(&start, namespace).map_err(|m| malformed(&reader, m))?);
+                stack.push(element(input, &start, namespace).map_err(|m| malformed(&reader, m))?);
             }
             Event::Empty(start) => {
                 count += 1;
@@ -168,7 +192,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let e = element(&start, namespace).map_err(|m| malformed(&reader, m))?;
+                let e = element(input, &start, namespace).map_err(|m| malformed(&reader, m))?;
                 attach(&mut stack, &mut root, e);
             }
             Event::End(_) => {
@@ -182,7 +206,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     .decode()
                     .map_err(|e| malformed(&reader, e.to_string()))?;
                 match stack.last_mut() {
-                    Some(top) => top.text.push_str(&s),
+                    Some(top) => append(&mut top.text, s),
                     None if s.trim().is_empty() => {}
                     None => return Err(malformed(&reader, "text outside the root element".into())),
                 }
@@ -192,7 +216,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     .decode()
                     .map_err(|e| malformed(&reader, e.to_string()))?;
                 match stack.last_mut() {
-                    Some(top) => top.text.push_str(&s),
+                    Some(top) => append(&mut top.text, s),
                     None => {
                         return Err(malformed(&reader, "CDATA outside the root element".into()))
                     }
@@ -214,7 +238,7 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
                     }
                 };
                 match stack.last_mut() {
-                    Some(top) => top.text.push_str(&resolved),
+                    Some(top) => top.text.to_mut().push_str(&resolved),
                     None => {
                         return Err(malformed(
                             &reader,
@@ -244,35 +268,66 @@ pub fn parse(input: &[u8], limits: &XmlLimits) -> Result<Element, XmlError> {
     root.ok_or_else(|| malformed(&reader, "the document has no root element".into()))
 }
 
-fn attach(stack: &mut [Element], root: &mut Option<Element>, e: Element) {
+/// Appends `more` to `text`, borrowing it when `text` is still empty.
+fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
+    if text.is_empty() {
+        *text = more;
+    } else {
+        text.to_mut().push_str(&more);
+    }
+}
+
+fn attach<'a>(stack: &mut [Element<'a>], root: &mut Option<Element<'a>>, e: Element<'a>) {
     match stack.last_mut() {
         Some(parent) => parent.children.push(e),
         None => *root = Some(e),
     }
 }
 
-fn element(start: &BytesStart<'_>, namespace: Option<String>) -> Result<Element, String> {
-    let name = std::str::from_utf8(start.name().as_ref())
-        .map_err(|e| e.to_string())?
-        .to_string();
+/// The element start tag `start` of document `input` opens, borrowing from the document:
+/// a reader of a byte slice hands out tags that lie in it.
+fn element<'a>(
+    input: &'a [u8],
+    start: &BytesStart<'_>,
+    namespace: Option<String>,
+) -> Result<Element<'a>, String> {
+    let name_len = start.name().as_ref().len();
+    match within(input, start) {
+        Some(tag) => {
+            let tag = std::str::from_utf8(tag).map_err(|e| e.to_string())?;
+            element_of(tag, name_len, namespace)
+        }
+        None => {
+            let tag = String::from_utf8(start.to_vec()).map_err(|e| e.to_string())?;
+            element_of(&tag, name_len, namespace).map(Element::into_owned)
+        }
+    }
+}
+
+/// `part` as the slice of `input` it is, if it lies in `input`.
+fn within<'a>(input: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
+    let offset = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    input.get(offset..offset.checked_add(part.len())?)
+}
+
+fn element_of<'a>(
+    tag: &'a str,
+    name_len: usize,
+    namespace: Option<String>,
+) -> Result<Element<'a>, String> {
     let mut attrs = Vec::new();
-    for attr in start.attributes().with_checks(true) {
+    for attr in Attributes::new(tag, name_len).with_checks(true) {
         let attr = attr.map_err(|e| e.to_string())?;
-        let key = std::str::from_utf8(attr.key.as_ref())
-            .map_err(|e| e.to_string())?
-            .to_string();
-        let value = attr
-            .unescape_value()
-            .map_err(|e| e.to_string())?
-            .into_owned();
-        attrs.push((key, value));
+        let key = std::str::from_utf8(attr.key.0).map_err(|e| e.to_string())?;
+        let value = attr.unescape_value().map_err(|e| e.to_string())?;
+        attrs.push((Cow::Borrowed(key), value));
     }
     Ok(Element {
-        name,
+        name: Cow::Borrowed(&tag[..name_len]),
         namespace,
         attrs,
         children: Vec::new(),
-        text: String::new(),
+        text: Cow::Borrowed(""),
     })
 }
 
@@ -293,6 +348,19 @@ mod tests {
         assert_eq!(root.attr("x"), Some("1 & 2"));
         assert_eq!(root.child("B").unwrap().text, "a<bA");
         assert!(root.child("C").is_some());
+    }
+
+    #[test]
+    fn names_attributes_and_text_borrow_from_the_document_unless_escaped() {
+        let doc = br#"<A n="plain" e="a&amp;b"><B>text</B><C>x&lt;y</C></A>"#;
+        let root = parse(doc, &LIMITS).unwrap();
+        assert!(matches!(root.name, Cow::Borrowed("A")));
+        assert!(matches!(root.attrs[0].1, Cow::Borrowed("plain")));
+        assert!(matches!(&root.attrs[1].1, Cow::Owned(v) if v == "a&b"));
+        assert!(matches!(root.children[0].text, Cow::Borrowed("text")));
+        assert_eq!(root.children[1].text, "x<y");
+        let owned: Element<'static> = root.clone().into_owned();
+        assert_eq!(owned, root);
     }
 
     #[test]

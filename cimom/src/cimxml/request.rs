@@ -81,7 +81,7 @@ fn not_valid(msg: impl Into<String>) -> EnvelopeError {
     EnvelopeError::NotValid(msg.into())
 }
 
-fn child<'e>(e: &'e Element, name: &str) -> Result<&'e Element, EnvelopeError> {
+fn child<'e, 'd>(e: &'e Element<'d>, name: &str) -> Result<&'e Element<'d>, EnvelopeError> {
     e.child(name)
         .ok_or_else(|| not_valid(format!("<{}> lacks <{name}>", e.name)))
 }
@@ -143,7 +143,7 @@ pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<Request, EnvelopeError> 
         .ok_or_else(|| not_valid("<SIMPLEREQ> holds no method call"))?;
     check_names_and_flags(call)?;
     let limits_copy = *limits;
-    match call.name.as_str() {
+    match call.name.as_ref() {
         "IMETHODCALL" => {
             let method = call
                 .attr("NAME")
@@ -221,7 +221,7 @@ fn check_names_and_flags(call: &Element) -> Result<(), EnvelopeError> {
 }
 
 fn check_class_names(e: &Element) -> Result<(), EnvelopeError> {
-    let attribute = match e.name.as_str() {
+    let attribute = match e.name.as_ref() {
         "CLASSNAME" | "CLASS" => Some("NAME"),
         "INSTANCENAME" | "INSTANCE" => Some("CLASSNAME"),
         _ => None,
@@ -241,7 +241,7 @@ fn check_class_names(e: &Element) -> Result<(), EnvelopeError> {
 struct Params<'e> {
     method: &'e str,
     /// The parameters given, each with whether the operation has read it.
-    values: Vec<(&'e str, &'e Element, bool)>,
+    values: Vec<(&'e str, &'e Element<'e>, bool)>,
     decoder: Decoder<'e>,
 }
 
@@ -256,13 +256,13 @@ fn text_bool(e: &Element, name: &str) -> CimResult<bool> {
 }
 
 impl<'e> Params<'e> {
-    fn new(method: &'e str, call: &'e Element, limits: &'e XmlLimits) -> CimResult<Self> {
+    fn new(method: &'e str, call: &'e Element<'e>, limits: &'e XmlLimits) -> CimResult<Self> {
         let mut values = Vec::new();
         for p in call.children_named("IPARAMVALUE") {
             let name = required_attr(p, "NAME")?;
             if values
                 .iter()
-                .any(|(n, _, _): &(&str, &Element, bool)| n.eq_ignore_ascii_case(name))
+                .any(|(n, _, _): &(&str, &Element<'_>, bool)| n.eq_ignore_ascii_case(name))
             {
                 return Err(CimError::invalid_parameter(format!(
                     "parameter {name} is given twice"
@@ -281,7 +281,7 @@ impl<'e> Params<'e> {
     }
 
     /// The content element of parameter `name`; `None` when absent or NULL.
-    fn get(&mut self, name: &str) -> Option<&'e Element> {
+    fn get(&mut self, name: &str) -> Option<&'e Element<'e>> {
         let (_, e, used) = self
             .values
             .iter_mut()
@@ -290,7 +290,7 @@ impl<'e> Params<'e> {
         e.children.first().filter(|c| c.name != "VALUE.NULL")
     }
 
-    fn required(&mut self, name: &str) -> CimResult<&'e Element> {
+    fn required(&mut self, name: &str) -> CimResult<&'e Element<'e>> {
         let method = self.method;
         self.get(name).ok_or_else(|| {
             CimError::invalid_parameter(format!("{method} requires parameter {name}"))
@@ -322,7 +322,7 @@ impl<'e> Params<'e> {
     fn string(&mut self, name: &str) -> CimResult<Option<String>> {
         match self.get(name) {
             None => Ok(None),
-            Some(e) if e.name == "VALUE" => Ok(Some(e.text.clone())),
+            Some(e) if e.name == "VALUE" => Ok(Some(e.text.to_string())),
             Some(e) => Err(CimError::invalid_parameter(format!(
                 "parameter {name} must be a VALUE, not <{}>",
                 e.name
@@ -465,19 +465,19 @@ impl<'e> Params<'e> {
 
 /// An IPARAMVALUE or PARAMVALUE content element as an untyped value.
 fn untyped_value(e: &Element) -> CimResult<UntypedValue> {
-    Ok(match e.name.as_str() {
-        "VALUE" => UntypedValue::Text(e.text.clone()),
+    Ok(match e.name.as_ref() {
+        "VALUE" => UntypedValue::Text(e.text.to_string()),
         "VALUE.ARRAY" => UntypedValue::TextArray(
             e.children
                 .iter()
-                .map(|v| (v.name == "VALUE").then(|| v.text.clone()))
+                .map(|v| (v.name == "VALUE").then(|| v.text.to_string()))
                 .collect(),
         ),
         "VALUE.REFERENCE" => UntypedValue::Typed(Value::Reference(decode::value_reference(e)?)),
         "VALUE.REFARRAY" => UntypedValue::Typed(Value::Array(
             e.children
                 .iter()
-                .map(|r| match r.name.as_str() {
+                .map(|r| match r.name.as_ref() {
                     "VALUE.NULL" => Ok(None),
                     _ => decode::value_reference(r).map(|p| Some(Value::Reference(p))),
                 })

@@ -124,12 +124,12 @@ struct Enumerate<'a> {
     optimize: bool,
     max_elements: Option<u32>,
     mode: Mode,
-    filter: Option<(&'a str, &'a Element)>,
+    filter: Option<(&'a str, &'a Element<'a>)>,
     polymorphism: Option<&'a str>,
     expires: Option<Duration>,
 }
 
-fn read_enumerate(body: &Element) -> Result<Enumerate<'_>, Fault> {
+fn read_enumerate<'a>(body: &'a Element<'a>) -> Result<Enumerate<'a>, Fault> {
     let mut e = Enumerate {
         optimize: false,
         max_elements: None,
@@ -650,7 +650,7 @@ fn context_of(call: &Call<'_>, body: &Element) -> Result<(String, Arc<State>), F
     Ok((id, state))
 }
 
-fn body_named<'a>(call: &'a Call<'_>, local: &str) -> Result<&'a Element, Fault> {
+fn body_named<'a>(call: &'a Call<'_>, local: &str) -> Result<&'a Element<'a>, Fault> {
     call.body_named(names::WSEN, "wsen", local)
 }
 

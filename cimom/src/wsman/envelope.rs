@@ -46,8 +46,8 @@ pub struct Request {
     pub subscription: Option<String>,
     /// wst:IssuedTokens: the credentials the client gave for its event sinks.
     pub issued_tokens: Vec<IssuedToken>,
-    /// The first element of the body, if any.
-    pub body: Option<Element>,
+    /// The first element of the body, if any (owned: a request outlives its bytes).
+    pub body: Option<Element<'static>>,
 }
 
 /// A user name and password a subscriber gives the service for delivering events to its
@@ -75,10 +75,10 @@ fn issued_tokens(h: &Element) -> Vec<IssuedToken> {
                 .map(|a| a.text.trim().to_owned());
             Some(IssuedToken {
                 credentials: SinkCredentials {
-                    username: token.child_ns(names::WSSE, "Username")?.text.clone(),
+                    username: token.child_ns(names::WSSE, "Username")?.text.to_string(),
                     password: token
                         .child_ns(names::WSSE, "Password")
-                        .map(|p| p.text.clone())
+                        .map(|p| p.text.to_string())
                         .unwrap_or_default(),
                 },
                 applies_to,
@@ -133,7 +133,7 @@ pub fn message_id(envelope: &Element) -> Option<String> {
     envelope
         .child_ns(names::SOAP, "Header")?
         .child_ns(names::WSA, "MessageID")
-        .map(|m| m.text.clone())
+        .map(|m| m.text.to_string())
 }
 
 impl Request {
@@ -183,7 +183,7 @@ impl Request {
             }
         }
         let body = body.ok_or_else(|| Fault::schema("the SOAP envelope has no Body"))?;
-        request.body = body.children.into_iter().next();
+        request.body = body.children.into_iter().next().map(Element::into_owned);
         for h in header.map(|h| h.children).unwrap_or_default() {
             request.header(h)?;
         }
@@ -212,7 +212,7 @@ impl Request {
                 if text().is_empty() {
                     return Err(Fault::header("wsa:MessageID is empty"));
                 }
-                self.message_id = Some(h.text.clone());
+                self.message_id = Some(h.text.to_string());
             }
             (names::WSA, "ReplyTo") => {
                 let address = h.child_ns(names::WSA, "Address").map(|a| a.text.trim());

@@ -34,7 +34,7 @@ use crate::INTEROP_NAMESPACE;
 const PUSH: &str = "http://schemas.xmlsoap.org/ws/2004/08/eventing/DeliveryModes/Push";
 const PUSH_WITH_ACK: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/PushWithAck";
 
-fn body_named<'a>(call: &'a Call<'_>, local: &str) -> Result<&'a Element, Fault> {
+fn body_named<'a>(call: &'a Call<'_>, local: &str) -> Result<&'a Element<'a>, Fault> {
     call.body_named(names::WSE, "wse", local)
 }
 

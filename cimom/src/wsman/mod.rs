@@ -208,7 +208,7 @@ impl Call<'_> {
         namespace: &str,
         prefix: &str,
         local: &str,
-    ) -> Result<&crate::cimxml::dom::Element, Fault> {
+    ) -> Result<&crate::cimxml::dom::Element<'static>, Fault> {
         self.request
             .body
             .as_ref()

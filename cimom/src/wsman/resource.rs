@@ -124,7 +124,7 @@ pub fn read_selectors(set: &Element) -> Result<Vec<(String, Value)>, Fault> {
         }
         let value = match s.child_ns(names::WSA, "EndpointReference") {
             Some(epr) => Value::Reference(super::wscim::read_epr(epr)?),
-            None => Value::String(s.text.clone().into()),
+            None => Value::String(s.text.to_string().into()),
         };
         out.push((name, value));
     }

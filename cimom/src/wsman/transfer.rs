@@ -291,12 +291,12 @@ pub async fn put(call: &Call<'_>) -> Result<Reply, Fault> {
             .class(&target.namespace, &class_name)
             .map_err(|e| Fault::from(crate::error::CimError::from(e)))?;
         let mut wrapper = Element {
-            name: class_name.clone(),
+            name: class_name.clone().into(),
             ..Element::default()
         };
         if text_only {
             wrapper.children.push(Element {
-                name: name.to_string(),
+                name: name.to_string().into(),
                 text: body.text.clone(),
                 ..Element::default()
             });

@@ -53,7 +53,7 @@ pub fn write_instance_as(
 pub fn write_property(out: &mut String, p: &InstanceProperty, namespace: &str, declarations: &str) {
     write_named(
         out,
-        p.name.as_str(),
+        p.name.as_ref(),
         p.value.as_ref(),
         namespace,
         declarations,
@@ -364,7 +364,7 @@ pub fn read_value(
     }
     let child = e.children.first();
     Ok(Some(match child {
-        None => UntypedValue::Text(e.text.clone()),
+        None => UntypedValue::Text(e.text.to_string()),
         Some(c) if c.namespace.as_deref() == Some(names::CIM_COMMON) => {
             UntypedValue::Text(datetime_element(c)?)
         }
@@ -380,7 +380,7 @@ pub fn read_value(
 
 /// The elements of `parent` grouped by local name, in first-seen order: a repeated
 /// element is an array.
-pub fn group_children(parent: &Element) -> Vec<(&str, Vec<&Element>)> {
+pub fn group_children<'e, 'd>(parent: &'e Element<'d>) -> Vec<(&'e str, Vec<&'e Element<'d>>)> {
     let mut groups: Vec<(&str, Vec<&Element>)> = Vec::new();
     for c in &parent.children {
         match groups.iter_mut().find(|(n, _)| *n == c.local_name()) {

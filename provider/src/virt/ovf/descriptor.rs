@@ -221,8 +221,8 @@ impl Envelope {
 
 /// Reads a descriptor. Refuses what is not XML, not an OVF envelope, or OVF 0.9.
 pub fn parse(bytes: &[u8]) -> Result<Envelope, OvfError> {
-    let root = dom::parse(&without_false_encoding(bytes), &LIMITS)
-        .map_err(|e| OvfError::NotOvf(e.to_string()))?;
+    let text = without_false_encoding(bytes);
+    let root = dom::parse(&text, &LIMITS).map_err(|e| OvfError::NotOvf(e.to_string()))?;
     let version = match root.namespace.as_deref() {
         Some(OVF1) if root.local_name() == "Envelope" => OvfVersion::V1,
         Some(OVF2) if root.local_name() == "Envelope" => OvfVersion::V2,
@@ -361,7 +361,10 @@ fn text(element: &Element) -> String {
     element.text.trim().to_owned()
 }
 
-fn wscim_children<'e>(item: &'e Element, local: &'e str) -> impl Iterator<Item = &'e Element> {
+fn wscim_children<'e>(
+    item: &'e Element<'e>,
+    local: &'e str,
+) -> impl Iterator<Item = &'e Element<'e>> {
     item.children.iter().filter(move |c| {
         c.local_name() == local && c.namespace.as_deref().is_some_and(|n| n.starts_with(WSCIM))
     })
@@ -394,7 +397,7 @@ impl Reader<'_> {
             return None;
         }
         Some(ForeignSection {
-            name: element.name.clone(),
+            name: element.name.to_string(),
             required: element.attr_local("required") != Some("false"),
         })
     }
