@@ -76,7 +76,7 @@ impl Decoder<'_> {
 
     /// Parses the escaped text of an embedded instance (EmbeddedObject="instance").
     pub fn embedded_instance(&self, text: &str) -> CimResult<Value> {
-        let root = dom::parse(text.as_bytes(), self.limits)
+        let root = dom::parse_cim_xml(text.as_bytes(), self.limits)
             .map_err(|e| invalid(format!("embedded instance: {e}")))?;
         match root.name.as_ref() {
             "INSTANCE" => Ok(Value::Instance(Box::new(self.instance(&root)?))),

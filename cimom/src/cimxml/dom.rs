@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use quick_xml::events::attributes::Attributes;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
+use quick_xml::{NsReader, Reader};
 
 /// An element: name, attributes in document order, child elements and text content, each
 /// borrowed from the document (`'a`) where it can be.
@@ -139,37 +139,84 @@ impl<'a> Element<'a> {
     }
 }
 
-/// Parses a whole document into its root element.
+/// Where a document's events come from: a reader that resolves XML namespaces (SOAP), or
+/// one that does not (CIM-XML, which uses none: resolving them would be work for nothing).
+enum Source<'a> {
+    Namespaced(NsReader<&'a [u8]>),
+    Plain(Reader<&'a [u8]>),
+}
+
+impl<'a> Source<'a> {
+    fn new(input: &'a [u8], namespaces: bool) -> Self {
+        let mut source = if namespaces {
+            Source::Namespaced(NsReader::from_reader(input))
+        } else {
+            Source::Plain(Reader::from_reader(input))
+        };
+        let config = match &mut source {
+            Source::Namespaced(r) => r.config_mut(),
+            Source::Plain(r) => r.config_mut(),
+        };
+        config.check_end_names = true;
+        config.expand_empty_elements = false;
+        source
+    }
+
+    /// The next event, with the namespace its element's name is bound to.
+    fn next(&mut self) -> Result<(Option<String>, Event<'a>), String> {
+        match self {
+            Source::Plain(reader) => reader
+                .read_event()
+                .map(|event| (None, event))
+                .map_err(|e| e.to_string()),
+            Source::Namespaced(reader) => match reader.read_resolved_event() {
+                Ok((ResolveResult::Bound(ns), event)) => Ok((
+                    Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+                    event,
+                )),
+                Ok((ResolveResult::Unbound, event)) => Ok((None, event)),
+                Ok((ResolveResult::Unknown(prefix), _)) => Err(format!(
+                    "namespace prefix '{}' is not declared",
+                    String::from_utf8_lossy(&prefix)
+                )),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    fn position(&self) -> u64 {
+        match self {
+            Source::Namespaced(r) => r.buffer_position(),
+            Source::Plain(r) => r.buffer_position(),
+        }
+    }
+}
+
+/// Parses a whole document into its root element, resolving XML namespaces.
 pub fn parse<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Element<'a>, XmlError> {
-    let mut reader = NsReader::from_reader(input);
-    let config = reader.config_mut();
-    config.check_end_names = true;
-    config.expand_empty_elements = false;
+    build(Source::new(input, true), input, limits)
+}
+
+/// Parses a whole CIM-XML document into its root element: CIM-XML declares no XML
+/// namespaces, so none are resolved and every element's `namespace` is `None`.
+pub fn parse_cim_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Element<'a>, XmlError> {
+    build(Source::new(input, false), input, limits)
+}
+
+fn build<'a>(
+    mut reader: Source<'a>,
+    input: &'a [u8],
+    limits: &XmlLimits,
+) -> Result<Element<'a>, XmlError> {
     let mut stack: Vec<Element<'a>> = Vec::new();
     let mut root: Option<Element<'a>> = None;
     let mut count = 0usize;
-    let malformed = |reader: &NsReader<&'a [u8]>, message: String| XmlError::Malformed {
-        position: reader.buffer_position(),
+    let malformed = |reader: &Source<'a>, message: String| XmlError::Malformed {
+        position: reader.position(),
         message,
     };
     loop {
-        let (namespace, event) = match reader.read_resolved_event() {
-            Ok((ResolveResult::Bound(ns), event)) => (
-                Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
-                event,
-            ),
-            Ok((ResolveResult::Unbound, event)) => (None, event),
-            Ok((ResolveResult::Unknown(prefix), _)) => {
-                return Err(malformed(
-                    &reader,
-                    format!(
-                        "namespace prefix '{}' is not declared",
-                        String::from_utf8_lossy(&prefix)
-                    ),
-                ))
-            }
-            Err(e) => return Err(malformed(&reader, e.to_string())),
-        };
+        let (namespace, event) = reader.next().map_err(|m| malformed(&reader, m))?;
         match event {
             Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(malformed(&reader, "content after the root element".into()));
@@ -361,6 +408,20 @@ mod tests {
         assert_eq!(root.children[1].text, "x<y");
         let owned: Element<'static> = root.clone().into_owned();
         assert_eq!(owned, root);
+    }
+
+    #[test]
+    fn cim_xml_is_read_without_namespaces() {
+        let doc = br#"<CIM><s:E xmlns:s="urn:s"><q:F/></s:E></CIM>"#;
+        let root = parse_cim_xml(doc, &LIMITS).unwrap();
+        assert_eq!(root.children[0].name, "s:E");
+        assert_eq!(root.children[0].namespace, None);
+        assert_eq!(root.children[0].children[0].name, "q:F");
+        assert_eq!(
+            parse_cim_xml(b"<a>&x;</a>", &LIMITS),
+            parse(b"<a>&x;</a>", &LIMITS),
+            "the same refusals"
+        );
     }
 
     #[test]

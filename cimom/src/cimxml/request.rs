@@ -92,7 +92,7 @@ fn major_is(version: &str, major: &str) -> bool {
 
 /// Decodes a request body.
 pub fn parse(body: &[u8], limits: &XmlLimits) -> Result<Request, EnvelopeError> {
-    let root = dom::parse(body, limits).map_err(|e| match e {
+    let root = dom::parse_cim_xml(body, limits).map_err(|e| match e {
         XmlError::Malformed { .. } => EnvelopeError::NotWellFormed(e.to_string()),
         _ => EnvelopeError::NotValid(e.to_string()),
     })?;

@@ -130,7 +130,7 @@ impl Cimom {
         let limits = config.xml;
         let mut sequence = 0;
         for (ns, name, xml) in store.qualifiers()? {
-            let decl = dom::parse(&xml, &limits)
+            let decl = dom::parse_cim_xml(&xml, &limits)
                 .map_err(|e| CimError::failed(e.to_string()))
                 .and_then(|e| {
                     decode::Decoder {
@@ -155,7 +155,7 @@ impl Cimom {
             // New classes number after the highest stored one, so that after deletions a
             // subclass still sorts after its superclass when the store is replayed.
             sequence = sequence.max(stored_sequence);
-            let class = dom::parse(&xml, &limits)
+            let class = dom::parse_cim_xml(&xml, &limits)
                 .map_err(|e| CimError::failed(e.to_string()))
                 .and_then(|e| {
                     decode::Decoder {
@@ -178,7 +178,7 @@ impl Cimom {
                 limits: &limits,
                 namespace: None,
             };
-            let instance = dom::parse(xml, &limits)
+            let instance = dom::parse_cim_xml(xml, &limits)
                 .map_err(|e| CimError::failed(e.to_string()))
                 .and_then(|e| decoder.instance(&e))
                 .and_then(|i| repo.complete_instance(ns, i).map_err(CimError::from));
