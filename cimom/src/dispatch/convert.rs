@@ -77,7 +77,12 @@ pub fn parse_scalar(text: &str, ty: CimType) -> CimResult<Value> {
 
 /// Converts a typed value to `ty` (and arrayness) where that loses nothing: integers of
 /// another width, strings holding another type's text.
-pub fn coerce(value: Value, ty: CimType, is_array: bool, element: &str) -> CimResult<Value> {
+pub fn coerce(
+    value: Value,
+    ty: CimType,
+    is_array: bool,
+    element: &dyn std::fmt::Display,
+) -> CimResult<Value> {
     let mismatch = |v: &Value| {
         CimError::new(
             StatusCode::TypeMismatch,
@@ -119,7 +124,12 @@ pub fn coerce(value: Value, ty: CimType, is_array: bool, element: &str) -> CimRe
 }
 
 /// Types an untyped value as `ty`.
-pub fn typed(value: UntypedValue, ty: CimType, is_array: bool, element: &str) -> CimResult<Value> {
+pub fn typed(
+    value: UntypedValue,
+    ty: CimType,
+    is_array: bool,
+    element: &dyn std::fmt::Display,
+) -> CimResult<Value> {
     match value {
         UntypedValue::Text(t) if !is_array => parse_scalar(&t, ty),
         UntypedValue::TextArray(items) if is_array => Ok(Value::Array(
@@ -167,7 +177,7 @@ pub fn normalize_path(class: &Class, path: &ObjectPath) -> CimResult<ObjectPath>
             kb.value.clone(),
             decl.ty,
             false,
-            &format!("key {}.{}", class.name, decl.name),
+            &format_args!("key {}.{}", class.name, decl.name),
         )?;
         out = out.with_key(decl.name.clone(), value);
     }

@@ -187,7 +187,7 @@ impl Cimom {
             p.is_array = decl.array.is_some();
             p.reference_class = decl.reference_class.clone();
             if let Some(v) = p.value.take() {
-                let element = format!("{}.{}", class.name, decl.name);
+                let element = format_args!("{}.{}", class.name, decl.name);
                 p.value = Some(convert::coerce(v, decl.ty, decl.array.is_some(), &element)?);
             }
         }

@@ -200,16 +200,34 @@ pub trait MethodProvider: Send + Sync + 'static {
     ) -> CimResult<MethodResult>;
 }
 
+/// Providers of one kind by namespace, then by class: looked up by name without building a
+/// key.
+struct ByClass<P>(NameMap<NameMap<P>>);
+
+impl<P> Default for ByClass<P> {
+    fn default() -> Self {
+        ByClass(NameMap::default())
+    }
+}
+
+impl<P: Clone> ByClass<P> {
+    fn insert(&mut self, namespace: &str, class: &str, provider: P) {
+        self.0
+            .get_or_insert_with(&Name::new(namespace.trim_matches('/')), NameMap::default)
+            .insert(Name::new(class), provider);
+    }
+
+    fn get(&self, namespace: &str, class: &str) -> Option<P> {
+        self.0.get(namespace.trim_matches('/'))?.get(class).cloned()
+    }
+}
+
 /// Providers by namespace and class.
 #[derive(Default)]
 pub struct Registry {
-    instance: NameMap<Arc<dyn InstanceProvider>>,
-    association: NameMap<Arc<dyn AssociationProvider>>,
-    method: NameMap<Arc<dyn MethodProvider>>,
-}
-
-fn key(namespace: &str, class: &str) -> Name {
-    Name::new(&format!("{}:{class}", namespace.trim_matches('/')))
+    instance: ByClass<Arc<dyn InstanceProvider>>,
+    association: ByClass<Arc<dyn AssociationProvider>>,
+    method: ByClass<Arc<dyn MethodProvider>>,
 }
 
 impl Registry {
@@ -220,7 +238,7 @@ impl Registry {
         class: &str,
         p: Arc<dyn InstanceProvider>,
     ) {
-        self.instance.insert(key(namespace, class), p);
+        self.instance.insert(namespace, class, p);
     }
 
     /// Registers an association provider for association `class` in `namespace`.
@@ -230,17 +248,17 @@ impl Registry {
         class: &str,
         p: Arc<dyn AssociationProvider>,
     ) {
-        self.association.insert(key(namespace, class), p);
+        self.association.insert(namespace, class, p);
     }
 
     /// Registers a method provider for `class` in `namespace`.
     pub fn register_methods(&mut self, namespace: &str, class: &str, p: Arc<dyn MethodProvider>) {
-        self.method.insert(key(namespace, class), p);
+        self.method.insert(namespace, class, p);
     }
 
     /// The instance provider of `class`, if any.
     pub fn instances(&self, namespace: &str, class: &str) -> Option<Arc<dyn InstanceProvider>> {
-        self.instance.get(key(namespace, class).as_str()).cloned()
+        self.instance.get(namespace, class)
     }
 
     /// The association provider of `class`, if any.
@@ -249,14 +267,12 @@ impl Registry {
         namespace: &str,
         class: &str,
     ) -> Option<Arc<dyn AssociationProvider>> {
-        self.association
-            .get(key(namespace, class).as_str())
-            .cloned()
+        self.association.get(namespace, class)
     }
 
     /// The method provider of `class`, if any.
     pub fn methods(&self, namespace: &str, class: &str) -> Option<Arc<dyn MethodProvider>> {
-        self.method.get(key(namespace, class).as_str()).cloned()
+        self.method.get(namespace, class)
     }
 }
 

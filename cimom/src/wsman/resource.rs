@@ -208,8 +208,13 @@ pub fn instance_path(class: &Class, keys: Vec<(String, Value)>) -> Result<Object
                     Some("UnexpectedSelectors"),
                 )
             })?;
-        let value = coerce(value, decl.ty, false, &format!("selector {}", decl.name))
-            .map_err(|e| invalid_selectors(e.description, Some("TypeMismatch")))?;
+        let value = coerce(
+            value,
+            decl.ty,
+            false,
+            &format_args!("selector {}", decl.name),
+        )
+        .map_err(|e| invalid_selectors(e.description, Some("TypeMismatch")))?;
         bindings.push(KeyBinding {
             name: decl.name.clone(),
             value,
@@ -254,7 +259,7 @@ pub fn matches_selectors(path: &ObjectPath, keys: &[(String, Value)]) -> bool {
                 && kb
                     .value
                     .cim_type()
-                    .and_then(|ty| coerce(value.clone(), ty, false, "selector").ok())
+                    .and_then(|ty| coerce(value.clone(), ty, false, &"selector").ok())
                     .is_some_and(|v| key_values_equal(&local(v), &local(kb.value.clone())))
         })
     })
