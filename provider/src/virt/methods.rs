@@ -219,10 +219,12 @@ impl Virt {
         // A graceful shutdown and a save take a while: they run as a job (4096).
         if matches!(change, Change::ShutDown(_) | Change::Offline) {
             let manager = self.manager.clone();
-            let started =
-                tokio::task::spawn_blocking(move || manager.begin_change(&name, requested, change))
-                    .await
-                    .map_err(|e| CimError::failed(format!("the VM operation failed: {e}")))?;
+            let title = format!("RequestStateChange({requested}) of {name}");
+            let started = tokio::task::spawn_blocking(move || {
+                manager.begin_change(&name, requested, change, title)
+            })
+            .await
+            .map_err(|e| CimError::failed(format!("the VM operation failed: {e}")))?;
             return Ok(match started {
                 Ok(job) => done(
                     ReturnCode::JobStarted,

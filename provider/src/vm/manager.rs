@@ -1,6 +1,6 @@
 //! The VMs a host has: their definitions (durable, in the database) and what the
-//! hypervisor's supervisor says of their processes. Every operation here blocks; providers
-//! call it from tokio's blocking pool.
+//! hypervisor's supervisor says of their processes. Every operation here blocks; async
+//! callers run it on a blocking thread.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ impl Drop for Claim {
     }
 }
 
-/// A state change a client can request (RequestStateChange's RequestedState).
+/// A state change a client can request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
     /// 2: start, resume, or restore a saved VM.
@@ -148,7 +148,7 @@ pub struct VirtManager {
     consoles: Arc<Consoles>,
 }
 
-/// A storage pool as the CIM model shows it.
+/// A storage pool with its space now.
 #[derive(Clone, Debug)]
 pub struct DiskPoolInfo {
     /// Its name (`DiskPool/NAME`).
@@ -877,13 +877,15 @@ impl VirtManager {
         &self.jobs
     }
 
-    /// Starts a state change that takes a while (a graceful shutdown, a save) as a job, after
-    /// checking that the VM's state allows it; the VM stays claimed until the job ends.
+    /// Starts a state change that takes a while (a graceful shutdown, a save) as job
+    /// `title`, after checking that the VM's state allows it; the VM stays claimed until the
+    /// job ends.
     pub fn begin_change(
         self: &Arc<Self>,
         name: &str,
         requested: RequestedState,
         change: Change,
+        title: String,
     ) -> Result<Job, ChangeError> {
         let (claim, _, state) = self.claim_defined(name)?;
         let allowed = match change {
@@ -899,7 +901,6 @@ impl VirtManager {
         // A graceful shutdown only waits for the guest, so it can be cancelled; a save cannot
         // be taken back half way.
         let cancellable = matches!(change, Change::ShutDown(_));
-        let title = format!("RequestStateChange({requested}) of {name}");
         let name = name.to_owned();
         self.spawn_job(claim, title, cancellable, move |manager| {
             manager.perform(&name, requested, change)
