@@ -805,7 +805,8 @@ fn datetime_ms(ms: u64) -> Value {
     )))
 }
 
-/// CIM_ConcreteJob.JobState of `state`.
+/// CIM_ConcreteJob.JobState of `state` (the domain happens to store the same numbers, for
+/// its records' sake; this is the CIM side's own mapping).
 fn job_state(state: JobState) -> u16 {
     match state {
         JobState::Running => 4,

@@ -1226,7 +1226,8 @@ fn check_unique(
 }
 
 /// Changes to stopped VMs' definitions, made together: each VM is changed in a copy, and
-/// [`Edit::commit`] checks every copy against the host and stores them all, or none.
+/// [`Edit::commit`] checks every copy against the host before any is stored, so a change
+/// refused for one VM leaves every VM as it was.
 pub struct Edit<'m> {
     manager: &'m VirtManager,
     what: &'static str,
