@@ -61,7 +61,7 @@ fn candidates(
     let mut out: IndexMap<Name, (Arc<Class>, Vec<Name>)> = IndexMap::new();
     let mut current = namespace.class(class).cloned();
     while let Some(c) = current {
-        for r in namespace.association_roles(c.name.as_ref()) {
+        for r in namespace.association_roles(c.name.as_str()) {
             if let Some(ac) = &filter.assoc_class {
                 if !namespace.is_subclass_of(r.association.as_str(), ac.as_str()) {
                     continue;
@@ -288,7 +288,7 @@ impl Cimom {
                     {
                         continue;
                     }
-                    let Some(Value::Reference(target)) = obj.instance.get(r.name.as_ref()) else {
+                    let Some(Value::Reference(target)) = obj.instance.get(r.name.as_str()) else {
                         continue;
                     };
                     let Ok(target_ns) =

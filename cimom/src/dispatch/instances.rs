@@ -176,7 +176,7 @@ impl Cimom {
     /// Converts the property values of a client's instance to the declared types.
     fn coerce_instance(&self, class: &Class, mut instance: Instance) -> CimResult<Instance> {
         for p in instance.properties.values_mut() {
-            let decl = class.property(p.name.as_ref()).ok_or_else(|| {
+            let decl = class.property(p.name.as_str()).ok_or_else(|| {
                 CimError::new(
                     StatusCode::NoSuchProperty,
                     format!("class {} has no property {}", class.name, p.name),

@@ -337,7 +337,7 @@ impl InstanceProvider for Interop {
                     vec![
                         ("InstanceID", Value::from(p.instance_id.as_str())),
                         ("RegisteredOrganization", Value::UInt16(p.organization)),
-                        ("RegisteredName", Value::from(p.name.as_ref())),
+                        ("RegisteredName", Value::from(p.name.as_str())),
                         ("RegisteredVersion", Value::from(p.version.as_str())),
                         // Nothing speaks SLP or lists profiles in Identify here.
                         (

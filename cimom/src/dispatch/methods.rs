@@ -94,7 +94,7 @@ impl Cimom {
         let mut provider = None;
         let mut current = Some(class.clone());
         while let Some(c) = current {
-            if let Some(p) = self.providers.methods(ns, c.name.as_ref()) {
+            if let Some(p) = self.providers.methods(ns, c.name.as_str()) {
                 provider = Some(p);
                 break;
             }

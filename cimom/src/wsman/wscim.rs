@@ -53,7 +53,7 @@ pub fn write_instance_as(
 pub fn write_property(out: &mut String, p: &InstanceProperty, namespace: &str, declarations: &str) {
     write_named(
         out,
-        p.name.as_ref(),
+        p.name.as_str(),
         p.value.as_ref(),
         namespace,
         declarations,
