@@ -114,12 +114,14 @@ pub(super) fn reference(path: ObjectPath) -> Value {
     Value::Reference(path)
 }
 
+/// Every class these providers serve, elements and associations, with its builder.
+pub fn builders() -> impl Iterator<Item = &'static ClassBuilder> {
+    ELEMENTS.iter().chain(ASSOCIATIONS)
+}
+
 /// The builder of exactly `class` (in any case), if it is one of these providers'.
 pub fn builder(class: &str) -> Option<&'static ClassBuilder> {
-    ELEMENTS
-        .iter()
-        .chain(ASSOCIATIONS)
-        .find(|b| class.eq_ignore_ascii_case(b.class))
+    builders().find(|b| class.eq_ignore_ascii_case(b.class))
 }
 
 /// The instances of exactly `class`, or `None` when the class is not one of these

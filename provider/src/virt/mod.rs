@@ -315,9 +315,7 @@ fn served_classes(schema: &Repository) -> Vec<Name> {
     let Ok(ns) = schema.namespace(NAMESPACE) else {
         return Vec::new();
     };
-    instances::ELEMENTS
-        .iter()
-        .chain(associations::ASSOCIATIONS)
+    instances::builders()
         .filter_map(|builder| ns.class(builder.class))
         .map(|class| class.name.clone())
         .collect()
@@ -788,7 +786,7 @@ mod tests {
     fn the_classes_served_are_the_kvm_classes_whose_instances_are_built() {
         let schema = crate::schema::load().expect("the embedded schema compiles");
         let served = served_classes(&schema);
-        let table = instances::ELEMENTS.len() + associations::ASSOCIATIONS.len();
+        let table = instances::builders().count();
         assert_eq!(
             served.len(),
             table,

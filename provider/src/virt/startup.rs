@@ -22,12 +22,13 @@ pub fn action_code(action: StartupAction) -> u16 {
 
 /// The action of an AutomaticStartupAction value.
 fn action_of_code(code: u64) -> Option<StartupAction> {
-    match code {
-        2 => Some(StartupAction::None),
-        3 => Some(StartupAction::RestartIfActive),
-        4 => Some(StartupAction::Always),
-        _ => None,
-    }
+    [
+        StartupAction::None,
+        StartupAction::RestartIfActive,
+        StartupAction::Always,
+    ]
+    .into_iter()
+    .find(|action| u64::from(action_code(*action)) == code)
 }
 
 /// What happens to a VM when the host shuts down (AutomaticShutdownAction 2, Turn Off: the
