@@ -31,6 +31,11 @@ pub struct Element<'a> {
     pub text: Cow<'a, str>,
 }
 
+/// Most attributes one element may carry. Real documents carry up to 15 (an OVF envelope's
+/// namespace declarations); the limit keeps the duplicate-attribute check, which compares
+/// each attribute with those before it, from costing time quadratic in the body's size.
+pub const MAX_ATTRIBUTES: usize = 64;
+
 /// Limits on the shape of a document.
 #[derive(Clone, Copy, Debug)]
 pub struct XmlLimits {
@@ -60,6 +65,12 @@ pub enum XmlError {
     /// More elements than the limit.
     #[error("the XML document has more elements than the limit of {0}")]
     TooManyElements(usize),
+    /// An element with more attributes than [`MAX_ATTRIBUTES`].
+    #[error("XML element {element} has more attributes than the limit of {MAX_ATTRIBUTES}")]
+    TooManyAttributes {
+        /// The element's name.
+        element: String,
+    },
 }
 
 impl<'a> Element<'a> {
@@ -215,6 +226,12 @@ fn build<'a>(
         position: reader.position(),
         message,
     };
+    let refused = |reader: &Source<'a>, start: &BytesStart<'_>, fault| match fault {
+        ElementFault::Malformed(message) => malformed(reader, message),
+        ElementFault::TooManyAttributes => XmlError::TooManyAttributes {
+            element: String::from_utf8_lossy(start.name().as_ref()).into_owned(),
+        },
+    };
     loop {
         let (namespace, event) = reader.next().map_err(|m| malformed(&reader, m))?;
         match event {
@@ -229,7 +246,9 @@ fn build<'a>(
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                stack.push(element(input, &start, namespace).map_err(|m| malformed(&reader, m))?);
+                stack.push(
+                    element(input, &start, namespace).map_err(|f| refused(&reader, &start, f))?,
+                );
             }
             Event::Empty(start) => {
                 count += 1;
@@ -239,7 +258,8 @@ fn build<'a>(
                 if stack.len() >= limits.max_depth {
                     return Err(XmlError::TooDeep(limits.max_depth));
                 }
-                let e = element(input, &start, namespace).map_err(|m| malformed(&reader, m))?;
+                let e =
+                    element(input, &start, namespace).map_err(|f| refused(&reader, &start, f))?;
                 attach(&mut stack, &mut root, e);
             }
             Event::End(_) => {
@@ -337,18 +357,26 @@ fn element<'a>(
     input: &'a [u8],
     start: &BytesStart<'_>,
     namespace: Option<String>,
-) -> Result<Element<'a>, String> {
+) -> Result<Element<'a>, ElementFault> {
     let name_len = start.name().as_ref().len();
     match within(input, start) {
         Some(tag) => {
-            let tag = std::str::from_utf8(tag).map_err(|e| e.to_string())?;
+            let tag =
+                std::str::from_utf8(tag).map_err(|e| ElementFault::Malformed(e.to_string()))?;
             element_of(tag, name_len, namespace)
         }
         None => {
-            let tag = String::from_utf8(start.to_vec()).map_err(|e| e.to_string())?;
+            let tag = String::from_utf8(start.to_vec())
+                .map_err(|e| ElementFault::Malformed(e.to_string()))?;
             element_of(&tag, name_len, namespace).map(Element::into_owned)
         }
     }
+}
+
+/// Why a start tag does not make an element.
+enum ElementFault {
+    Malformed(String),
+    TooManyAttributes,
 }
 
 /// `part` as the slice of `input` it is, if it lies in `input`.
@@ -361,12 +389,26 @@ fn element_of<'a>(
     tag: &'a str,
     name_len: usize,
     namespace: Option<String>,
-) -> Result<Element<'a>, String> {
-    let mut attrs = Vec::new();
-    for attr in Attributes::new(tag, name_len).with_checks(true) {
-        let attr = attr.map_err(|e| e.to_string())?;
-        let key = std::str::from_utf8(attr.key.0).map_err(|e| e.to_string())?;
-        let value = attr.unescape_value().map_err(|e| e.to_string())?;
+) -> Result<Element<'a>, ElementFault> {
+    let mut attrs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+    // Duplicates are checked here, against the keys as written (as quick-xml's own check
+    // would), so that a tag's attributes cost no allocation beyond their vector.
+    for attr in Attributes::new(tag, name_len).with_checks(false) {
+        let attr = attr.map_err(|e| ElementFault::Malformed(e.to_string()))?;
+        if attrs.len() == MAX_ATTRIBUTES {
+            return Err(ElementFault::TooManyAttributes);
+        }
+        let key =
+            std::str::from_utf8(attr.key.0).map_err(|e| ElementFault::Malformed(e.to_string()))?;
+        if attrs.iter().any(|(k, _)| k == key) {
+            return Err(ElementFault::Malformed(format!(
+                "duplicate attribute '{key}' in element <{}>",
+                &tag[..name_len]
+            )));
+        }
+        let value = attr
+            .unescape_value()
+            .map_err(|e| ElementFault::Malformed(e.to_string()))?;
         attrs.push((Cow::Borrowed(key), value));
     }
     Ok(Element {
@@ -465,5 +507,32 @@ mod tests {
             parse(b"<a/><b/>", &LIMITS),
             Err(XmlError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn attributes_are_limited_in_number_and_unique() {
+        let tag = |n: usize| {
+            let attrs: String = (0..n).map(|i| format!(" a{i}=\"v\"")).collect();
+            format!("<root><e{attrs}/></root>")
+        };
+        let doc = tag(MAX_ATTRIBUTES);
+        let most = parse_cim_xml(doc.as_bytes(), &LIMITS).unwrap();
+        assert_eq!(most.children[0].attrs.len(), MAX_ATTRIBUTES);
+        assert_eq!(
+            parse_cim_xml(tag(MAX_ATTRIBUTES + 1).as_bytes(), &LIMITS),
+            Err(XmlError::TooManyAttributes {
+                element: "e".into()
+            })
+        );
+        // Hundreds of thousands are refused as soon as the limit is passed.
+        assert!(matches!(
+            parse(tag(300_000).as_bytes(), &LIMITS),
+            Err(XmlError::TooManyAttributes { .. })
+        ));
+        let twice = parse(br#"<a x="1" y="2" x="3"/>"#, &LIMITS);
+        assert!(
+            matches!(&twice, Err(XmlError::Malformed { message, .. }) if message.contains("duplicate attribute 'x'")),
+            "{twice:?}"
+        );
     }
 }
