@@ -27,7 +27,7 @@ pub use class::{Class, Method, Parameter, Property};
 pub use datetime::{DateTime, DateTimeError, Interval, Timestamp};
 pub use error::{Error, Result};
 pub use instance::{Instance, InstanceProperty};
-pub use name::{cmp_ignore_case, eq_ignore_case, is_identifier, Name, NameMap};
+pub use name::{cmp_ignore_case, duplicate_name, eq_ignore_case, is_identifier, Name, NameMap};
 pub use path::{key_values_equal, KeyBinding, ObjectPath, PathError};
 pub use qualifier::{Flavor, FlavorKeyword, Qualifier, QualifierDecl, QualifierSet, Scope};
 pub use repository::{check_value, AssociationRole, Namespace, Repository};

@@ -55,8 +55,28 @@ pub fn cmp_ignore_case(a: &str, b: &str) -> Ordering {
         .cmp(b.chars().flat_map(char::to_lowercase))
 }
 
+/// The first item whose name another item also has, ignoring case. Lists from requests can
+/// hold tens of thousands of names: past a handful they are sorted (n log n) rather than
+/// compared pairwise (n²).
+pub fn duplicate_name<T>(items: &[T], name: impl Fn(&T) -> &str) -> Option<&T> {
+    const PAIRWISE: usize = 16;
+    if items.len() <= PAIRWISE {
+        return items
+            .iter()
+            .enumerate()
+            .find(|(i, a)| items[..*i].iter().any(|b| eq_ignore_case(name(a), name(b))))
+            .map(|(_, a)| a);
+    }
+    let mut sorted: Vec<&T> = items.iter().collect();
+    sorted.sort_by(|a, b| cmp_ignore_case(name(a), name(b)));
+    sorted
+        .windows(2)
+        .find(|w| eq_ignore_case(name(w[0]), name(w[1])))
+        .map(|w| w[1])
+}
+
 /// Feeds the lowercase UTF-8 bytes of `s` to `state`, in chunks so that hashing stays cheap.
-fn hash_ignore_case<H: Hasher>(s: &str, state: &mut H) {
+pub(crate) fn hash_ignore_case<H: Hasher>(s: &str, state: &mut H) {
     let mut buf = [0u8; 64];
     if s.is_ascii() {
         // The common case: lowercase whole chunks without decoding characters.
@@ -275,6 +295,21 @@ pub fn is_identifier(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn duplicate_names_are_found_in_short_and_long_lists() {
+        fn name<'a>(s: &'a &str) -> &'a str {
+            s
+        }
+        assert_eq!(duplicate_name(&["a", "B", "c"], name), None);
+        assert_eq!(duplicate_name(&["a", "B", "b"], name), Some(&"b"));
+        let long: Vec<String> = (0..50_000).map(|i| format!("K{i}")).collect();
+        let long: Vec<&str> = long.iter().map(String::as_str).collect();
+        assert_eq!(duplicate_name(&long, name), None);
+        let mut twice = long.clone();
+        twice.push("k49999");
+        assert!(duplicate_name(&twice, name).is_some_and(|d| d.eq_ignore_ascii_case("k49999")));
+    }
+
     use super::*;
 
     #[test]

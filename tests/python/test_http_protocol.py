@@ -286,6 +286,40 @@ def test_deep_xml_is_refused(limited):
     assert "nested deeper" in r.body.decode()
 
 
+def test_an_element_with_thousands_of_attributes_is_refused_at_once(server):
+    """Duplicate attributes are found by comparing each with those before it: without a
+    limit on their number, one 3 MB tag kept a worker busy for minutes."""
+    attrs = " ".join(f'a{i}=""' for i in range(300000))
+    body = ENUM_CLASS_NAMES.replace('<IMETHODCALL NAME="EnumerateClassNames"',
+                                    f'<IMETHODCALL NAME="EnumerateClassNames" {attrs}')
+    r = request(server.http_port, body=body)
+    assert r.status == 400 and r.headers["cimerror"] == "request-not-valid"
+    assert "XML element IMETHODCALL has more attributes than the limit of 64" in r.body.decode()
+    assert request(server.http_port).status == 200
+
+
+@pytest.mark.parametrize("count", [3, 45000])
+def test_names_given_twice_are_found_in_short_and_long_lists(server, count):
+    """Parameters and key bindings by the tens of thousands: a name given twice is found
+    by sorting (pairwise comparison had one such request take 10 s of a worker)."""
+    def get_instance(names):
+        keys = "".join(f'<KEYBINDING NAME="{n}"><KEYVALUE>x</KEYVALUE></KEYBINDING>'
+                       for n in names)
+        body = ENUM_CLASS_NAMES.replace("EnumerateClassNames", "GetInstance").replace(
+            "</LOCALNAMESPACEPATH>",
+            '</LOCALNAMESPACEPATH><IPARAMVALUE NAME="InstanceName">'
+            f'<INSTANCENAME CLASSNAME="KVM_ComputerSystem">{keys}</INSTANCENAME></IPARAMVALUE>')
+        return request(server.http_port, body=body, CIMMethod="GetInstance").body.decode()
+
+    names = [f"K{i}" for i in range(count)]
+    assert 'ERROR CODE="4" DESCRIPTION="key k1 is given twice"' in get_instance(names + ["k1"])
+    assert "'K0' is not a key of class KVM_ComputerSystem" in get_instance(names)
+    params = "".join(f'<IPARAMVALUE NAME="P{i}"/>' for i in range(count)) + '<IPARAMVALUE NAME="p2"/>'
+    body = ENUM_CLASS_NAMES.replace("</LOCALNAMESPACEPATH>", "</LOCALNAMESPACEPATH>" + params)
+    reply = request(server.http_port, body=body).body.decode()
+    assert 'ERROR CODE="4" DESCRIPTION="parameter p2 is given twice"' in reply, reply
+
+
 def test_slow_clients_are_cut_off(limited):
     s = connect(limited.http_port)
     try:

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use cim_schema::{
-    Array, ArrayKind, ArraySize, CimType, Class, Flavor, Instance, InstanceProperty, Method, Name,
-    NameMap, Namespace, ObjectPath, Parameter, Property, Qualifier, QualifierDecl, QualifierSet,
-    Scope, Value,
+    duplicate_name, Array, ArrayKind, ArraySize, CimType, Class, Flavor, Instance,
+    InstanceProperty, KeyBinding, Method, Name, NameMap, Namespace, ObjectPath, Parameter,
+    Property, Qualifier, QualifierDecl, QualifierSet, Scope, Value,
 };
 
 use super::dom::{self, Element, XmlLimits};
@@ -381,9 +381,10 @@ pub fn instance_name(e: &Element) -> CimResult<ObjectPath> {
             e.name
         )));
     }
-    let mut path = ObjectPath::class(None, required_attr(e, "CLASSNAME")?);
+    let class = required_attr(e, "CLASSNAME")?;
+    let mut keys = Vec::with_capacity(e.children.len());
     for c in &e.children {
-        match c.name.as_ref() {
+        let (name, value) = match c.name.as_ref() {
             "KEYBINDING" => {
                 let name = required_attr(c, "NAME")?;
                 let v = match c.children.first() {
@@ -391,23 +392,30 @@ pub fn instance_name(e: &Element) -> CimResult<ObjectPath> {
                     Some(r) if r.name == "VALUE.REFERENCE" => Value::Reference(value_reference(r)?),
                     _ => return Err(invalid(format!("key binding {name} has no value"))),
                 };
-                if path.key(name).is_some() {
-                    return Err(invalid(format!("key {name} is given twice")));
-                }
-                path = path.with_key(name, v);
+                (name, v)
             }
             // A single unnamed key (DSP0201 allows it for one-key classes); the name is
             // filled in from the class by the dispatcher.
-            "KEYVALUE" => path = path.with_key("", keyvalue(c)?),
-            "VALUE.REFERENCE" => path = path.with_key("", Value::Reference(value_reference(c)?)),
+            "KEYVALUE" => ("", keyvalue(c)?),
+            "VALUE.REFERENCE" => ("", Value::Reference(value_reference(c)?)),
             other => {
                 return Err(invalid(format!(
                     "<{other}> is not allowed in <INSTANCENAME>"
                 )))
             }
-        }
+        };
+        keys.push(KeyBinding {
+            name: Name::new(name),
+            value,
+        });
     }
-    Ok(path)
+    match duplicate_name(&keys, |k| k.name.as_str()) {
+        Some(k) if k.name.as_str().is_empty() => {
+            Err(invalid("an instance name has more than one unnamed key"))
+        }
+        Some(k) => Err(invalid(format!("key {} is given twice", k.name))),
+        None => Ok(ObjectPath::new(None, class, keys)),
+    }
 }
 
 /// `<CLASSNAME NAME=...>`.

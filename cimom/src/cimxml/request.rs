@@ -4,7 +4,7 @@
 //! status and a `CIMError` header; faults in the parameters of a well-formed call are CIM
 //! errors answered inside a normal response.
 
-use cim_schema::{Instance, Name, ObjectPath, Value};
+use cim_schema::{duplicate_name, Instance, Name, ObjectPath, Value};
 
 use super::decode::{self, required_attr, Decoder};
 use super::dom::{self, Element, XmlError, XmlLimits};
@@ -257,18 +257,14 @@ fn text_bool(e: &Element, name: &str) -> CimResult<bool> {
 
 impl<'e> Params<'e> {
     fn new(method: &'e str, call: &'e Element<'e>, limits: &'e XmlLimits) -> CimResult<Self> {
-        let mut values = Vec::new();
+        let mut values: Vec<(&str, &Element<'_>, bool)> = Vec::new();
         for p in call.children_named("IPARAMVALUE") {
-            let name = required_attr(p, "NAME")?;
-            if values
-                .iter()
-                .any(|(n, _, _): &(&str, &Element<'_>, bool)| n.eq_ignore_ascii_case(name))
-            {
-                return Err(CimError::invalid_parameter(format!(
-                    "parameter {name} is given twice"
-                )));
-            }
-            values.push((name, p, false));
+            values.push((required_attr(p, "NAME")?, p, false));
+        }
+        if let Some((name, _, _)) = duplicate_name(&values, |v| v.0) {
+            return Err(CimError::invalid_parameter(format!(
+                "parameter {name} is given twice"
+            )));
         }
         Ok(Params {
             method,
@@ -765,11 +761,6 @@ fn extrinsic(
     let mut parameters: Vec<(Name, Option<UntypedValue>)> = Vec::new();
     for p in call.children_named("PARAMVALUE") {
         let name = Name::new(required_attr(p, "NAME")?);
-        if parameters.iter().any(|(n, _)| *n == name) {
-            return Err(CimError::invalid_parameter(format!(
-                "parameter {name} is given twice"
-            )));
-        }
         let value = match p.children.first() {
             None => None,
             Some(v) if v.name == "VALUE.NULL" => None,
@@ -796,6 +787,11 @@ fn extrinsic(
             }
         };
         parameters.push((name, value));
+    }
+    if let Some((name, _)) = duplicate_name(&parameters, |(n, _)| n.as_str()) {
+        return Err(CimError::invalid_parameter(format!(
+            "parameter {name} is given twice"
+        )));
     }
     Ok(Operation::InvokeMethod {
         target,

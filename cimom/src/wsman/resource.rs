@@ -2,7 +2,8 @@
 //! instance paths, and the selector faults of DSP0226 clause 7.
 
 use cim_schema::{
-    eq_ignore_case, key_values_equal, Class, KeyBinding, Name, ObjectPath, Repository, Value,
+    duplicate_name, eq_ignore_case, key_values_equal, Class, KeyBinding, Name, ObjectPath,
+    Repository, Value,
 };
 
 use super::fault::{Fault, Subcode};
@@ -116,17 +117,17 @@ pub fn read_selectors(set: &Element) -> Result<Vec<(String, Value)>, Fault> {
             .attr("Name")
             .ok_or_else(|| invalid_selectors("a selector has no Name attribute", None))?
             .to_string();
-        if out.iter().any(|(n, _)| eq_ignore_case(n, &name)) {
-            return Err(invalid_selectors(
-                format!("selector {name} is given twice"),
-                Some("DuplicateSelectors"),
-            ));
-        }
         let value = match s.child_ns(names::WSA, "EndpointReference") {
             Some(epr) => Value::Reference(super::wscim::read_epr(epr)?),
             None => Value::String(s.text.to_string().into()),
         };
         out.push((name, value));
+    }
+    if let Some((name, _)) = duplicate_name(&out, |(n, _)| n) {
+        return Err(invalid_selectors(
+            format!("selector {name} is given twice"),
+            Some("DuplicateSelectors"),
+        ));
     }
     Ok(out)
 }
