@@ -11,7 +11,7 @@ use std::fmt::{self, Write as _};
 use std::hash::{Hash, Hasher};
 
 use crate::datetime::DateTime;
-use crate::name::{is_identifier, Name};
+use crate::name::{eq_ignore_case, hash_ignore_case, is_identifier, Name};
 use crate::types::CimType;
 use crate::value::Value;
 
@@ -178,18 +178,71 @@ impl ObjectPath {
     }
 }
 
+// Equality and hashing go field by field, without building the canonical string: they run on
+// every instance lookup. They follow `canonical()`'s rules: case-folded host, namespace
+// (without its slashes), class and key names, and key values as `KeyForm`.
 impl PartialEq for ObjectPath {
     fn eq(&self, other: &Self) -> bool {
         self.class_name == other.class_name
             && self.keys.len() == other.keys.len()
-            && self.canonical() == other.canonical()
+            && eq_ignore_case(host_of(self), host_of(other))
+            && eq_ignore_case(namespace_of(self), namespace_of(other))
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.name == b.name && KeyForm::of(&a.value) == KeyForm::of(&b.value))
     }
 }
 impl Eq for ObjectPath {}
 
 impl Hash for ObjectPath {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.canonical().hash(state);
+        hash_ignore_case(host_of(self), state);
+        hash_ignore_case(namespace_of(self), state);
+        self.class_name.hash(state);
+        for key in &self.keys {
+            key.name.hash(state);
+            KeyForm::of(&key.value).hash(state);
+        }
+    }
+}
+
+fn host_of(path: &ObjectPath) -> &str {
+    path.host.as_deref().unwrap_or("")
+}
+
+fn namespace_of(path: &ObjectPath) -> &str {
+    path.namespace.as_deref().unwrap_or("").trim_matches('/')
+}
+
+/// What a key value compares as, by the rule of `write_canonical_value`: references by
+/// their path, integers by value whatever their width, strings and datetimes by their text
+/// (a string key and a datetime key of the same text are the same key), anything else by
+/// its canonical text.
+#[derive(PartialEq, Eq, Hash)]
+enum KeyForm<'a> {
+    Reference(&'a ObjectPath),
+    Integer(i128),
+    Quoted(std::borrow::Cow<'a, str>),
+    Other(String),
+}
+
+impl<'a> KeyForm<'a> {
+    fn of(value: &'a Value) -> Self {
+        match value {
+            Value::Reference(p) => KeyForm::Reference(p),
+            Value::String(s) => KeyForm::Quoted(std::borrow::Cow::Borrowed(s)),
+            Value::DateTime(dt) => KeyForm::Quoted(dt.to_string().into()),
+            v => match v.as_i128() {
+                Some(i) => KeyForm::Integer(i),
+                None => {
+                    let mut text = String::new();
+                    write_key_value(&mut text, v, true);
+                    KeyForm::Other(text)
+                }
+            },
+        }
     }
 }
 
@@ -575,10 +628,7 @@ fn write_canonical_value(out: &mut String, value: &Value) {
 
 /// Whether two key values are the same key, by the rule paths compare with.
 pub fn key_values_equal(a: &Value, b: &Value) -> bool {
-    let (mut x, mut y) = (String::new(), String::new());
-    write_canonical_value(&mut x, a);
-    write_canonical_value(&mut y, b);
-    x == y
+    KeyForm::of(a) == KeyForm::of(b)
 }
 
 #[cfg(test)]
@@ -724,5 +774,45 @@ mod tests {
             ObjectPath::class(None, "C").with_key("T", Value::DateTime(dt)),
             ObjectPath::class(None, "C").with_key("T", "20231012143000.000000+000")
         );
+    }
+
+    #[test]
+    fn equal_paths_hash_alike_and_different_keys_differ() {
+        use std::collections::hash_map::RandomState;
+        use std::hash::BuildHasher;
+        let hasher = RandomState::new();
+        let mut a = ObjectPath::parse(r#"//Host/root/virt:KVM_Disk.DeviceID="vm1/disk0",Index=3,Ref="/root/virt:KVM_ComputerSystem.Name=\"VM1\"""#).unwrap();
+        // Namespaces compare without their slashes.
+        a.namespace = Some("/root/virt/".into());
+        let b = ObjectPath::parse(r#"//host/Root/Virt:kvm_disk.deviceid="vm1/disk0",index=3,ref="root/virt:kvm_computersystem.name=\"VM1\"""#).unwrap();
+        let b = ObjectPath {
+            keys: b
+                .keys
+                .into_iter()
+                .map(|k| match k.value {
+                    Value::UInt64(i) => KeyBinding {
+                        name: k.name,
+                        value: Value::UInt16(i as u16),
+                    },
+                    _ => k,
+                })
+                .collect(),
+            ..b
+        };
+        assert_eq!(a, b);
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b));
+        assert_eq!(a.canonical(), b.canonical());
+        // Key values keep their case, and a nested path's key too.
+        for other in [
+            r#"//host/root/virt:KVM_Disk.DeviceID="VM1/disk0",Index=3,Ref="/root/virt:KVM_ComputerSystem.Name=\"VM1\"""#,
+            r#"//host/root/virt:KVM_Disk.DeviceID="vm1/disk0",Index=4,Ref="/root/virt:KVM_ComputerSystem.Name=\"VM1\"""#,
+            r#"//host/root/virt:KVM_Disk.DeviceID="vm1/disk0",Index=3,Ref="/root/virt:KVM_ComputerSystem.Name=\"vm1\"""#,
+            r#"//other/root/virt:KVM_Disk.DeviceID="vm1/disk0",Index=3,Ref="/root/virt:KVM_ComputerSystem.Name=\"VM1\"""#,
+            r#"//host/root/virt:KVM_Disk.DeviceID="vm1/disk0",Index="3",Ref="/root/virt:KVM_ComputerSystem.Name=\"VM1\"""#,
+        ] {
+            let c = ObjectPath::parse(other).unwrap();
+            assert_ne!(a, c, "{other}");
+            assert_ne!(a.canonical(), c.canonical(), "{other}");
+        }
     }
 }

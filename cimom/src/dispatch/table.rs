@@ -1,25 +1,24 @@
 //! The in-memory table of static instances, by namespace and class. The store holds the
 //! durable copy; this is what enumerations read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use cim_schema::{NameMap, ObjectPath};
+use cim_schema::{Name, NameMap, ObjectPath};
 use indexmap::IndexMap;
 
 use super::result::InstanceWithPath;
 
-type ClassInstances = IndexMap<ObjectPath, Arc<InstanceWithPath>>;
+type ClassInstances = IndexMap<ObjectPath, Arc<InstanceWithPath>, foldhash::fast::RandomState>;
 
-/// Static instances by namespace (lower-cased) and class.
+/// Static instances by namespace and class (both ignoring case).
 #[derive(Default)]
 pub struct InstanceTable {
-    namespaces: HashMap<String, NameMap<ClassInstances>>,
+    namespaces: NameMap<NameMap<ClassInstances>>,
 }
 
 impl InstanceTable {
     fn class_map(&self, ns: &str, class: &str) -> Option<&ClassInstances> {
-        self.namespaces.get(&ns.to_lowercase())?.get(class)
+        self.namespaces.get(ns)?.get(class)
     }
 
     /// The instances of exactly `class`, in creation order. Cheap: shares the instances.
@@ -48,16 +47,15 @@ impl InstanceTable {
         object: Arc<InstanceWithPath>,
     ) -> Option<Arc<InstanceWithPath>> {
         self.namespaces
-            .entry(ns.to_lowercase())
-            .or_default()
-            .get_or_insert_with(&object.path.class_name, IndexMap::new)
+            .get_or_insert_with(&Name::new(ns), NameMap::new)
+            .get_or_insert_with(&object.path.class_name, IndexMap::default)
             .insert(object.path.clone(), object)
     }
 
     /// Removes the instance at `path`.
     pub fn remove(&mut self, ns: &str, path: &ObjectPath) -> Option<Arc<InstanceWithPath>> {
         self.namespaces
-            .get_mut(&ns.to_lowercase())?
+            .get_mut(ns)?
             .get_mut(path.class_name.as_str())?
             .shift_remove(path)
     }
