@@ -168,7 +168,9 @@ impl<'a> Source<'a> {
             Source::Namespaced(r) => r.config_mut(),
             Source::Plain(r) => r.config_mut(),
         };
-        config.check_end_names = true;
+        // End tags are matched against the tree's own stack (in `build`): quick-xml's
+        // check would keep a second copy of every open name.
+        config.check_end_names = false;
         config.expand_empty_elements = false;
         source
     }
@@ -219,6 +221,12 @@ fn build<'a>(
     input: &'a [u8],
     limits: &XmlLimits,
 ) -> Result<Element<'a>, XmlError> {
+    // UTF-8 is checked once, for the whole document; names, values and text are then
+    // slices of it.
+    let input = std::str::from_utf8(input).map_err(|e| XmlError::Malformed {
+        position: e.valid_up_to() as u64,
+        message: format!("the document is not UTF-8: {e}"),
+    })?;
     let mut stack: Vec<Element<'a>> = Vec::new();
     let mut root: Option<Element<'a>> = None;
     let mut count = 0usize;
@@ -262,16 +270,29 @@ fn build<'a>(
                     element(input, &start, namespace).map_err(|f| refused(&reader, &start, f))?;
                 attach(&mut stack, &mut root, e);
             }
-            Event::End(_) => {
+            Event::End(end) => {
                 let e = stack
                     .pop()
                     .ok_or_else(|| malformed(&reader, "unexpected end tag".into()))?;
+                if end.name().as_ref() != e.name.as_bytes() {
+                    return Err(malformed(
+                        &reader,
+                        format!(
+                            "end tag </{}> does not match start tag <{}>",
+                            String::from_utf8_lossy(end.name().as_ref()),
+                            e.name
+                        ),
+                    ));
+                }
                 attach(&mut stack, &mut root, e);
             }
             Event::Text(text) => {
-                let s = text
-                    .decode()
-                    .map_err(|e| malformed(&reader, e.to_string()))?;
+                let s = match slice_of(input, &text) {
+                    Some(s) => Cow::Borrowed(s),
+                    None => text
+                        .decode()
+                        .map_err(|e| malformed(&reader, e.to_string()))?,
+                };
                 match stack.last_mut() {
                     Some(top) => append(&mut top.text, s),
                     None if s.trim().is_empty() => {}
@@ -279,9 +300,12 @@ fn build<'a>(
                 }
             }
             Event::CData(data) => {
-                let s = data
-                    .decode()
-                    .map_err(|e| malformed(&reader, e.to_string()))?;
+                let s = match slice_of(input, &data) {
+                    Some(s) => Cow::Borrowed(s),
+                    None => data
+                        .decode()
+                        .map_err(|e| malformed(&reader, e.to_string()))?,
+                };
                 match stack.last_mut() {
                     Some(top) => append(&mut top.text, s),
                     None => {
@@ -354,17 +378,13 @@ fn attach<'a>(stack: &mut [Element<'a>], root: &mut Option<Element<'a>>, e: Elem
 /// The element start tag `start` of document `input` opens, borrowing from the document:
 /// a reader of a byte slice hands out tags that lie in it.
 fn element<'a>(
-    input: &'a [u8],
+    input: &'a str,
     start: &BytesStart<'_>,
     namespace: Option<String>,
 ) -> Result<Element<'a>, ElementFault> {
     let name_len = start.name().as_ref().len();
-    match within(input, start) {
-        Some(tag) => {
-            let tag =
-                std::str::from_utf8(tag).map_err(|e| ElementFault::Malformed(e.to_string()))?;
-            element_of(tag, name_len, namespace)
-        }
+    match slice_of(input, start) {
+        Some(tag) => element_of(tag, name_len, namespace),
         None => {
             let tag = String::from_utf8(start.to_vec())
                 .map_err(|e| ElementFault::Malformed(e.to_string()))?;
@@ -379,8 +399,8 @@ enum ElementFault {
     TooManyAttributes,
 }
 
-/// `part` as the slice of `input` it is, if it lies in `input`.
-fn within<'a>(input: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
+/// `part` as the slice of `input` it is, if it lies in `input` (on character boundaries).
+fn slice_of<'a>(input: &'a str, part: &[u8]) -> Option<&'a str> {
     let offset = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
     input.get(offset..offset.checked_add(part.len())?)
 }
@@ -406,9 +426,11 @@ fn element_of<'a>(
                 &tag[..name_len]
             )));
         }
-        let value = attr
-            .unescape_value()
-            .map_err(|e| ElementFault::Malformed(e.to_string()))?;
+        let value = match slice_of(tag, &attr.value) {
+            Some(raw) => quick_xml::escape::unescape(raw).map_err(|e| e.to_string()),
+            None => attr.unescape_value().map_err(|e| e.to_string()),
+        }
+        .map_err(ElementFault::Malformed)?;
         attrs.push((Cow::Borrowed(key), value));
     }
     Ok(Element {
@@ -495,10 +517,16 @@ mod tests {
             parse(wide.as_bytes(), &LIMITS),
             Err(XmlError::TooManyElements(20))
         );
-        assert!(matches!(
+        for unmatched in [
             parse(b"<a><b></a>", &LIMITS),
-            Err(XmlError::Malformed { .. })
-        ));
+            parse_cim_xml(b"<a><b></a>", &LIMITS),
+        ] {
+            assert!(
+                matches!(&unmatched, Err(XmlError::Malformed { message, .. })
+                    if message == "end tag </a> does not match start tag <b>"),
+                "{unmatched:?}"
+            );
+        }
         assert!(matches!(
             parse(b"", &LIMITS),
             Err(XmlError::Malformed { .. })
