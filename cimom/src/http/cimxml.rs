@@ -76,17 +76,20 @@ impl Handler {
     }
 
     pub async fn handle(&self, req: Request<Incoming>, scheme: Scheme, peer: SocketAddr) -> Reply {
-        let started = Instant::now();
-        let path = req.uri().path().to_string();
+        // The path and the clock are read for the debug line only, when it is on.
+        let logged = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| (req.uri().path().to_string(), Instant::now()));
         let reply = match self.serve(req, scheme, peer).await {
             Ok(reply) | Err(reply) => reply,
         };
-        debug!(
-            path,
-            status = reply.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "request"
-        );
+        if let Some((path, started)) = logged {
+            debug!(
+                path,
+                status = reply.status().as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
         reply
     }
 
@@ -100,9 +103,13 @@ impl Handler {
         if let Some(refusal) = unsupported_transfer_coding(req.headers()) {
             return Err(refusal);
         }
+        // WS-Management's future is the largest: boxed, it leaves every request's future
+        // (which hyper moves into place per request) at the size CIM-XML needs.
         match req.uri().path() {
-            "/wsman" => return self.serve_wsman(req, scheme, peer, false).await,
-            "/wsman-anon/identify" => return self.serve_wsman(req, scheme, peer, true).await,
+            "/wsman" => return Box::pin(self.serve_wsman(req, scheme, peer, false)).await,
+            "/wsman-anon/identify" => {
+                return Box::pin(self.serve_wsman(req, scheme, peer, true)).await
+            }
             path => {
                 let endpoint = self.endpoints.iter().find(|e| path.starts_with(e.prefix()));
                 if let Some(endpoint) = endpoint {
@@ -147,7 +154,7 @@ impl Handler {
             method: request.method.clone(),
             intrinsic: request.intrinsic,
             paths: PathContext {
-                host: header_str(&headers, "host")
+                host: header_str(&headers, hyper::header::HOST)
                     .unwrap_or("localhost")
                     .to_string(),
                 namespace: request.namespace.trim_matches('/').to_string(),
@@ -213,10 +220,9 @@ impl Handler {
         headers: &HeaderMap,
         body: Incoming,
     ) -> Reply {
-        let expects_continue = header_str(headers, hyper::header::EXPECT.as_str())
+        let expects_continue = header_str(headers, hyper::header::EXPECT)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
-        let declared =
-            header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+        let declared = header_str(headers, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
         let limit = self.limits.max_request_bytes;
         let drained = !expects_continue
             && declared.is_none_or(|n| n <= limit)
@@ -238,9 +244,7 @@ impl Handler {
         body: Incoming,
         limit: BodyLimit,
     ) -> Result<Bytes, Reply> {
-        if let Some(len) =
-            header_str(headers, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(len) = header_str(headers, CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()) {
             if len > limit.bytes {
                 return Err(too_large(limit));
             }

@@ -5,7 +5,7 @@
 // the client, so boxing it (as clippy suggests for large errors) would buy nothing.
 #![allow(clippy::result_large_err)]
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::header::{AsHeaderName, HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode as HttpStatus};
 use percent_encoding::percent_decode_str;
 
@@ -45,10 +45,19 @@ pub(super) fn envelope_error(e: &EnvelopeError) -> Reply {
     protocol_error(status, e.header(), &e.to_string())
 }
 
-/// A header's value, if it is text.
-pub(super) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// A header's value, if it is text. By `HeaderName` the lookup skips parsing the name.
+pub(super) fn header_str(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+// The DSP0200 request headers, by name as hyper keeps them (lower case).
+const CIM_OPERATION: HeaderName = HeaderName::from_static("cimoperation");
+const CIM_EXPORT: HeaderName = HeaderName::from_static("cimexport");
+const CIM_BATCH: HeaderName = HeaderName::from_static("cimbatch");
+const CIM_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("cimprotocolversion");
+const CIM_METHOD: HeaderName = HeaderName::from_static("cimmethod");
+const CIM_OBJECT: HeaderName = HeaderName::from_static("cimobject");
+const MAN: HeaderName = HeaderName::from_static("man");
 
 /// Decodes a header with DSP0200's two-step encoding (UTF-8, then %-escapes); values
 /// sent raw pass through unchanged.
@@ -104,7 +113,7 @@ impl<'h> CimHeaders<'h> {
     pub(super) fn check(headers: &'h HeaderMap, is_mpost: bool) -> Result<Self, Reply> {
         // M-POST (RFC 2774): the CIM headers carry the prefix declared in Man.
         let prefix = if is_mpost {
-            Some(header_str(headers, "Man").and_then(mpost_prefix).ok_or_else(|| {
+            Some(header_str(headers, MAN).and_then(mpost_prefix).ok_or_else(|| {
                 protocol_error(
                     HttpStatus::BAD_REQUEST,
                     "request-not-valid",
@@ -114,23 +123,23 @@ impl<'h> CimHeaders<'h> {
         } else {
             None
         };
-        let cim_header = |name: &str| -> Option<&'h str> {
+        let cim_header = |name: &HeaderName| -> Option<&'h str> {
             match &prefix {
-                Some(p) => header_str(headers, &format!("{p}-{name}")),
+                Some(p) => header_str(headers, format!("{p}-{name}")),
                 None => header_str(headers, name),
             }
         };
         let bad = |cim_error: &str, detail: &str| {
             Err(protocol_error(HttpStatus::BAD_REQUEST, cim_error, detail))
         };
-        let content_type = header_str(headers, "content-type").unwrap_or("");
+        let content_type = header_str(headers, CONTENT_TYPE).unwrap_or("");
         if !valid_content_type(content_type) {
             return bad(
                 "request-not-valid",
                 &format!("Content-Type must be application/xml or text/xml with charset utf-8, not '{content_type}'"),
             );
         }
-        match cim_header("CIMOperation") {
+        match cim_header(&CIM_OPERATION) {
             Some(op) if op.trim().eq_ignore_ascii_case("MethodCall") => {}
             Some(op) => {
                 return bad(
@@ -140,7 +149,7 @@ impl<'h> CimHeaders<'h> {
                     ),
                 )
             }
-            None if cim_header("CIMExport").is_some() => {
+            None if cim_header(&CIM_EXPORT).is_some() => {
                 return bad(
                     "unsupported-operation",
                     "this is a WBEM server, not an indication listener",
@@ -153,14 +162,14 @@ impl<'h> CimHeaders<'h> {
                 )
             }
         }
-        if cim_header("CIMBatch").is_some() {
+        if cim_header(&CIM_BATCH).is_some() {
             return Err(protocol_error(
                 HttpStatus::NOT_IMPLEMENTED,
                 "multiple-requests-unsupported",
                 "batched (multiple) requests are not supported",
             ));
         }
-        let protocol_version = cim_header("CIMProtocolVersion");
+        let protocol_version = cim_header(&CIM_PROTOCOL_VERSION);
         if let Some(v) = &protocol_version {
             if v.trim().split('.').next() != Some("1") {
                 return Err(protocol_error(
@@ -170,11 +179,11 @@ impl<'h> CimHeaders<'h> {
                 ));
             }
         }
-        let Some(method) = cim_header("CIMMethod") else {
+        let Some(method) = cim_header(&CIM_METHOD) else {
             return bad("header-mismatch", "the CIMMethod header is missing");
         };
         // DSP0200 7.3.7: a simple request without CIMObject is a header mismatch.
-        let Some(object) = cim_header("CIMObject") else {
+        let Some(object) = cim_header(&CIM_OBJECT) else {
             return bad("header-mismatch", "the CIMObject header is missing");
         };
         Ok(CimHeaders {
@@ -240,7 +249,7 @@ impl<'h> CimHeaders<'h> {
                 }
             }
             None => {
-                h.insert("CIMOperation", HeaderValue::from_static("MethodResponse"));
+                h.insert(CIM_OPERATION, HeaderValue::from_static("MethodResponse"));
             }
         }
     }

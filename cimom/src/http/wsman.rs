@@ -71,7 +71,7 @@ impl Handler {
             let (user, body) = self.authenticate(&headers, body, scheme, peer).await?;
             (Some(user), body, self.request_limit())
         };
-        if let Some(t) = header_str(&headers, CONTENT_TYPE.as_str()) {
+        if let Some(t) = header_str(&headers, CONTENT_TYPE) {
             let t = t.to_ascii_lowercase();
             if !(t.starts_with("application/soap+xml")
                 || t.starts_with("text/xml")
@@ -86,7 +86,7 @@ impl Handler {
         }
         let bytes = self.read_body(&headers, body, limit).await?;
         let declared_utf16 =
-            header_str(&headers, CONTENT_TYPE.as_str()).is_some_and(charset::declares_utf16);
+            header_str(&headers, CONTENT_TYPE).is_some_and(charset::declares_utf16);
         let (request, charset) = decode_request(&bytes, declared_utf16, &self.xml_limits())
             .map_err(|r| fault_reply(&r.fault, r.relates_to.as_deref(), r.charset))?;
         let relates_to = request.message_id.clone();
