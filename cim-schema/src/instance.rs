@@ -42,7 +42,10 @@ impl Instance {
 
     /// An instance of `class` with every property set to its class default.
     pub fn from_class_defaults(class: &Class) -> Self {
-        let mut inst = Instance::new(class.name.clone());
+        let mut inst = Instance {
+            class_name: class.name.clone(),
+            properties: NameMap::with_capacity(class.properties.len()),
+        };
         for p in class.properties.values() {
             inst.properties.insert(
                 p.name.clone(),

@@ -203,6 +203,15 @@ impl<V> NameMap<V> {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// An empty map with room for `capacity` names.
+    pub fn with_capacity(capacity: usize) -> Self {
+        NameMap(IndexMap::with_capacity_and_hasher(
+            capacity,
+            foldhash::fast::RandomState::default(),
+        ))
+    }
+
     /// The value named `name`, ignoring case.
     pub fn get(&self, name: &str) -> Option<&V> {
         self.0.get(&NameKey(name))
