@@ -304,6 +304,8 @@ pub fn is_identifier(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn duplicate_names_are_found_in_short_and_long_lists() {
         fn name<'a>(s: &'a &str) -> &'a str {
@@ -318,8 +320,6 @@ mod tests {
         twice.push("k49999");
         assert!(duplicate_name(&twice, name).is_some_and(|d| d.eq_ignore_ascii_case("k49999")));
     }
-
-    use super::*;
 
     #[test]
     fn names_ignore_case_but_keep_spelling() {
