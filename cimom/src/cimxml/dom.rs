@@ -418,8 +418,11 @@ fn element_of<'a>(
         if attrs.len() == MAX_ATTRIBUTES {
             return Err(ElementFault::TooManyAttributes);
         }
-        let key =
-            std::str::from_utf8(attr.key.0).map_err(|e| ElementFault::Malformed(e.to_string()))?;
+        let key = match slice_of(tag, attr.key.0) {
+            Some(key) => key,
+            None => std::str::from_utf8(attr.key.0)
+                .map_err(|e| ElementFault::Malformed(e.to_string()))?,
+        };
         if attrs.iter().any(|(k, _)| k == key) {
             return Err(ElementFault::Malformed(format!(
                 "duplicate attribute '{key}' in element <{}>",
